@@ -1,0 +1,1 @@
+"""circusmeta: treat a pool of circusd nodes as one (stateless)."""
