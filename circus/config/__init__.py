@@ -1,0 +1,35 @@
+"""Circus configuration: Circus 0.19 INI files, loaded unchanged, checked strictly.
+
+The schema (`schema.py`) is the only place where option names, types, defaults and docs live.
+Everything here is pure except `load_config`, which reads the file and its includes.
+"""
+
+from .errors import ConfigError, ConfigIssue
+from .loader import load_config, parse_config_text
+from .options import watcher_from_options
+from .schema import (
+    CircusOptions,
+    Config,
+    PluginConfig,
+    SocketConfig,
+    WatcherConfig,
+    option_reference,
+)
+from .substitute import substitute_spawn
+from .summary import summarize
+
+__all__ = [
+    "CircusOptions",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "PluginConfig",
+    "SocketConfig",
+    "WatcherConfig",
+    "load_config",
+    "option_reference",
+    "parse_config_text",
+    "substitute_spawn",
+    "summarize",
+    "watcher_from_options",
+]

@@ -1,0 +1,191 @@
+"""From merged INI sections to a typed Config (pure: no I/O, environment passed in).
+
+Section kinds: [circus], [env], [env:PATTERNS], [watcher:NAME], [socket:NAME], [plugin:NAME];
+anything else is an error. Sections without options are skipped (as 0.19).
+
+Substitution of `$(circus.env.X)` happens in every value, from environ < [env] < (for watcher
+sections) the matching [env:PATTERNS] sections in file order. Environment values first get
+`$VAR` / `${VAR}` expanded from environ.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
+from typing import Any
+
+from .errors import Issues, did_you_mean
+from .ini import IniSection, IniValue
+from .schema import CircusOptions, Config, PluginConfig, SocketConfig, WatcherConfig
+from .substitute import expand_vars, substitute_env
+from .watcher import Collector, Report, assemble_watcher
+
+__all__ = ["build_config"]
+
+_KINDS = ("circus", "env", "watcher", "socket", "plugin")
+_NAMED = ("watcher", "socket", "plugin")
+_SOCKET_REF = re.compile(r"(?:\$\(|\(\()circus\.sockets\.([\w.-]+)\)\)?", re.IGNORECASE)
+
+
+class _Builder:
+    def __init__(self, sections: Mapping[str, IniSection], environ: Mapping[str, str],
+                 issues: Issues) -> None:
+        self.environ = environ
+        self.issues = issues
+        self.circus: IniSection | None = None
+        self.global_env: IniSection | None = None
+        self.env_sections: list[tuple[tuple[str, ...], IniSection]] = []
+        self.named: dict[str, list[tuple[str, IniSection]]] = {kind: [] for kind in _NAMED}
+        for section in sections.values():
+            if section.values:
+                self.classify(section)
+
+    def reporter(self, section: IniSection) -> Report:
+        def report(where: Any, key: str | None, reason: str) -> None:
+            where = where or section
+            self.issues.add(where.file, where.line, section.header, key, reason)
+
+        return report
+
+    def classify(self, section: IniSection) -> None:
+        header = section.header
+        kind, colon, rest = header.partition(":")
+        name = rest.strip()
+        report = self.reporter(section)
+        if kind == "circus" and not colon:
+            self.circus = section
+        elif kind == "env" and not colon:
+            self.global_env = section
+        elif kind == "env":
+            patterns = tuple(p.strip().lower() for p in rest.split(",") if p.strip())
+            if not patterns:
+                report(None, None, "an [env:PATTERNS] section needs at least one pattern")
+            self.env_sections.append((patterns, section))
+        elif kind in _NAMED and colon and name:
+            self.named[kind].append((name, section))
+        elif kind in _NAMED or kind in ("circus", "env"):
+            report(None, None, f"malformed section name; expected [{kind}:NAME]" if kind in _NAMED
+                   else f"malformed section name; expected [{kind}]")
+        else:
+            hint = did_you_mean(kind, _KINDS)
+            report(None, None, f"unknown section kind {kind!r}{hint}; expected one of "
+                   "circus, env, env:PATTERNS, watcher:NAME, socket:NAME, plugin:NAME")
+
+    # -- environment -------------------------------------------------------------------------
+    def expanded(self, section: IniSection | None) -> dict[str, str]:
+        if section is None:
+            return {}
+        return {v.key: expand_vars(v.value, self.environ) for v in section.values.values()}
+
+    def env_for(self, watcher: str | None) -> tuple[dict[str, str], dict[str, str]]:
+        """(the environment of a watcher, or the global [env]; the substitution context)."""
+        env = self.expanded(self.global_env)
+        if watcher is not None:
+            for patterns, section in self.env_sections:
+                if any(fnmatchcase(watcher.lower(), pattern) for pattern in patterns):
+                    env.update(self.expanded(section))
+        context = {**self.environ, **env}
+        return {key: substitute_env(value, context) for key, value in env.items()}, context
+
+    # -- sections ----------------------------------------------------------------------------
+    def items(self, section: IniSection, context: Mapping[str, str]) -> list[tuple[str, str, IniValue]]:
+        return [(v.key, substitute_env(v.value, context), v) for v in section.values.values()]
+
+    def unique(self, kind: str, fold: bool) -> list[tuple[str, IniSection]]:
+        """Named sections of `kind`, without names that differ only in case from an earlier one."""
+        seen: dict[str, IniSection] = {}
+        kept = []
+        for name, section in self.named[kind]:
+            first = seen.setdefault(name.lower(), section)
+            if first is not section:
+                self.reporter(section)(None, None, f"duplicate {kind} name: same as "
+                                       f"[{first.header}] at {first.file}:{first.line} except for case")
+                continue
+            kept.append((name.lower() if fold else name, section))
+        return kept
+
+    def circus_options(self) -> CircusOptions:
+        if self.circus is None:
+            return CircusOptions()
+        report = self.reporter(self.circus)
+        col = Collector(CircusOptions, "text", report)
+        for key, value, where in self.items(self.circus, self.env_for(None)[1]):
+            if not col.feed(key, value, where):
+                col.unknown(key, where)
+        values = col.good()
+        if col.given("stats_endpoint") and not col.given("statsd"):
+            values["statsd"] = True  # 0.19: an explicit stats endpoint turns the stats on
+        return CircusOptions(**values)
+
+    def socket(self, name: str, section: IniSection) -> SocketConfig | None:
+        report = self.reporter(section)
+        col = Collector(SocketConfig, "text", report)
+        for key, value, where in self.items(section, self.env_for(None)[1]):
+            if not col.feed(key, value, where):
+                col.unknown(key, where)
+        values = col.good()
+        if values.get("path"):
+            if values.setdefault("family", "AF_UNIX") != "AF_UNIX":
+                report(col.where["family"], "family", "a socket with a path is AF_UNIX")
+                return None
+        elif values.get("family") == "AF_UNIX":
+            report(col.where["family"], "family", "AF_UNIX needs a path")
+            return None
+        return SocketConfig(name=name, **values) if col.ok else None
+
+    def plugin(self, name: str, section: IniSection) -> PluginConfig | None:
+        report = self.reporter(section)
+        col = Collector(PluginConfig, "text", report)
+        options: dict[str, str] = {}
+        for key, value, where in self.items(section, self.env_for(None)[1]):
+            if not col.feed(key, value, where):
+                options.setdefault(key, value)
+        col.check_required(section)
+        if not (col.ok and "use" in col.values):
+            return None
+        return PluginConfig(name=name, options=options, **col.good())
+
+    def watcher(self, name: str, section: IniSection, sockets: set[str]) -> WatcherConfig | None:
+        env, context = self.env_for(name)
+        report = self.reporter(section)
+        items = self.items(section, context)
+        watcher = assemble_watcher(name, items, "text", report, env, section)
+        if watcher is None:
+            return None
+        ok = True
+        refs = [("sockets", s) for s in watcher.sockets]
+        refs += [("stdin_socket", watcher.stdin_socket)] if watcher.stdin_socket else []
+        for key in ("cmd", "args"):
+            text = watcher.cmd if key == "cmd" else str(watcher.args)
+            refs += [(key, ref.lower()) for ref in _SOCKET_REF.findall(text)]
+        for key, ref in refs:
+            if ref not in sockets:
+                where = next((v for v in section.values.values() if v.key.lower() == key), None)
+                report(where, key, f"unknown socket {ref!r}{did_you_mean(ref, sockets)}")
+                ok = False
+        return watcher if ok else None
+
+    def build(self, source: str, files: tuple[str, ...]) -> Config:
+        circus = self.circus_options()
+        global_env, _ = self.env_for(None)
+        socket_sections = self.unique("socket", fold=True)
+        sockets = [self.socket(n, s) for n, s in socket_sections]
+        names = {name for name, _ in socket_sections}
+        plugins = [self.plugin(n, s) for n, s in self.unique("plugin", fold=False)]
+        watchers = [self.watcher(n, s, names) for n, s in self.unique("watcher", fold=False)]
+        return Config(
+            circus=circus,
+            watchers=tuple(sorted((w for w in watchers if w), key=lambda w: w.name.lower())),
+            sockets=tuple(sorted((s for s in sockets if s), key=lambda s: s.name)),
+            plugins=tuple(sorted((p for p in plugins if p), key=lambda p: p.name.lower())),
+            env=global_env,
+            source=source,
+            files=files,
+        )
+
+
+def build_config(sections: Mapping[str, IniSection], environ: Mapping[str, str],
+                 source: str, files: tuple[str, ...], issues: Issues) -> Config:
+    """The Config for merged sections; problems are added to `issues` (the caller raises)."""
+    return _Builder(sections, environ, issues).build(source, files)

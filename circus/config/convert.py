@@ -1,0 +1,270 @@
+"""Value converters: one `Conv` per option type, reading INI text or JSON-typed values.
+
+A converter raises ValueError with a short reason; the caller adds file, line, section and key.
+INI text has already been through `$(circus.env.*)` substitution. JSON values come from the
+control protocol (`add`/`set`) and must have the right JSON type: no "2" for 2, no 1 for true.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import resource
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "Conv", "BOOL", "TEXT", "OPT_TEXT", "USER", "SIGNAL", "NAMES", "WORDS", "ARGS", "DOTTED",
+    "ENDPOINT", "OPT_ENDPOINT", "OCTAL", "integer", "number", "choice",
+    "parse_signal", "parse_bool", "parse_hook", "check_rlimit", "check_dotted", "rlimit_value",
+]
+
+_TRUE = frozenset({"1", "yes", "true", "on"})
+_FALSE = frozenset({"0", "no", "false", "off"})
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_IDENT = r"[A-Za-z_]\w*"
+_DOTTED = re.compile(rf"{_IDENT}(\.{_IDENT})*(:{_IDENT}(\.{_IDENT})*)?")
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
+
+
+@dataclass(frozen=True)
+class Conv:
+    """How one option's value is checked: `text` for INI, `json` for the protocol."""
+
+    type_name: str
+    text: Callable[[str], object]
+    json: Callable[[object], object]
+
+
+def _expect(value: object, kinds: type | tuple[type, ...], what: str) -> None:
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise ValueError(f"expected {what}, got a boolean")
+    if not isinstance(value, kinds):
+        raise ValueError(f"expected {what}, got {type(value).__name__} {value!r}")
+
+
+def parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false, yes/no, on/off, 1/0), got {text!r}")
+
+
+def _json_bool(value: object) -> bool:
+    _expect(value, bool, "a JSON boolean")
+    return bool(value)
+
+
+BOOL = Conv("bool", parse_bool, _json_bool)
+
+
+def _bounds(value: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise ValueError(f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"must be <= {maximum}, got {value}")
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Conv:
+    def text(raw: str) -> int:
+        if not _INT.fullmatch(raw.strip()):
+            raise ValueError(f"expected an integer, got {raw!r}")
+        value = int(raw)
+        _bounds(value, minimum, maximum)
+        return value
+
+    def json(raw: object) -> int:
+        _expect(raw, int, "a JSON integer")
+        _bounds(int(raw), minimum, maximum)  # type: ignore[call-overload]
+        return int(raw)  # type: ignore[call-overload]
+
+    return Conv("int", text, json)
+
+
+def number(minimum: float | None = None) -> Conv:
+    def text(raw: str) -> float:
+        if not _FLOAT.fullmatch(raw.strip()):
+            raise ValueError(f"expected a number, got {raw!r}")
+        value = float(raw)
+        _bounds(value, minimum, None)
+        return value
+
+    def json(raw: object) -> float:
+        _expect(raw, (int, float), "a JSON number")
+        value = float(raw)  # type: ignore[arg-type]
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value}")
+        _bounds(value, minimum, None)
+        return value
+
+    return Conv("float", text, json)
+
+
+def _json_text(raw: object) -> str:
+    _expect(raw, str, "a JSON string")
+    return str(raw)
+
+
+def _json_opt_text(raw: object) -> str | None:
+    return None if raw is None else _json_text(raw)
+
+
+TEXT = Conv("str", str, _json_text)
+OPT_TEXT = Conv("str", lambda raw: raw or None, _json_opt_text)
+
+
+def choice(*names: str) -> Conv:
+    """One of `names`, matched case-insensitively, returned as spelled in `names`."""
+    table = {name.lower(): name for name in names}
+
+    def text(raw: str) -> str:
+        found = table.get(raw.strip().lower())
+        if found is None:
+            raise ValueError(f"expected one of {', '.join(names)}, got {raw!r}")
+        return found
+
+    return Conv("|".join(names), text, lambda raw: text(_json_text(raw)))
+
+
+def _user_text(raw: str) -> str | int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    return int(raw) if raw.isdigit() else raw
+
+
+def _user_json(raw: object) -> str | int | None:
+    if raw is None or isinstance(raw, str):
+        return _user_text(raw or "")
+    _expect(raw, int, "a user/group name or number")
+    _bounds(int(raw), 0, None)  # type: ignore[call-overload]
+    return int(raw)  # type: ignore[call-overload]
+
+
+# Users and groups are NOT resolved here: an unknown user fails its watcher at spawn time.
+USER = Conv("str|int", _user_text, _user_json)
+
+
+def parse_signal(raw: str | int) -> int:
+    """A signal number from a number, a name with or without SIG (any case), or SIGRTMIN+N."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        number_ = raw
+    elif isinstance(raw, str):
+        word = raw.strip().upper()
+        if _INT.fullmatch(word):
+            number_ = int(word)
+        else:
+            name = word if word.startswith("SIG") else "SIG" + word
+            match = re.fullmatch(r"(SIGRTMIN|SIGRTMAX)\s*([+-])\s*(\d+)", name)
+            if match:
+                base = signal.Signals[match.group(1)].value
+                offset = int(match.group(3))
+                number_ = base + offset if match.group(2) == "+" else base - offset
+            elif name in signal.Signals.__members__:
+                return signal.Signals[name].value
+            else:
+                raise ValueError(f"unknown signal {raw!r}")
+    else:
+        raise ValueError(f"expected a signal name or number, got {raw!r}")
+    if number_ not in signal.valid_signals():
+        raise ValueError(f"not a valid signal number: {raw!r}")
+    return number_
+
+
+def _signal_json(raw: object) -> int:
+    _expect(raw, (int, str), "a signal name or number")
+    return parse_signal(raw)  # type: ignore[arg-type]
+
+
+SIGNAL = Conv("signal", parse_signal, _signal_json)
+
+
+def _split_names(raw: str) -> tuple[str, ...]:
+    return tuple(name.lower() for name in re.split(r"[\s,]+", raw.strip()) if name)
+
+
+def _names_json(raw: object) -> tuple[str, ...]:
+    _expect(raw, list, "a JSON list of names")
+    for item in raw:  # type: ignore[attr-defined]
+        _expect(item, str, "a JSON list of names")
+    return tuple(item.lower() for item in raw)  # type: ignore[attr-defined]
+
+
+NAMES = Conv("names", _split_names, _names_json)
+WORDS = Conv("words", lambda raw: tuple(raw.split()), _names_json)
+
+
+def _args_json(raw: object) -> str | tuple[str, ...]:
+    if isinstance(raw, list):
+        for item in raw:
+            _expect(item, str, "a JSON string or list of strings")
+        return tuple(raw)
+    return _json_text(raw)
+
+
+ARGS = Conv("str|list", str, _args_json)
+
+
+def check_dotted(raw: str) -> str:
+    """A Python name to import later (`pkg.mod.obj` or `pkg.mod:obj`); syntax only."""
+    raw = raw.strip()
+    if not _DOTTED.fullmatch(raw) or not ("." in raw or ":" in raw):
+        raise ValueError(f"expected a dotted name like 'package.module.name', got {raw!r}")
+    return raw
+
+
+DOTTED = Conv("dotted", check_dotted, lambda raw: check_dotted(_json_text(raw)))
+
+
+def _endpoint(raw: str) -> str:
+    raw = raw.strip()
+    if not _SCHEME.fullmatch(raw):
+        raise ValueError(f"expected an endpoint like 'tcp://127.0.0.1:5555', got {raw!r}")
+    return raw
+
+
+ENDPOINT = Conv("endpoint", _endpoint, lambda raw: _endpoint(_json_text(raw)))
+OPT_ENDPOINT = Conv(
+    "endpoint", lambda raw: _endpoint(raw) if raw.strip() else None,
+    lambda raw: None if raw in (None, "") else _endpoint(_json_text(raw)),
+)
+
+
+def _octal(raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"(0o)?[0-7]{1,4}", raw):
+        raise ValueError(f"expected an octal umask like 022, got {raw!r}")
+    value = int(raw.removeprefix("0o"), 8)
+    _bounds(value, 0, 0o777)
+    return value
+
+
+OCTAL = Conv("octal", _octal, lambda raw: None if raw is None else integer(0, 0o777).json(raw))
+
+
+def check_rlimit(name: str) -> str:
+    """A resource name known to this platform's `resource` module, lower-cased."""
+    if not re.fullmatch(r"\w+", name) or not hasattr(resource, "RLIMIT_" + name.upper()):
+        known = sorted(n[7:].lower() for n in dir(resource) if n.startswith("RLIMIT_"))
+        raise ValueError(f"unknown resource limit {name!r}; known: {', '.join(known)}")
+    return name.lower()
+
+
+def rlimit_value(raw: str) -> int | None:
+    """An rlimit: a non-negative integer, or empty / 'unlimited' / 'infinity' for no limit."""
+    if raw.strip().lower() in ("", "unlimited", "infinity"):
+        return None
+    return integer(0).text(raw)  # type: ignore[return-value]
+
+
+def parse_hook(raw: str) -> tuple[str, bool]:
+    """`dotted.name[, true|false]` -> (name, ignore_failure)."""
+    name, sep, flag = raw.partition(",")
+    ignore = parse_bool(flag) if sep else False
+    return check_dotted(name), ignore

@@ -1,0 +1,46 @@
+"""A human summary of a Config, printed by `circusd --check-config`."""
+
+from __future__ import annotations
+
+import signal
+
+from .schema import Config, WatcherConfig
+
+__all__ = ["summarize"]
+
+
+def _watcher_line(w: WatcherConfig) -> str:
+    args = " ".join(w.args) if isinstance(w.args, tuple) else w.args
+    command = f"{w.cmd} {args}".strip()
+    flags = [f"numprocesses={w.numprocesses}", f"priority={w.priority}",
+             f"restart={w.restart_policy}"]
+    if not w.autostart:
+        flags.append("autostart=off")
+    if w.singleton:
+        flags.append("singleton")
+    if w.stop_signal != signal.SIGTERM:
+        flags.append(f"stop_signal={signal.Signals(w.stop_signal).name}")
+    if w.use_sockets:
+        flags.append("sockets=" + (",".join(w.sockets) or "all"))
+    return f"  {w.name}: {command}  [{', '.join(flags)}]"
+
+
+def summarize(cfg: Config) -> str:
+    """Endpoints, watchers (command, process count), sockets and plugins, one per line."""
+    c = cfg.circus
+    lines = [
+        f"configuration: {cfg.source}" + (f" (+{len(cfg.files) - 1} included)" if len(cfg.files) > 1 else ""),
+        f"node: {c.name or '(host name)'}",
+        f"endpoints: control {c.endpoint}, pubsub {c.pubsub_endpoint}"
+        + (f", stats {c.stats_endpoint}" if c.statsd else "")
+        + (f", multicast {c.multicast_endpoint}" if c.multicast_endpoint else ""),
+        f"watchers ({len(cfg.watchers)}):",
+        *(_watcher_line(w) for w in cfg.watchers),
+        f"sockets ({len(cfg.sockets)}):",
+    ]
+    for s in cfg.sockets:
+        where = s.path if s.path else f"{s.host}:{s.port}"
+        lines.append(f"  {s.name}: {s.family} {s.type} {where}")
+    lines.append(f"plugins ({len(cfg.plugins)}):")
+    lines += [f"  {p.name}: {p.use}" for p in cfg.plugins]
+    return "\n".join(lines)
