@@ -1,0 +1,151 @@
+"""Turn a watcher's configuration into a :class:`SpawnSpec` for one process.
+
+Pure apart from user/group database lookups: the environment of circusd and its ``sys.path`` are
+passed in. Spawn-time substitutions (``$(circus.wid)``, ``$(circus.sockets.NAME)``,
+``$(circus.<option>)``, ``$(circus.env.NAME)``) happen here, per process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import grp
+import os
+import pwd
+import resource
+import shlex
+from typing import Mapping, Sequence
+
+from circus.config import WatcherConfig, substitute_spawn
+from circus.core.spawner import SpawnSpec
+from circus.errors import SpawnError
+
+__all__ = ["build_spec", "resolve_ids", "spawn_values"]
+
+
+def spawn_values(cfg: WatcherConfig, wid: int, sockets: Mapping[str, int]) -> dict[str, object]:
+    """The names ``$(circus.X)`` can refer to when a process of ``cfg`` is spawned."""
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            values[f.name] = "" if value is None else value
+    values.update({f"env.{k}": v for k, v in cfg.env.items()})
+    values.update({f"sockets.{k}": fd for k, fd in sockets.items()})
+    values["wid"] = wid
+    return values
+
+
+def _split(text: str, what: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise SpawnError(f"cannot parse {what} {text!r}: {exc}") from None
+
+
+def _argv(cfg: WatcherConfig, values: Mapping[str, object]) -> list[str]:
+    cmd = substitute_spawn(cfg.cmd, values).replace("$WID", str(values["wid"]))
+    if isinstance(cfg.args, str):
+        args_text = substitute_spawn(cfg.args, values).replace("$WID", str(values["wid"]))
+        args = _split(args_text, "args")
+    else:
+        args = [substitute_spawn(a, values) for a in cfg.args]
+    if cfg.shell:
+        line = " ".join([cmd, *(shlex.quote(a) for a in args)]) if args else cmd
+        extra = _split(substitute_spawn(cfg.shell_args, values), "shell_args") if cfg.shell_args else []
+        return ["/bin/sh", "-c", line, *extra]
+    argv = _split(cmd, "cmd") + args
+    if not argv:
+        raise SpawnError("empty command")
+    return argv
+
+
+def resolve_ids(uid: str | int | None, gid: str | int | None) -> tuple[int | None, int | None, tuple[int, ...] | None]:
+    """Numeric uid, gid and supplementary groups for a watcher's ``uid``/``gid`` options."""
+    if uid is None and gid is None:
+        return None, None, None
+    user = None
+    if uid is not None:
+        try:
+            user = pwd.getpwuid(int(uid)) if str(uid).isdigit() else pwd.getpwnam(str(uid))
+        except KeyError:
+            if str(uid).isdigit():
+                user = None
+            else:
+                raise SpawnError(f"unknown user {uid!r}") from None
+    num_uid = user.pw_uid if user is not None else (int(uid) if uid is not None else None)
+    if gid is not None:
+        try:
+            num_gid = int(gid) if str(gid).isdigit() else grp.getgrnam(str(gid)).gr_gid
+        except KeyError:
+            raise SpawnError(f"unknown group {gid!r}") from None
+    else:
+        num_gid = user.pw_gid if user is not None else None
+    groups: tuple[int, ...] | None = None
+    if user is not None and num_gid is not None:
+        try:
+            groups = tuple(os.getgrouplist(user.pw_name, num_gid))
+        except OSError:
+            groups = None
+    if num_uid == os.geteuid() and (num_gid is None or num_gid == os.getegid()):
+        return None, None, None   # already that user: nothing to switch (works unprivileged)
+    return num_uid, num_gid, groups
+
+
+def _rlimits(cfg: WatcherConfig) -> dict[int, tuple[int, int]]:
+    out: dict[int, tuple[int, int]] = {}
+    for name, value in cfg.rlimits.items():
+        res = getattr(resource, f"RLIMIT_{name.upper()}")
+        if value is None:
+            value = resource.RLIM_INFINITY
+            if res == resource.RLIMIT_NOFILE:   # unlimited NOFILE is refused: use the hard limit
+                value = resource.getrlimit(res)[1]
+        out[res] = (value, value)
+    return out
+
+
+def _virtualenv_env(env: dict[str, str], venv: str, py_ver: str | None) -> None:
+    bin_dir = os.path.join(venv, "bin")
+    env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH", "")) if p)
+    env["VIRTUAL_ENV"] = venv
+    pattern = f"python{py_ver}" if py_ver else "python*"
+    sites = sorted(glob.glob(os.path.join(venv, "lib", pattern, "site-packages")))
+    if sites:
+        current = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join([*sites, *([current] if current else [])])
+
+
+def build_spec(
+    cfg: WatcherConfig,
+    *,
+    wid: int,
+    environ: Mapping[str, str],
+    python_path: Sequence[str] = (),
+    sockets: Mapping[str, int] | None = None,
+) -> SpawnSpec:
+    """The :class:`SpawnSpec` of process ``wid`` of ``cfg``; raises SpawnError with the reason."""
+    sockets = dict(sockets or {})
+    values = spawn_values(cfg, wid, sockets)
+    env = dict(environ) if cfg.copy_env else {}
+    env.update(cfg.env)
+    if cfg.copy_path:
+        current = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join([*python_path, *([current] if current else [])])
+    if cfg.virtualenv:
+        _virtualenv_env(env, cfg.virtualenv, cfg.virtualenv_py_ver)
+    uid, gid, groups = resolve_ids(cfg.uid, cfg.gid)
+    pass_fds = tuple(sorted(set(sockets.values()))) if cfg.use_sockets else ()
+    return SpawnSpec(
+        argv=tuple(_argv(cfg, values)),
+        env=env,
+        executable=cfg.executable,
+        cwd=cfg.working_dir,
+        uid=uid,
+        gid=gid,
+        groups=groups,
+        rlimits=_rlimits(cfg),
+        close_stdin=cfg.close_child_stdin,
+        close_stdout=cfg.close_child_stdout,
+        close_stderr=cfg.close_child_stderr,
+        pass_fds=pass_fds,
+        shell=cfg.shell,
+    )

@@ -1,0 +1,215 @@
+"""The OS seam: spawn, signal, inspect and reap processes.
+
+Everything the core asks of the operating system goes through an object with the interface of
+:class:`OSLayer`. :class:`RealOS` does it for real (fork/exec through ``subprocess``, signals,
+``/proc``, SIGCHLD-driven ``waitpid``); ``circus.testing.fakeos.FakeOS`` scripts it for fast tests.
+
+Reaping: circusd installs a SIGCHLD handler on its event loop and collects *every* dead child with
+``waitpid(-1, WNOHANG)``: its own processes (reported to ``on_exit``) and grandchildren that were
+re-parented to it (circusd is a child subreaper on Linux), which are just collected. Nothing
+polls: an exit is seen within one loop iteration.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+import resource
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol
+
+from circus.errors import SpawnError
+
+__all__ = ["SpawnSpec", "OSLayer", "RealOS", "ExitHandler", "become_subreaper"]
+
+log = logging.getLogger("circus")
+
+ExitHandler = Callable[[int, int], None]   # (pid, exit code as os.waitstatus_to_exitcode)
+
+
+@dataclass(frozen=True)
+class SpawnSpec:
+    """Everything needed to start one process, fully resolved (numeric ids, final argv)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    executable: str | None = None
+    cwd: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
+    umask: int | None = None
+    rlimits: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    close_stdin: bool = True
+    close_stdout: bool = False
+    close_stderr: bool = False
+    pass_fds: tuple[int, ...] = ()
+    shell: bool = False
+
+
+class OSLayer(Protocol):
+    def spawn(self, spec: SpawnSpec) -> int: ...
+    def kill(self, pid: int, sig: int) -> bool: ...
+    def killpg(self, pgid: int, sig: int) -> bool: ...
+    def group_alive(self, pgid: int) -> bool: ...
+    def descendants(self, pid: int) -> list[int]: ...
+    def start_reaping(self, loop: asyncio.AbstractEventLoop, on_exit: ExitHandler) -> None: ...
+    def stop_reaping(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+
+def _limits_setter(rlimits: Mapping[int, tuple[int, int]]) -> Callable[[], None]:
+    items = tuple(rlimits.items())
+
+    def set_limits() -> None:  # runs in the child between fork and exec: keep it minimal
+        for res, limits in items:
+            resource.setrlimit(res, limits)
+
+    return set_limits
+
+
+class RealOS:
+    """The operating system, for real (Linux/POSIX)."""
+
+    def spawn(self, spec: SpawnSpec) -> int:
+        devnull = subprocess.DEVNULL
+        try:
+            popen = subprocess.Popen(
+                list(spec.argv),
+                executable=spec.executable,
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                user=spec.uid,
+                group=spec.gid,
+                extra_groups=list(spec.groups) if spec.groups is not None else None,
+                umask=spec.umask if spec.umask is not None else -1,
+                start_new_session=True,          # own session and process group (pgid == pid)
+                close_fds=True,
+                pass_fds=spec.pass_fds,
+                stdin=devnull if spec.close_stdin else None,
+                stdout=devnull if spec.close_stdout else None,
+                stderr=devnull if spec.close_stderr else None,
+                preexec_fn=_limits_setter(spec.rlimits) if spec.rlimits else None,
+                restore_signals=True,
+            )
+        except FileNotFoundError as exc:
+            if spec.cwd is not None and exc.filename == spec.cwd:
+                raise SpawnError(f"working_dir {spec.cwd!r} does not exist") from None
+            raise SpawnError(f"command not found: {exc.filename or spec.argv[0]!r}") from None
+        except PermissionError as exc:
+            raise SpawnError(f"permission denied: {exc.filename or spec.argv[0]!r}") from None
+        except NotADirectoryError as exc:
+            raise SpawnError(f"not a directory: {exc.filename!r}") from None
+        except subprocess.SubprocessError as exc:   # e.g. the rlimit step failed in the child
+            raise SpawnError(f"could not start {spec.argv[0]!r}: {exc}") from None
+        except OSError as exc:
+            raise SpawnError(f"could not start {spec.argv[0]!r}: {exc.strerror or exc}") from None
+        # The reaper below owns the exit status. Tell the Popen object it is done so that it never
+        # calls waitpid() itself (subprocess._cleanup would steal statuses) nor warns at collection.
+        popen.returncode = 0
+        return popen.pid
+
+    def kill(self, pid: int, sig: int) -> bool:
+        try:
+            os.kill(pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def killpg(self, pgid: int, sig: int) -> bool:
+        try:
+            os.killpg(pgid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:      # pgid reused by a process we may not signal: not ours
+            return False
+
+    def group_alive(self, pgid: int) -> bool:
+        return self.killpg(pgid, 0)
+
+    def descendants(self, pid: int) -> list[int]:
+        """All descendants of ``pid`` (breadth first), from /proc; [] if it is gone."""
+        found: list[int] = []
+        todo = [pid]
+        while todo and len(found) < 100_000:
+            current = todo.pop(0)
+            for child in _proc_children(current):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    # -- reaping ---------------------------------------------------------------------------------
+
+    def start_reaping(self, loop: asyncio.AbstractEventLoop, on_exit: ExitHandler) -> None:
+        def reap() -> None:
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for safety
+                    continue
+                if pid == 0:
+                    return
+                on_exit(pid, os.waitstatus_to_exitcode(status))
+
+        loop.add_signal_handler(signal.SIGCHLD, reap)
+        reap()   # children that died before the handler existed
+
+    def stop_reaping(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_signal_handler(signal.SIGCHLD)
+
+
+def _proc_children(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                out.extend(int(x) for x in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux): orphaned descendants are re-parented to it."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        ok = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+    if not ok:
+        log.warning("could not become a child subreaper: %s", os.strerror(ctypes.get_errno()))
+    return ok
+
+
+def signal_number(value: str | int) -> int:
+    """Parse a signal given as a number, a name with or without SIG (any case), or SIGRTMIN+N."""
+    if isinstance(value, int):
+        return int(signal.Signals(value))
+    text = value.strip().upper()
+    if text.lstrip("-").isdigit():
+        return int(signal.Signals(int(text)))
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    for base in ("SIGRTMIN", "SIGRTMAX"):
+        if text.startswith(base) and text != base:
+            offset = int(text[len(base):])
+            return int(getattr(signal, base)) + offset
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise ValueError(f"unknown signal {value!r}") from None
+
