@@ -1,0 +1,246 @@
+"""The arbiter: owns the watchers of one node, routes child exits, runs commands.
+
+Single-threaded and event-driven: it sleeps in the kernel until a child exits (SIGCHLD), a signal
+or command arrives, or a timer set by a watcher fires. Signals are commands: SIGHUP is ``reload``,
+SIGTERM/SIGINT/SIGQUIT are ``quit``, SIGUSR1 is ``reopen``; they go through :meth:`Arbiter.command`
+like a control request does, and ``quit`` preempts whatever is in flight.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from typing import Awaitable, Callable, Iterable, Mapping
+
+from circus.config import Config
+from circus.core.spawner import OSLayer
+from circus.core.watcher import Watcher
+from circus.errors import UnknownWatcher
+
+__all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
+
+log = logging.getLogger("circus")
+
+EventListener = Callable[[str, dict], None]
+
+#: what each signal means to circusd (0.19's meaning, plus SIGUSR1)
+SIGNAL_COMMANDS: Mapping[int, str] = {
+    signal.SIGHUP: "reload",
+    signal.SIGTERM: "quit",
+    signal.SIGINT: "quit",
+    signal.SIGQUIT: "quit",
+    signal.SIGUSR1: "reopen",
+}
+
+#: how long orphans adopted as subreaper get after SIGTERM at shutdown, before SIGKILL
+ORPHAN_GRACE = 1.0
+
+
+def topic_name(name: str) -> str:
+    return name.lower().replace(" ", "_")
+
+
+class Arbiter:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        os_: OSLayer,
+        environ: Mapping[str, str],
+        node_name: str,
+        python_path: Iterable[str] = (),
+        rng: random.Random | None = None,
+        reopen_logs: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.os = os_
+        self.environ = dict(environ)
+        self.node = node_name
+        self.python_path = tuple(python_path)
+        self.rng = rng or random.Random()
+        self.watchers: dict[str, Watcher] = {}
+        self.listeners: list[EventListener] = []
+        self._reopen_logs = reopen_logs
+        self._owners: dict[int, Watcher] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._done = asyncio.Event()
+        self._quitting: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        for cfg in config.watchers:
+            self.watchers[cfg.name.lower()] = Watcher(cfg, self)
+
+    # -- WatcherHost ------------------------------------------------------------------------------
+
+    def spawn_context(self, watcher: Watcher) -> dict:
+        return {"environ": self.environ, "python_path": self.python_path, "sockets": {}}
+
+    def claim(self, pid: int, watcher: Watcher) -> None:
+        self._owners[pid] = watcher
+
+    def emit(self, watcher: str, event: str, payload: dict) -> None:
+        self.publish(f"watcher.{topic_name(watcher)}.{event}", payload)
+
+    def random(self) -> float:
+        return self.rng.random()
+
+    def publish(self, topic: str, payload: dict) -> None:
+        payload = {**payload, "node": self.node}
+        for listener in list(self.listeners):
+            try:
+                listener(topic, payload)
+            except Exception:  # a broken subscriber must not break supervision
+                log.exception("event listener failed on %s", topic)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Watcher:
+        try:
+            return self.watchers[name.lower()]
+        except KeyError:
+            raise UnknownWatcher(name) from None
+
+    def by_start_order(self) -> list[Watcher]:
+        """Highest priority first; ties by name (0.19 order)."""
+        return sorted(self.watchers.values(), key=lambda w: (-w.cfg.priority, w.name.lower()))
+
+    def _on_exit(self, pid: int, code: int) -> None:
+        watcher = self._owners.pop(pid, None)
+        if watcher is None:
+            log.debug("reaped orphan %d (exit %d)", pid, code)
+            return
+        watcher.on_exit(pid, code)
+
+    async def start(self) -> None:
+        """Attach to the running loop and start the autostart watchers by priority."""
+        self._loop = asyncio.get_running_loop()
+        self.os.start_reaping(self._loop, self._on_exit)
+        self.publish(f"arbiter.{self.node}.start", {"time": time.time()})
+        await self.start_watchers()
+
+    async def start_watchers(self) -> None:
+        delay = self.config.circus.warmup_delay
+        first = True
+        for watcher in self.by_start_order():
+            if not watcher.cfg.autostart or self.quitting:
+                continue
+            if not first and delay > 0:
+                await asyncio.sleep(delay)
+            first = False
+            try:
+                await watcher.start()
+            except Exception as exc:   # one broken watcher never takes the others down
+                log.error("%s: could not start: %s", watcher.name, exc)
+
+    async def stop_watchers(self) -> None:
+        """Lowest priority first; watchers of equal priority stop concurrently."""
+        groups: dict[int, list[Watcher]] = {}
+        for watcher in self.watchers.values():
+            groups.setdefault(watcher.cfg.priority, []).append(watcher)
+        for priority in sorted(groups):
+            await asyncio.gather(*(w.stop() for w in groups[priority]), return_exceptions=True)
+
+    async def reload(self, graceful: bool = True, sequential: bool = False) -> None:
+        for watcher in self.by_start_order():
+            if watcher.state.value == "stopped" and not watcher.cfg.autostart:
+                continue
+            await watcher.reload(graceful=graceful, sequential=sequential)
+        self.publish(f"arbiter.{self.node}.reload", {"time": time.time()})
+
+    @property
+    def quitting(self) -> bool:
+        return self._quitting is not None
+
+    async def quit(self) -> None:
+        """Stop everything (preempting any operation) and end :meth:`serve`."""
+        if self._quitting is None:
+            self._quitting = asyncio.current_task()
+            log.info("stopping every watcher")
+            self.publish(f"arbiter.{self.node}.stop", {"time": time.time()})
+            try:
+                groups: dict[int, list[Watcher]] = {}
+                for watcher in self.watchers.values():
+                    groups.setdefault(watcher.cfg.priority, []).append(watcher)
+                for priority in sorted(groups):
+                    await asyncio.gather(*(w.close() for w in groups[priority]), return_exceptions=True)
+                await self._sweep_orphans()
+            finally:
+                self._done.set()
+        else:
+            await self._done.wait()
+
+    async def _sweep_orphans(self) -> None:
+        """Grandchildren re-parented to us (subreaper) that outlived their process: end them."""
+        me = os.getpid()
+        orphans = self.os.descendants(me)
+        if not orphans:
+            return
+        log.info("ending %d orphaned descendant(s)", len(orphans))
+        for pid in orphans:
+            self.os.kill(pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ORPHAN_GRACE
+        while self.os.descendants(me) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for pid in self.os.descendants(me):
+            self.os.kill(pid, signal.SIGKILL)
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def command(self, name: str, **props: object) -> asyncio.Task:
+        """Run a command as a task the arbiter owns (signals and, later, the control socket)."""
+        handler: Callable[..., Awaitable[object]] = getattr(self, f"cmd_{name}")
+        task = asyncio.get_running_loop().create_task(handler(**props), name=f"command:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._command_done)
+        return task
+
+    def _command_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %s", task.get_name(), task.exception())
+
+    async def cmd_quit(self) -> None:
+        await self.quit()
+
+    async def cmd_reload(self, graceful: bool = True, sequential: bool = False) -> None:
+        if not self.quitting:
+            await self.reload(graceful=graceful, sequential=sequential)
+
+    async def cmd_reopen(self) -> None:
+        if self._reopen_logs is not None:
+            self._reopen_logs()
+        self.publish(f"arbiter.{self.node}.reopen", {"time": time.time()})
+
+    def handle_signal(self, signum: int) -> None:
+        name = SIGNAL_COMMANDS[signum]
+        log.info("got signal %s: %s", signal.Signals(signum).name, name)
+        self.command(name)
+
+    # -- main -------------------------------------------------------------------------------------
+
+    async def serve(self, on_ready: Callable[[], None] | None = None) -> int:
+        """Start, run until ``quit``, clean up. Returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for signum in SIGNAL_COMMANDS:
+            loop.add_signal_handler(signum, self.handle_signal, signum)
+        loop.add_signal_handler(signal.SIGWINCH, lambda: None)
+        try:
+            await self.start()
+            if on_ready is not None and not self.quitting:
+                on_ready()
+            await self._done.wait()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=5)
+        finally:
+            for signum in (*SIGNAL_COMMANDS, signal.SIGWINCH):
+                loop.remove_signal_handler(signum)
+            self.os.stop_reaping(loop)
+        return 0
+
+
+def python_path() -> list[str]:
+    return [p for p in sys.path if p]

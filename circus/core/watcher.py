@@ -1,0 +1,439 @@
+"""A watcher: a named group of identical processes kept at ``numprocesses``.
+
+How it works:
+
+* **Reconcile, level-triggered.** Anything that may change what should run (an exit, a backoff or
+  max_age timer, a command) calls :meth:`Watcher.kick`. A reconcile pass then compares the wanted
+  slots with the live ones: spawns what is missing (honouring backoff), retires the oldest surplus,
+  replaces processes past ``max_age``, and fails the watcher when a slot gave up.
+* **Serialized per watcher, never refused.** Operations and reconcile passes take the watcher's
+  lock in arrival order; nothing is rejected for being busy. Operations run as tasks the watcher
+  owns, so a client that goes away does not cancel them half way.
+* **Stop preempts.** ``stop`` (and so ``quit``) cancels a start, reload or reconcile in flight or
+  queued: every spawned pid is recorded at once, so nothing is lost by the cancellation.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable, Protocol, TypeVar
+
+from circus.config import WatcherConfig
+from circus.core.command import build_spec
+from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
+from circus.core.process import Process, terminate
+from circus.core.spawner import OSLayer
+from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
+                                WatcherState, apply)
+from circus.errors import SpawnError, WatcherError
+
+__all__ = ["Watcher", "WatcherHost"]
+
+log = logging.getLogger("circus")
+T = TypeVar("T")
+PS, WS = ProcessState, WatcherState
+
+
+class WatcherHost(Protocol):
+    """What a watcher needs from its arbiter."""
+
+    os: OSLayer
+
+    def spawn_context(self, watcher: "Watcher") -> dict: ...
+    def claim(self, pid: int, watcher: "Watcher") -> None: ...
+    def emit(self, watcher: str, event: str, payload: dict) -> None: ...
+    def random(self) -> float: ...
+
+
+class Watcher:
+    def __init__(self, cfg: WatcherConfig, host: WatcherHost) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.host = host
+        self.numprocesses = min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses
+        self.state = WS.STOPPED
+        self.reason = ""
+        self.slots: dict[int, Process] = {}
+        self._by_pid: dict[int, Process] = {}
+        self._lock = asyncio.Lock()
+        self._ops: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()
+        self._pass: asyncio.Task | None = None
+        self._dirty = False
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    # -- views ------------------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> RestartPolicy:
+        return RestartPolicy(self.cfg.restart_policy)
+
+    def pids(self) -> list[int]:
+        return sorted(p.pid for p in self.slots.values() if p.live and p.pid is not None)
+
+    def status(self) -> str:
+        return str(self.state)
+
+    def describe(self) -> str:
+        """Rich state, e.g. ``fatal (exited 6 times in 3.2 s: exit code 1)``."""
+        backoff = [p for p in self.slots.values() if p.state is PS.BACKOFF]
+        if self.state is WS.ACTIVE and backoff:
+            return f"active ({len(backoff)} in backoff: {backoff[0].reason})"
+        return f"{self.state} ({self.reason})" if self.reason else str(self.state)
+
+    # -- serialization ----------------------------------------------------------------------------
+
+    async def _run(self, what: str, body: Callable[[], Awaitable[T]], *, preempt: bool = False) -> T:
+        if preempt:
+            self._preempt()
+        task = asyncio.get_running_loop().create_task(self._locked(body), name=f"{self.name}:{what}")
+        task.preemptible = not preempt  # type: ignore[attr-defined]
+        self._ops.add(task)
+        task.add_done_callback(self._ops.discard)
+        await asyncio.wait({task})
+        if task.cancelled():
+            raise WatcherError(f"{what} of {self.name!r} was interrupted by a stop")
+        return task.result()
+
+    async def _locked(self, body: Callable[[], Awaitable[T]]) -> T:
+        async with self._lock:
+            return await body()
+
+    def _preempt(self) -> None:
+        for task in list(self._ops):
+            if getattr(task, "preemptible", False):
+                task.cancel()
+        if self._pass is not None:
+            self._pass.cancel()
+
+    # -- operations -------------------------------------------------------------------------------
+
+    async def start(self) -> dict:
+        return await self._run("start", self._start)
+
+    async def stop(self) -> None:
+        await self._run("stop", self._stop, preempt=True)
+
+    async def restart(self) -> dict:
+        async def body() -> dict:
+            stopped = self.pids()
+            await self._stop()
+            info = await self._start()
+            return {"stopped": stopped, "started": info["started"], "kept": []}
+        return await self._run("restart", body)
+
+    async def reload(self, graceful: bool = True, sequential: bool = False) -> dict:
+        return await self._run("reload", lambda: self._reload(graceful, sequential))
+
+    async def set_numprocesses(self, n: int) -> int:
+        async def body() -> int:
+            if self.cfg.singleton:
+                return self.numprocesses
+            self.numprocesses = max(0, n)
+            await self._converge()
+            return self.numprocesses
+        return await self._run("numprocesses", body)
+
+    async def kill(self, pid: int | None = None, sig: int | None = None,
+                   graceful_timeout: float | None = None) -> None:
+        """Stop one process (or all) with the stop policy; the reconcile respawns them."""
+        async def body() -> None:
+            victims = [p for p in self.slots.values() if p.live and (pid is None or p.pid == pid)]
+            if pid is not None and not victims:
+                raise WatcherError(f"process {pid} not found in {self.name!r}")
+            await asyncio.gather(*(self._stop_slot(p, sig, graceful_timeout) for p in victims))
+            self.kick()
+        await self._run("kill", body)
+
+    async def close(self) -> None:
+        """Stop everything and cancel the watcher's own tasks (arbiter shutdown)."""
+        await self.stop()
+        for handle in self._timers:
+            handle.cancel()
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(self._background)
+
+    # -- implementation ---------------------------------------------------------------------------
+
+    def _set_state(self, event: WatcherEvent, reason: str = "") -> None:
+        old = self.state
+        self.state = apply(WATCHER_TRANSITIONS, self.state, event, f"watcher {self.name}")
+        self.reason = reason
+        if self.state is not old:
+            level = logging.ERROR if self.state is WS.FATAL else logging.INFO
+            log.log(level, "%s: %s%s", self.name, self.state, f" ({reason})" if reason else "")
+            self.host.emit(self.name, "state", {"state": str(self.state), "reason": reason,
+                                                "previous": str(old)})
+
+    async def _start(self) -> dict:
+        if self.state in (WS.ACTIVE, WS.STARTING):
+            return {"started": [], "kept": self.pids()}
+        self._set_state(WatcherEvent.START)
+        for slot in list(self.slots.values()):       # leftovers of a fatal run
+            if not slot.live:
+                self._discard(slot)
+        before = set(self.pids())
+        await self._converge()
+        if self.state is WS.STARTING:
+            self._set_state(WatcherEvent.STARTED)
+            self.host.emit(self.name, "start", {"time": time.time()})
+        return {"started": sorted(set(self.pids()) - before), "kept": sorted(before)}
+
+    async def _stop(self) -> None:
+        self._cancel_timers()
+        if self.state is WS.STOPPED:
+            return
+        if self.state is WS.FATAL:
+            for slot in list(self.slots.values()):
+                self._discard(slot)
+            self._set_state(WatcherEvent.CLEAR)
+            return
+        if self.state is not WS.STOPPING:
+            self._set_state(WatcherEvent.STOP)
+        await self._stop_all()
+        self._set_state(WatcherEvent.STOPPED)
+        self.host.emit(self.name, "stop", {"time": time.time()})
+
+    async def _stop_all(self) -> None:
+        await asyncio.gather(*(self._stop_slot(p) for p in list(self.slots.values())))
+
+    async def _reload(self, graceful: bool, sequential: bool) -> dict:
+        if self.state in (WS.STOPPED, WS.FATAL):
+            return await self._start()
+        old = [p for p in self.slots.values() if p.live and not p.retiring]
+        stopped = sorted(p.pid for p in old if p.pid is not None)
+        if not graceful:
+            await self._stop()
+            info = await self._start()
+            return {"stopped": stopped, "started": info["started"], "kept": []}
+        if self.cfg.send_hup:
+            import signal
+            for p in old:
+                if p.pid is not None:
+                    self.host.os.kill(p.pid, signal.SIGHUP)
+            self.host.emit(self.name, "reload", {"time": time.time()})
+            return {"stopped": [], "started": [], "kept": stopped}
+        before = set(self.pids())
+        if sequential:
+            for i, p in enumerate(old):
+                if i and self.cfg.warmup_delay > 0:
+                    await asyncio.sleep(self.cfg.warmup_delay)
+                p.retiring = True
+                await self._stop_slot(p)
+                await self._converge()
+        else:
+            for p in old:
+                p.retiring = True
+            await self._converge()
+            await asyncio.gather(*(self._stop_slot(p) for p in old))
+        self.host.emit(self.name, "reload", {"time": time.time()})
+        return {"stopped": stopped, "started": sorted(set(self.pids()) - before), "kept": []}
+
+    # -- reconcile --------------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Ask for a reconcile pass (cheap; coalesces)."""
+        self._dirty = True
+        if self._pass is None or self._pass.done():
+            loop = asyncio.get_running_loop()
+            self._pass = loop.create_task(self._locked(self._reconcile), name=f"{self.name}:reconcile")
+
+    async def _reconcile(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            await self._converge(wait_stops=False)
+
+    async def _converge(self, wait_stops: bool = True) -> None:
+        """One reconcile step; the caller holds the lock."""
+        if self.state not in (WS.STARTING, WS.ACTIVE):
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        fatal = next((p for p in self.slots.values() if p.state is PS.FATAL), None)
+        if fatal is not None:
+            await self._fail(fatal.reason)
+            return
+        stops: list[Awaitable[None]] = []
+        for p in self.slots.values():                   # max_age
+            if p.live and p.state is not PS.STOPPING and not p.retiring and \
+                    p.expires_at is not None and p.expires_at <= now:
+                p.retiring = True
+                stops.append(self._stop_slot(p))
+        counted = [p for p in self.slots.values() if not p.retiring and p.state is not PS.STOPPING]
+        surplus = len(counted) - self.numprocesses
+        if surplus > 0:
+            rank = {PS.EXITED: 0, PS.FATAL: 0, PS.STOPPED: 1, PS.BACKOFF: 1}
+            victims = sorted(counted, key=lambda p: (rank.get(p.state, 2), p.started_at))[:surplus]
+            for p in victims:
+                p.retiring = True
+                stops.append(self._stop_slot(p))
+        for _ in range(-surplus):
+            wid = next(i for i in range(1, 2 * len(self.slots) + 2) if i not in self.slots)
+            self.slots[wid] = Process(wid)
+        if stops:
+            task = loop.create_task(self._gather(stops))
+            self._own(task)
+            if wait_stops:
+                await asyncio.shield(task)
+        spawned = 0
+        for p in sorted(self.slots.values(), key=lambda s: s.wid):
+            if p.retiring:
+                continue
+            due = p.state is PS.STOPPED or (p.state is PS.BACKOFF and p.retry_at is not None
+                                            and p.retry_at <= loop.time())
+            if p.state is PS.BACKOFF and not due and p.retry_at is not None:
+                self._timer(p.retry_at)
+            if not due:
+                continue
+            if spawned and self.cfg.warmup_delay > 0:
+                await asyncio.sleep(self.cfg.warmup_delay)
+            self._spawn(p)
+            spawned += 1
+        if any(p.state is PS.FATAL for p in self.slots.values()):
+            self.kick()
+        elif self.slots and all(p.state is PS.EXITED for p in self.slots.values()):
+            log.info("%s: every process exited and none is to be respawned", self.name)
+            self.host.emit(self.name, "exhausted", {"time": time.time()})
+            self._set_state(WatcherEvent.STOP, "all processes exited")
+            await self._stop_all()
+            self._set_state(WatcherEvent.STOPPED, "all processes exited")
+            self.host.emit(self.name, "stop", {"time": time.time()})
+
+    async def _gather(self, aws: list[Awaitable[None]]) -> None:
+        await asyncio.gather(*aws)
+        self.kick()
+
+    async def _fail(self, reason: str) -> None:
+        self._cancel_timers()
+        self._set_state(WatcherEvent.STOP, reason)
+        await self._stop_all()
+        self._set_state(WatcherEvent.FAILED, reason)
+        self.host.emit(self.name, "stop", {"time": time.time()})
+
+    def _spawn(self, p: Process) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        try:
+            spec = build_spec(self.cfg, wid=p.wid, **self.host.spawn_context(self))
+            pid = self.host.os.spawn(spec)
+        except SpawnError as exc:
+            log.error("%s: could not spawn process %d: %s", self.name, p.wid, exc)
+            self._after_exit(p, None, None, str(exc))
+            return
+        p.apply(ProcessEvent.SPAWN)
+        p.pid, p.started_at, p.create_time = pid, now, time.time()
+        p.stop_deadline, p.retry_at = None, None
+        p.exited = loop.create_future()
+        p.expires_at = None
+        if self.cfg.max_age > 0:
+            p.expires_at = now + self.cfg.max_age + self.host.random() * self.cfg.max_age_variance
+            self._timer(p.expires_at)
+        self._by_pid[pid] = p
+        self.host.claim(pid, self)
+        log.debug("%s: spawned process %d (wid %d)", self.name, pid, p.wid)
+        self.host.emit(self.name, "spawn", {"process_pid": pid, "time": p.create_time})
+        p.apply(ProcessEvent.READY)
+
+    def on_exit(self, pid: int, code: int) -> None:
+        """Called by the arbiter when one of this watcher's processes has been reaped."""
+        p = self._by_pid.pop(pid, None)
+        if p is None:
+            return
+        loop = asyncio.get_running_loop()
+        uptime = loop.time() - p.started_at
+        p.last_exit = code
+        self.host.emit(self.name, "reap", {"process_pid": pid, "time": time.time(), "exit_code": code})
+        if p.exited is not None and not p.exited.done():
+            p.exited.set_result(code)
+        if p.state is PS.STOPPING:
+            p.apply(ProcessEvent.REAPED)
+            self.slots.pop(p.wid, None) if self.slots.get(p.wid) is p else None
+            return
+        log.info("%s: process %d exited (%s) after %.2f s", self.name, pid, describe_exit(code), uptime)
+        self._own(loop.create_task(self._drain_leftovers(pid)))
+        if p.retiring:
+            p.apply(ProcessEvent.FINISH)
+            self._discard(p)
+        else:
+            self._after_exit(p, code, uptime, describe_exit(code))
+        self.kick()
+
+    def _after_exit(self, p: Process, code: int | None, uptime: float | None, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        decision = after_exit(exit_code=code, uptime=uptime, failures=p.failures, policy=self.policy,
+                              min_uptime=cfg.min_uptime, max_retry=cfg.max_retry,
+                              backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
+                              jitter=self.host.random())
+        if decision.failures == 1 or p.streak_started is None:
+            p.streak_started = loop.time()
+        if decision.failures == 0:
+            p.streak_started = None
+        p.failures = decision.failures
+        span = loop.time() - (p.streak_started or loop.time())
+        if decision.verdict is Verdict.GIVE_UP:
+            verb = "failed to start" if code is None else "exited"
+            p.reason = f"{verb} {p.failures} times in {span:.1f} s: {what}"
+            p.apply(ProcessEvent.GIVE_UP)
+        elif decision.verdict is Verdict.FINISH:
+            p.reason = what
+            p.apply(ProcessEvent.FINISH)
+        else:
+            p.reason = f"{what}; respawn in {decision.delay:.2f} s" if decision.delay else what
+            p.retry_at = loop.time() + decision.delay
+            p.apply(ProcessEvent.RETRY)
+            if decision.delay:
+                self._timer(p.retry_at)
+
+    async def _stop_slot(self, p: Process, sig: int | None = None, timeout: float | None = None) -> None:
+        if not p.live or p.pid is None:
+            self._discard(p)
+            return
+        if p.state is not PS.STOPPING:
+            p.apply(ProcessEvent.STOP)
+
+        def on_kill(pid: int) -> None:
+            self.host.emit(self.name, "kill", {"process_pid": pid, "time": time.time()})
+
+        await terminate(self.host.os, p, sig=self.cfg.stop_signal if sig is None else sig,
+                        timeout=self.cfg.graceful_timeout if timeout is None else timeout,
+                        stop_children=self.cfg.stop_children, on_kill=on_kill)
+        if self.slots.get(p.wid) is p and not p.live:
+            del self.slots[p.wid]
+
+    async def _drain_leftovers(self, pgid: int) -> None:
+        """After an unexpected exit, stop what is left of that process's group."""
+        from circus.core.process import drain_group
+        import signal
+        if self.host.os.killpg(pgid, self.cfg.stop_signal if self.cfg.stop_signal else signal.SIGTERM):
+            loop = asyncio.get_running_loop()
+            await drain_group(self.host.os, pgid, loop.time() + self.cfg.graceful_timeout)
+
+    def _discard(self, p: Process) -> None:
+        if p.state is not PS.STOPPED or p.wid in self.slots:
+            if p.state in (PS.STOPPED, PS.BACKOFF, PS.EXITED, PS.FATAL):
+                p.apply(ProcessEvent.DISCARD)
+        if self.slots.get(p.wid) is p:
+            del self.slots[p.wid]
+
+    def _timer(self, when: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle = loop.call_at(when, self._fire)
+        self._timers.add(handle)
+
+    def _fire(self) -> None:
+        self._timers = {h for h in self._timers if not h.cancelled() and
+                        h.when() > asyncio.get_running_loop().time()}
+        self.kick()
+
+    def _cancel_timers(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    def _own(self, task: asyncio.Task) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
