@@ -1,0 +1,1 @@
+"""Command-line entry points. Each module keeps its imports light."""

@@ -1,0 +1,149 @@
+"""``circusd``: run the arbiter of one node.
+
+Exit codes: 0 clean stop, 1 could not start (pidfile taken, daemon failed to come up, runtime
+error), 2 usage or configuration error.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from typing import Callable
+
+from circus import __version__
+from circus.config import ConfigError, load_config, summarize
+
+__all__ = ["main"]
+
+log = logging.getLogger("circus")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="circusd", description="Run the Circus arbiter of this node.")
+    p.add_argument("config", nargs="?", help="configuration file (Circus INI)")
+    p.add_argument("--log-level", dest="loglevel", type=str.lower,
+                   choices=("critical", "error", "warning", "info", "debug"),
+                   help="log level (default: [circus] loglevel, else info)")
+    p.add_argument("--log-output", dest="logoutput",
+                   help="'-' or 'stdout', 'stderr', a file path, or syslog://HOST[:PORT]?FACILITY")
+    p.add_argument("--logger-config", dest="loggerconfig", help="accepted for compatibility; ignored")
+    p.add_argument("--daemon", action="store_true",
+                   help="run in the background; returns once the arbiter is up (or failed: exit 1)")
+    p.add_argument("--pidfile", help="write (and lock) this pidfile")
+    p.add_argument("--name", help="node name (default: [circus] name, else the host name)")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the configuration, print a summary (exit 0) or the errors (exit 2)")
+    p.add_argument("--version", action="version", version=f"circusd {__version__}")
+    return p
+
+
+def daemonize() -> Callable[[str | None], None]:
+    """Double-fork into the background. The original process waits for the report and exits
+    0 when the arbiter says it is up, or 1 with the reason when it fails or dies first."""
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        chunks = []
+        while chunk := os.read(read_fd, 4096):
+            chunks.append(chunk)
+        message = b"".join(chunks).decode(errors="replace")
+        if message == "ok":
+            os._exit(EXIT_OK)
+        sys.stderr.write((message or "circusd exited during startup") + "\n")
+        os._exit(EXIT_FAILED)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+    def report(error: str | None) -> None:
+        nonlocal write_fd
+        if write_fd < 0:
+            return
+        os.write(write_fd, b"ok" if error is None else error.encode())
+        os.close(write_fd)
+        write_fd = -1
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.config:
+        build_parser().print_usage(sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        print(f"circusd: invalid configuration\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"circusd: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check_config:
+        print(summarize(config))
+        return EXIT_OK
+
+    report: Callable[[str | None], None] = lambda error: None
+    if args.daemon:
+        report = daemonize()
+    try:
+        return _run(args, config, report)
+    except BaseException as exc:
+        report(f"circusd failed: {exc}")
+        raise
+
+
+def _run(args: argparse.Namespace, config, report: Callable[[str | None], None]) -> int:
+    from circus.cli import logsetup
+    from circus.cli.pidfile import Pidfile, PidfileError
+    from circus.core.arbiter import Arbiter, python_path
+    from circus.core.spawner import RealOS, become_subreaper
+
+    opts = config.circus
+    try:
+        logsetup.configure(args.loglevel or opts.loglevel or "info", args.logoutput or opts.logoutput or "-")
+    except (OSError, ValueError) as exc:
+        report(f"circusd: bad log output: {exc}")
+        print(f"circusd: bad log output: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if opts.umask is not None:
+        os.umask(opts.umask)
+    pidfile = None
+    pidfile_path = args.pidfile or opts.pidfile
+    if pidfile_path:
+        pidfile = Pidfile(pidfile_path)
+        try:
+            pidfile.acquire()
+        except (PidfileError, OSError) as exc:
+            report(f"circusd: {exc}")
+            log.error("%s", exc)
+            return EXIT_FAILED
+    node = args.name or opts.name or socket.gethostname()
+    become_subreaper()
+    if os.getpid() == 1:
+        log.info("running as PID 1: reaping every orphan, TERM stops everything")
+    arbiter = Arbiter(config, os_=RealOS(), environ=os.environ, node_name=node,
+                      python_path=python_path(), reopen_logs=logsetup.reopen)
+    log.info("circusd %s starting on node %r (pid %d)", __version__, node, os.getpid())
+    try:
+        code = asyncio.run(arbiter.serve(on_ready=lambda: report(None)))
+    finally:
+        if pidfile is not None:
+            pidfile.release()
+    report("circusd stopped during startup")
+    log.info("circusd stopped")
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
