@@ -18,7 +18,7 @@ from typing import Any
 from .errors import Issues, did_you_mean
 from .ini import IniSection, IniValue
 from .schema import CircusOptions, Config, PluginConfig, SocketConfig, WatcherConfig
-from .substitute import expand_vars, substitute_env
+from .substitute import expand_vars, lower_keys, substitute_env
 from .watcher import Collector, Report, assemble_watcher
 
 __all__ = ["build_config"]
@@ -79,17 +79,24 @@ class _Builder:
         return {v.key: expand_vars(v.value, self.environ) for v in section.values.values()}
 
     def env_for(self, watcher: str | None) -> tuple[dict[str, str], dict[str, str]]:
-        """(the environment of a watcher, or the global [env]; the substitution context)."""
-        env = self.expanded(self.global_env)
+        """(the environment of a watcher, or the global [env]; the substitution context).
+
+        The context is case-insensitive, so it is merged layer by layer: a later layer wins even
+        when the spelling differs (`port` in [env], `PORT` in [env:web]).
+        """
+        layers = [self.expanded(self.global_env)]
         if watcher is not None:
-            for patterns, section in self.env_sections:
-                if any(fnmatchcase(watcher.lower(), pattern) for pattern in patterns):
-                    env.update(self.expanded(section))
-        context = {**self.environ, **env}
+            layers += [self.expanded(section) for patterns, section in self.env_sections
+                       if any(fnmatchcase(watcher.lower(), p) for p in patterns)]
+        env: dict[str, str] = {}
+        for layer in layers:
+            env.update(layer)
+        context = {k: str(v) for k, v in lower_keys(self.environ, *layers).items()}
         return {key: substitute_env(value, context) for key, value in env.items()}, context
 
     # -- sections ----------------------------------------------------------------------------
-    def items(self, section: IniSection, context: Mapping[str, str]) -> list[tuple[str, str, IniValue]]:
+    def items(self, section: IniSection,
+              context: Mapping[str, str]) -> list[tuple[str, str, IniValue]]:
         return [(v.key, substitute_env(v.value, context), v) for v in section.values.values()]
 
     def unique(self, kind: str, fold: bool) -> list[tuple[str, IniSection]]:
@@ -99,8 +106,9 @@ class _Builder:
         for name, section in self.named[kind]:
             first = seen.setdefault(name.lower(), section)
             if first is not section:
-                self.reporter(section)(None, None, f"duplicate {kind} name: same as "
-                                       f"[{first.header}] at {first.file}:{first.line} except for case")
+                self.reporter(section)(
+                    None, None, f"duplicate {kind} name: same as [{first.header}] at "
+                    f"{first.file}:{first.line} except for case")
                 continue
             kept.append((name.lower() if fold else name, section))
         return kept

@@ -13,11 +13,13 @@ import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 __all__ = [
-    "Conv", "BOOL", "TEXT", "OPT_TEXT", "USER", "SIGNAL", "NAMES", "WORDS", "ARGS", "DOTTED",
-    "ENDPOINT", "OPT_ENDPOINT", "OCTAL", "integer", "number", "choice",
+    "Conv", "BOOL", "TEXT", "OPT_TEXT", "USER", "SIGNAL", "NAMES", "SOCKET_NAME", "WORDS", "ARGS",
+    "DOTTED", "ENDPOINT", "OPT_ENDPOINT", "OCTAL", "integer", "number", "choice",
     "parse_signal", "parse_bool", "parse_hook", "check_rlimit", "check_dotted", "rlimit_value",
+    "json_int",
 ]
 
 _TRUE = frozenset({"1", "yes", "true", "on"})
@@ -43,6 +45,12 @@ def _expect(value: object, kinds: type | tuple[type, ...], what: str) -> None:
         raise ValueError(f"expected {what}, got a boolean")
     if not isinstance(value, kinds):
         raise ValueError(f"expected {what}, got {type(value).__name__} {value!r}")
+
+
+def json_int(raw: object, what: str = "a JSON integer") -> int:
+    """`raw` if it is a JSON integer (a bool is not), else ValueError."""
+    _expect(raw, int, what)
+    return cast(int, raw)
 
 
 def parse_bool(text: str) -> bool:
@@ -78,9 +86,9 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Conv:
         return value
 
     def json(raw: object) -> int:
-        _expect(raw, int, "a JSON integer")
-        _bounds(int(raw), minimum, maximum)  # type: ignore[call-overload]
-        return int(raw)  # type: ignore[call-overload]
+        value = json_int(raw)
+        _bounds(value, minimum, maximum)
+        return value
 
     return Conv("int", text, json)
 
@@ -140,9 +148,9 @@ def _user_text(raw: str) -> str | int | None:
 def _user_json(raw: object) -> str | int | None:
     if raw is None or isinstance(raw, str):
         return _user_text(raw or "")
-    _expect(raw, int, "a user/group name or number")
-    _bounds(int(raw), 0, None)  # type: ignore[call-overload]
-    return int(raw)  # type: ignore[call-overload]
+    value = json_int(raw, "a user/group name or number")
+    _bounds(value, 0, None)
+    return value
 
 
 # Users and groups are NOT resolved here: an unknown user fails its watcher at spawn time.
@@ -195,6 +203,10 @@ def _names_json(raw: object) -> tuple[str, ...]:
 
 
 NAMES = Conv("names", _split_names, _names_json)
+SOCKET_NAME = Conv(  # socket names are lower-cased, as [socket:NAME] is
+    "str", lambda raw: raw.strip().lower() or None,
+    lambda raw: None if raw is None else _json_text(raw).strip().lower() or None,
+)
 WORDS = Conv("words", lambda raw: tuple(raw.split()), _names_json)
 
 

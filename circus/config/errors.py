@@ -4,7 +4,8 @@ Every problem found while loading a configuration is a `ConfigIssue` (where and 
 collects all of them and raises one `ConfigError`, so an operator fixes a file in one pass::
 
     Exception
-     └── ConfigError          .issues: list[ConfigIssue]; str() = one "file:line: [section] key: reason" per line
+     └── ConfigError    .issues: list[ConfigIssue]
+                        str(): one "file:line: [section] key: reason" per line
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ class _Reader:
         match = _OPTION.match(text)
         section = self.current.header if self.current else None
         if match is None or not match.group("key"):
-            self.issues.add(self.filename, number, section, None, f"expected 'key = value', got {text!r}")
+            self.issues.add(self.filename, number, section, None,
+                            f"expected 'key = value', got {text!r}")
             return
         key = match.group("key")
         if self.current is None:

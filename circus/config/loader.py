@@ -113,14 +113,16 @@ class _Includes:
         """
         if circus is None:
             return []
-        options = {}
-        for item in circus.values.values():
-            options.setdefault(item.key.lower(), item)
+        options: dict[str, IniValue] = {}
+        for value in circus.values.values():
+            options.setdefault(value.key.lower(), value)
         base = os.path.dirname(path)
         found: list[tuple[IniValue, str, bool]] = []
         for key in ("include", "include_dir"):
             item = options.get(key)
-            for word in item.value.split() if item else ():
+            if item is None:
+                continue
+            for word in item.value.split():
                 full = os.path.join(base, word)
                 literal = not (_GLOB_CHARS & set(word))
                 if literal and not self.source.exists(full, directory=key == "include_dir"):
@@ -128,7 +130,7 @@ class _Includes:
                     self.fail(item, f"included {what} not found: {full}")
                     continue
                 pattern = os.path.join(full, "*.ini") if key == "include_dir" else full
-                found += [(item, match, literal and key == "include")  # type: ignore[misc]
+                found += [(item, match, literal and key == "include")
                           for match in self.source.glob(pattern)]
         return found
 
@@ -167,5 +169,5 @@ def parse_config_text(text: str, filename: str, environ: Mapping[str, str],
                       files: Mapping[str, str] | None = None) -> Config:
     """Check a configuration given as text. Includes are looked up in `files` ({path: text},
     paths relative to `filename`'s directory), never on disk."""
-    return _load(filename, text, _Memory(files or {}), environ)
+    return _load(filename, text, _Memory({**(files or {}), filename: text}), environ)
 

@@ -114,9 +114,7 @@ class WatcherConfig:
     singleton: bool = opt(False, c.BOOL, "at most one process")
     use_sockets: bool = opt(False, c.BOOL, "children inherit the sockets' file descriptors")
     sockets: tuple[str, ...] = opt((), c.NAMES, "sockets passed to children; empty = all")
-    stdin_socket: str | None = opt(None, c.Conv("str", lambda r: r.strip().lower() or None,
-                                                lambda r: c.OPT_TEXT.json(r)),
-                                   "socket duplicated onto stdin")
+    stdin_socket: str | None = opt(None, c.SOCKET_NAME, "socket duplicated onto stdin")
     close_child_stdin: bool = opt(True, c.BOOL, "stdin from /dev/null")
     close_child_stdout: bool = opt(False, c.BOOL, "stdout to /dev/null")
     close_child_stderr: bool = opt(False, c.BOOL, "stderr to /dev/null")

@@ -9,9 +9,16 @@ from .schema import Config, WatcherConfig
 __all__ = ["summarize"]
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # real-time signals other than SIGRTMIN/SIGRTMAX have no name
+        return str(number)
+
+
 def _watcher_line(w: WatcherConfig) -> str:
     args = " ".join(w.args) if isinstance(w.args, tuple) else w.args
-    command = f"{w.cmd} {args}".strip()
+    command = f"{w.cmd} {args}".replace("\n", " ").strip()
     flags = [f"numprocesses={w.numprocesses}", f"priority={w.priority}",
              f"restart={w.restart_policy}"]
     if not w.autostart:
@@ -19,7 +26,7 @@ def _watcher_line(w: WatcherConfig) -> str:
     if w.singleton:
         flags.append("singleton")
     if w.stop_signal != signal.SIGTERM:
-        flags.append(f"stop_signal={signal.Signals(w.stop_signal).name}")
+        flags.append(f"stop_signal={_signal_name(w.stop_signal)}")
     if w.use_sockets:
         flags.append("sockets=" + (",".join(w.sockets) or "all"))
     return f"  {w.name}: {command}  [{', '.join(flags)}]"
@@ -29,7 +36,8 @@ def summarize(cfg: Config) -> str:
     """Endpoints, watchers (command, process count), sockets and plugins, one per line."""
     c = cfg.circus
     lines = [
-        f"configuration: {cfg.source}" + (f" (+{len(cfg.files) - 1} included)" if len(cfg.files) > 1 else ""),
+        f"configuration: {cfg.source}"
+        + (f" (+{len(cfg.files) - 1} included)" if len(cfg.files) > 1 else ""),
         f"node: {c.name or '(host name)'}",
         f"endpoints: control {c.endpoint}, pubsub {c.pubsub_endpoint}"
         + (f", stats {c.stats_endpoint}" if c.statsd else "")

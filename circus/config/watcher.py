@@ -53,7 +53,10 @@ class Collector:
         conv: c.Conv = found.metadata["conv"]
         self.where[found.name] = where
         try:
-            self.values[found.name] = conv.text(value) if self.mode == "text" else conv.json(value)  # type: ignore[arg-type]
+            if self.mode == "text":
+                self.values[found.name] = conv.text(str(value))
+            else:
+                self.values[found.name] = conv.json(value)
         except ValueError as exc:
             self.values[found.name] = _BAD
             self.report(where, key, str(exc))
@@ -65,9 +68,9 @@ class Collector:
 
     def check_required(self, where: Any) -> None:
         for f in fields(self.cls):
-            if f.metadata.get("kind") == "plain" and f.default is MISSING and f.default_factory is MISSING:
-                if f.name not in self.values:
-                    self.report(where, f.name, "missing required option")
+            required = f.default is MISSING and f.default_factory is MISSING
+            if f.metadata.get("kind") == "plain" and required and f.name not in self.values:
+                self.report(where, f.name, "missing required option")
 
     def given(self, name: str) -> bool:
         return name in self.values
@@ -116,12 +119,14 @@ def finish_stream(conf: dict[str, tuple[str, Any]], prefix: str, report: Report,
             hint = did_you_mean(option, allowed)
             report(option_where, f"{prefix}.{option}", f"not an option of {cls_name}{hint}")
             ok = False
-        if cls_name == "TimedRotatingFileStream" and option == "rotate_when" and value not in _ROTATE_WHEN:
+        timed = cls_name == "TimedRotatingFileStream"
+        if timed and option == "rotate_when" and value not in _ROTATE_WHEN:
+            choices = ", ".join(sorted(_ROTATE_WHEN))
             report(option_where, f"{prefix}.{option}",
-                   f"expected one of {', '.join(sorted(_ROTATE_WHEN))} (case-sensitive), got {value!r}")
+                   f"expected one of {choices} (case-sensitive), got {value!r}")
             ok = False
     if cls_name == "TimedRotatingFileStream" and "rotate_when" not in conf:
-        report(where, f"{prefix}.rotate_when", "missing required option for TimedRotatingFileStream")
+        report(where, f"{prefix}.rotate_when", f"required by {cls_name}")
         ok = False
     if not ok:
         return None
@@ -167,7 +172,8 @@ class _Composite:
             elif self.mode == "json" and lower in _STREAMS:
                 self.stream_where.setdefault(lower, where)
                 for option, item in _json_object(value, "a stream object").items():
-                    self.streams[lower].setdefault(option.lower(), (_scalar_text(item, "json"), where))
+                    text = _scalar_text(item, "json")
+                    self.streams[lower].setdefault(option.lower(), (text, where))
             elif dot and prefix not in _RESERVED_PREFIXES:
                 self.options.setdefault(key, _scalar_text(value, self.mode))
             else:
@@ -183,7 +189,10 @@ class _Composite:
         elif value is None:
             self.rlimits.setdefault(name, None)
         else:
-            self.rlimits.setdefault(name, c.integer(0).json(value))  # type: ignore[arg-type]
+            limit = c.json_int(value)
+            if limit < 0:
+                raise ValueError(f"must be >= 0, got {limit}")
+            self.rlimits.setdefault(name, limit)
 
     def hook(self, name: str, value: object) -> None:
         if name not in HOOK_NAMES:
@@ -192,12 +201,15 @@ class _Composite:
         if self.mode == "text" or isinstance(value, str):
             self.hooks.setdefault(name, c.parse_hook(str(value)))
         elif isinstance(value, list) and len(value) == 2 and isinstance(value[1], bool):
-            self.hooks.setdefault(name, (c.check_dotted(c.TEXT.json(value[0])), value[1]))  # type: ignore[arg-type]
+            dotted = c.check_dotted(str(c.TEXT.json(value[0])))
+            self.hooks.setdefault(name, (dotted, value[1]))
         else:
             raise ValueError("expected 'dotted.name[, true|false]' or [name, bool]")
 
     def finish(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"rlimits": self.rlimits, "hooks": self.hooks, "options": self.options}
+        result: dict[str, Any] = {
+            "rlimits": self.rlimits, "hooks": self.hooks, "options": self.options,
+        }
         for name, conf in self.streams.items():
             if conf:
                 stream = finish_stream(conf, name, self.report, self.stream_where[name])
@@ -212,9 +224,10 @@ def _json_object(value: object, what: str) -> dict[str, object]:
     return value
 
 
-def _cross_check(col: Collector, report: Report, section_where: Any) -> bool:
-    """Rules between options; fills in restart_policy/respawn. False if something is wrong."""
-    v = col.values
+def _cross_check(col: Collector, report: Report, section_where: Any) -> dict[str, Any] | None:
+    """Rules between options (checked on the values that converted); fills in restart_policy or
+    respawn from the other. None if a rule is broken."""
+    v = col.good()
     ok = True
 
     def bad(name: str, reason: str) -> None:
@@ -222,7 +235,7 @@ def _cross_check(col: Collector, report: Report, section_where: Any) -> bool:
         ok = False
         report(col.where.get(name, section_where), name, reason)
 
-    if not str(v.get("cmd", "x")).strip():
+    if "cmd" in v and not str(v["cmd"]).strip():
         bad("cmd", "must not be empty")
     if v.get("singleton") and v.get("numprocesses", 1) not in (0, 1):
         bad("numprocesses", "a singleton watcher runs 0 or 1 process")
@@ -231,14 +244,14 @@ def _cross_check(col: Collector, report: Report, section_where: Any) -> bool:
             bad(name, "requires copy_env = true")
     if v.get("backoff_max", 30.0) < v.get("backoff_initial", 0.1):
         bad("backoff_max", "must be >= backoff_initial")
-    if col.given("restart_policy") and col.given("respawn"):
+    if "restart_policy" in v and "respawn" in v:
         if v["respawn"] != (v["restart_policy"] != "never"):
             bad("restart_policy", f"contradicts respawn = {str(v['respawn']).lower()}")
-    elif col.given("restart_policy"):
+    elif "restart_policy" in v:
         v["respawn"] = v["restart_policy"] != "never"
-    else:
+    elif not col.given("restart_policy"):
         v["restart_policy"] = "always" if v.get("respawn", True) else "never"
-    return ok
+    return v if ok else None
 
 
 def assemble_watcher(name: str, items: Iterable[Item], mode: str, report: Report,
@@ -252,8 +265,7 @@ def assemble_watcher(name: str, items: Iterable[Item], mode: str, report: Report
             composite.ok = False
     col.check_required(section_where)
     extra = composite.finish()
-    if not (col.ok and composite.ok and "cmd" in col.values):
+    values = _cross_check(col, report, section_where)
+    if values is None or not (col.ok and composite.ok and "cmd" in values):
         return None
-    if not _cross_check(col, report, section_where):
-        return None
-    return WatcherConfig(name=name, env=env, **extra, **col.good())
+    return WatcherConfig(name=name, env=env, **extra, **values)
