@@ -88,11 +88,13 @@ class _Builder:
         if watcher is not None:
             layers += [self.expanded(section) for patterns, section in self.env_sections
                        if any(fnmatchcase(watcher.lower(), p) for p in patterns)]
+        raw = {k: str(v) for k, v in lower_keys(self.environ, *layers).items()}
+        layers = [{k: substitute_env(v, raw) for k, v in layer.items()} for layer in layers]
         env: dict[str, str] = {}
         for layer in layers:
             env.update(layer)
         context = {k: str(v) for k, v in lower_keys(self.environ, *layers).items()}
-        return {key: substitute_env(value, context) for key, value in env.items()}, context
+        return env, context
 
     # -- sections ----------------------------------------------------------------------------
     def items(self, section: IniSection,
