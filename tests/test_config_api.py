@@ -155,3 +155,9 @@ def test_option_reference_is_generated_from_the_schema():
     for cls, kind in ((CircusOptions, "circus"), (SocketConfig, "socket"), (PluginConfig, "plugin")):
         names = {f.name for f in dataclasses.fields(cls) if f.metadata["kind"] == "plain"}
         assert names <= {key for k, key in table if k == kind}
+
+
+def test_config_error_is_part_of_the_circus_hierarchy():
+    from circus.errors import CircusError
+
+    assert issubclass(ConfigError, CircusError)

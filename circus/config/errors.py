@@ -3,7 +3,7 @@
 Every problem found while loading a configuration is a `ConfigIssue` (where and why). Loading
 collects all of them and raises one `ConfigError`, so an operator fixes a file in one pass::
 
-    Exception
+    circus.errors.CircusError
      └── ConfigError    .issues: list[ConfigIssue]
                         str(): one "file:line: [section] key: reason" per line
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from circus.errors import CircusError
 
 __all__ = ["ConfigIssue", "ConfigError", "Issues", "did_you_mean"]
 
@@ -38,7 +40,7 @@ class ConfigIssue:
         return " ".join(parts)
 
 
-class ConfigError(Exception):
+class ConfigError(CircusError):
     """The configuration cannot be used; `issues` lists every problem found."""
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
