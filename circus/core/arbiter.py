@@ -114,8 +114,20 @@ class Arbiter:
             return
         watcher.on_exit(pid, code)
 
+    def _warn_not_yet_supported(self) -> None:
+        """Say which accepted 0.19 options this version parses but does not act on yet."""
+        c = self.config
+        pending = [f"[socket:{s.name}]" for s in c.sockets] + [f"[plugin:{p.name}]" for p in c.plugins]
+        pending += [f"[circus] {k}" for k in ("statsd", "httpd") if getattr(c.circus, k)]
+        for w in c.watchers:
+            pending += [f"{w.name}: {k}" for k in ("hooks", "stdout_stream", "stderr_stream")
+                        if getattr(w, k)]
+        for item in pending:
+            log.warning("%s is accepted but not acted on by this version yet", item)
+
     async def start(self) -> None:
         """Attach to the running loop and start the autostart watchers by priority."""
+        self._warn_not_yet_supported()
         self._loop = asyncio.get_running_loop()
         self.os.start_reaping(self._loop, self._on_exit)
         self.publish(f"arbiter.{self.node}.start", {"time": time.time()})

@@ -352,13 +352,14 @@ class Watcher:
             p.apply(ProcessEvent.REAPED)
             self.slots.pop(p.wid, None) if self.slots.get(p.wid) is p else None
             return
-        log.info("%s: process %d exited (%s) after %.2f s", self.name, pid, describe_exit(code), uptime)
         self._own(loop.create_task(self._drain_leftovers(pid)))
         if p.retiring:
             p.apply(ProcessEvent.FINISH)
             self._discard(p)
         else:
             self._after_exit(p, code, uptime, describe_exit(code))
+        log.info("%s: process %d exited after %.2f s: %s", self.name, pid, uptime,
+                 p.reason or describe_exit(code))
         self.kick()
 
     def _after_exit(self, p: Process, code: int | None, uptime: float | None, what: str) -> None:
