@@ -76,7 +76,7 @@ class Collector:
         return name in self.values
 
     def good(self) -> dict[str, Any]:
-        """The values, or {} with `ok` False when one of them was bad."""
+        """The values that converted (see `ok` for whether any did not)."""
         return {k: v for k, v in self.values.items() if v is not _BAD}
 
     @property
