@@ -20,5 +20,18 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Side-by-side benchmark of our circusd against circus 0.19.0 and supervisor
+# 4.3.0 (benchmarks/README.md). The peers' venvs live outside the repo, in
+# $(PEERS); extra peerbench flags go in BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--reps 1 --ns 10,20 --main-n 20 --idle-seconds 2"
+PEERS ?= $(or $(PEERBENCH_PEERS),$(or $(TMPDIR),/tmp)/peers)
+
+bench: $(STAMP)
+	PEERS='$(PEERS)' bash benchmarks/setup_peers.sh
+	PEERBENCH_PEERS='$(PEERS)' '$(PEERS)/bench/bin/python' benchmarks/peerbench.py run \
+	    --ours-venv '$(abspath $(VENV))' \
+	    --out-json benchmarks/results/results-ours.json \
+	    --out-md benchmarks/results/results-ours.md $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info
