@@ -1,0 +1,183 @@
+"""Every control command, defined once: properties, types, role, waiting, and documentation.
+
+The server validates requests against these definitions, ``circusctl`` builds its parsers and
+help from them, and ``docs/reference/commands.rst`` is generated from them. Names, properties and
+reply fields are Circus 0.19's; additions are marked *new*.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from circus.protocol.errors import ErrorCode, ProtocolError
+
+__all__ = ["Role", "Prop", "Command", "COMMANDS", "get_command", "validate_properties", "MATCH_KINDS"]
+
+MATCH_KINDS = ("glob", "simple", "regex")
+
+
+class Role(enum.IntEnum):
+    """Who may run a command (enforced when CURVE authentication is configured)."""
+
+    READONLY = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+
+@dataclass(frozen=True)
+class Prop:
+    name: str
+    types: tuple[type, ...]
+    doc: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> Any:
+        if bool in self.types and isinstance(value, bool):
+            return value
+        if isinstance(value, bool) and bool not in self.types:
+            raise ProtocolError(ErrorCode.INVALID_PROPERTY,
+                                f"property {self.name!r} must be {self.type_name}, not a boolean")
+        if float in self.types and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, self.types):
+            raise ProtocolError(ErrorCode.INVALID_PROPERTY,
+                                f"property {self.name!r} must be {self.type_name}, "
+                                f"got {type(value).__name__}")
+        if self.choices and value not in self.choices:
+            raise ProtocolError(ErrorCode.INVALID_PROPERTY,
+                                f"property {self.name!r} must be one of {', '.join(self.choices)}")
+        return value
+
+    @property
+    def type_name(self) -> str:
+        names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+                 dict: "an object", list: "a list", type(None): "null"}
+        return " or ".join(names.get(t, t.__name__) for t in self.types)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    role: Role
+    props: tuple[Prop, ...] = ()
+    waiting: bool = False              # honours properties.waiting
+    reply: str = ""                    # reply fields, for the docs
+    doc: str = ""
+    new: bool = False                  # not in Circus 0.19
+    readonly: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "readonly", self.role is Role.READONLY)
+
+
+NAME = Prop("name", (str,), "watcher name (case-insensitive)")
+NAME_REQ = Prop("name", (str,), "watcher name (case-insensitive)", required=True)
+MATCH = Prop("match", (str,), "how ``name`` matches watchers", default="glob", choices=MATCH_KINDS)
+WAITING = Prop("waiting", (bool,), "reply when the operation is done, with its result", default=False)
+GRACEFUL_T = Prop("graceful_timeout", (int, float), "seconds before SIGKILL (default: the watcher's)")
+SIGNUM = Prop("signum", (int, str), "signal: number or name, with or without SIG, any case")
+PID = Prop("pid", (int, str), "process id")
+
+_COMMANDS = [
+    Command("add", "Add a watcher", Role.ADMIN, (
+        NAME_REQ,
+        Prop("cmd", (str,), "command line", required=True),
+        Prop("args", (str, list), "arguments (string or list)"),
+        Prop("options", (dict,), "watcher options, as in the INI file, with JSON types", default={}),
+        Prop("start", (bool,), "start the watcher at once", default=False),
+        WAITING), waiting=True,
+        doc="Creates a watcher. With ``start`` and ``waiting`` the reply comes once it started."),
+    Command("rm", "Remove a watcher", Role.ADMIN, (
+        NAME_REQ, Prop("nostop", (bool,), "forget the processes without stopping them", default=False),
+        WAITING), waiting=True),
+    Command("start", "Start watchers (all autostart watchers without a name)", Role.OPERATOR,
+            (NAME, MATCH, WAITING), waiting=True,
+            reply="with one match and waiting: ``info: {started: [pids], kept: [pids]}``"),
+    Command("stop", "Stop watchers (all without a name; circusd keeps running)", Role.OPERATOR,
+            (NAME, MATCH, WAITING), waiting=True, reply="with one match and waiting: ``info: null``"),
+    Command("restart", "Restart watchers: stop then start (all watchers without a name)",
+            Role.OPERATOR, (NAME, MATCH, WAITING), waiting=True,
+            reply="with one match and waiting: ``info: {stopped, started, kept}``"),
+    Command("reload", "Reload watchers: new processes first, then the old ones stop", Role.OPERATOR, (
+        NAME, MATCH,
+        Prop("graceful", (bool,), "false: stop everything, then start", default=True),
+        Prop("sequential", (bool,), "replace one process at a time", default=False),
+        WAITING), waiting=True, reply="with one match and waiting: ``info: {stopped, started, kept}``"),
+    Command("reloadconfig", "Re-read the configuration file and apply what changed", Role.ADMIN, (
+        WAITING, Prop("dry_run", (bool,), "*new*: only return the plan", default=False)),
+        waiting=True, reply="*new*: ``plan`` (what changed and what was done)"),
+    Command("quit", "Stop every watcher and exit", Role.ADMIN, (WAITING,), waiting=True),
+    Command("incr", "Add processes to a watcher", Role.OPERATOR, (
+        NAME_REQ, Prop("nb", (int,), "how many", default=1), WAITING), waiting=True,
+        reply="``numprocesses`` (the new target)"),
+    Command("decr", "Remove processes from a watcher (the oldest go first)", Role.OPERATOR, (
+        NAME_REQ, Prop("nb", (int,), "how many", default=1), WAITING), waiting=True,
+        reply="``numprocesses`` (the new target)"),
+    Command("set", "Set watcher options", Role.ADMIN, (
+        NAME_REQ, Prop("options", (dict,), "option: value, with JSON types", required=True), WAITING),
+        waiting=True,
+        doc="Every accepted key is applied. Keys that change how processes are started "
+            "(cmd, args, env, uid, ...) trigger a graceful reload; numprocesses resizes."),
+    Command("get", "Get watcher options", Role.READONLY, (
+        NAME_REQ, Prop("keys", (list,), "option names", required=True)), reply="``options``"),
+    Command("options", "All options of a watcher", Role.READONLY, (NAME_REQ,), reply="``options``"),
+    Command("globaloptions", "circusd's options", Role.READONLY, (
+        Prop("option", (str,), "only this option"),), reply="``options``"),
+    Command("list", "Watchers, or the pids of one watcher", Role.READONLY, (NAME,),
+            reply="``watchers: [names]``, or with a name ``pids: [pids]``"),
+    Command("listsockets", "The sockets circusd bound", Role.READONLY,
+            reply="``sockets: [{fd, name, backlog, host, port | path}]``"),
+    Command("numprocesses", "Number of running processes", Role.READONLY, (NAME,),
+            reply="``numprocesses``"),
+    Command("numwatchers", "Number of watchers", Role.READONLY, reply="``numwatchers``"),
+    Command("status", "State of one watcher or of all", Role.READONLY, (NAME,),
+            reply="with a name: ``status`` is the state itself (``active``...) as in 0.19; "
+                  "*new* ``state`` and ``reason``; without: ``statuses: {name: state}``, "
+                  "*new* ``details: {name: {state, reason}}``"),
+    Command("stats", "Process statistics", Role.READONLY, (
+        NAME, Prop("process", (int, str), "one pid"),
+        Prop("extended", (bool,), "add extended stats", default=False)),
+        reply="``infos`` / ``info``"),
+    Command("dstats", "circusd's own statistics", Role.READONLY, reply="``info``"),
+    Command("kill", "Stop processes with the stop policy (respawned unless the watcher stops)",
+            Role.OPERATOR, (NAME_REQ, PID, SIGNUM, GRACEFUL_T, WAITING), waiting=True),
+    Command("signal", "Send a signal to processes", Role.OPERATOR, (
+        NAME_REQ, Prop("signum", (int, str), "signal: number or name", required=True), PID,
+        Prop("childpid", (int, str), "a child of ``pid``"),
+        Prop("children", (bool,), "signal the children instead", default=False),
+        Prop("recursive", (bool,), "signal the process and all its descendants", default=False))),
+    Command("reopen", "Reopen log files (as SIGUSR1)", Role.OPERATOR, new=True),
+    Command("ipython", "Not supported (0.19's embedded IPython)", Role.ADMIN),
+]
+
+COMMANDS: Mapping[str, Command] = {c.name: c for c in _COMMANDS}
+
+
+def get_command(name: object) -> Command:
+    if not isinstance(name, str):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'command' must be a string")
+    try:
+        return COMMANDS[name.lower()]
+    except KeyError:
+        if name.lower() == "listen":
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE,
+                                "invalid message. use a pub/sub socket") from None
+        raise ProtocolError(ErrorCode.UNKNOWN_COMMAND, f"unknown command: {name!r}") from None
+
+
+def validate_properties(command: Command, props: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked properties with defaults filled in; unknown properties are ignored (0.19 did)."""
+    out: dict[str, Any] = {}
+    for prop in command.props:
+        if prop.name in props and props[prop.name] is not None:
+            out[prop.name] = prop.check(props[prop.name])
+        elif prop.required:
+            raise ProtocolError(ErrorCode.MISSING_PROPERTY,
+                                f"message invalid: {prop.name!r} is missing")
+        else:
+            out[prop.name] = prop.default
+    return out

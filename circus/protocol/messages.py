@@ -1,0 +1,105 @@
+"""Request, reply and event shapes of the control protocol, and their one codec.
+
+Request (one ZeroMQ frame of JSON, from a DEALER)::
+
+    {"id": <any JSON, echoed>, "command": "<name>", "properties": {...}, "msg_type": "cast"?}
+
+Success reply: ``{"status": "ok", "time": <epoch>, ...fields, "node": <node>, "id": <echo>}``.
+A command's own ``status`` field replaces ``"ok"`` (0.19's ``status NAME`` quirk).
+Error reply: ``{"status": "error", "reason", "errno", "code", "tb": null, "time", "node", "id"}``.
+Casts (``msg_type: "cast"``) get no reply, even on error. Events: two frames, ``[topic, json]``.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from circus.protocol.errors import ErrorCode, ProtocolError
+
+__all__ = ["Request", "decode_request", "ok_reply", "error_reply", "encode", "decode",
+           "make_request", "encode_event", "decode_event", "MAX_FRAME"]
+
+#: largest control frame accepted, in bytes
+MAX_FRAME = 1 << 20
+
+
+@dataclass(frozen=True)
+class Request:
+    id: Any
+    command: str
+    properties: dict[str, Any]
+    cast: bool = False
+
+
+class BadRequest(ProtocolError):
+    """A request that cannot be served; ``request_id`` and ``cast`` if they could be read."""
+
+    def __init__(self, code: ErrorCode, reason: str, request_id: Any = None, cast: bool = False):
+        super().__init__(code, reason)
+        self.request_id = request_id
+        self.cast = cast
+
+
+def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
+    if len(body) > max_size:
+        raise BadRequest(ErrorCode.OVERSIZE, f"message of {len(body)} bytes exceeds {max_size}")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(ErrorCode.INVALID_JSON, "json invalid") from None
+    if not isinstance(data, dict):
+        raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: not a JSON object")
+    req_id = data.get("id")
+    cast = data.get("msg_type") == "cast"
+    command = data.get("command")
+    if not isinstance(command, str) or not command:
+        raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: 'command' is missing", req_id, cast)
+    props = data.get("properties", {})
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: 'properties' must be an object",
+                         req_id, cast)
+    return Request(req_id, command, props, cast)
+
+
+def ok_reply(req_id: Any, fields: Mapping[str, Any], node: str) -> dict[str, Any]:
+    reply: dict[str, Any] = {"status": "ok", "time": time.time()}
+    reply.update(fields)
+    reply["node"] = node
+    reply["id"] = req_id
+    return reply
+
+
+def error_reply(req_id: Any, code: ErrorCode, reason: str, node: str) -> dict[str, Any]:
+    return {"status": "error", "reason": reason, "tb": None, "time": time.time(),
+            "errno": int(code.errno), "code": code.text, "node": node, "id": req_id}
+
+
+def encode(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def decode(body: bytes) -> Any:
+    return json.loads(body)
+
+
+def make_request(command: str, properties: Mapping[str, Any] | None = None, *,
+                 cast: bool = False, id: Any = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"id": id if id is not None else uuid.uuid4().hex, "command": command,
+                           "properties": dict(properties or {})}
+    if cast:
+        msg["msg_type"] = "cast"
+    return msg
+
+
+def encode_event(topic: str, payload: Mapping[str, Any]) -> list[bytes]:
+    return [topic.encode(), encode(payload)]
+
+
+def decode_event(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
+    topic, body = frames[0], frames[-1]
+    return topic.decode(errors="replace"), json.loads(body)
