@@ -7,7 +7,8 @@
      ├── IllegalTransition           a state machine was asked for a move its table forbids (a bug)
      ├── SpawnError                  a process could not be started (missing binary, user, dir...)
      ├── WatcherError                an operation on a watcher cannot be done
-     │    └── UnknownWatcher         no watcher by that name
+     │    ├── UnknownWatcher         no watcher by that name
+     │    └── Interrupted            preempted by a stop or quit before it finished
      └── OperationTimeout            an operation did not finish before its deadline
 
 Each error names who is at fault in its message; wire codes are attached by the protocol layer.
@@ -20,6 +21,7 @@ __all__ = [
     "SpawnError",
     "WatcherError",
     "UnknownWatcher",
+    "Interrupted",
     "OperationTimeout",
 ]
 
@@ -50,6 +52,10 @@ class UnknownWatcher(WatcherError):
     def __init__(self, name: str) -> None:
         super().__init__(f"program {name} not found")
         self.name = name
+
+
+class Interrupted(WatcherError):
+    """An operation was preempted (by ``stop`` or ``quit``) before it finished."""
 
 
 class OperationTimeout(CircusError):

@@ -107,6 +107,7 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     from circus.cli import logsetup
     from circus.cli.pidfile import Pidfile, PidfileError
     from circus.core.arbiter import Arbiter, python_path
+    from circus.core.controller import BindError
     from circus.core.spawner import RealOS, become_subreaper
 
     opts = config.circus
@@ -136,13 +137,29 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
                       python_path=python_path(), reopen_logs=logsetup.reopen)
     log.info("circusd %s starting on node %r (pid %d)", __version__, node, os.getpid())
     try:
-        code = asyncio.run(arbiter.serve(on_ready=lambda: report(None)))
+        code = asyncio.run(_serve(arbiter, report))
+    except BindError as exc:
+        report(f"circusd: {exc}")
+        log.error("%s", exc)
+        code = EXIT_FAILED
     finally:
         if pidfile is not None:
             pidfile.release()
     report("circusd stopped during startup")
     log.info("circusd stopped")
     return code
+
+
+async def _serve(arbiter, report: Callable[[str | None], None]) -> int:
+    """Bind the control and events endpoints, then run the arbiter until it quits."""
+    from circus.core.controller import Controller
+
+    controller = Controller(arbiter)
+    await controller.start()
+    try:
+        return await arbiter.serve(on_ready=lambda: report(None))
+    finally:
+        await controller.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

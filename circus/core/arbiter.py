@@ -16,10 +16,13 @@ import sys
 import time
 from typing import Awaitable, Callable, Iterable, Mapping
 
-from circus.config import Config
+from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
+from circus.config.diff import ReloadPlan, diff
+from circus.core.reloader import apply_plan
 from circus.core.spawner import OSLayer
 from circus.core.watcher import Watcher
 from circus.errors import UnknownWatcher
+from circus.protocol import ErrorCode, ProtocolError
 
 __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
 
@@ -64,6 +67,7 @@ class Arbiter:
         self.rng = rng or random.Random()
         self.watchers: dict[str, Watcher] = {}
         self.listeners: list[EventListener] = []
+        self.circus_listeners: list[Callable[[CircusOptions, CircusOptions], None]] = []
         self._reopen_logs = reopen_logs
         self._owners: dict[int, Watcher] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -199,6 +203,72 @@ class Arbiter:
             await asyncio.sleep(0.02)
         for pid in self.os.descendants(me):
             self.os.kill(pid, signal.SIGKILL)
+
+    # -- watchers at runtime ----------------------------------------------------------------------
+
+    def add_watcher(self, cfg: WatcherConfig) -> Watcher:
+        if cfg.name.lower() in self.watchers:
+            raise ProtocolError(ErrorCode.ALREADY_EXISTS, f"{cfg.name!r} already exists")
+        watcher = Watcher(cfg, self)
+        self.watchers[cfg.name.lower()] = watcher
+        self.emit(cfg.name, "add", {"time": time.time()})
+        return watcher
+
+    async def remove_watcher(self, watcher: Watcher, stop: bool = True) -> None:
+        if self.watchers.get(watcher.name.lower()) is not watcher:
+            return
+        del self.watchers[watcher.name.lower()]
+        self.emit(watcher.name, "remove", {"time": time.time()})
+        if stop:
+            await watcher.close()
+        else:
+            for pid in list(self._owners):
+                if self._owners[pid] is watcher:
+                    del self._owners[pid]
+
+    async def restart_all(self) -> None:
+        """``restart`` without a name: stop everything, re-read the file, start everything."""
+        await self.stop_watchers()
+        try:
+            new = load_config(self.config.source, self.environ)
+        except (ConfigError, OSError) as exc:
+            log.error("restart: keeping the current configuration: %s", exc)
+        else:
+            await apply_plan(self, diff(self.config, new), new)
+        await self.start_watchers()
+
+    def plan_reload(self) -> ReloadPlan:
+        """What ``reloadconfig`` would do (raises ConfigError if the file is wrong)."""
+        return diff(self.config, self._read_config())
+
+    async def reload_config(self) -> ReloadPlan:
+        new = self._read_config()
+        plan = diff(self.config, new)
+        log.info("reloadconfig: %s", "; ".join(plan.describe()))
+        await apply_plan(self, plan, new)
+        self.publish(f"arbiter.{self.node}.reloadconfig", {"time": time.time(), "plan": plan.to_dict()})
+        return plan
+
+    def _read_config(self) -> Config:
+        try:
+            return load_config(self.config.source, self.environ)
+        except ConfigError as exc:
+            raise ProtocolError(ErrorCode.CONFIG_ERROR, f"invalid configuration: {exc}") from None
+        except OSError as exc:
+            raise ProtocolError(ErrorCode.CONFIG_ERROR,
+                                f"cannot read {self.config.source}: {exc.strerror}") from None
+
+    def apply_circus_options(self, opts: CircusOptions) -> None:
+        """A reloaded ``[circus]`` section: node name now, endpoints through the listeners."""
+        old = self.config.circus
+        if opts.name and opts.name != old.name:
+            log.info("node renamed %r -> %r", self.node, opts.name)
+            self.node = opts.name
+        for callback in list(self.circus_listeners):
+            callback(old, opts)
+
+    def list_sockets(self) -> list[dict]:
+        return []
 
     # -- commands ---------------------------------------------------------------------------------
 

@@ -26,13 +26,27 @@ from circus.core.process import Process, terminate
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
-from circus.errors import SpawnError, WatcherError
+from circus.errors import Interrupted, SpawnError, WatcherError
 
 __all__ = ["Watcher", "WatcherHost"]
 
 log = logging.getLogger("circus")
 T = TypeVar("T")
 PS, WS = ProcessState, WatcherState
+
+
+#: options whose change needs the processes replaced (0.19 reloads for these too)
+RELOAD_KEYS = frozenset({
+    "cmd", "args", "executable", "shell", "shell_args", "working_dir", "uid", "gid", "env",
+    "copy_env", "copy_path", "virtualenv", "virtualenv_py_ver", "use_sockets", "sockets",
+    "stdin_socket", "close_child_stdin", "close_child_stdout", "close_child_stderr", "rlimits",
+    "max_age", "max_age_variance",
+})
+
+
+def _needs_reload(key: str) -> bool:
+    key = key.lower()
+    return key in RELOAD_KEYS or key.startswith("rlimit_")
 
 
 class WatcherHost(Protocol):
@@ -75,12 +89,21 @@ class Watcher:
     def status(self) -> str:
         return str(self.state)
 
+    def compat_status(self) -> str:
+        """The state as 0.19's ``status`` reports it (plus ``fatal``, which 0.19 did not have)."""
+        return str(self.state)
+
+    def describe_reason(self) -> str:
+        """Why the watcher is in its state, or what is wrong with it while active ('' if fine)."""
+        backoff = [p for p in self.slots.values() if p.state is PS.BACKOFF and p.reason]
+        if self.state is WS.ACTIVE and backoff:
+            return f"{len(backoff)} process(es) in backoff: {backoff[0].reason}"
+        return self.reason
+
     def describe(self) -> str:
         """Rich state, e.g. ``fatal (exited 6 times in 3.2 s: exit code 1)``."""
-        backoff = [p for p in self.slots.values() if p.state is PS.BACKOFF]
-        if self.state is WS.ACTIVE and backoff:
-            return f"active ({len(backoff)} in backoff: {backoff[0].reason})"
-        return f"{self.state} ({self.reason})" if self.reason else str(self.state)
+        reason = self.describe_reason()
+        return f"{self.state} ({reason})" if reason else str(self.state)
 
     # -- serialization ----------------------------------------------------------------------------
 
@@ -93,7 +116,7 @@ class Watcher:
         task.add_done_callback(self._ops.discard)
         await asyncio.wait({task})
         if task.cancelled():
-            raise WatcherError(f"{what} of {self.name!r} was interrupted by a stop")
+            raise Interrupted(f"{what} of {self.name!r} was interrupted by a stop")
         return task.result()
 
     async def _locked(self, body: Callable[[], Awaitable[T]]) -> T:
@@ -134,6 +157,22 @@ class Watcher:
             await self._converge()
             return self.numprocesses
         return await self._run("numprocesses", body)
+
+    async def update(self, cfg: WatcherConfig, keys: tuple[str, ...]) -> None:
+        """Apply a new configuration (``set``): resize, reload or just remember, per key."""
+        async def body() -> None:
+            self.cfg = cfg
+            if cfg.singleton:
+                self.numprocesses = min(self.numprocesses, 1)
+            if "numprocesses" in keys:
+                self.numprocesses = min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses
+            for key in keys:
+                self.host.emit(self.name, "updated", {"time": time.time(), "key": key})
+            if self.state is WS.ACTIVE and any(_needs_reload(k) for k in keys):
+                await self._reload(graceful=True, sequential=False)
+            else:
+                await self._converge()
+        await self._run("set", body)
 
     async def kill(self, pid: int | None = None, sig: int | None = None,
                    graceful_timeout: float | None = None) -> None:

@@ -1,0 +1,393 @@
+"""Server side of every control command: validated properties in, reply fields out.
+
+Each handler takes the arbiter, the :class:`Ops` runner and the checked properties, and returns
+the fields of the reply (or raises a :class:`~circus.protocol.ProtocolError` / CircusError).
+Commands honouring ``waiting`` reply at once when it is false, and the operation goes on as a task
+the controller owns (its failure is logged, as in 0.19).
+"""
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+import re
+from typing import Any, Awaitable, Callable, Mapping
+
+from circus.config import ConfigError, watcher_from_options
+from circus.config.view import watcher_options
+from circus.core.spawner import signal_number
+from circus.core.watcher import Watcher
+from circus.protocol import ErrorCode, ProtocolError
+
+__all__ = ["HANDLERS", "Ops", "select"]
+
+log = logging.getLogger("circus")
+
+Handler = Callable[["Any", "Ops", dict], Awaitable[dict]]
+HANDLERS: dict[str, Handler] = {}
+
+#: max length of a regex pattern for `match = regex` (bounded cost)
+MAX_PATTERN = 256
+
+
+def handler(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+class Ops:
+    """Runs operations for the controller: now (waiting) or in the background (not waiting)."""
+
+    def __init__(self, stats: Callable[[list[int]], Awaitable[dict]]) -> None:
+        self.tasks: set[asyncio.Task] = set()
+        self.stats = stats
+
+    async def run(self, props: Mapping[str, Any], op: Awaitable[Any], what: str) -> Any:
+        if props.get("waiting"):
+            return await op
+        task = asyncio.ensure_future(op)
+        self.tasks.add(task)
+        task.add_done_callback(lambda t: self._done(t, what))
+        return None
+
+    def _done(self, task: asyncio.Task, what: str) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %s", what, task.exception())
+
+
+def select(arbiter: Any, name: str | None, match: str = "glob") -> list[Watcher]:
+    """Watchers matching ``name`` (case-insensitive) by ``match``: glob, simple or regex."""
+    watchers = arbiter.watchers
+    if name is None:
+        return list(watchers.values())
+    key = name.lower()
+    if match == "simple" or (match == "glob" and not any(c in name for c in "*?[")):
+        found = [watchers[key]] if key in watchers else []
+    elif match == "glob":
+        found = [w for k, w in watchers.items() if fnmatch.fnmatchcase(k, key)]
+    else:
+        if len(name) > MAX_PATTERN:
+            raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"regex longer than {MAX_PATTERN} characters")
+        try:
+            pattern = re.compile(name, re.IGNORECASE)
+        except re.error as exc:
+            raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"invalid regex {name!r}: {exc}") from None
+        found = [w for k, w in watchers.items() if pattern.match(k)]
+    if not found:
+        raise ProtocolError(ErrorCode.UNKNOWN_WATCHER, f"program {name} not found")
+    return sorted(found, key=lambda w: (-w.cfg.priority, w.name.lower()))
+
+
+def _one(arbiter: Any, name: str) -> Watcher:
+    return select(arbiter, name, "simple")[0]
+
+
+async def _each(watchers: list[Watcher], fn: Callable[[Watcher], Awaitable[Any]]) -> list[Any]:
+    return list(await asyncio.gather(*(fn(w) for w in watchers)))
+
+
+@handler("start")
+async def _start(arbiter, ops, p):
+    if p["name"] is None:
+        await ops.run(p, arbiter.start_watchers(), "start")
+        return {}
+    watchers = select(arbiter, p["name"], p["match"])
+    result = await ops.run(p, _each(watchers, lambda w: w.start()), "start")
+    return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
+
+
+@handler("stop")
+async def _stop(arbiter, ops, p):
+    if p["name"] is None:
+        await ops.run(p, arbiter.stop_watchers(), "stop")
+        return {}
+    watchers = select(arbiter, p["name"], p["match"])
+    await ops.run(p, _each(watchers, lambda w: w.stop()), "stop")
+    return {"info": None} if p["waiting"] and len(watchers) == 1 else {}
+
+
+@handler("restart")
+async def _restart(arbiter, ops, p):
+    if p["name"] is None:
+        await ops.run(p, arbiter.restart_all(), "restart")
+        return {}
+    watchers = select(arbiter, p["name"], p["match"])
+    result = await ops.run(p, _each(watchers, lambda w: w.restart()), "restart")
+    return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
+
+
+@handler("reload")
+async def _reload(arbiter, ops, p):
+    graceful, sequential = p["graceful"], p["sequential"]
+    if p["name"] is None:
+        await ops.run(p, arbiter.reload(graceful=graceful, sequential=sequential), "reload")
+        return {}
+    watchers = select(arbiter, p["name"], p["match"])
+    result = await ops.run(p, _each(watchers, lambda w: w.reload(graceful, sequential)), "reload")
+    return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
+
+
+@handler("reloadconfig")
+async def _reloadconfig(arbiter, ops, p):
+    if p["dry_run"]:
+        plan = arbiter.plan_reload()
+        return {"plan": plan.to_dict(), "changes": plan.describe()}
+    result = await ops.run(p, arbiter.reload_config(), "reloadconfig")
+    return {"plan": result.to_dict(), "changes": result.describe()} if result is not None else {}
+
+
+@handler("quit")
+async def _quit(arbiter, ops, p):
+    await ops.run(p, arbiter.quit(), "quit")
+    return {}
+
+
+async def _resize(arbiter, ops, p, sign: int):
+    w = _one(arbiter, p["name"])
+    if p["nb"] < 0:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'nb' must be positive")
+    if w.cfg.singleton:
+        return {"numprocesses": w.numprocesses, "singleton": True}
+    result = await ops.run(p, w.set_numprocesses(w.numprocesses + sign * p["nb"]), "resize")
+    return {"numprocesses": result} if result is not None else {}
+
+
+@handler("incr")
+async def _incr(arbiter, ops, p):
+    return await _resize(arbiter, ops, p, +1)
+
+
+@handler("decr")
+async def _decr(arbiter, ops, p):
+    return await _resize(arbiter, ops, p, -1)
+
+
+@handler("add")
+async def _add(arbiter, ops, p):
+    options = dict(p["options"] or {})
+    try:
+        cfg = watcher_from_options(p["name"], p["cmd"], p["args"], options, arbiter.environ)
+    except ConfigError as exc:
+        raise ProtocolError(ErrorCode.INVALID_OPTION, "; ".join(i.reason if not i.key else
+                            f"{i.key}: {i.reason}" for i in exc.issues)) from None
+    watcher = arbiter.add_watcher(cfg)
+    if p["start"]:
+        await ops.run(p, watcher.start(), "add")
+    return {}
+
+
+@handler("rm")
+async def _rm(arbiter, ops, p):
+    watcher = _one(arbiter, p["name"])
+    await ops.run(p, arbiter.remove_watcher(watcher, stop=not p["nostop"]), "rm")
+    return {}
+
+
+@handler("set")
+async def _set(arbiter, ops, p):
+    w = _one(arbiter, p["name"])
+    changes = p["options"]
+    if not changes:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'options' is empty")
+    merged = {k: v for k, v in watcher_options(w.cfg).items() if v is not None}
+    if "respawn" in changes and "restart_policy" not in changes:
+        merged.pop("restart_policy", None)
+    for key in changes:
+        lower = key.lower()
+        if lower.startswith("rlimit_"):
+            merged.setdefault("rlimits", {}).pop(lower[len("rlimit_"):], None)
+        elif lower.startswith("hooks."):
+            merged.setdefault("hooks", {}).pop(lower[len("hooks."):], None)
+        elif lower.split(".")[0] in ("stdout_stream", "stderr_stream") and "." in lower:
+            stream = merged.get(lower.split(".")[0]) or {}
+            merged[lower.split(".")[0]] = {**stream, lower.split(".", 1)[1]: changes[key]}
+            continue
+    merged.update({k: v for k, v in changes.items()
+                   if not (k.lower().split(".")[0] in ("stdout_stream", "stderr_stream") and "." in k)})
+    cmd, args = merged.pop("cmd"), merged.pop("args", None)
+    try:
+        cfg = watcher_from_options(w.name, cmd, args, merged, arbiter.environ)
+    except ConfigError as exc:
+        raise ProtocolError(ErrorCode.INVALID_OPTION, "; ".join(
+            f"{i.key}: {i.reason}" if i.key else i.reason for i in exc.issues)) from None
+    await ops.run(p, w.update(cfg, tuple(changes)), "set")
+    return {}
+
+
+@handler("get")
+async def _get(arbiter, ops, p):
+    w = _one(arbiter, p["name"])
+    view = watcher_options(w.cfg)
+    view["numprocesses"] = w.numprocesses
+    out = {}
+    for key in p["keys"]:
+        if not isinstance(key, str) or key not in view:
+            raise ProtocolError(ErrorCode.UNKNOWN_OPTION, f"{key!r} option not found")
+        out[key] = view[key]
+    return {"options": out}
+
+
+@handler("options")
+async def _options(arbiter, ops, p):
+    w = _one(arbiter, p["name"])
+    view = watcher_options(w.cfg)
+    view["numprocesses"] = w.numprocesses
+    return {"options": view}
+
+
+@handler("globaloptions")
+async def _globaloptions(arbiter, ops, p):
+    c = arbiter.config.circus
+    opts = {"endpoint": c.endpoint, "pubsub_endpoint": c.pubsub_endpoint,
+            "stats_endpoint": c.stats_endpoint, "check_delay": c.check_delay,
+            "multicast_endpoint": c.multicast_endpoint, "name": arbiter.node}
+    if p["option"] is not None:
+        if p["option"] not in opts:
+            raise ProtocolError(ErrorCode.UNKNOWN_OPTION, f"{p['option']!r} option not found")
+        opts = {p["option"]: opts[p["option"]]}
+    return {"options": opts}
+
+
+@handler("list")
+async def _list(arbiter, ops, p):
+    if p["name"] is None:
+        return {"watchers": sorted(arbiter.watchers)}
+    return {"pids": _one(arbiter, p["name"]).pids()}
+
+
+@handler("listsockets")
+async def _listsockets(arbiter, ops, p):
+    return {"sockets": arbiter.list_sockets()}
+
+
+@handler("numprocesses")
+async def _numprocesses(arbiter, ops, p):
+    if p["name"] is None:
+        return {"numprocesses": sum(len(w.pids()) for w in arbiter.watchers.values())}
+    w = _one(arbiter, p["name"])
+    return {"numprocesses": len(w.pids()), "watcher_name": w.name}
+
+
+@handler("numwatchers")
+async def _numwatchers(arbiter, ops, p):
+    return {"numwatchers": len(arbiter.watchers)}
+
+
+@handler("status")
+async def _status(arbiter, ops, p):
+    if p["name"] is not None:
+        w = _one(arbiter, p["name"])
+        return {"status": w.compat_status(), "state": str(w.state), "reason": w.describe_reason()}
+    return {"statuses": {w.name: w.compat_status() for w in arbiter.watchers.values()},
+            "details": {w.name: {"state": str(w.state), "reason": w.describe_reason()}
+                        for w in arbiter.watchers.values()}}
+
+
+def _stringify(info: dict) -> dict:
+    return {str(pid): value for pid, value in info.items()}
+
+
+@handler("stats")
+async def _stats(arbiter, ops, p):
+    if p["name"] is None:
+        watchers = list(arbiter.watchers.values())
+        samples = await ops.stats([pid for w in watchers for pid in w.pids()])
+        return {"infos": {w.name: _stringify({pid: samples[pid] for pid in w.pids() if pid in samples})
+                          for w in watchers}}
+    w = _one(arbiter, p["name"])
+    if p["process"] is not None:
+        pid = _pid(p["process"])
+        if pid not in w.pids():
+            raise ProtocolError(ErrorCode.UNKNOWN_PROCESS, f"process {pid} not found in {w.name!r}")
+        return {"process": pid, "info": (await ops.stats([pid]))[pid]}
+    samples = await ops.stats(w.pids())
+    return {"name": w.name, "info": _stringify(samples)}
+
+
+@handler("dstats")
+async def _dstats(arbiter, ops, p):
+    info = (await ops.stats([os.getpid()]))[os.getpid()]
+    if isinstance(info, dict):
+        info["children"] = []
+    return {"info": info}
+
+
+def _pid(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"invalid pid {value!r}") from None
+
+
+def _signum(value: Any) -> int:
+    try:
+        return signal_number(value)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, str(exc)) from None
+
+
+@handler("kill")
+async def _kill(arbiter, ops, p):
+    w = _one(arbiter, p["name"])
+    pid = _pid(p["pid"]) if p["pid"] is not None else None
+    if pid is not None and pid not in w.pids():
+        raise ProtocolError(ErrorCode.UNKNOWN_PROCESS, f"process {pid} not found in {w.name!r}")
+    sig = _signum(p["signum"]) if p["signum"] is not None else None
+    await ops.run(p, w.kill(pid, sig, p["graceful_timeout"]), "kill")
+    return {}
+
+
+@handler("signal")
+async def _signal(arbiter, ops, p):
+    w = _one(arbiter, p["name"])
+    sig = _signum(p["signum"])
+    pids = w.pids()
+    if p["pid"] is not None:
+        pid = _pid(p["pid"])
+        if pid not in pids:
+            raise ProtocolError(ErrorCode.UNKNOWN_PROCESS, f"process {pid} not found in {w.name!r}")
+        pids = [pid]
+    elif p["childpid"] is not None:
+        raise ProtocolError(ErrorCode.MISSING_PROPERTY, "'childpid' needs 'pid'")
+    targets: list[int] = []
+    for pid in pids:
+        children = arbiter.os.descendants(pid) if p["recursive"] else \
+            [c for c in arbiter.os.descendants(pid) if _parent(c) == pid]
+        if p["childpid"] is not None:
+            child = _pid(p["childpid"])
+            if child not in children:
+                raise ProtocolError(ErrorCode.UNKNOWN_PROCESS, f"{child} is not a child of {pid}")
+            targets.append(child)
+        elif p["children"]:
+            targets.extend(children)
+        else:
+            targets.append(pid)
+            if p["recursive"]:
+                targets.extend(children)
+    for pid in targets:
+        arbiter.os.kill(pid, sig)
+    return {}
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+@handler("reopen")
+async def _reopen(arbiter, ops, p):
+    await arbiter.cmd_reopen()
+    return {}
+
+
+@handler("ipython")
+async def _ipython(arbiter, ops, p):
+    raise ProtocolError(ErrorCode.NOT_SUPPORTED, "the ipython command is not supported")
+

@@ -1,0 +1,50 @@
+"""Apply a :class:`~circus.config.ReloadPlan` to a running arbiter, step by step, in order.
+
+The plan is computed purely by ``circus.config.diff``; this module only does what it says:
+stop and remove, resize, create and start — lowest priority stopped first, highest started first.
+Unchanged watchers are not touched (their runtime changes stay).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from circus.config import Config
+from circus.config.diff import ReloadPlan
+
+if TYPE_CHECKING:
+    from circus.core.arbiter import Arbiter
+
+__all__ = ["apply_plan"]
+
+log = logging.getLogger("circus")
+
+
+async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
+    from circus.core.watcher import Watcher
+
+    new_watchers = {w.name.lower(): w for w in new.watchers}
+    for step in plan.steps(arbiter.config, new):
+        key = step.name.lower()
+        current = arbiter.watchers.get(key)
+        if step.action == "stop_watcher" and current is not None:
+            await current.stop()
+        elif step.action == "remove_watcher" and current is not None:
+            await arbiter.remove_watcher(current)
+        elif step.action == "resize_watcher" and current is not None:
+            await current.set_numprocesses(new_watchers[key].numprocesses)
+            current.cfg = new_watchers[key]
+        elif step.action == "add_watcher":
+            if current is not None:
+                await current.close()
+                del arbiter.watchers[key]
+            arbiter.watchers[key] = Watcher(new_watchers[key], arbiter)
+        elif step.action == "start_watcher":
+            watcher = arbiter.watchers.get(key)
+            if watcher is not None and watcher.cfg.autostart:
+                await watcher.start()
+        elif step.action == "apply_circus":
+            arbiter.apply_circus_options(new.circus)
+        else:
+            log.debug("reloadconfig: %s %s: nothing to do in this version", step.action, step.name)
+    arbiter.config = new

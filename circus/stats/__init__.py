@@ -1,0 +1,1 @@
+"""Process statistics: snapshots of processes (psutil), sampled off the event loop."""
