@@ -1,9 +1,11 @@
 """Circus configuration: Circus 0.19 INI files, loaded unchanged, checked strictly.
 
 The schema (`schema.py`) is the only place where option names, types, defaults and docs live.
+`diff` computes what a reload has to do (`ReloadPlan`).
 Everything here is pure except `load_config`, which reads the file and its includes.
 """
 
+from .diff import ReloadPlan, Step, changed_fields, diff
 from .errors import ConfigError, ConfigIssue
 from .loader import load_config, parse_config_text
 from .options import watcher_from_options
@@ -24,8 +26,12 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "PluginConfig",
+    "ReloadPlan",
     "SocketConfig",
+    "Step",
     "WatcherConfig",
+    "changed_fields",
+    "diff",
     "load_config",
     "option_reference",
     "parse_config_text",
