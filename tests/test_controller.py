@@ -275,3 +275,51 @@ def test_quit_waiting_replies_then_circusd_exits(node):
     assert node.proc.wait(10) == 0
     from conftest import proc_alive
     assert not any(proc_alive(k) for k in kids)
+
+
+def test_multicast_discovery_answers_only_when_configured(circusd, tmp_path):
+    import socket
+    port = 12000 + os.getpid() % 1000
+    group = "237.219.251.97"
+    d = circusd(f"""
+        [circus]
+        endpoint = ipc://{tmp_path}/control.sock
+        pubsub_endpoint = ipc://{tmp_path}/events.sock
+        multicast_endpoint = udp://{group}:{port}
+        name = findme
+        [watcher:w]
+        cmd = sleep 3615
+    """)
+    d.wait_log("answering discovery")
+    assert len(udp_inodes_of(d.pid)) == 1            # the check below sees discovery sockets
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        s.settimeout(5)
+        s.sendto(b"?", (group, port))
+        data, _ = s.recvfrom(4096)
+    finally:
+        s.close()
+    assert json.loads(data) == {"endpoint": f"ipc://{tmp_path}/control.sock", "node": "findme"}
+    d.stop()
+
+
+def udp_inodes_of(pid: int) -> set[str]:
+    """Inodes of the UDP sockets process ``pid`` holds."""
+    mine = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine.add(target[len("socket:["):-1])
+    udp = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as fh:
+            udp |= {line.split()[9] for line in fh.readlines()[1:]}
+    return mine & udp
+
+
+def test_no_discovery_socket_by_default(node, circusd, tmp_path):
+    assert udp_inodes_of(node.pid) == set()

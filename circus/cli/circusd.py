@@ -154,11 +154,20 @@ async def _serve(arbiter, report: Callable[[str | None], None]) -> int:
     """Bind the control and events endpoints, then run the arbiter until it quits."""
     from circus.core.controller import Controller
 
+    from circus.core.discovery import start_discovery
+
     controller = Controller(arbiter)
     await controller.start()
+    discovery = None
+    opts = arbiter.config.circus
+    if opts.multicast_endpoint:
+        discovery = await start_discovery(opts.multicast_endpoint, lambda: {
+            "endpoint": arbiter.config.circus.endpoint, "node": arbiter.node})
     try:
         return await arbiter.serve(on_ready=lambda: report(None))
     finally:
+        if discovery is not None:
+            discovery.close()
         await controller.close()
 
 
