@@ -455,3 +455,13 @@ def test_describe_a_plan_built_by_hand_without_details():
         "~ watcher a: changed (restart)", "~ socket s: changed",
         "~ plugin p: changed (restart)"]
     assert json.dumps(plan.to_dict())
+
+
+def test_the_node_name_is_a_circus_option_that_can_change():
+    from circus.config import parse_config_text
+    from circus.config.diff import diff
+    a = parse_config_text("[circus]\nname = before\n[watcher:a]\ncmd = x\n", "x.ini", {})
+    b = parse_config_text("[circus]\nname = after\n[watcher:a]\ncmd = x\n", "x.ini", {})
+    plan = diff(a, b)
+    assert plan.circus_changed == (("name", "before", "after"),)
+    assert [s.action for s in plan.steps(a, b)] == ["apply_circus"]

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .schema import Config, PluginConfig, SocketConfig, WatcherConfig
+from .schema import CircusOptions, Config, PluginConfig, SocketConfig, WatcherConfig
 
 __all__ = ["ReloadPlan", "Step", "STEP_ACTIONS", "changed_fields", "diff"]
 
@@ -241,11 +241,13 @@ class ReloadPlan:
 
 def changed_fields(old: Any, new: Any) -> tuple[str, ...]:
     """Names of the options (schema order) that differ between two instances of one schema class
-    (WatcherConfig, SocketConfig, PluginConfig, CircusOptions); `name` is not compared."""
+    (WatcherConfig, SocketConfig, PluginConfig, CircusOptions). A watcher's, socket's or plugin's
+    `name` is its identity and is not compared; `[circus] name` (the node name) is an option."""
     if type(old) is not type(new):
         raise TypeError(f"cannot compare {type(old).__name__} with {type(new).__name__}")
+    identity = "" if isinstance(old, CircusOptions) else "name"
     return tuple(f.name for f in fields(old)
-                 if f.name != "name" and getattr(old, f.name) != getattr(new, f.name))
+                 if f.name != identity and getattr(old, f.name) != getattr(new, f.name))
 
 
 def diff(old: Config, new: Config) -> ReloadPlan:
