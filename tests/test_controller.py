@@ -60,10 +60,10 @@ class Raw:
             raise AssertionError(f"no reply within {timeout} s")
         return json.loads(self.sock.recv())
 
-    def call(self, command: str, timeout: float = 5.0, **props) -> dict:
+    def call(self, command: str, wait: float = 5.0, **props) -> dict:
         msg_id = uuid.uuid4().hex
         self.send_raw(json.dumps({"id": msg_id, "command": command, "properties": props}).encode())
-        reply = self.recv(timeout)
+        reply = self.recv(wait)
         assert reply["id"] == msg_id
         return reply
 
@@ -270,7 +270,7 @@ def test_signal_kill_and_stats(node):
 def test_quit_waiting_replies_then_circusd_exits(node):
     c = node.client()
     kids = node.children()
-    r = c.call("quit", waiting=True, timeout=10)
+    r = c.call("quit", waiting=True, wait=10)
     assert r["status"] == "ok"
     assert node.proc.wait(10) == 0
     from conftest import proc_alive
@@ -323,3 +323,15 @@ def udp_inodes_of(pid: int) -> set[str]:
 
 def test_no_discovery_socket_by_default(node, circusd, tmp_path):
     assert udp_inodes_of(node.pid) == set()
+
+
+def test_an_operation_queued_past_its_deadline_fails_with_timeout_and_does_nothing(node):
+    a, b = node.client(), node.client()
+    a.send_raw(json.dumps({"id": "slow", "command": "stop",
+                           "properties": {"name": "stubborn", "waiting": True}}).encode())
+    time.sleep(0.1)
+    r = b.call("incr", name="stubborn", waiting=True, timeout=0.3)
+    assert (r["status"], r["code"], r["errno"]) == ("error", "timeout", 5)
+    assert a.recv()["status"] == "ok"
+    options = b.call("options", name="stubborn")["options"]
+    assert options["numprocesses"] == 1                 # the incr was not done

@@ -65,7 +65,7 @@ def test_reloadconfig_applies_only_what_changed(circusd, tmp_path):
         text = "\n".join(r["changes"])
         assert "new" in text and "remove" in text and "change" in text and "resize" in text
         assert c.call("list")["watchers"] == ["change", "keep", "remove", "resize"]   # nothing done
-        r = c.call("reloadconfig", waiting=True, timeout=20)
+        r = c.call("reloadconfig", waiting=True, wait=20)
         assert r["status"] == "ok", r
         assert c.call("list")["watchers"] == ["change", "keep", "new", "resize"]
         assert c.call("list", name="keep")["pids"] == keep               # untouched, runtime change kept

@@ -22,7 +22,9 @@ import zmq.asyncio
 
 from circus.config import CircusOptions, ConfigError
 from circus.core.handlers import HANDLERS, Ops
-from circus.errors import CircusError, Interrupted, SpawnError, UnknownWatcher, WatcherError
+from circus.core.watcher import OP_DEADLINE
+from circus.errors import (CircusError, Interrupted, OperationTimeout, SpawnError, UnknownWatcher,
+                           WatcherError)
 from circus.protocol import (MAX_FRAME, BadRequest, ErrorCode, ProtocolError, decode_request, encode,
                              encode_event, error_reply, get_command, ok_reply, validate_properties)
 
@@ -157,6 +159,8 @@ class Controller:
         try:
             command = get_command(request.command)
             props = validate_properties(command, request.properties)
+            if props.get("timeout") is not None:
+                OP_DEADLINE.set(asyncio.get_running_loop().time() + max(0.0, props["timeout"]))
             fields = await HANDLERS[command.name](self.arbiter, self.ops, props)
             reply = ok_reply(request.id, fields, node)
         except Exception as exc:  # converted at the boundary: no traceback ever goes on the wire
@@ -215,6 +219,8 @@ def _convert(exc: BaseException) -> tuple[ErrorCode, str]:
         return exc.code, exc.reason
     if isinstance(exc, UnknownWatcher):
         return ErrorCode.UNKNOWN_WATCHER, str(exc)
+    if isinstance(exc, OperationTimeout):
+        return ErrorCode.TIMEOUT, str(exc)
     if isinstance(exc, Interrupted):
         return ErrorCode.INTERRUPTED, str(exc)
     if isinstance(exc, WatcherError):

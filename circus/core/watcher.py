@@ -15,6 +15,7 @@ How it works:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from typing import Awaitable, Callable, Protocol, TypeVar
@@ -26,7 +27,7 @@ from circus.core.process import Process, terminate
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
-from circus.errors import Interrupted, SpawnError, WatcherError
+from circus.errors import Interrupted, OperationTimeout, SpawnError, WatcherError
 
 __all__ = ["Watcher", "WatcherHost"]
 
@@ -34,6 +35,9 @@ log = logging.getLogger("circus")
 T = TypeVar("T")
 PS, WS = ProcessState, WatcherState
 
+
+#: loop time by which a queued operation must have started (set per request by the controller)
+OP_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("op_deadline", default=None)
 
 #: options whose change needs the processes replaced (0.19 reloads for these too)
 RELOAD_KEYS = frozenset({
@@ -120,8 +124,20 @@ class Watcher:
         return task.result()
 
     async def _locked(self, body: Callable[[], Awaitable[T]]) -> T:
-        async with self._lock:
+        deadline = OP_DEADLINE.get()
+        if deadline is None:
+            await self._lock.acquire()
+        else:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._lock.acquire()
+            except TimeoutError:
+                raise OperationTimeout(f"{self.name!r} was busy: the operation could not start "
+                                       "before its deadline and was not done") from None
+        try:
             return await body()
+        finally:
+            self._lock.release()
 
     def _preempt(self) -> None:
         for task in list(self._ops):

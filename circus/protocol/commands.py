@@ -72,12 +72,17 @@ class Command:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "readonly", self.role is Role.READONLY)
+        if self.waiting and TIMEOUT not in self.props:
+            object.__setattr__(self, "props", (*self.props, TIMEOUT))
 
 
 NAME = Prop("name", (str,), "watcher name (case-insensitive)")
 NAME_REQ = Prop("name", (str,), "watcher name (case-insensitive)", required=True)
 MATCH = Prop("match", (str,), "how ``name`` matches watchers", default="glob", choices=MATCH_KINDS)
 WAITING = Prop("waiting", (bool,), "reply when the operation is done, with its result", default=False)
+#: *new*: a deadline for an operation queued behind others on the same watcher
+TIMEOUT = Prop("timeout", (int, float), "*new*: fail with ``timeout`` (doing nothing) if the "
+               "operation cannot start within this many seconds")
 GRACEFUL_T = Prop("graceful_timeout", (int, float), "seconds before SIGKILL (default: the watcher's)")
 SIGNUM = Prop("signum", (int, str), "signal: number or name, with or without SIG, any case")
 PID = Prop("pid", (int, str), "process id")
