@@ -1,0 +1,96 @@
+"""The blocking client, with Circus 0.19's names and signatures so existing scripts run unchanged.
+
+It is thin: message shapes, id matching and socket options come from :mod:`circus.client.wire`,
+shared with :class:`circus.client.AsyncClient`. It waits with ``zmq.Poller`` rather than an
+event loop, so that importing it (circusctl does) does not pull in asyncio.
+
+Differences from 0.19, all on the caller's side: the timeout is one deadline for the whole call
+(0.19 restarted it after each stale reply); ``call`` does not rewrite the caller's dict; a cast
+message given to ``call`` is sent and ``None`` returned at once, since circusd never answers it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import zmq
+
+from circus.client.errors import CallError, CallTimeout
+from circus.client.wire import (DEFAULT_ENDPOINT_DEALER, cast_message, connect, is_cast,
+                                make_message, prepare_call, read_reply, setup_dealer)
+
+__all__ = ["CircusClient"]
+
+
+class CircusClient:
+    """A DEALER connected to circusd's control endpoint; one call at a time."""
+
+    def __init__(self, context: zmq.Context | None = None, endpoint: str = DEFAULT_ENDPOINT_DEALER,
+                 timeout: float = 5.0, ssh_server: str | None = None,
+                 ssh_keyfile: str | None = None) -> None:
+        self._own_context = context is None
+        self.context = context if context is not None else zmq.Context()
+        self.endpoint = endpoint
+        self.timeout = float(timeout)
+        self.socket = setup_dealer(self.context.socket(zmq.DEALER))
+        try:
+            connect(self.socket, endpoint, ssh_server, ssh_keyfile)
+        except BaseException:
+            self.stop()
+            raise
+        self._poller = zmq.Poller()
+        self._poller.register(self.socket, zmq.POLLIN)
+
+    def call(self, cmd: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any] | None:
+        """Send the message ``cmd`` and return circusd's reply (``None`` for a cast).
+
+        Raises :class:`CallError` ("Timed out.") when no reply comes back in time.
+        """
+        call_id, body = prepare_call(cmd)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        self._send(body, deadline)
+        if is_cast(cmd):
+            return None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._poller.poll(max(1, int(left * 1000) + 1)):
+                raise CallTimeout("Timed out.")
+            reply = read_reply(self.socket.recv_multipart(), call_id)
+            if reply is not None:
+                return reply
+
+    def _send(self, body: bytes, deadline: float) -> None:
+        while True:
+            try:
+                self.socket.send(body, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                if time.monotonic() >= deadline:
+                    raise CallTimeout("Timed out.") from None
+                time.sleep(0.005)
+            except zmq.ZMQError as exc:
+                raise CallError(f"cannot send to {self.endpoint}: {exc}") from None
+
+    def send_message(self, command: str, **props: Any) -> dict[str, Any] | None:
+        """Run ``command`` with ``props`` and return the reply."""
+        return self.call(make_message(command, **props))
+
+    def cast(self, command: str, **props: Any) -> None:
+        """Send ``command`` without waiting; circusd never answers a cast."""
+        self.call(cast_message(command, **props))
+
+    def stop(self) -> None:
+        """Close the socket (and the context, when the client made it)."""
+        sock = getattr(self, "socket", None)
+        if sock is not None and not sock.closed:
+            sock.close(linger=0)
+        if self._own_context and not self.context.closed:
+            self.context.term()
+
+    close = stop
+
+    def __enter__(self) -> "CircusClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
