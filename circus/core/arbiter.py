@@ -151,13 +151,16 @@ class Arbiter:
             except Exception as exc:   # one broken watcher never takes the others down
                 log.error("%s: could not start: %s", watcher.name, exc)
 
-    async def stop_watchers(self) -> None:
-        """Lowest priority first; watchers of equal priority stop concurrently."""
+    def by_stop_order(self) -> list[list[Watcher]]:
+        """Groups of equal priority, lowest priority first (each group stops concurrently)."""
         groups: dict[int, list[Watcher]] = {}
         for watcher in self.watchers.values():
             groups.setdefault(watcher.cfg.priority, []).append(watcher)
-        for priority in sorted(groups):
-            await asyncio.gather(*(w.stop() for w in groups[priority]), return_exceptions=True)
+        return [groups[priority] for priority in sorted(groups)]
+
+    async def stop_watchers(self) -> None:
+        for group in self.by_stop_order():
+            await asyncio.gather(*(w.stop() for w in group), return_exceptions=True)
 
     async def reload(self, graceful: bool = True, sequential: bool = False) -> None:
         for watcher in self.by_start_order():
@@ -177,11 +180,8 @@ class Arbiter:
             log.info("stopping every watcher")
             self.publish(f"arbiter.{self.node}.stop", {"time": time.time()})
             try:
-                groups: dict[int, list[Watcher]] = {}
-                for watcher in self.watchers.values():
-                    groups.setdefault(watcher.cfg.priority, []).append(watcher)
-                for priority in sorted(groups):
-                    await asyncio.gather(*(w.close() for w in groups[priority]), return_exceptions=True)
+                for group in self.by_stop_order():
+                    await asyncio.gather(*(w.close() for w in group), return_exceptions=True)
                 await self._sweep_orphans()
             finally:
                 self._done.set()

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from circus.config import ConfigError, watcher_from_options
 from circus.config.view import watcher_options
-from circus.core.spawner import signal_number
+from circus.config.convert import parse_signal
 from circus.core.watcher import Watcher
 from circus.protocol import ErrorCode, ProtocolError
 
@@ -325,7 +325,7 @@ def _pid(value: Any) -> int:
 
 def _signum(value: Any) -> int:
     try:
-        return signal_number(value)
+        return parse_signal(value)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, str(exc)) from None
 

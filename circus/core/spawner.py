@@ -194,22 +194,3 @@ def become_subreaper() -> bool:
         log.warning("could not become a child subreaper: %s", os.strerror(ctypes.get_errno()))
     return ok
 
-
-def signal_number(value: str | int) -> int:
-    """Parse a signal given as a number, a name with or without SIG (any case), or SIGRTMIN+N."""
-    if isinstance(value, int):
-        return int(signal.Signals(value))
-    text = value.strip().upper()
-    if text.lstrip("-").isdigit():
-        return int(signal.Signals(int(text)))
-    if not text.startswith("SIG"):
-        text = "SIG" + text
-    for base in ("SIGRTMIN", "SIGRTMAX"):
-        if text.startswith(base) and text != base:
-            offset = int(text[len(base):])
-            return int(getattr(signal, base)) + offset
-    try:
-        return int(signal.Signals[text])
-    except KeyError:
-        raise ValueError(f"unknown signal {value!r}") from None
-

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import signal
 import time
 from typing import Awaitable, Callable, Protocol, TypeVar
 
 from circus.config import WatcherConfig
 from circus.core.command import build_spec
 from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
-from circus.core.process import Process, terminate
+from circus.core.process import Process, drain_group, terminate
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
@@ -265,7 +266,6 @@ class Watcher:
             info = await self._start()
             return {"stopped": stopped, "started": info["started"], "kept": []}
         if self.cfg.send_hup:
-            import signal
             for p in old:
                 if p.pid is not None:
                     self.host.os.kill(p.pid, signal.SIGHUP)
@@ -405,7 +405,7 @@ class Watcher:
             p.exited.set_result(code)
         if p.state is PS.STOPPING:
             p.apply(ProcessEvent.REAPED)
-            self.slots.pop(p.wid, None) if self.slots.get(p.wid) is p else None
+            self._forget(p)
             return
         self._own(loop.create_task(self._drain_leftovers(pid)))
         if p.retiring:
@@ -457,21 +457,22 @@ class Watcher:
         await terminate(self.host.os, p, sig=self.cfg.stop_signal if sig is None else sig,
                         timeout=self.cfg.graceful_timeout if timeout is None else timeout,
                         stop_children=self.cfg.stop_children, on_kill=on_kill)
-        if self.slots.get(p.wid) is p and not p.live:
-            del self.slots[p.wid]
+        if not p.live:
+            self._forget(p)
 
     async def _drain_leftovers(self, pgid: int) -> None:
         """After an unexpected exit, stop what is left of that process's group."""
-        from circus.core.process import drain_group
-        import signal
-        if self.host.os.killpg(pgid, self.cfg.stop_signal if self.cfg.stop_signal else signal.SIGTERM):
+        if self.host.os.killpg(pgid, self.cfg.stop_signal):
             loop = asyncio.get_running_loop()
             await drain_group(self.host.os, pgid, loop.time() + self.cfg.graceful_timeout)
 
     def _discard(self, p: Process) -> None:
-        if p.state is not PS.STOPPED or p.wid in self.slots:
-            if p.state in (PS.STOPPED, PS.BACKOFF, PS.EXITED, PS.FATAL):
-                p.apply(ProcessEvent.DISCARD)
+        """Drop a slot that has no live process."""
+        if p.state is not PS.STOPPED:
+            p.apply(ProcessEvent.DISCARD)
+        self._forget(p)
+
+    def _forget(self, p: Process) -> None:
         if self.slots.get(p.wid) is p:
             del self.slots[p.wid]
 
