@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     from circus.cli.pidfile import Pidfile, PidfileError
     from circus.core.arbiter import Arbiter, python_path
     from circus.core.controller import BindError
+    from circus.core.sockets import inherited_sockets
     from circus.core.spawner import RealOS, become_subreaper
 
     opts = config.circus
@@ -134,7 +135,8 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     if os.getpid() == 1:
         log.info("running as PID 1: reaping every orphan, TERM stops everything")
     arbiter = Arbiter(config, os_=RealOS(), environ=os.environ, node_name=node,
-                      python_path=python_path(), reopen_logs=logsetup.reopen)
+                      python_path=python_path(), reopen_logs=logsetup.reopen,
+                      inherited_sockets=inherited_sockets(os.environ, os.getpid()))
     log.info("circusd %s starting on node %r (pid %d)", __version__, node, os.getpid())
     try:
         code = asyncio.run(_serve(arbiter, report))

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, Iterable, Mapping
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
 from circus.config.diff import ReloadPlan, diff
 from circus.core.reloader import apply_plan
+from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer
 from circus.core.watcher import Watcher
 from circus.errors import UnknownWatcher
@@ -58,6 +59,7 @@ class Arbiter:
         python_path: Iterable[str] = (),
         rng: random.Random | None = None,
         reopen_logs: Callable[[], None] | None = None,
+        inherited_sockets: Mapping | None = None,
     ) -> None:
         self.config = config
         self.os = os_
@@ -69,7 +71,9 @@ class Arbiter:
         self.listeners: list[EventListener] = []
         self.circus_listeners: list[Callable[[CircusOptions, CircusOptions], None]] = []
         self._reopen_logs = reopen_logs
+        self.inherited_sockets = inherited_sockets or {}
         self._owners: dict[int, Watcher] = {}
+        self.sockets = SocketRegistry()
         self._tasks: set[asyncio.Task] = set()
         self._done = asyncio.Event()
         self._quitting: asyncio.Task | None = None
@@ -80,7 +84,8 @@ class Arbiter:
     # -- WatcherHost ------------------------------------------------------------------------------
 
     def spawn_context(self, watcher: Watcher) -> dict:
-        return {"environ": self.environ, "python_path": self.python_path, "sockets": {}}
+        return {"environ": self.environ, "python_path": self.python_path,
+                "sockets": self.sockets.fds_for(watcher.cfg)}
 
     def claim(self, pid: int, watcher: Watcher) -> None:
         self._owners[pid] = watcher
@@ -121,7 +126,7 @@ class Arbiter:
     def _warn_not_yet_supported(self) -> None:
         """Say which accepted 0.19 options this version parses but does not act on yet."""
         c = self.config
-        pending = [f"[socket:{s.name}]" for s in c.sockets] + [f"[plugin:{p.name}]" for p in c.plugins]
+        pending = [f"[plugin:{p.name}]" for p in c.plugins]
         pending += [f"[circus] {k}" for k in ("statsd", "httpd") if getattr(c.circus, k)]
         for w in c.watchers:
             pending += [f"{w.name}: {k}" for k in ("hooks", "stdout_stream", "stderr_stream")
@@ -133,6 +138,7 @@ class Arbiter:
         """Attach to the running loop and start the autostart watchers by priority."""
         self._warn_not_yet_supported()
         self._loop = asyncio.get_running_loop()
+        self.sockets.bind_all(self.config.sockets, self.inherited_sockets)
         self.os.start_reaping(self._loop, self._on_exit)
         self.publish(f"arbiter.{self.node}.start", {"time": time.time()})
         await self.start_watchers()
@@ -183,6 +189,7 @@ class Arbiter:
                 for group in self.by_stop_order():
                     await asyncio.gather(*(w.close() for w in group), return_exceptions=True)
                 await self._sweep_orphans()
+                self.sockets.close_all()
             finally:
                 self._done.set()
         else:
@@ -268,7 +275,7 @@ class Arbiter:
             callback(old, opts)
 
     def list_sockets(self) -> list[dict]:
-        return []
+        return self.sockets.info()
 
     # -- commands ---------------------------------------------------------------------------------
 

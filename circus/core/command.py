@@ -133,7 +133,8 @@ def build_spec(
     if cfg.virtualenv:
         _virtualenv_env(env, cfg.virtualenv, cfg.virtualenv_py_ver)
     uid, gid, groups = resolve_ids(cfg.uid, cfg.gid)
-    pass_fds = tuple(sorted(set(sockets.values()))) if cfg.use_sockets else ()
+    stdin_fd = sockets.get(cfg.stdin_socket.lower()) if cfg.stdin_socket else None
+    pass_fds = tuple(sorted(set(sockets.values())))
     return SpawnSpec(
         argv=tuple(_argv(cfg, values)),
         env=env,
@@ -144,6 +145,7 @@ def build_spec(
         groups=groups,
         rlimits=_rlimits(cfg),
         close_stdin=cfg.close_child_stdin,
+        stdin_fd=stdin_fd,
         close_stdout=cfg.close_child_stdout,
         close_stderr=cfg.close_child_stderr,
         pass_fds=pass_fds,

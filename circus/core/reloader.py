@@ -24,6 +24,7 @@ async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
     from circus.core.watcher import Watcher
 
     new_watchers = {w.name.lower(): w for w in new.watchers}
+    new_sockets = {s.name.lower(): s for s in new.sockets}
     for step in plan.steps(arbiter.config, new):
         key = step.name.lower()
         current = arbiter.watchers.get(key)
@@ -43,6 +44,10 @@ async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
             watcher = arbiter.watchers.get(key)
             if watcher is not None and watcher.cfg.autostart:
                 await watcher.start()
+        elif step.action == "remove_socket":
+            arbiter.sockets.remove(step.name)
+        elif step.action in ("rebind_socket", "add_socket"):
+            arbiter.sockets.replace(new_sockets[key])
         elif step.action == "apply_circus":
             arbiter.apply_circus_options(new.circus)
         else:

@@ -45,6 +45,7 @@ class SpawnSpec:
     umask: int | None = None
     rlimits: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     close_stdin: bool = True
+    stdin_fd: int | None = None           # a socket duplicated onto stdin (stdin_socket)
     close_stdout: bool = False
     close_stderr: bool = False
     pass_fds: tuple[int, ...] = ()
@@ -89,7 +90,7 @@ class RealOS:
                 start_new_session=True,          # own session and process group (pgid == pid)
                 close_fds=True,
                 pass_fds=spec.pass_fds,
-                stdin=devnull if spec.close_stdin else None,
+                stdin=spec.stdin_fd if spec.stdin_fd is not None else (devnull if spec.close_stdin else None),
                 stdout=devnull if spec.close_stdout else None,
                 stderr=devnull if spec.close_stderr else None,
                 preexec_fn=_limits_setter(spec.rlimits) if spec.rlimits else None,
