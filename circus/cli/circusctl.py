@@ -1,0 +1,226 @@
+"""circusctl: run control commands against circusd, print the answers; an interactive shell.
+
+Compatible with circusctl 0.19: same commands, positional forms, flags, output and exit codes.
+
+Exit codes (one place: :class:`Exit`):
+
+* 0 ok (also with ``--json``, whatever the reply says, as 0.19 did)
+* 1 no answer: timeout, unreachable endpoint, ssh tunnel failure (with 0.19's hint on timeout)
+* 2 usage error: unknown command, wrong arguments or flags
+* 3 circusd answered with an error
+
+Imports are kept light (no asyncio, no psutil): ``circusctl list`` should cost the interpreter,
+pyzmq and little else. The shell and the event listener import what they need when used.
+"""
+from __future__ import annotations
+
+import argparse
+import enum
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence, TextIO
+
+from circus import __version__
+from circus.cli.ctl_forms import (USAGE, HelpRequested, UsageError, add_global_options, build_request,
+                                  command_help, command_names, summary)
+from circus.cli.ctl_output import render, render_event, render_json
+from circus.client.errors import CallError, CallTimeout
+from circus.client.wire import DEFAULT_ENDPOINT_DEALER, DEFAULT_ENDPOINT_SUB
+from circus.protocol import COMMANDS
+
+__all__ = ["main", "Exit", "Session", "VERSION", "TIMEOUT_HINT"]
+
+VERSION = f"circusctl {__version__}"
+
+# The hint circusctl 0.19 prints after "Timed out." (kept word for word: users know it).
+TIMEOUT_HINT = """
+A time out usually happens in one of those cases:
+
+#1 The Circus daemon could not be reached.
+#2 The Circus daemon took too long to perform the operation
+
+For #1, make sure you are hitting the right place
+by checking your --endpoint option.
+
+For #2, if you are not expecting a result to
+come back, increase your timeout option value
+(particularly with waiting switches)
+"""
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    NO_ANSWER = 1
+    USAGE = 2
+    ERROR_REPLY = 3
+
+
+@dataclass
+class Options:
+    endpoint: str | None = None        # as given with --endpoint
+    timeout: float = 5.0
+    json: bool = False
+    prettify: bool = False
+    ssh: str | None = None
+    ssh_keyfile: str | None = None
+
+    def control_endpoint(self) -> str:
+        return self.endpoint or os.environ.get("CIRCUSCTL_ENDPOINT") or DEFAULT_ENDPOINT_DEALER
+
+
+class Session:
+    """Runs commands for one invocation or one shell: owns the client, prints, returns exit codes."""
+
+    def __init__(self, options: Options, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.options = options
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._client: Any = None
+
+    def client(self, options: Options) -> Any:
+        from circus.client.sync import CircusClient
+
+        if options is not self.options:
+            return CircusClient(endpoint=options.control_endpoint(), timeout=options.timeout,
+                                ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile)
+        if self._client is None:
+            self._client = CircusClient(endpoint=options.control_endpoint(), timeout=options.timeout,
+                                        ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.stop()
+            self._client = None
+
+    def print(self, text: str, error: bool = False) -> None:
+        stream = self.err if error else self.out
+        stream.write(text + "\n")
+        stream.flush()
+
+    def run(self, name: str, words: Sequence[str]) -> int:
+        """Run command ``name`` with its words; print the outcome; return the exit code."""
+        try:
+            if name == "help":
+                return self.help(list(words))
+            if name not in command_names():
+                raise UsageError(f"unknown command {name!r} (choose from {', '.join(command_names())})")
+            props, overrides = build_request(name, words)
+            options = self._with(overrides)
+            if name == "listen":
+                return self.listen(props.get("topic") or [""], options)
+            return self.call(name, props, options)
+        except HelpRequested:
+            return self.help([name])
+        except UsageError as exc:
+            self.print(str(exc), error=True)
+            return Exit.USAGE
+        except CallTimeout as exc:
+            self.print(f"{exc}{TIMEOUT_HINT}".rstrip("\n"), error=True)
+            return Exit.NO_ANSWER
+        except CallError as exc:
+            self.print(str(exc), error=True)
+            return Exit.NO_ANSWER
+        except KeyboardInterrupt:
+            return Exit.NO_ANSWER
+
+    def _with(self, overrides: dict[str, Any]) -> Options:
+        if not overrides:
+            return self.options
+        return Options(**{**vars(self.options), **overrides})
+
+    def call(self, name: str, props: dict[str, Any], options: Options) -> int:
+        from circus.client.wire import make_message
+
+        if props.get("waiting") and any(p.name == "timeout" for p in COMMANDS[name].props):
+            props = {**props, "timeout": options.timeout}   # circusd gives up when we would
+        client = self.client(options)
+        try:
+            reply = client.call(make_message(name, **props))
+        finally:
+            if client is not self._client:
+                client.stop()
+        if options.json:
+            color = options.prettify and self.out.isatty()
+            self.print(render_json(reply, options.prettify, color))
+            return Exit.OK
+        text, is_error = render(name, reply, props)
+        self.print(text, error=is_error)
+        return Exit.ERROR_REPLY if is_error else Exit.OK
+
+    def listen(self, topics: list[str], options: Options) -> int:
+        from circus.consumer import CircusConsumer
+
+        endpoint = options.endpoint or DEFAULT_ENDPOINT_SUB
+        with CircusConsumer(topics, endpoint=endpoint, ssh_server=options.ssh,
+                            ssh_keyfile=options.ssh_keyfile) as consumer:
+            for topic, message in consumer:
+                self.print(render_event(topic, message))
+        return Exit.OK
+
+    def help(self, words: list[str]) -> int:
+        if not words:
+            self.print(main_help().rstrip("\n"))
+            return Exit.OK
+        if len(words) > 1 or words[0] not in command_names():
+            raise UsageError(f"no help for {' '.join(words)!r}: not a command "
+                             f"(choose from {', '.join(command_names())})")
+        self.print(command_help(words[0]).rstrip("\n"))
+        return Exit.OK
+
+
+def _global_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="circusctl", usage=USAGE, add_help=False,
+                                     description="Controls a Circus daemon",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_global_options(parser)
+    parser.add_argument("--help", "-h", action="store_true", help="show this help and exit")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def error(message: str) -> Any:
+        raise UsageError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def main_help() -> str:
+    names = command_names()
+    width = max(len(n) for n in names) + 2
+    parser = _global_parser()
+    parser.description = "Controls a Circus daemon\n\nCommands:\n" + "\n".join(
+        f"  {name:<{width}}{summary(name)}" for name in names) + \
+        "\n\nRun 'circusctl help COMMAND' for a command's arguments and flags." \
+        "\nWithout a command: an interactive shell."
+    return parser.format_help()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        ns = _global_parser().parse_args(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return Exit.USAGE
+    if ns.version:
+        print(VERSION)
+        return Exit.OK
+    options = Options(endpoint=ns.endpoint, timeout=ns.timeout, json=ns.json, prettify=ns.prettify,
+                      ssh=ns.ssh, ssh_keyfile=ns.ssh_keyfile)
+    session = Session(options)
+    try:
+        if ns.help:
+            return session.run("help", [ns.command] if ns.command else [])
+        if ns.command is None:
+            from circus.cli.ctl_shell import run_shell
+            return run_shell(session, VERSION)
+        return session.run(ns.command, ns.words)
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""circusctl's command lines: each command's parser, help and request, built from the protocol.
+
+``circus.protocol.COMMANDS`` says what each command is and which properties it takes; this
+module adds only what is particular to the command line: the positional forms circusctl 0.19
+accepted (``signal <name> [<pid>] <signum>``, ``set <name> <key> <value>...``), and the few flags
+whose spelling is not the property's (``reload --terminate`` means ``graceful: false``). Every other
+property becomes a flag of its own name (``--waiting``, ``--match regex``, ``--graceful_timeout 3``,
+``--dry-run``), so a property added to the protocol shows up in circusctl without a change here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, NoReturn, Sequence
+
+from circus.cli.ctl_values import ValueProblem, convert_option
+from circus.protocol import COMMANDS, Command, Prop
+
+__all__ = ["UsageError", "HelpRequested", "Pos", "FORMS", "CLI_ONLY", "command_names", "command_parser",
+           "build_request", "command_help", "summary"]
+
+USAGE = "circusctl [options] command [args]"
+
+
+class HelpRequested(Exception):
+    """``-h``/``--help`` was given after a command: show that command's help, run nothing."""
+
+
+class UsageError(Exception):
+    """The command line is wrong; ``usage`` is the usage line to show with the message."""
+
+    def __init__(self, message: str, usage: str = USAGE, prog: str = "circusctl") -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+        self.prog = prog
+
+    def __str__(self) -> str:
+        return f"usage: {self.usage}\n{self.prog}: error: {self.message}"
+
+
+@dataclass(frozen=True)
+class Pos:
+    """A positional argument: the property it fills and how many words it takes.
+
+    ``many``: ``""`` one word; ``"list"`` one or more, as a list; ``"join"`` one or more, joined
+    with spaces; ``"pairs"`` key value pairs, as an object converted per key.
+    """
+
+    prop: str
+    optional: bool = False
+    many: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.many == "pairs":
+            text = "<key> <value> [<key> <value>...]"
+        else:
+            text = f"<{self.prop}>" + ("..." if self.many else "")
+        return f"[{text}]" if self.optional else text
+
+
+def _p(spec: str) -> tuple[Pos, ...]:
+    """Positional forms written as in the usage line: ``name [pid] signum``, ``keys...``."""
+    out = []
+    for word in spec.split():
+        optional = word.startswith("[")
+        word = word.strip("[]")
+        many = ""
+        if word.endswith("..."):
+            word, many = word[:-3], "list"
+        if "=" in word:
+            word, many = word.split("=")
+        out.append(Pos(word, optional, many))
+    return tuple(out)
+
+
+#: 0.19's positional forms, by command
+FORMS: dict[str, tuple[Pos, ...]] = {
+    "add": _p("name cmd=join"), "rm": _p("name"),
+    "start": _p("[name]"), "stop": _p("[name]"), "restart": _p("[name]"), "reload": _p("[name]"),
+    "reloadconfig": (), "quit": (),
+    "incr": _p("name [nb]"), "decr": _p("name [nb]"),
+    "set": _p("name options=pairs"), "get": _p("name keys..."), "options": _p("name"),
+    "globaloptions": _p("[option]"), "list": _p("[name]"), "listsockets": (),
+    "numprocesses": _p("[name]"), "numwatchers": (), "status": _p("[name]"),
+    "stats": _p("[name] [process]"), "dstats": (), "kill": _p("name [pid]"),
+    "signal": _p("name [pid] signum"), "reopen": (), "ipython": (),
+}
+
+#: flags whose meaning is the opposite of their property: (command, prop) -> (flag, help)
+INVERTED: dict[tuple[str, str], tuple[str, str]] = {
+    ("reload", "graceful"): ("terminate", "stop the processes, then start new ones (not graceful)"),
+}
+
+#: commands that exist only in circusctl: name -> (summary, positional form)
+CLI_ONLY: dict[str, tuple[str, tuple[Pos, ...]]] = {
+    "listen": ("Print events from the pubsub endpoint (topic prefixes, e.g. watcher.web.)",
+               _p("[topic...]")),
+    "help": ("Show the help of circusctl or of one command", _p("[command]")),
+}
+
+#: the global options, accepted after the command too
+GLOBAL_FLAGS = ("endpoint", "timeout", "json", "prettify", "ssh", "ssh_keyfile")
+
+
+def command_names() -> list[str]:
+    return sorted(set(COMMANDS) | set(CLI_ONLY))
+
+
+def summary(name: str) -> str:
+    if name in CLI_ONLY:
+        return CLI_ONLY[name][0]
+    return COMMANDS[name].summary
+
+
+def _form(name: str) -> tuple[Pos, ...]:
+    return CLI_ONLY[name][1] if name in CLI_ONLY else FORMS.get(name, ())
+
+
+def _flag_names(prop: Prop) -> list[str]:
+    names = ["--" + prop.name]
+    if "_" in prop.name:
+        names.append("--" + prop.name.replace("_", "-"))
+    return names
+
+
+def _flag_props(command: Command) -> list[Prop]:
+    """Properties given as flags: not positional, and not a global option's name (the protocol's
+    ``timeout`` of waiting commands is filled from circusctl's own ``--timeout``)."""
+    taken = {pos.prop for pos in FORMS.get(command.name, ())} | set(GLOBAL_FLAGS)
+    return [p for p in command.props if p.name not in taken]
+
+
+def _rst(text: str) -> str:
+    return text.replace("``", "").replace("*new*", "(new)")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.usage or USAGE, self.prog)
+
+
+def _usage(name: str) -> str:
+    words = [f"circusctl [options] {name}"] + [pos.label for pos in _form(name)]
+    if name in COMMANDS:
+        for prop in _flag_props(COMMANDS[name]):
+            flag = INVERTED.get((name, prop.name), (prop.name, ""))[0]
+            if bool in prop.types or (name, prop.name) in INVERTED:
+                words.append(f"[--{flag}]")
+            else:
+                words.append(f"[--{flag} {prop.name.upper()}]")
+    return " ".join(words)
+
+
+def _description(name: str) -> str:
+    lines = [summary(name) + "."]
+    command = COMMANDS.get(name)
+    if command is not None and command.doc:
+        lines += ["", _rst(command.doc)]
+    positionals = _form(name)
+    if positionals:
+        props = {p.name: p for p in command.props} if command else {}
+        lines += ["", "arguments:"]
+        for pos in positionals:
+            prop = props.get(pos.prop)
+            doc = _rst(prop.doc) if prop else {"topic": "event topic prefix (default: every event)",
+                                               "command": "a command name"}.get(pos.prop, "")
+            if prop is not None and prop.default not in (None, False, {}, ()):
+                doc += f" (default: {prop.default})"
+            if pos.many == "pairs":
+                doc = "option names and values; values are converted per option"
+            lines.append(f"  {pos.label:<22}{doc}")
+    if command is not None and command.reply:
+        lines += ["", "reply: " + _rst(command.reply)]
+    return "\n".join(lines)
+
+
+def _typed(prop: Prop) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return _word(prop, text)
+        except ValueProblem as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = prop.type_name
+    return convert
+
+
+def _word(prop: Prop, text: str) -> Any:
+    """``text`` as a value of ``prop``'s JSON types."""
+    types = prop.types
+    if dict in types or list in types:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            if str in types:
+                return text
+            raise ValueProblem(f"{prop.name} wants JSON ({prop.type_name}), got {text!r}") from None
+        return value
+    if int in types or float in types:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        if float in types:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        if str not in types:
+            raise ValueProblem(f"{prop.name} must be {prop.type_name}, not {text!r}")
+    if prop.choices and text not in prop.choices:
+        raise ValueProblem(f"{prop.name} must be one of {', '.join(prop.choices)}, not {text!r}")
+    return text
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of one command's words (after the command name)."""
+    parser = _Parser(prog=f"circusctl {name}", usage=_usage(name), description=_description(name),
+                     formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    parser.add_argument("-h", "--help", action="store_true", default=argparse.SUPPRESS,
+                        help="show this help and exit")
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    command = COMMANDS.get(name)
+    if command is not None:
+        for prop in _flag_props(command):
+            inverted = INVERTED.get((name, prop.name))
+            if inverted is not None:
+                parser.add_argument("--" + inverted[0], dest=prop.name, action="store_false",
+                                    default=argparse.SUPPRESS, help=inverted[1])
+            elif bool in prop.types:
+                parser.add_argument(*_flag_names(prop), dest=prop.name, action="store_true",
+                                    default=argparse.SUPPRESS, help=_rst(prop.doc))
+            else:
+                parser.add_argument(*_flag_names(prop), dest=prop.name, type=_typed(prop),
+                                    metavar=prop.name.upper(), default=argparse.SUPPRESS,
+                                    help=_rst(prop.doc) + (f" (default: {prop.default})"
+                                                           if prop.default not in (None, {}) else ""))
+    add_global_options(parser, hidden=True)
+    return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, hidden: bool = False) -> None:
+    def h(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
+    default: Any = argparse.SUPPRESS if hidden else None
+    parser.add_argument("--endpoint", default=default,
+                        help=h("control endpoint (default: $CIRCUSCTL_ENDPOINT or "
+                               "tcp://127.0.0.1:5555; for listen: tcp://127.0.0.1:5556)"))
+    parser.add_argument("--timeout", type=_timeout, default=argparse.SUPPRESS if hidden else 5.0,
+                        help=h("seconds to wait for each reply (default: 5)"))
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if hidden else False,
+                        help=h("print the raw JSON reply"))
+    parser.add_argument("--prettify", action="store_true",
+                        default=argparse.SUPPRESS if hidden else False,
+                        help=h("with --json: indented, sorted keys"))
+    parser.add_argument("--ssh", default=default, help=h("ssh server, as user@host:port"))
+    parser.add_argument("--ssh_keyfile", "--ssh-keyfile", dest="ssh_keyfile", default=default,
+                        help=h("ssh key file"))
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("the timeout must be more than 0 seconds")
+    return value
+
+
+def command_help(name: str) -> str:
+    return command_parser(name).format_help()
+
+
+def build_request(name: str, words: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parse a command's words: its properties, and any global options given after it."""
+    parser = command_parser(name)
+    ns = vars(parser.parse_intermixed_args(list(words)))
+    if ns.pop("help", False):
+        raise HelpRequested(name)
+    args = ns.pop("args")
+    overrides = {k: ns.pop(k) for k in GLOBAL_FLAGS if k in ns}
+    try:
+        props = _positionals(name, args)
+    except ValueProblem as exc:
+        raise UsageError(str(exc), parser.usage or USAGE, parser.prog) from None
+    except _Count:
+        raise UsageError("Invalid number of arguments", parser.usage or USAGE, parser.prog) from None
+    props.update(ns)
+    return props, overrides
+
+
+class _Count(Exception):
+    pass
+
+
+def _positionals(name: str, args: list[str]) -> dict[str, Any]:
+    form = _form(name)
+    command = COMMANDS.get(name)
+    props = {p.name: p for p in command.props} if command else {}
+    required = sum(1 for pos in form if not pos.optional)
+    greedy = any(pos.many for pos in form)
+    if len(args) < required or (not greedy and len(args) > len(form)):
+        raise _Count()
+    extra = len(args) - required            # words available for optional positionals
+    out: dict[str, Any] = {}
+    rest = list(args)
+    for index, pos in enumerate(form):
+        if pos.optional:
+            if extra <= 0:
+                continue
+            extra -= 1
+        if pos.many:
+            after = sum(1 for later in form[index + 1:] if not later.optional)
+            taken, rest = rest[:len(rest) - after], rest[len(rest) - after:]
+            out[pos.prop] = _many(pos, taken)
+            continue
+        word, rest = rest[0], rest[1:]
+        prop = props.get(pos.prop)
+        out[pos.prop] = _word(prop, word) if prop is not None else word
+    return out
+
+
+def _many(pos: Pos, words: list[str]) -> Any:
+    if not words and not pos.optional:
+        raise _Count()
+    if pos.many == "join":
+        return " ".join(words)
+    if pos.many == "pairs":
+        if len(words) % 2:
+            raise ValueProblem("List of key/values is invalid")
+        return {words[i].lower(): convert_option(words[i].lower(), words[i + 1])
+                for i in range(0, len(words), 2)}
+    return list(words)
