@@ -64,7 +64,7 @@ def test_port_zero_is_reported_and_workers_serve_the_shared_socket(circusd, tmp_
     pids = {str(p) for p in c.call("list", name="web")["pids"]}
     served = d.wait(lambda: _try_get(port), what="a worker answering")
     assert served in pids
-    c.call("restart", name="web", waiting=True)
+    assert c.call("restart", name="web", waiting=True, wait=30)["status"] == "ok"
     assert _try_get(port) not in pids               # new workers, same socket, same port
     d.stop()
 
