@@ -143,6 +143,14 @@ def test_cast_returns_at_once(fake):
     assert [r["msg_type"] for r in server.requests] == ["cast", "cast"]
 
 
+def test_stop_after_a_cast_to_nobody_is_bounded(tmp_path):
+    client = CircusClient(endpoint=f"ipc://{tmp_path}/nobody.sock", timeout=0.3)
+    client.cast("incr", name="web")
+    start = time.monotonic()
+    client.stop()
+    assert time.monotonic() - start < 1.5
+
+
 def test_garbage_reply_is_a_call_error(fake):
     server = fake(lambda req: {"_raw": b"not json"})
     with CircusClient(endpoint=server.endpoint) as client:

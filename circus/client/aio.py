@@ -38,6 +38,7 @@ class AsyncClient:
             raise
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._cast_pending = False   # a cast may still sit in the queue: close() lets it go out
 
     @property
     def closed(self) -> bool:
@@ -65,7 +66,9 @@ class AsyncClient:
         command = message.get("command")
         if is_cast(message):
             await self._send(body, limit, command)
+            self._cast_pending = True
             return None
+        self._cast_pending = False
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
         try:
@@ -118,7 +121,8 @@ class AsyncClient:
             if not future.done():
                 future.set_exception(CallError(f"the client for {self.endpoint} was closed"))
         if not self._socket.closed:
-            self._socket.close(linger=0)
+            pending = getattr(self, "_cast_pending", False)
+            self._socket.close(linger=int(self.timeout * 1000) if pending else 0)
         if self._own_context and not self._context.closed:
             self._context.term()
 

@@ -40,6 +40,7 @@ class CircusClient:
             raise
         self._poller = zmq.Poller()
         self._poller.register(self.socket, zmq.POLLIN)
+        self._cast_pending = False   # a cast may still sit in the queue: stop() lets it go out
 
     def call(self, cmd: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any] | None:
         """Send the message ``cmd`` and return circusd's reply (``None`` for a cast).
@@ -49,7 +50,8 @@ class CircusClient:
         call_id, body = prepare_call(cmd)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         self._send(body, deadline)
-        if is_cast(cmd):
+        self._cast_pending = is_cast(cmd)
+        if self._cast_pending:
             return None
         while True:
             left = deadline - time.monotonic()
@@ -80,10 +82,15 @@ class CircusClient:
         self.call(cast_message(command, **props))
 
     def stop(self) -> None:
-        """Close the socket (and the context, when the client made it)."""
+        """Close the socket (and the context, when the client made it).
+
+        Unanswered requests are dropped, except a cast sent last: it is given up to ``timeout``
+        to leave, since nothing else tells whether it went out.
+        """
         sock = getattr(self, "socket", None)
         if sock is not None and not sock.closed:
-            sock.close(linger=0)
+            pending = getattr(self, "_cast_pending", False)
+            sock.close(linger=int(self.timeout * 1000) if pending else 0)
         if self._own_context and not self.context.closed:
             self.context.term()
 
