@@ -13,13 +13,17 @@ import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
+
+from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, parse_probe
+
+from .substitute import fill_placeholders
 
 __all__ = [
     "Conv", "BOOL", "TEXT", "OPT_TEXT", "USER", "SIGNAL", "NAMES", "SOCKET_NAME", "WORDS", "ARGS",
     "DOTTED", "ENDPOINT", "OPT_ENDPOINT", "OCTAL", "integer", "number", "choice",
     "parse_signal", "parse_bool", "parse_hook", "check_rlimit", "check_dotted", "rlimit_value",
-    "json_int",
+    "json_int", "PROBE", "HEALTH_PROBE", "DEPENDS", "DEPEND_CONDITIONS", "parse_depends",
 ]
 
 _TRUE = frozenset({"1", "yes", "true", "on"})
@@ -33,11 +37,13 @@ _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 
 @dataclass(frozen=True)
 class Conv:
-    """How one option's value is checked: `text` for INI, `json` for the protocol."""
+    """How one option's value is checked: `text` for INI, `json` for the protocol; `view` turns a
+    checked value back into what `json` accepts (None: tuples become lists, the rest as is)."""
 
     type_name: str
     text: Callable[[str], object]
     json: Callable[[object], object]
+    view: Callable[[Any], object] | None = None
 
 
 def _expect(value: object, kinds: type | tuple[type, ...], what: str) -> None:
@@ -70,7 +76,10 @@ def _json_bool(value: object) -> bool:
 BOOL = Conv("bool", parse_bool, _json_bool)
 
 
-def _bounds(value: float, minimum: float | None, maximum: float | None) -> None:
+def _bounds(value: float, minimum: float | None, maximum: float | None,
+            exclusive: bool = False) -> None:
+    if minimum is not None and exclusive and value <= minimum:
+        raise ValueError(f"must be > {minimum}, got {value}")
     if minimum is not None and value < minimum:
         raise ValueError(f"must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -93,12 +102,14 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Conv:
     return Conv("int", text, json)
 
 
-def number(minimum: float | None = None) -> Conv:
+def number(minimum: float | None = None, *, exclusive: bool = False) -> Conv:
+    """A float >= minimum (> minimum when `exclusive`)."""
+
     def text(raw: str) -> float:
         if not _FLOAT.fullmatch(raw.strip()):
             raise ValueError(f"expected a number, got {raw!r}")
         value = float(raw)
-        _bounds(value, minimum, None)
+        _bounds(value, minimum, None, exclusive)
         return value
 
     def json(raw: object) -> float:
@@ -106,7 +117,7 @@ def number(minimum: float | None = None) -> Conv:
         value = float(raw)  # type: ignore[arg-type]
         if not math.isfinite(value):
             raise ValueError(f"expected a finite number, got {value}")
-        _bounds(value, minimum, None)
+        _bounds(value, minimum, None, exclusive)
         return value
 
     return Conv("float", text, json)
@@ -280,3 +291,68 @@ def parse_hook(raw: str) -> tuple[str, bool]:
     name, sep, flag = raw.partition(",")
     ignore = parse_bool(flag) if sep else False
     return check_dotted(name), ignore
+
+
+def _probe(allowed: frozenset[str]) -> Conv:
+    """A probe's text, checked with `parse_probe` after `$(circus.X)` placeholders are filled with
+    1 (the watcher substitutes the real values at spawn); kept as written. Empty = unset."""
+
+    def text(raw: str) -> str | None:
+        raw = raw.strip()
+        if not raw:
+            return None
+        parse_probe(fill_placeholders(raw), allowed)
+        return raw
+
+    return Conv("probe", text, lambda raw: None if raw is None else text(_json_text(raw)))
+
+
+PROBE = _probe(READINESS_KINDS)
+HEALTH_PROBE = _probe(LIVENESS_KINDS)
+
+DEPEND_CONDITIONS = ("ready", "started", "completed")
+Depends = tuple[tuple[str, str], ...]
+
+
+def _depend(item: str) -> tuple[str, str]:
+    item = item.strip()
+    name, colon, condition = item.rpartition(":")
+    if not colon:
+        name, condition = item, "ready"
+    name, condition = name.strip(), condition.strip().lower()
+    if condition not in DEPEND_CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r} in {item!r}; expected "
+                         f"NAME[:{'|'.join(DEPEND_CONDITIONS)}]")
+    if not name:
+        raise ValueError(f"missing watcher name in {item!r}")
+    return name, condition
+
+
+def _depends(items: list[str]) -> Depends:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if not item.strip():
+            continue  # "a, b," and "a,,b" as NAMES lists allow
+        name, condition = _depend(item)
+        if name.lower() in seen:
+            raise ValueError(f"{name!r} is listed twice")
+        seen.add(name.lower())
+        out.append((name, condition))
+    return tuple(out)
+
+
+def parse_depends(raw: str) -> Depends:
+    """`db, cache:ready, migrate:completed` -> (("db", "ready"), ("cache", "ready"), ...)."""
+    return _depends(raw.split(","))
+
+
+def _depends_json(raw: object) -> Depends:
+    _expect(raw, list, 'a JSON list of strings like "db:ready"')
+    for item in raw:  # type: ignore[attr-defined]
+        _expect(item, str, 'a JSON list of strings like "db:ready"')
+    return _depends(list(raw))  # type: ignore[call-overload]
+
+
+DEPENDS = Conv("dependencies", parse_depends, _depends_json,
+               lambda value: [f"{name}:{condition}" for name, condition in value])

@@ -19,6 +19,7 @@ from . import convert as c
 __all__ = [
     "CircusOptions", "WatcherConfig", "SocketConfig", "PluginConfig", "Config",
     "HOOK_NAMES", "STREAM_CLASSES", "RESTART_POLICIES", "option_reference", "schema_fields",
+    "DEPEND_CONDITIONS",
 ]
 
 HOOK_NAMES = (
@@ -37,6 +38,7 @@ STREAM_CLASSES: dict[str, frozenset[str]] = {
     "QueueStream": frozenset(),
 }
 RESTART_POLICIES = ("always", "on-failure", "never")
+DEPEND_CONDITIONS = c.DEPEND_CONDITIONS  # depends_on: what a dependency must have reached
 
 
 def opt(default: Any, conv: c.Conv | None, doc: str, *, kind: str = "plain",
@@ -144,6 +146,29 @@ class WatcherConfig:
     backoff_initial: float = opt(0.1, c.number(0.0), "first delay before restarting a failed start")
     backoff_max: float = opt(30.0, c.number(0.0), "longest delay between failed starts")
     min_uptime: float = opt(1.0, c.number(0.0), "a process exiting sooner is a failed start")
+    ready: str | None = opt(
+        None, c.PROBE, "readiness probe: tcp:HOST:PORT, http:URL, exec:COMMAND, notify or "
+        "log:REGEX ($(circus.X) substituted at spawn); a process is started once it succeeds; "
+        "unset = as soon as spawned")
+    ready_timeout: float = opt(30.0, c.number(0.0, exclusive=True),
+                               "seconds (> 0) a new process has to become ready")
+    health: str | None = opt(
+        None, c.HEALTH_PROBE, "liveness probe, run every health_interval: tcp:HOST:PORT, "
+        "http:URL or exec:COMMAND; unset = none")
+    health_interval: float = opt(10.0, c.number(0.0, exclusive=True),
+                                 "seconds (> 0) between two liveness checks")
+    health_failures: int = opt(3, c.integer(1),
+                               "consecutive failed liveness checks that restart a process")
+    health_timeout: float = opt(5.0, c.number(0.0, exclusive=True),
+                                "seconds (> 0) one liveness check may take")
+    watchdog_timeout: float = opt(
+        0.0, c.number(0.0), "with ready = notify: restart a process whose WATCHDOG=1 messages "
+        "stop for this long; 0 = off")
+    depends_on: tuple[tuple[str, str], ...] = opt(
+        (), c.DEPENDS, "watchers to wait for: 'NAME[:ready|started|completed], ...' (ready if "
+        "omitted); started after them, stopped before them")
+    listen_fds: bool = opt(False, c.BOOL, "pass the watcher's sockets systemd-style: "
+                           "LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,11 @@ def watcher_options(cfg: WatcherConfig) -> dict[str, Any]:
         if kind == "name":
             continue
         if kind == "plain":
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            view = f.metadata["conv"].view
+            if view is not None:
+                out[f.name] = view(value)
+            else:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
         elif kind == "env":
             out["env"] = dict(value)
         elif kind == "rlimits":

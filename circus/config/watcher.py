@@ -224,9 +224,11 @@ def _json_object(value: object, what: str) -> dict[str, object]:
     return value
 
 
-def _cross_check(col: Collector, report: Report, section_where: Any) -> dict[str, Any] | None:
+def _cross_check(watcher: str, col: Collector, report: Report,
+                 section_where: Any) -> dict[str, Any] | None:
     """Rules between options (checked on the values that converted); fills in restart_policy or
-    respawn from the other. None if a rule is broken."""
+    respawn from the other. None if a rule is broken. (Rules between watchers, such as
+    depends_on naming a defined watcher, are the caller's: build.py for a file.)"""
     v = col.good()
     ok = True
 
@@ -244,6 +246,12 @@ def _cross_check(col: Collector, report: Report, section_where: Any) -> dict[str
             bad(name, "requires copy_env = true")
     if v.get("backoff_max", 30.0) < v.get("backoff_initial", 0.1):
         bad("backoff_max", "must be >= backoff_initial")
+    ready_ok = "ready" in v or not col.given("ready")  # a bad ready is reported already
+    notify = (v.get("ready") or "").lower() == "notify"
+    if v.get("watchdog_timeout", 0.0) > 0 and ready_ok and not notify:
+        bad("watchdog_timeout", "requires ready = notify")
+    if any(dep.lower() == watcher.lower() for dep, _ in v.get("depends_on", ())):
+        bad("depends_on", f"watcher {watcher!r} cannot depend on itself")
     if "restart_policy" in v and "respawn" in v:
         if v["respawn"] != (v["restart_policy"] != "never"):
             bad("restart_policy", f"contradicts respawn = {str(v['respawn']).lower()}")
@@ -265,7 +273,7 @@ def assemble_watcher(name: str, items: Iterable[Item], mode: str, report: Report
             composite.ok = False
     col.check_required(section_where)
     extra = composite.finish()
-    values = _cross_check(col, report, section_where)
+    values = _cross_check(name, col, report, section_where)
     if values is None or not (col.ok and composite.ok and "cmd" in values):
         return None
     return WatcherConfig(name=name, env=env, **extra, **values)
