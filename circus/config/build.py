@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -166,15 +167,56 @@ class _Builder:
         ok = True
         refs = [("sockets", s) for s in watcher.sockets]
         refs += [("stdin_socket", watcher.stdin_socket)] if watcher.stdin_socket else []
-        for key in ("cmd", "args"):
-            text = watcher.cmd if key == "cmd" else str(watcher.args)
+        texts = {"cmd": watcher.cmd, "args": str(watcher.args), "ready": watcher.ready or "",
+                 "health": watcher.health or ""}
+        for key, text in texts.items():
             refs += [(key, ref.lower()) for ref in _SOCKET_REF.findall(text)]
         for key, ref in refs:
             if ref not in sockets:
-                where = next((v for v in section.values.values() if v.key.lower() == key), None)
-                report(where, key, f"unknown socket {ref!r}{did_you_mean(ref, sockets)}")
+                hint = did_you_mean(ref, sockets)
+                report(_where(section, key), key, f"unknown socket {ref!r}{hint}")
                 ok = False
+        if watcher.listen_fds and not sockets:
+            report(_where(section, "listen_fds"), "listen_fds",
+                   "no [socket:NAME] section is defined")
+            ok = False
         return watcher if ok else None
+
+    def dependencies(self, watchers: list[tuple[str, WatcherConfig | None, IniSection]]
+                     ) -> dict[str, WatcherConfig]:
+        """Check every depends_on against the other watchers: defined (spelled as defined in the
+        result), `completed` only on a watcher that exits for good, no cycle. Returns the
+        watchers that were built, by lower-cased name, with depends_on names respelled."""
+        defined = {name.lower(): name for name, _, _ in watchers}  # built or not
+        built = {name.lower(): w for name, w, _ in watchers if w}
+        sections = {name.lower(): section for name, _, section in watchers}
+        graph: dict[str, list[str]] = {}
+        for key, w in list(built.items()):
+            report = self.reporter(sections[key])
+            where = _where(sections[key], "depends_on")
+            deps = []
+            for dep, condition in w.depends_on:
+                target = defined.get(dep.lower())
+                if target is None:
+                    hint = did_you_mean(dep, defined)
+                    report(where, "depends_on", f"unknown watcher {dep!r}{hint}")
+                    continue
+                other = built.get(dep.lower())
+                if condition == "completed" and other and other.restart_policy == "always":
+                    report(where, "depends_on", f"'{dep}:completed' needs a watcher that exits "
+                           f"for good, but [watcher:{target}] has restart_policy = always "
+                           "(use never or on-failure)")
+                deps.append((target, condition))
+                if other is not None and dep.lower() != key:
+                    graph.setdefault(key, []).append(dep.lower())
+            if tuple(deps) != w.depends_on:
+                built[key] = replace(w, depends_on=tuple(deps))
+        for cycle in _cycles(graph):
+            start = cycle[0]
+            path = " -> ".join(built[n].name for n in (*cycle, start))
+            self.reporter(sections[start])(_where(sections[start], "depends_on"), "depends_on",
+                                           f"dependency cycle: {path}")
+        return built
 
     def build(self, source: str, files: tuple[str, ...]) -> Config:
         circus = self.circus_options()
@@ -183,16 +225,63 @@ class _Builder:
         sockets = [self.socket(n, s) for n, s in socket_sections]
         names = {name for name, _ in socket_sections}
         plugins = [self.plugin(n, s) for n, s in self.unique("plugin", fold=False)]
-        watchers = [self.watcher(n, s, names) for n, s in self.unique("watcher", fold=False)]
+        watchers = [(n, self.watcher(n, s, names), s)
+                    for n, s in self.unique("watcher", fold=False)]
+        built = self.dependencies(watchers)
         return Config(
             circus=circus,
-            watchers=tuple(sorted((w for w in watchers if w), key=lambda w: w.name.lower())),
+            watchers=tuple(sorted(built.values(), key=lambda w: w.name.lower())),
             sockets=tuple(sorted((s for s in sockets if s), key=lambda s: s.name)),
             plugins=tuple(sorted((p for p in plugins if p), key=lambda p: p.name.lower())),
             env=global_env,
             source=source,
             files=files,
         )
+
+
+def _where(section: IniSection, key: str) -> IniValue | None:
+    """Where `key` is set in `section` (None: the section itself)."""
+    return next((v for v in section.values.values() if v.key.lower() == key), None)
+
+
+def _cycles(graph: Mapping[str, list[str]]) -> list[list[str]]:
+    """One shortest cycle per strongly connected component of `graph` (edges in listed order),
+    each starting at its smallest node; sorted by that node."""
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(graph.get(start, ()))
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo += graph.get(node, ())
+        return seen
+
+    reachable = {node: reach(node) for node in graph}
+    done: set[str] = set()
+    cycles = []
+    for start in sorted(graph):
+        if start in done or start not in reachable[start]:
+            continue
+        component = {n for n in reachable[start] if start in reachable.get(n, ())}
+        done |= component
+        parent: dict[str, str] = {}
+        queue, found = [start], False
+        while queue and not found:
+            node = queue.pop(0)
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    parent[start], found = node, True
+                    break
+                if nxt in component and nxt not in parent:
+                    parent[nxt] = node
+                    queue.append(nxt)
+        path, node = [], parent[start]
+        while node != start:
+            path.append(node)
+            node = parent[node]
+        cycles.append([start, *reversed(path)])
+    return cycles
 
 
 def build_config(sections: Mapping[str, IniSection], environ: Mapping[str, str],
