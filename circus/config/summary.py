@@ -29,6 +29,16 @@ def _watcher_line(w: WatcherConfig) -> str:
         flags.append(f"stop_signal={_signal_name(w.stop_signal)}")
     if w.use_sockets:
         flags.append("sockets=" + (",".join(w.sockets) or "all"))
+    if w.listen_fds:
+        flags.append("listen_fds")
+    if w.ready:
+        flags.append(f"ready={w.ready}".replace("\n", " "))
+    if w.health:
+        flags.append(f"health={w.health}".replace("\n", " "))
+    if w.depends_on:
+        flags.append("depends_on=" + ",".join(
+            name if condition == "ready" else f"{name}:{condition}"
+            for name, condition in w.depends_on))
     return f"  {w.name}: {command}  [{', '.join(flags)}]"
 
 
