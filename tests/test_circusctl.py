@@ -471,6 +471,57 @@ def test_listen_prints_bytes_reprs_like_0_19(fake):
     assert line == "b'watcher.web.spawn': b'{\"process_pid\": 1}'\n"
 
 
+def test_listen_stops_quietly_when_the_reader_goes_away(fake):
+    server = fake(pub=True)
+    proc = subprocess.Popen([sys.executable, "-m", "circus.cli.circusctl", "--endpoint",
+                             server.pub_endpoint, "listen"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not sel.select(0.05):
+            server.publish("watcher.web.spawn", {"process_pid": 1})
+        sel.close()
+        proc.stdout.close()                     # like `circusctl listen | head -1`
+        while proc.poll() is None and time.monotonic() < deadline:
+            server.publish("watcher.web.spawn", {"process_pid": 1})
+            time.sleep(0.02)
+        assert proc.wait(5) == 1
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
+
+
+def test_listen_in_the_shell_asks_circusd_for_the_pubsub_endpoint(fake, capsys):
+    server = fake(lambda req: ok(options={"pubsub_endpoint": server.pub_endpoint}), pub=True)
+    session = circusctl.Session(circusctl.Options(endpoint=server.endpoint), shell=True)
+    try:
+        assert session._pubsub_endpoint(session.options) == server.pub_endpoint
+        assert server.last["properties"] == {"option": "pubsub_endpoint"}
+        server.handler = lambda req: None
+        session.options.timeout = 0.2
+        session.close()
+        assert session._pubsub_endpoint(session.options) == "tcp://127.0.0.1:5556"
+    finally:
+        session.close()
+
+
+def test_bash_completion_protocol_of_0_19(monkeypatch, capsys):
+    monkeypatch.setenv("AUTO_COMPLETE", "1")
+    monkeypatch.setenv("COMP_WORDS", "circusctl st")
+    monkeypatch.setenv("COMP_CWORD", "1")
+    assert circusctl.main([]) == 1
+    assert capsys.readouterr().out == "start stats status stop\n"
+    monkeypatch.setenv("COMP_WORDS", "circusctl status we")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    assert circusctl.main([]) == 1
+    assert capsys.readouterr().out == ""
+
+
 # -- interactive shell -------------------------------------------------------------------------------
 
 def test_shell_session(fake):

@@ -72,8 +72,10 @@ class Options:
 class Session:
     """Runs commands for one invocation or one shell: owns the client, prints, returns exit codes."""
 
-    def __init__(self, options: Options, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(self, options: Options, out: TextIO | None = None, err: TextIO | None = None,
+                 shell: bool = False) -> None:
         self.options = options
+        self.shell = shell
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._client: Any = None
@@ -109,7 +111,7 @@ class Session:
             props, overrides = build_request(name, words)
             options = self._with(overrides)
             if name == "listen":
-                return self.listen(props.get("topic") or [""], options)
+                return self.listen(props.get("topic") or [""], options, "endpoint" in overrides)
             return self.call(name, props, options)
         except HelpRequested:
             return self.help([name])
@@ -149,15 +151,30 @@ class Session:
         self.print(text, error=is_error)
         return Exit.ERROR_REPLY if is_error else Exit.OK
 
-    def listen(self, topics: list[str], options: Options) -> int:
+    def listen(self, topics: list[str], options: Options, explicit: bool = False) -> int:
+        """Print events until interrupted. ``--endpoint`` names the pubsub endpoint here, as in
+        0.19; in the shell, whose ``--endpoint`` is the control one, circusd is asked for it."""
         from circus.consumer import CircusConsumer
 
-        endpoint = options.endpoint or DEFAULT_ENDPOINT_SUB
+        if self.shell and not explicit:
+            endpoint = self._pubsub_endpoint(options)
+        else:
+            endpoint = options.endpoint or DEFAULT_ENDPOINT_SUB
         with CircusConsumer(topics, endpoint=endpoint, ssh_server=options.ssh,
                             ssh_keyfile=options.ssh_keyfile) as consumer:
             for topic, message in consumer:
                 self.print(render_event(topic, message))
         return Exit.OK
+
+    def _pubsub_endpoint(self, options: Options) -> str:
+        from circus.client.wire import make_message
+
+        try:
+            reply = self.client(options).call(make_message("globaloptions", option="pubsub_endpoint"))
+        except CallError:
+            reply = None
+        found = (reply or {}).get("options", {}).get("pubsub_endpoint") if isinstance(reply, dict) else None
+        return found if isinstance(found, str) and found else DEFAULT_ENDPOINT_SUB
 
     def help(self, words: list[str]) -> int:
         if not words:
@@ -198,8 +215,34 @@ def main_help() -> str:
     return parser.format_help()
 
 
+def bash_complete(environ: dict[str, str] | os._Environ[str]) -> int:
+    """0.19's bash completion protocol (``AUTO_COMPLETE``, ``COMP_WORDS``, ``COMP_CWORD`` set by
+    the completion script): print the command names that complete the first word; exit 1."""
+    words = environ.get("COMP_WORDS", "").split()[1:]
+    try:
+        cword = int(environ.get("COMP_CWORD", "0"))
+    except ValueError:
+        cword = 0
+    current = words[cword - 1] if 0 < cword <= len(words) else ""
+    if cword == 1:
+        print(" ".join(name for name in command_names() if name.startswith(current)))
+    return Exit.NO_ANSWER
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    if "AUTO_COMPLETE" in os.environ:
+        return bash_complete(os.environ)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # the reader went away (``circusctl listen | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return Exit.NO_ANSWER
+
+
+def _main(args: list[str]) -> int:
     try:
         ns = _global_parser().parse_args(args)
     except UsageError as exc:
@@ -216,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return session.run("help", [ns.command] if ns.command else [])
         if ns.command is None:
             from circus.cli.ctl_shell import run_shell
+            session.shell = True
             return run_shell(session, VERSION)
         return session.run(ns.command, ns.words)
     finally:
