@@ -28,8 +28,9 @@ def run(coro, timeout: float = 10.0):
 
 def test_public_names_are_pinned():
     assert sorted(circus.client.__all__) == sorted([
-        "AsyncClient", "AsyncConsumer", "CircusClient", "CallError", "CallTimeout", "TunnelError",
-        "make_message", "cast_message", "DEFAULT_ENDPOINT_DEALER", "DEFAULT_ENDPOINT_SUB",
+        "AsyncClient", "AsyncConsumer", "CircusClient", "AsyncCircusClient", "CallError",
+        "CallTimeout", "TunnelError", "make_message", "cast_message", "make_json",
+        "DEFAULT_ENDPOINT_DEALER", "DEFAULT_ENDPOINT_SUB",
         "DEFAULT_ENDPOINT_STATS"])
     for name in circus.client.__all__:
         assert getattr(circus.client, name) is not None
@@ -49,6 +50,7 @@ def test_message_builders():
     cast = cast_message("incr", name="web", nb=2)
     assert cast["msg_type"] == "cast" and cast["properties"] == {"name": "web", "nb": 2}
     assert make_message("numwatchers")["properties"] == {}
+    assert json.loads(circus.client.make_json("list", name="a"))["properties"] == {"name": "a"}
 
 
 def test_prepare_call_copies_and_sets_a_fresh_id():
@@ -351,3 +353,24 @@ def test_async_consumer_iterates(fake):
         return seen
 
     assert run(main()) == [("watcher.a.start", {"time": 1})]
+
+
+def test_0_19_async_client_names(fake):
+    server = fake(lambda req: ok(watchers=["w"]) if req["command"] == "list" else None)
+    ctx = zmq.Context()
+
+    async def main():
+        client = circus.client.AsyncCircusClient(context=ctx, endpoint=server.endpoint, timeout=0.2)
+        try:
+            assert (await client.call(make_message("list")))["watchers"] == ["w"]
+            assert (await client.send_message("list"))["watchers"] == ["w"]
+            with pytest.raises(CallError, match=r"^Timed out\.$"):
+                await client.send_message("status")
+        finally:
+            client.stop()
+
+    try:
+        run(main())
+        assert not ctx.closed
+    finally:
+        ctx.term()

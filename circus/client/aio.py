@@ -17,19 +17,28 @@ from circus.client.wire import (DEFAULT_ENDPOINT_DEALER, DEFAULT_ENDPOINT_SUB, c
                                 make_message, prepare_call, setup_dealer, setup_sub)
 from circus.protocol import decode, decode_event
 
-__all__ = ["AsyncClient", "AsyncConsumer"]
+__all__ = ["AsyncClient", "AsyncConsumer", "AsyncCircusClient"]
+
+
+def _async_context(context: zmq.Context | None) -> zmq.asyncio.Context:
+    """An asyncio context: a new one, the one given, or one sharing a given blocking context."""
+    if context is None:
+        return zmq.asyncio.Context()
+    if isinstance(context, zmq.asyncio.Context):
+        return context
+    return zmq.asyncio.Context.shadow(context.underlying)
 
 
 class AsyncClient:
     """``async with AsyncClient(endpoint) as c: reply = await c.call("list")``."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT_DEALER, timeout: float = 5.0,
-                 context: zmq.asyncio.Context | None = None, ssh_server: str | None = None,
+                 context: zmq.Context | None = None, ssh_server: str | None = None,
                  ssh_keyfile: str | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = float(timeout)
         self._own_context = context is None
-        self._context = context if context is not None else zmq.asyncio.Context()
+        self._context = _async_context(context)
         self._socket = setup_dealer(self._context.socket(zmq.DEALER))
         try:
             connect(self._socket, endpoint, ssh_server, ssh_keyfile)
@@ -148,13 +157,13 @@ class AsyncConsumer:
     """
 
     def __init__(self, topics: list[str] | tuple[str, ...] = ("",),
-                 endpoint: str = DEFAULT_ENDPOINT_SUB, context: zmq.asyncio.Context | None = None,
+                 endpoint: str = DEFAULT_ENDPOINT_SUB, context: zmq.Context | None = None,
                  ssh_server: str | None = None, ssh_keyfile: str | None = None,
                  raw: bool = False) -> None:
         self.endpoint = endpoint
         self.raw = raw
         self._own_context = context is None
-        self._context = context if context is not None else zmq.asyncio.Context()
+        self._context = _async_context(context)
         self._socket = setup_sub(self._context.socket(zmq.SUB), list(topics))
         try:
             connect(self._socket, endpoint, ssh_server, ssh_keyfile)
@@ -195,3 +204,29 @@ class AsyncConsumer:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+class AsyncCircusClient:
+    """Circus 0.19's asynchronous client, by name and signature: ``await client.call(message)``.
+
+    0.19's ran on Tornado; this one is a coroutine API over :class:`AsyncClient`, which Tornado
+    coroutines can also ``yield``. A timeout raises ``CallError("Timed out.")`` as 0.19's did.
+    """
+
+    def __init__(self, context: zmq.Context | None = None, endpoint: str = DEFAULT_ENDPOINT_DEALER,
+                 timeout: float = 5.0, ssh_server: str | None = None,
+                 ssh_keyfile: str | None = None) -> None:
+        self.endpoint = endpoint
+        self._client = AsyncClient(endpoint, timeout, context, ssh_server, ssh_keyfile)
+
+    async def call(self, cmd: Mapping[str, Any]) -> dict[str, Any] | None:
+        try:
+            return await self._client.request(cmd)
+        except CallTimeout:
+            raise CallTimeout("Timed out.") from None
+
+    async def send_message(self, command: str, **props: Any) -> dict[str, Any] | None:
+        return await self.call(make_message(command, **props))
+
+    def stop(self) -> None:
+        self._client.close()

@@ -19,7 +19,7 @@ from circus.client.errors import CallError, TunnelError
 from circus.protocol import decode, encode, make_request
 
 __all__ = ["DEFAULT_ENDPOINT_DEALER", "DEFAULT_ENDPOINT_SUB", "DEFAULT_ENDPOINT_STATS",
-           "make_message", "cast_message", "prepare_call", "is_cast", "read_reply",
+           "make_message", "cast_message", "make_json", "prepare_call", "is_cast", "read_reply",
            "setup_dealer", "setup_sub", "connect"]
 
 DEFAULT_ENDPOINT_DEALER = "tcp://127.0.0.1:5555"
@@ -35,6 +35,11 @@ def make_message(command: str, **props: Any) -> dict[str, Any]:
 def cast_message(command: str, **props: Any) -> dict[str, Any]:
     """A fire-and-forget request: circusd runs it and never answers."""
     return make_request(command, props, cast=True)
+
+
+def make_json(command: str, **props: Any) -> str:
+    """``make_message`` as a JSON string."""
+    return encode(make_message(command, **props)).decode()
 
 
 def is_cast(message: Mapping[str, Any]) -> bool:
