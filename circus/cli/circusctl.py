@@ -6,7 +6,8 @@ Exit codes (one place: :class:`Exit`):
 
 * 0 ok (also with ``--json``, whatever the reply says, as 0.19 did)
 * 1 no answer: timeout, unreachable endpoint, ssh tunnel failure (with 0.19's hint on timeout)
-* 2 usage error: unknown command, wrong arguments or flags
+* 2 usage error: unknown command, wrong arguments or flags (0.19 used 1 for a wrong number of
+  arguments and crashed with a traceback on a value it could not convert; nothing is sent then)
 * 3 circusd answered with an error
 
 Imports are kept light (no asyncio, no psutil): ``circusctl list`` should cost the interpreter,

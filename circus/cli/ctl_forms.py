@@ -278,7 +278,7 @@ def command_help(name: str) -> str:
 def build_request(name: str, words: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Parse a command's words: its properties, and any global options given after it."""
     parser = command_parser(name)
-    ns = vars(parser.parse_intermixed_args(list(words)))
+    ns = vars(parser.parse_intermixed_args(_literal_tail(name, parser, list(words))))
     if ns.pop("help", False):
         raise HelpRequested(name)
     args = ns.pop("args")
@@ -291,6 +291,36 @@ def build_request(name: str, words: Sequence[str]) -> tuple[dict[str, Any], dict
         raise UsageError("Invalid number of arguments", parser.usage or USAGE, parser.prog) from None
     props.update(ns)
     return props, overrides
+
+
+def _literal_tail(name: str, parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    """For ``add NAME CMD...``: words of the command line that are not circusctl flags are kept
+    literally, so that ``circusctl add web python -m http.server --start`` works without quotes.
+    An explicit ``--`` makes everything after it literal."""
+    form = _form(name)
+    if "--" in words or not any(pos.many == "join" for pos in form):
+        return words
+    before = sum(1 for pos in form if pos.many != "join")      # positionals before the command
+    options = {opt: action for action in parser._actions for opt in action.option_strings}
+    flags: list[str] = []
+    head: list[str] = []
+    tail: list[str] = []
+    seen = index = 0
+    while index < len(words):
+        word = words[index]
+        action = options.get(word.split("=", 1)[0]) if word.startswith("--") else options.get(word)
+        if action is not None:
+            takes = action.nargs is None and "=" not in word
+            flags += words[index:index + (2 if takes else 1)]
+            index += 2 if takes else 1
+            continue
+        if seen < before:
+            head.append(word)
+            seen += 1
+        else:
+            tail.append(word)
+        index += 1
+    return flags + head + (["--"] + tail if tail else [])
 
 
 class _Count(Exception):
