@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from circus.core.spawner import OSLayer
 from circus.core.states import PROCESS_TRANSITIONS, ProcessEvent, ProcessState, apply
@@ -46,7 +46,10 @@ class Process:
     stop_deadline: float | None = None
     last_exit: int | None = None
     reason: str = ""                   # why the slot is in its state (backoff / fatal)
+    abort_reason: str = ""             # why circusd stopped a starting process (probe failed...)
     exited: asyncio.Future[int] | None = field(default=None, repr=False)
+    ready_waiter: asyncio.Future[str] | None = field(default=None, repr=False)
+    io: Any = field(default=None, repr=False)          # readiness.ProcessIO when captured
 
     def apply(self, event: ProcessEvent) -> ProcessState:
         self.state = apply(PROCESS_TRANSITIONS, self.state, event, f"process {self.wid}")

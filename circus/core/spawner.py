@@ -46,6 +46,8 @@ class SpawnSpec:
     rlimits: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     close_stdin: bool = True
     stdin_fd: int | None = None           # a socket duplicated onto stdin (stdin_socket)
+    stdout_fd: int | None = None          # write end of a pipe read by circusd
+    stderr_fd: int | None = None
     close_stdout: bool = False
     close_stderr: bool = False
     pass_fds: tuple[int, ...] = ()
@@ -91,8 +93,8 @@ class RealOS:
                 close_fds=True,
                 pass_fds=spec.pass_fds,
                 stdin=spec.stdin_fd if spec.stdin_fd is not None else (devnull if spec.close_stdin else None),
-                stdout=devnull if spec.close_stdout else None,
-                stderr=devnull if spec.close_stderr else None,
+                stdout=spec.stdout_fd if spec.stdout_fd is not None else (devnull if spec.close_stdout else None),
+                stderr=spec.stderr_fd if spec.stderr_fd is not None else (devnull if spec.close_stderr else None),
                 preexec_fn=_limits_setter(spec.rlimits) if spec.rlimits else None,
                 restore_signals=True,
             )
