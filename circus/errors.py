@@ -8,7 +8,8 @@
      ├── SpawnError                  a process could not be started (missing binary, user, dir...)
      ├── WatcherError                an operation on a watcher cannot be done
      │    ├── UnknownWatcher         no watcher by that name
-     │    └── Interrupted            preempted by a stop or quit before it finished
+     │    ├── Interrupted            preempted by a stop or quit before it finished
+     │    └── NotReady               a new process exited or failed its probe before it was ready
      └── OperationTimeout            an operation did not finish before its deadline
 
 Each error names who is at fault in its message; wire codes are attached by the protocol layer.
@@ -22,6 +23,7 @@ __all__ = [
     "WatcherError",
     "UnknownWatcher",
     "Interrupted",
+    "NotReady",
     "OperationTimeout",
 ]
 
@@ -56,6 +58,10 @@ class UnknownWatcher(WatcherError):
 
 class Interrupted(WatcherError):
     """An operation was preempted (by ``stop`` or ``quit``) before it finished."""
+
+
+class NotReady(WatcherError):
+    """A new process exited, or failed its readiness probe, before it was ready."""
 
 
 class OperationTimeout(CircusError):

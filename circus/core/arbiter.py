@@ -18,11 +18,13 @@ from typing import Awaitable, Callable, Iterable, Mapping
 
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
 from circus.config.diff import ReloadPlan, diff
+from circus.core.deps import start_order, stop_order
 from circus.core.reloader import apply_plan
 from circus.core.sockets import SocketRegistry
-from circus.core.spawner import OSLayer
+from circus.core.spawner import OSLayer, SpawnSpec
 from circus.core.watcher import Watcher
-from circus.errors import UnknownWatcher
+from circus.streams.pump import OutputPump
+from circus.errors import SpawnError, UnknownWatcher
 from circus.protocol import ErrorCode, ProtocolError
 
 __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
@@ -74,6 +76,8 @@ class Arbiter:
         self.inherited_sockets = inherited_sockets or {}
         self._owners: dict[int, Watcher] = {}
         self.sockets = SocketRegistry()
+        self.pump = OutputPump()
+        self._helpers: dict[int, asyncio.Future[int]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._done = asyncio.Event()
         self._quitting: asyncio.Task | None = None
@@ -87,11 +91,18 @@ class Arbiter:
         return {"environ": self.environ, "python_path": self.python_path,
                 "sockets": self.sockets.fds_for(watcher.cfg)}
 
+    def is_descendant(self, root: int, pid: int) -> bool:
+        return pid == root or pid in self.os.descendants(root)
+
     def claim(self, pid: int, watcher: Watcher) -> None:
         self._owners[pid] = watcher
 
     def emit(self, watcher: str, event: str, payload: dict) -> None:
         self.publish(f"watcher.{topic_name(watcher)}.{event}", payload)
+        if event == "stop":
+            w = self.watchers.get(watcher.lower())
+            if w is not None and w.cfg.on_demand and not self.quitting:
+                self._arm_on_demand(w)
 
     def random(self) -> float:
         return self.rng.random()
@@ -113,10 +124,26 @@ class Arbiter:
             raise UnknownWatcher(name) from None
 
     def by_start_order(self) -> list[Watcher]:
-        """Highest priority first; ties by name (0.19 order)."""
-        return sorted(self.watchers.values(), key=lambda w: (-w.cfg.priority, w.name.lower()))
+        """Dependencies first, then highest priority first; ties by name (0.19 order)."""
+        return [self.watchers[k] for k in start_order(w.cfg for w in self.watchers.values())]
+
+    async def run_command(self, spec: SpawnSpec, timeout: float) -> int:
+        """Run a helper command (e.g. an exec probe) through our reaper; SIGKILL at timeout."""
+        pid = self.os.spawn(spec)
+        done = asyncio.get_running_loop().create_future()
+        self._helpers[pid] = done
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            self.os.killpg(pid, signal.SIGKILL)
+            raise
 
     def _on_exit(self, pid: int, code: int) -> None:
+        helper = self._helpers.pop(pid, None)
+        if helper is not None:
+            if not helper.done():
+                helper.set_result(code)
+            return
         watcher = self._owners.pop(pid, None)
         if watcher is None:
             log.debug("reaped orphan %d (exit %d)", pid, code)
@@ -133,6 +160,19 @@ class Arbiter:
                         if getattr(w, k)]
         for item in pending:
             log.warning("%s is accepted but not acted on by this version yet", item)
+        self._warn_shared_probes()
+
+    def _warn_shared_probes(self) -> None:
+        """A tcp/http readiness probe on a socket the workers share is answered by any of them:
+        it cannot tell that a *new* process is ready (rolling restarts would not wait)."""
+        ports = {s.port for s in self.config.sockets if not s.path and s.port}
+        for w in self.config.watchers:
+            ready = (w.ready or "").lower()
+            if w.use_sockets and ready.startswith(("tcp:", "http")) and \
+                    any(f":{port}" in ready for port in ports):
+                log.warning("%s: ready = %s probes a shared socket: any worker answers it, so it "
+                            "cannot tell when a new process is ready; use notify, log:REGEX, exec: "
+                            "or a per-process port", w.name, w.ready)
 
     async def start(self) -> None:
         """Attach to the running loop and start the autostart watchers by priority."""
@@ -144,10 +184,17 @@ class Arbiter:
         await self.start_watchers()
 
     async def start_watchers(self) -> None:
+        """Autostart watchers in dependency order (then priority, high first), each after the
+        watchers it depends on reached their condition; on_demand ones wait for a connection."""
         delay = self.config.circus.warmup_delay
         first = True
         for watcher in self.by_start_order():
             if not watcher.cfg.autostart or self.quitting:
+                continue
+            if watcher.cfg.on_demand:
+                self._arm_on_demand(watcher)
+                continue
+            if not await self._dependencies_met(watcher):
                 continue
             if not first and delay > 0:
                 await asyncio.sleep(delay)
@@ -157,22 +204,62 @@ class Arbiter:
             except Exception as exc:   # one broken watcher never takes the others down
                 log.error("%s: could not start: %s", watcher.name, exc)
 
+    async def _dependencies_met(self, watcher: Watcher) -> bool:
+        for name, condition in watcher.cfg.depends_on:
+            dep = self.watchers.get(name.lower())
+            if dep is None:
+                log.error("%s: depends on %s, which does not exist", watcher.name, name)
+                return False
+            timeout = None if condition == "completed" else max(dep.cfg.ready_timeout, 1.0)
+            log.info("%s: waiting for %s to be %s", watcher.name, dep.name, condition)
+            if not await dep.reached(condition, timeout):
+                reason = f"not started: {dep.name} is not {condition}"
+                log.error("%s: %s", watcher.name, reason)
+                watcher.reason = reason
+                self.emit(watcher.name, "dependency_failed",
+                          {"time": time.time(), "dependency": dep.name, "condition": condition})
+                return False
+        return True
+
+    def _arm_on_demand(self, watcher: Watcher) -> None:
+        """Start ``watcher`` at the first connection to one of its sockets (whatever its priority)."""
+        loop = self._loop
+        if loop is None or self.quitting:
+            return
+        try:
+            fds = list(self.sockets.fds_for(watcher.cfg).values())
+        except SpawnError as exc:
+            log.error("%s: on_demand: %s", watcher.name, exc)
+            return
+        if not fds:
+            log.warning("%s: on_demand without sockets: starting it now", watcher.name)
+            self.command_task(watcher.start(), f"start {watcher.name}")
+            return
+
+        def wake() -> None:
+            for fd in fds:
+                loop.remove_reader(fd)
+            log.info("%s: a connection arrived, starting on demand", watcher.name)
+            self.command_task(watcher.start(), f"start {watcher.name}")
+        for fd in fds:
+            loop.add_reader(fd, wake)
+        log.info("%s: waiting for a connection (on_demand)", watcher.name)
+
     def by_stop_order(self) -> list[list[Watcher]]:
-        """Groups of equal priority, lowest priority first (each group stops concurrently)."""
-        groups: dict[int, list[Watcher]] = {}
-        for watcher in self.watchers.values():
-            groups.setdefault(watcher.cfg.priority, []).append(watcher)
-        return [groups[priority] for priority in sorted(groups)]
+        """Groups that stop concurrently, in order (dependents before their dependencies)."""
+        return [[self.watchers[k] for k in group]
+                for group in stop_order(w.cfg for w in self.watchers.values())]
 
     async def stop_watchers(self) -> None:
         for group in self.by_stop_order():
             await asyncio.gather(*(w.stop() for w in group), return_exceptions=True)
 
-    async def reload(self, graceful: bool = True, sequential: bool = False) -> None:
+    async def reload(self, graceful: bool = True, sequential: bool = False,
+                     batch: int | str | None = None) -> None:
         for watcher in self.by_start_order():
             if watcher.state.value == "stopped" and not watcher.cfg.autostart:
                 continue
-            await watcher.reload(graceful=graceful, sequential=sequential)
+            await watcher.reload(graceful=graceful, sequential=sequential, batch=batch)
         self.publish(f"arbiter.{self.node}.reload", {"time": time.time()})
 
     @property
@@ -189,6 +276,8 @@ class Arbiter:
                 for group in self.by_stop_order():
                     await asyncio.gather(*(w.close() for w in group), return_exceptions=True)
                 await self._sweep_orphans()
+                await self.pump.wait_closed(timeout=1.0)
+                self.pump.close()
                 self.sockets.close_all()
             finally:
                 self._done.set()
@@ -280,9 +369,12 @@ class Arbiter:
     # -- commands ---------------------------------------------------------------------------------
 
     def command(self, name: str, **props: object) -> asyncio.Task:
-        """Run a command as a task the arbiter owns (signals and, later, the control socket)."""
+        """Run a signal's command as a task the arbiter owns."""
         handler: Callable[..., Awaitable[object]] = getattr(self, f"cmd_{name}")
-        task = asyncio.get_running_loop().create_task(handler(**props), name=f"command:{name}")
+        return self.command_task(handler(**props), f"command:{name}")
+
+    def command_task(self, coro: Awaitable[object], name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._command_done)
         return task

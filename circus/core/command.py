@@ -13,6 +13,7 @@ import os
 import pwd
 import resource
 import shlex
+import sys
 from typing import Mapping, Sequence
 
 from circus.config import WatcherConfig, substitute_spawn
@@ -57,6 +58,30 @@ def _argv(cfg: WatcherConfig, values: Mapping[str, object]) -> list[str]:
     if not argv:
         raise SpawnError("empty command")
     return argv
+
+
+#: Runs in the child (as ``python -c``): moves the inherited sockets to fds 3.., sets
+#: LISTEN_PID to its own pid (which is the program's: exec keeps it) and execs the program.
+LISTEN_FDS_SHIM = """
+import fcntl, os, sys
+n = int(sys.argv[1]); fds = [int(x) for x in sys.argv[2:2 + n]]; names = sys.argv[2 + n]
+argv = sys.argv[3 + n:]
+tmp = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3 + n + 16) for fd in fds]
+for fd in fds:
+    os.close(fd)
+for i, fd in enumerate(tmp):
+    os.dup2(fd, 3 + i)
+    os.close(fd)
+os.environ.update(LISTEN_FDS=str(n), LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES=names)
+os.execvp(argv[0], argv)
+"""
+
+
+def listen_fds_argv(argv: list[str], sockets: Mapping[str, int], python: str) -> list[str]:
+    """``argv`` wrapped so the program gets ``sockets`` systemd-style (sd_listen_fds)."""
+    names = sorted(sockets)
+    fds = [str(sockets[n]) for n in names]
+    return [python, "-c", LISTEN_FDS_SHIM, str(len(fds)), *fds, ":".join(names), *argv]
 
 
 def resolve_ids(uid: str | int | None, gid: str | int | None) -> tuple[int | None, int | None, tuple[int, ...] | None]:
@@ -121,12 +146,14 @@ def build_spec(
     environ: Mapping[str, str],
     python_path: Sequence[str] = (),
     sockets: Mapping[str, int] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> SpawnSpec:
     """The :class:`SpawnSpec` of process ``wid`` of ``cfg``; raises SpawnError with the reason."""
     sockets = dict(sockets or {})
     values = spawn_values(cfg, wid, sockets)
     env = dict(environ) if cfg.copy_env else {}
     env.update(cfg.env)
+    env.update(extra_env or {})
     if cfg.copy_path:
         current = env.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join([*python_path, *([current] if current else [])])
@@ -135,10 +162,17 @@ def build_spec(
     uid, gid, groups = resolve_ids(cfg.uid, cfg.gid)
     stdin_fd = sockets.get(cfg.stdin_socket.lower()) if cfg.stdin_socket else None
     pass_fds = tuple(sorted(set(sockets.values())))
+    argv = _argv(cfg, values)
+    executable = cfg.executable
+    if cfg.listen_fds and sockets:
+        if executable:
+            argv[0] = executable
+            executable = None
+        argv = listen_fds_argv(argv, sockets, sys.executable)
     return SpawnSpec(
-        argv=tuple(_argv(cfg, values)),
+        argv=tuple(argv),
         env=env,
-        executable=cfg.executable,
+        executable=executable,
         cwd=cfg.working_dir,
         uid=uid,
         gid=gid,

@@ -23,7 +23,7 @@ import zmq.asyncio
 from circus.config import CircusOptions, ConfigError
 from circus.core.handlers import HANDLERS, Ops
 from circus.core.watcher import OP_DEADLINE
-from circus.errors import (CircusError, Interrupted, OperationTimeout, SpawnError, UnknownWatcher,
+from circus.errors import (CircusError, Interrupted, NotReady, OperationTimeout, SpawnError, UnknownWatcher,
                            WatcherError)
 from circus.protocol import (MAX_FRAME, BadRequest, ErrorCode, ProtocolError, decode_request, encode,
                              encode_event, error_reply, get_command, ok_reply, validate_properties)
@@ -221,6 +221,8 @@ def _convert(exc: BaseException) -> tuple[ErrorCode, str]:
         return ErrorCode.UNKNOWN_WATCHER, str(exc)
     if isinstance(exc, OperationTimeout):
         return ErrorCode.TIMEOUT, str(exc)
+    if isinstance(exc, NotReady):
+        return ErrorCode.NOT_READY, str(exc)
     if isinstance(exc, Interrupted):
         return ErrorCode.INTERRUPTED, str(exc)
     if isinstance(exc, WatcherError):

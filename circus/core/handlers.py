@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from circus.config import ConfigError, watcher_from_options
 from circus.config.view import watcher_options
 from circus.config.convert import parse_signal
+from circus.core.policy import batch_size
 from circus.core.watcher import Watcher
 from circus.protocol import ErrorCode, ProtocolError
 
@@ -82,6 +83,14 @@ def select(arbiter: Any, name: str | None, match: str = "glob") -> list[Watcher]
     return sorted(found, key=lambda w: (-w.cfg.priority, w.name.lower()))
 
 
+def _check_batch(batch: int | str | None) -> int | str | None:
+    try:
+        batch_size(batch, 100)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, str(exc)) from None
+    return batch
+
+
 def _one(arbiter: Any, name: str) -> Watcher:
     return select(arbiter, name, "simple")[0]
 
@@ -116,18 +125,19 @@ async def _restart(arbiter, ops, p):
         await ops.run(p, arbiter.restart_all(), "restart")
         return {}
     watchers = select(arbiter, p["name"], p["match"])
-    result = await ops.run(p, _each(watchers, lambda w: w.restart()), "restart")
+    batch = _check_batch(p["batch"])
+    result = await ops.run(p, _each(watchers, lambda w: w.restart(p["graceful"], batch)), "restart")
     return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
 
 
 @handler("reload")
 async def _reload(arbiter, ops, p):
-    graceful, sequential = p["graceful"], p["sequential"]
+    graceful, sequential, batch = p["graceful"], p["sequential"], _check_batch(p["batch"])
     if p["name"] is None:
-        await ops.run(p, arbiter.reload(graceful=graceful, sequential=sequential), "reload")
+        await ops.run(p, arbiter.reload(graceful=graceful, sequential=sequential, batch=batch), "reload")
         return {}
     watchers = select(arbiter, p["name"], p["match"])
-    result = await ops.run(p, _each(watchers, lambda w: w.reload(graceful, sequential)), "reload")
+    result = await ops.run(p, _each(watchers, lambda w: w.reload(graceful, sequential, batch)), "reload")
     return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
 
 

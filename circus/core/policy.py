@@ -12,9 +12,10 @@ code other than 0, or killed by a signal) or ``never``.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
-__all__ = ["RestartPolicy", "Decision", "after_exit", "backoff_delay", "describe_exit"]
+__all__ = ["RestartPolicy", "Decision", "after_exit", "backoff_delay", "describe_exit", "batch_size"]
 
 
 class RestartPolicy(enum.Enum):
@@ -86,3 +87,22 @@ def describe_exit(exit_code: int | None) -> str:
             name = f"signal {-exit_code}"
         return f"killed by {name}"
     return f"exit code {exit_code}"
+
+
+def batch_size(spec: int | str | None, total: int) -> int:
+    """Processes replaced per step of a rolling restart: ``N``, ``"N%"`` of ``total``, or all."""
+    if total <= 0:
+        return 1
+    if spec is None:
+        return total
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError(f"batch {spec!r}: a percentage must be in (0, 100]")
+            return max(1, min(total, math.ceil(total * percent / 100)))
+        spec = int(text)
+    if spec < 1:
+        raise ValueError(f"batch {spec!r}: must be at least 1")
+    return min(total, spec)

@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import signal
 import time
 from typing import Awaitable, Callable, Protocol, TypeVar
 
 from circus.config import WatcherConfig
-from circus.core.command import build_spec
-from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
+from circus.core.command import build_spec, spawn_values
+from circus.core.policy import RestartPolicy, Verdict, after_exit, batch_size, describe_exit
 from circus.core.process import Process, drain_group, terminate
+from circus.core.readiness import ReadinessMixin
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
-from circus.errors import Interrupted, OperationTimeout, SpawnError, WatcherError
+from circus.errors import Interrupted, NotReady, OperationTimeout, SpawnError, WatcherError
 
 __all__ = ["Watcher", "WatcherHost"]
 
@@ -65,7 +67,7 @@ class WatcherHost(Protocol):
     def random(self) -> float: ...
 
 
-class Watcher:
+class Watcher(ReadinessMixin):
     def __init__(self, cfg: WatcherConfig, host: WatcherHost) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -81,6 +83,8 @@ class Watcher:
         self._pass: asyncio.Task | None = None
         self._dirty = False
         self._timers: set[asyncio.TimerHandle] = set()
+        self._change_waiters: list[asyncio.Future[None]] = []
+        self.completed_ok: bool | None = None     # one-shot watchers: did every process exit 0?
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -109,6 +113,38 @@ class Watcher:
         """Rich state, e.g. ``fatal (exited 6 times in 3.2 s: exit code 1)``."""
         reason = self.describe_reason()
         return f"{self.state} ({reason})" if reason else str(self.state)
+
+    def condition(self, what: str) -> bool | None:
+        """A ``depends_on`` condition: True reached, False cannot be reached any more, None not yet."""
+        if self.state is WS.FATAL:
+            return False
+        if what == "started":
+            return True if self.state is WS.ACTIVE else None
+        if what == "ready":
+            current = [p for p in self.slots.values() if not p.retiring]
+            ready = self.state is WS.ACTIVE and len(current) >= self.numprocesses and \
+                all(p.state in (PS.RUNNING, PS.EXITED) for p in current)
+            return True if ready else None
+        return self.completed_ok                          # "completed"
+
+    async def reached(self, what: str, timeout: float | None = None) -> bool:
+        """Wait until :meth:`condition` is decided (False at ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while (met := self.condition(what)) is None:
+            change = loop.create_future()
+            self._change_waiters.append(change)
+            try:
+                await asyncio.wait_for(change, None if deadline is None else max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return False
+        return met
+
+    def _changed(self) -> None:
+        waiters, self._change_waiters = self._change_waiters, []
+        for change in waiters:
+            if not change.done():
+                change.set_result(None)
 
     # -- serialization ----------------------------------------------------------------------------
 
@@ -155,7 +191,11 @@ class Watcher:
     async def stop(self) -> None:
         await self._run("stop", self._stop, preempt=True)
 
-    async def restart(self) -> dict:
+    async def restart(self, graceful: bool = False, batch: int | str | None = None) -> dict:
+        """Stop then start (0.19); ``graceful``: a rolling replacement, ``batch`` at a time (1)."""
+        if graceful:
+            return await self._run("restart", lambda: self._reload(True, False, batch or 1))
+
         async def body() -> dict:
             stopped = self.pids()
             await self._stop()
@@ -163,15 +203,18 @@ class Watcher:
             return {"stopped": stopped, "started": info["started"], "kept": []}
         return await self._run("restart", body)
 
-    async def reload(self, graceful: bool = True, sequential: bool = False) -> dict:
-        return await self._run("reload", lambda: self._reload(graceful, sequential))
+    async def reload(self, graceful: bool = True, sequential: bool = False,
+                     batch: int | str | None = None) -> dict:
+        return await self._run("reload", lambda: self._reload(graceful, sequential, batch))
 
     async def set_numprocesses(self, n: int) -> int:
         async def body() -> int:
             if self.cfg.singleton:
                 return self.numprocesses
             self.numprocesses = max(0, n)
+            before = set(self.slots.values())
             await self._converge()
+            await self._wait_ready([p for p in self.slots.values() if p not in before])
             return self.numprocesses
         return await self._run("numprocesses", body)
 
@@ -218,6 +261,7 @@ class Watcher:
         old = self.state
         self.state = apply(WATCHER_TRANSITIONS, self.state, event, f"watcher {self.name}")
         self.reason = reason
+        self._changed()
         if self.state is not old:
             level = logging.ERROR if self.state is WS.FATAL else logging.INFO
             log.log(level, "%s: %s%s", self.name, self.state, f" ({reason})" if reason else "")
@@ -228,14 +272,18 @@ class Watcher:
         if self.state in (WS.ACTIVE, WS.STARTING):
             return {"started": [], "kept": self.pids()}
         self._set_state(WatcherEvent.START)
+        self.completed_ok = None
         for slot in list(self.slots.values()):       # leftovers of a fatal run
             if not slot.live:
                 self._discard(slot)
         before = set(self.pids())
         await self._converge()
-        if self.state is WS.STARTING:
-            self._set_state(WatcherEvent.STARTED)
-            self.host.emit(self.name, "start", {"time": time.time()})
+        try:
+            await self._wait_ready([p for p in self.slots.values() if p.state is PS.STARTING])
+        finally:
+            if self.state is WS.STARTING:
+                self._set_state(WatcherEvent.STARTED)
+                self.host.emit(self.name, "start", {"time": time.time()})
         return {"started": sorted(set(self.pids()) - before), "kept": sorted(before)}
 
     async def _stop(self) -> None:
@@ -256,7 +304,7 @@ class Watcher:
     async def _stop_all(self) -> None:
         await asyncio.gather(*(self._stop_slot(p) for p in list(self.slots.values())))
 
-    async def _reload(self, graceful: bool, sequential: bool) -> dict:
+    async def _reload(self, graceful: bool, sequential: bool, batch: int | str | None = None) -> dict:
         if self.state in (WS.STOPPED, WS.FATAL):
             return await self._start()
         old = [p for p in self.slots.values() if p.live and not p.retiring]
@@ -280,12 +328,39 @@ class Watcher:
                 await self._stop_slot(p)
                 await self._converge()
         else:
-            for p in old:
-                p.retiring = True
-            await self._converge()
-            await asyncio.gather(*(self._stop_slot(p) for p in old))
+            await self._rollout(old, batch_size(batch, len(old)))
         self.host.emit(self.name, "reload", {"time": time.time()})
         return {"stopped": stopped, "started": sorted(set(self.pids()) - before), "kept": []}
+
+    async def _rollout(self, old: list[Process], size: int) -> None:
+        """Replace ``old`` ``size`` at a time: start the new ones, wait until they are ready, then
+        stop the old ones. A replacement that never gets ready ends the rollout: it is stopped
+        and the old processes not yet replaced keep serving."""
+        done = 0
+        for i in range(0, len(old), size):
+            group = old[i:i + size]
+            for p in group:
+                p.retiring = True
+            before = set(self.slots.values())
+            await self._converge()
+            fresh = [p for p in self.slots.values() if p not in before]
+            try:
+                await self._wait_ready(fresh)
+            except NotReady as exc:
+                for p in group:
+                    p.retiring = False
+                for p in fresh:
+                    p.retiring = True
+                await asyncio.gather(*(self._stop_slot(p) for p in fresh))
+                self.host.emit(self.name, "progress", {"time": time.time(), "done": done,
+                                                       "total": len(old), "failed": str(exc)})
+                raise NotReady(f"rolling restart stopped after {done} of {len(old)} processes "
+                               f"were replaced (the others keep serving): {exc}") from None
+            await asyncio.gather(*(self._stop_slot(p) for p in group))
+            done += len(group)
+            self.host.emit(self.name, "progress", {"time": time.time(), "done": done,
+                                                   "total": len(old)})
+            log.info("%s: rolling restart %d/%d", self.name, done, len(old))
 
     # -- reconcile --------------------------------------------------------------------------------
 
@@ -351,6 +426,7 @@ class Watcher:
             self.kick()
         elif self.slots and all(p.state is PS.EXITED for p in self.slots.values()):
             log.info("%s: every process exited and none is to be respawned", self.name)
+            self.completed_ok = all(p.last_exit == 0 for p in self.slots.values())
             self.host.emit(self.name, "exhausted", {"time": time.time()})
             self._set_state(WatcherEvent.STOP, "all processes exited")
             await self._stop_all()
@@ -371,13 +447,25 @@ class Watcher:
     def _spawn(self, p: Process) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
+        io = None
         try:
-            spec = build_spec(self.cfg, wid=p.wid, **self.host.spawn_context(self))
+            context = self.host.spawn_context(self)
+            io = self._make_io(self.cfg.ready, spawn_values(self.cfg, p.wid, context["sockets"]))
+            spec = build_spec(self.cfg, wid=p.wid, extra_env=io.env if io else None, **context)
+            if io is not None:
+                spec = dataclasses.replace(spec, stdout_fd=io.stdout_w, stderr_fd=io.stderr_w)
             pid = self.host.os.spawn(spec)
         except SpawnError as exc:
+            if io is not None:
+                io.abandon()
             log.error("%s: could not spawn process %d: %s", self.name, p.wid, exc)
             self._after_exit(p, None, None, str(exc))
             return
+        if io is not None:
+            io.spawned(pid, self.host.pump)
+        p.io, p.abort_reason = io, ""
+        p.ready_waiter = loop.create_future()
+        p.ready_waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
         p.apply(ProcessEvent.SPAWN)
         p.pid, p.started_at, p.create_time = pid, now, time.time()
         p.stop_deadline, p.retry_at = None, None
@@ -390,7 +478,11 @@ class Watcher:
         self.host.claim(pid, self)
         log.debug("%s: spawned process %d (wid %d)", self.name, pid, p.wid)
         self.host.emit(self.name, "spawn", {"process_pid": pid, "time": p.create_time})
-        p.apply(ProcessEvent.READY)
+        if io is None:
+            p.apply(ProcessEvent.READY)
+            p.ready_waiter.set_result("started")
+        else:
+            self._own(loop.create_task(self._become_ready(p, pid)))
 
     def on_exit(self, pid: int, code: int) -> None:
         """Called by the arbiter when one of this watcher's processes has been reaped."""
@@ -403,6 +495,14 @@ class Watcher:
         self.host.emit(self.name, "reap", {"process_pid": pid, "time": time.time(), "exit_code": code})
         if p.exited is not None and not p.exited.done():
             p.exited.set_result(code)
+        what = p.abort_reason or describe_exit(code)
+        if p.io is not None:
+            p.io.close()
+            what = p.io.failure(what) if p.state is PS.STARTING else what
+        if p.ready_waiter is not None and not p.ready_waiter.done():
+            verb = "was stopped" if p.state is PS.STOPPING else "exited"
+            p.ready_waiter.set_exception(NotReady(
+                p.abort_reason and what or f"{verb} before it was ready: {what}"))
         if p.state is PS.STOPPING:
             p.apply(ProcessEvent.REAPED)
             self._forget(p)
@@ -412,9 +512,12 @@ class Watcher:
             p.apply(ProcessEvent.FINISH)
             self._discard(p)
         else:
-            self._after_exit(p, code, uptime, describe_exit(code))
+            # a process that never became ready is a failed start, however long it tried
+            counted_uptime = 0.0 if p.state is PS.STARTING else uptime
+            self._after_exit(p, code, counted_uptime, what.split("\n", 1)[0])
         log.info("%s: process %d exited after %.2f s: %s", self.name, pid, uptime,
                  p.reason or describe_exit(code))
+        self._changed()
         self.kick()
 
     def _after_exit(self, p: Process, code: int | None, uptime: float | None, what: str) -> None:

@@ -86,6 +86,8 @@ TIMEOUT = Prop("timeout", (int, float), "*new*: fail with ``timeout`` (doing not
 GRACEFUL_T = Prop("graceful_timeout", (int, float), "seconds before SIGKILL (default: the watcher's)")
 SIGNUM = Prop("signum", (int, str), "signal: number or name, with or without SIG, any case")
 PID = Prop("pid", (int, str), "process id")
+BATCH = Prop("batch", (int, str), "*new*: processes replaced per step, N or 'N%' (restart "
+             "--graceful: 1; reload: all at once)")
 
 _COMMANDS = [
     Command("add", "Add a watcher", Role.ADMIN, (
@@ -105,13 +107,16 @@ _COMMANDS = [
     Command("stop", "Stop watchers (all without a name; circusd keeps running)", Role.OPERATOR,
             (NAME, MATCH, WAITING), waiting=True, reply="with one match and waiting: ``info: null``"),
     Command("restart", "Restart watchers: stop then start (all watchers without a name)",
-            Role.OPERATOR, (NAME, MATCH, WAITING), waiting=True,
+            Role.OPERATOR, (NAME, MATCH, WAITING,
+                            Prop("graceful", (bool,), "*new*: rolling: start replacements, wait "
+                                 "until they are ready, then stop the old ones", default=False),
+                            BATCH), waiting=True,
             reply="with one match and waiting: ``info: {stopped, started, kept}``"),
     Command("reload", "Reload watchers: new processes first, then the old ones stop", Role.OPERATOR, (
         NAME, MATCH,
         Prop("graceful", (bool,), "false: stop everything, then start", default=True),
         Prop("sequential", (bool,), "replace one process at a time", default=False),
-        WAITING), waiting=True, reply="with one match and waiting: ``info: {stopped, started, kept}``"),
+        BATCH, WAITING), waiting=True, reply="with one match and waiting: ``info: {stopped, started, kept}``"),
     Command("reloadconfig", "Re-read the configuration file and apply what changed", Role.ADMIN, (
         WAITING, Prop("dry_run", (bool,), "*new*: only return the plan", default=False)),
         waiting=True, reply="*new*: ``plan`` (what changed and what was done)"),

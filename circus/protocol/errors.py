@@ -41,6 +41,7 @@ class ErrorCode(enum.Enum):
     INTERRUPTED = ("interrupted", Errno.COMMAND_ERROR)
     TIMEOUT = ("timeout", Errno.COMMAND_ERROR)
     SPAWN_FAILED = ("spawn_failed", Errno.BAD_MSG_DATA_ERROR)
+    NOT_READY = ("not_ready", Errno.BAD_MSG_DATA_ERROR)
     FAILED = ("failed", Errno.BAD_MSG_DATA_ERROR)
     OS_ERROR = ("os_error", Errno.OS_ERROR)
     CONFIG_ERROR = ("config_error", Errno.COMMAND_ERROR)
