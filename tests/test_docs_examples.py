@@ -22,3 +22,45 @@ def test_example_configs_load(example):
                         str(ROOT / "examples" / example)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "watchers (" in r.stdout
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.real
+def test_the_zero_downtime_example_runs_and_restarts_without_dropping(circusd, tmp_path):
+    import urllib.request
+
+    port = _free_port()
+    text = (ROOT / "examples" / "zero-downtime.ini").read_text()
+    text = text.replace("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/c.sock")
+    text = text.replace("tcp://127.0.0.1:5556", f"ipc://{tmp_path}/p.sock")
+    text = text.replace("port = 8000", f"port = {port}")
+    text = text.replace("python3 examples/webapp.py", f"{sys.executable} {ROOT}/examples/webapp.py")
+    d = circusd(text)
+    d.wait(lambda: "web: active" in d.log_text(), timeout=30, what="web active")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+        assert r.read().startswith(b"hello from worker")
+    ctl = [sys.executable, "-m", "circus.cli.circusctl", "--endpoint", f"ipc://{tmp_path}/c.sock",
+           "--timeout", "60"]
+    r = subprocess.run([*ctl, "restart", "web", "--graceful", "--batch", "2", "--waiting"], capture_output=True,
+                       text=True, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "web: rolling restart 4/4" in d.log_text()
+    d.stop()
+
+
+@pytest.mark.real
+def test_the_dependencies_example_starts_in_order(circusd, tmp_path):
+    text = (ROOT / "examples" / "dependencies.ini").read_text()
+    text = text.replace("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/c.sock")
+    text = text.replace("tcp://127.0.0.1:5556", f"ipc://{tmp_path}/p.sock")
+    d = circusd(text)
+    d.wait(lambda: "app: active" in d.log_text(), timeout=30, what="app active")
+    log = d.log_text()
+    assert log.index("db: process") < log.index("migrate: starting") < log.index("app: starting")
+    d.stop()
