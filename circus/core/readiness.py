@@ -21,7 +21,7 @@ from typing import Awaitable, Callable
 
 from circus.config import substitute_spawn
 from circus.core.command import build_spec
-from circus.core.states import ProcessEvent, ProcessState
+from circus.core.states import ProcessEvent, ProcessState, WatcherState
 from circus.errors import NotReady, SpawnError
 from circus.probes.notify import NotifySocket
 from circus.probes.run import LogMatcher, ProbeFailed, check, wait_ready
@@ -237,3 +237,37 @@ class ReadinessMixin:
                 await asyncio.shield(waiter)
             except NotReady as exc:
                 raise NotReady(f"{self.name}: process {p.wid}: {exc}") from None
+
+    # -- depends_on conditions ------------------------------------------------------------------
+
+    def condition(self, what: str) -> bool | None:
+        """A ``depends_on`` condition: True reached, False cannot be reached any more, None not yet."""
+        if self.state is WatcherState.FATAL:
+            return False
+        if what == "started":
+            return True if self.state is WatcherState.ACTIVE else None
+        if what == "ready":
+            current = [p for p in self.slots.values() if not p.retiring]
+            ready = self.state is WatcherState.ACTIVE and len(current) >= self.numprocesses and \
+                all(p.state in (ProcessState.RUNNING, ProcessState.EXITED) for p in current)
+            return True if ready else None
+        return self.completed_ok                          # "completed"
+
+    async def reached(self, what: str, timeout: float | None = None) -> bool:
+        """Wait until :meth:`condition` is decided (False at ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while (met := self.condition(what)) is None:
+            change = loop.create_future()
+            self._change_waiters.append(change)
+            try:
+                await asyncio.wait_for(change, None if deadline is None else max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return False
+        return met
+
+    def _changed(self) -> None:
+        waiters, self._change_waiters = self._change_waiters, []
+        for change in waiters:
+            if not change.done():
+                change.set_result(None)

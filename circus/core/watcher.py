@@ -18,15 +18,15 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
-import signal
 import time
 from typing import Awaitable, Callable, Protocol, TypeVar
 
 from circus.config import WatcherConfig
 from circus.core.command import build_spec, spawn_values
-from circus.core.policy import RestartPolicy, Verdict, after_exit, batch_size, describe_exit
+from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
 from circus.core.process import Process, drain_group, terminate
 from circus.core.readiness import ReadinessMixin
+from circus.core.rollout import RolloutMixin
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
@@ -67,7 +67,7 @@ class WatcherHost(Protocol):
     def random(self) -> float: ...
 
 
-class Watcher(ReadinessMixin):
+class Watcher(ReadinessMixin, RolloutMixin):
     def __init__(self, cfg: WatcherConfig, host: WatcherHost) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -113,38 +113,6 @@ class Watcher(ReadinessMixin):
         """Rich state, e.g. ``fatal (exited 6 times in 3.2 s: exit code 1)``."""
         reason = self.describe_reason()
         return f"{self.state} ({reason})" if reason else str(self.state)
-
-    def condition(self, what: str) -> bool | None:
-        """A ``depends_on`` condition: True reached, False cannot be reached any more, None not yet."""
-        if self.state is WS.FATAL:
-            return False
-        if what == "started":
-            return True if self.state is WS.ACTIVE else None
-        if what == "ready":
-            current = [p for p in self.slots.values() if not p.retiring]
-            ready = self.state is WS.ACTIVE and len(current) >= self.numprocesses and \
-                all(p.state in (PS.RUNNING, PS.EXITED) for p in current)
-            return True if ready else None
-        return self.completed_ok                          # "completed"
-
-    async def reached(self, what: str, timeout: float | None = None) -> bool:
-        """Wait until :meth:`condition` is decided (False at ``timeout``)."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while (met := self.condition(what)) is None:
-            change = loop.create_future()
-            self._change_waiters.append(change)
-            try:
-                await asyncio.wait_for(change, None if deadline is None else max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                return False
-        return met
-
-    def _changed(self) -> None:
-        waiters, self._change_waiters = self._change_waiters, []
-        for change in waiters:
-            if not change.done():
-                change.set_result(None)
 
     # -- serialization ----------------------------------------------------------------------------
 
@@ -303,64 +271,6 @@ class Watcher(ReadinessMixin):
 
     async def _stop_all(self) -> None:
         await asyncio.gather(*(self._stop_slot(p) for p in list(self.slots.values())))
-
-    async def _reload(self, graceful: bool, sequential: bool, batch: int | str | None = None) -> dict:
-        if self.state in (WS.STOPPED, WS.FATAL):
-            return await self._start()
-        old = [p for p in self.slots.values() if p.live and not p.retiring]
-        stopped = sorted(p.pid for p in old if p.pid is not None)
-        if not graceful:
-            await self._stop()
-            info = await self._start()
-            return {"stopped": stopped, "started": info["started"], "kept": []}
-        if self.cfg.send_hup:
-            for p in old:
-                if p.pid is not None:
-                    self.host.os.kill(p.pid, signal.SIGHUP)
-            self.host.emit(self.name, "reload", {"time": time.time()})
-            return {"stopped": [], "started": [], "kept": stopped}
-        before = set(self.pids())
-        if sequential:
-            for i, p in enumerate(old):
-                if i and self.cfg.warmup_delay > 0:
-                    await asyncio.sleep(self.cfg.warmup_delay)
-                p.retiring = True
-                await self._stop_slot(p)
-                await self._converge()
-        else:
-            await self._rollout(old, batch_size(batch, len(old)))
-        self.host.emit(self.name, "reload", {"time": time.time()})
-        return {"stopped": stopped, "started": sorted(set(self.pids()) - before), "kept": []}
-
-    async def _rollout(self, old: list[Process], size: int) -> None:
-        """Replace ``old`` ``size`` at a time: start the new ones, wait until they are ready, then
-        stop the old ones. A replacement that never gets ready ends the rollout: it is stopped
-        and the old processes not yet replaced keep serving."""
-        done = 0
-        for i in range(0, len(old), size):
-            group = old[i:i + size]
-            for p in group:
-                p.retiring = True
-            before = set(self.slots.values())
-            await self._converge()
-            fresh = [p for p in self.slots.values() if p not in before]
-            try:
-                await self._wait_ready(fresh)
-            except NotReady as exc:
-                for p in group:
-                    p.retiring = False
-                for p in fresh:
-                    p.retiring = True
-                await asyncio.gather(*(self._stop_slot(p) for p in fresh))
-                self.host.emit(self.name, "progress", {"time": time.time(), "done": done,
-                                                       "total": len(old), "failed": str(exc)})
-                raise NotReady(f"rolling restart stopped after {done} of {len(old)} processes "
-                               f"were replaced (the others keep serving): {exc}") from None
-            await asyncio.gather(*(self._stop_slot(p) for p in group))
-            done += len(group)
-            self.host.emit(self.name, "progress", {"time": time.time(), "done": done,
-                                                   "total": len(old)})
-            log.info("%s: rolling restart %d/%d", self.name, done, len(old))
 
     # -- reconcile --------------------------------------------------------------------------------
 

@@ -1,0 +1,86 @@
+"""How a watcher replaces its processes: 0.19's reloads and graceful rolling restarts.
+
+``reload`` keeps 0.19's meanings: not graceful = stop everything then start; ``send_hup`` = SIGHUP
+every process; ``sequential`` = one at a time, stop then start. The default is a *rollout*: start
+the replacements, wait until they are ready, then stop the old ones, ``batch`` processes at a
+time (all at once unless asked). A replacement that never gets ready ends the rollout and the old
+processes not yet replaced keep serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from circus.core.policy import batch_size
+from circus.core.process import Process
+from circus.core.states import WatcherState as WS
+from circus.errors import NotReady
+
+__all__ = ["RolloutMixin"]
+
+log = logging.getLogger("circus")
+
+
+class RolloutMixin:
+    """The reload behaviour of a :class:`~circus.core.watcher.Watcher`."""
+
+    async def _reload(self, graceful: bool, sequential: bool, batch: int | str | None = None) -> dict:
+        if self.state in (WS.STOPPED, WS.FATAL):
+            return await self._start()
+        old = [p for p in self.slots.values() if p.live and not p.retiring]
+        stopped = sorted(p.pid for p in old if p.pid is not None)
+        if not graceful:
+            await self._stop()
+            info = await self._start()
+            return {"stopped": stopped, "started": info["started"], "kept": []}
+        if self.cfg.send_hup:
+            for p in old:
+                if p.pid is not None:
+                    self.host.os.kill(p.pid, signal.SIGHUP)
+            self.host.emit(self.name, "reload", {"time": time.time()})
+            return {"stopped": [], "started": [], "kept": stopped}
+        before = set(self.pids())
+        if sequential:
+            for i, p in enumerate(old):
+                if i and self.cfg.warmup_delay > 0:
+                    await asyncio.sleep(self.cfg.warmup_delay)
+                p.retiring = True
+                await self._stop_slot(p)
+                await self._converge()
+        else:
+            await self._rollout(old, batch_size(batch, len(old)))
+        self.host.emit(self.name, "reload", {"time": time.time()})
+        return {"stopped": stopped, "started": sorted(set(self.pids()) - before), "kept": []}
+
+    async def _rollout(self, old: list[Process], size: int) -> None:
+        """Replace ``old`` ``size`` at a time: start the new ones, wait until they are ready, then
+        stop the old ones. A replacement that never gets ready ends the rollout: it is stopped
+        and the old processes not yet replaced keep serving."""
+        done = 0
+        for i in range(0, len(old), size):
+            group = old[i:i + size]
+            for p in group:
+                p.retiring = True
+            before = set(self.slots.values())
+            await self._converge()
+            fresh = [p for p in self.slots.values() if p not in before]
+            try:
+                await self._wait_ready(fresh)
+            except NotReady as exc:
+                for p in group:
+                    p.retiring = False
+                for p in fresh:
+                    p.retiring = True
+                await asyncio.gather(*(self._stop_slot(p) for p in fresh))
+                self.host.emit(self.name, "progress", {"time": time.time(), "done": done,
+                                                       "total": len(old), "failed": str(exc)})
+                raise NotReady(f"rolling restart stopped after {done} of {len(old)} processes "
+                               f"were replaced (the others keep serving): {exc}") from None
+            await asyncio.gather(*(self._stop_slot(p) for p in group))
+            done += len(group)
+            self.host.emit(self.name, "progress", {"time": time.time(), "done": done,
+                                                   "total": len(old)})
+            log.info("%s: rolling restart %d/%d", self.name, done, len(old))
+
