@@ -438,7 +438,12 @@ def test_every_protocol_command_has_a_form_and_help():
     from circus.protocol import COMMANDS
     assert set(FORMS) == set(COMMANDS)
     for name in COMMANDS:
-        assert COMMANDS[name].summary in command_help(name)
+        text = command_help(name)
+        assert COMMANDS[name].summary in text
+        for prop in COMMANDS[name].props:   # every property is a positional or a flag, except
+            if prop.name == "timeout" or (name, prop.name) == ("reload", "graceful"):
+                continue                    # the global --timeout, and reload --terminate
+            assert prop.name in text, (name, prop.name)
 
 
 def test_build_request_reports_global_overrides():

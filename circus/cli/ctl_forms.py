@@ -137,6 +137,11 @@ def _rst(text: str) -> str:
     return text.replace("``", "").replace("*new*", "(new)")
 
 
+def _help(text: str) -> str:
+    """A flag's help for argparse, which %-formats it."""
+    return _rst(text).replace("%", "%%")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, self.usage or USAGE, self.prog)
@@ -231,12 +236,12 @@ def command_parser(name: str) -> argparse.ArgumentParser:
                                     default=argparse.SUPPRESS, help=inverted[1])
             elif bool in prop.types:
                 parser.add_argument(*_flag_names(prop), dest=prop.name, action="store_true",
-                                    default=argparse.SUPPRESS, help=_rst(prop.doc))
+                                    default=argparse.SUPPRESS, help=_help(prop.doc))
             else:
                 parser.add_argument(*_flag_names(prop), dest=prop.name, type=_typed(prop),
                                     metavar=prop.name.upper(), default=argparse.SUPPRESS,
-                                    help=_rst(prop.doc) + (f" (default: {prop.default})"
-                                                           if prop.default not in (None, {}) else ""))
+                                    help=_help(prop.doc + (f" (default: {prop.default})"
+                                                           if prop.default not in (None, {}) else "")))
     add_global_options(parser, hidden=True)
     return parser
 
