@@ -257,7 +257,7 @@ async def _globaloptions(arbiter, ops, p):
             "multicast_endpoint": c.multicast_endpoint, "name": arbiter.node}
     if p["option"] is not None:
         if p["option"] not in opts:
-            raise ProtocolError(ErrorCode.UNKNOWN_OPTION, f"{p['option']!r} option not found")
+            raise ProtocolError(ErrorCode.UNKNOWN_OPTION, f"{p['option']!r} not an existing option")
         opts = {p["option"]: opts[p["option"]]}
     return {"options": opts}
 
