@@ -27,6 +27,7 @@ test: $(STAMP)
 PEERS ?= $(or $(PEERBENCH_PEERS),$(or $(TMPDIR),/tmp)/peers)
 
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q circus circusmeta
 	PEERS='$(PEERS)' bash benchmarks/setup_peers.sh
 	PEERBENCH_PEERS='$(PEERS)' '$(PEERS)/bench/bin/python' benchmarks/peerbench.py run \
 	    --ours-venv '$(abspath $(VENV))' \

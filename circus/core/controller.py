@@ -11,6 +11,7 @@ without blocking: a client that went away, or a subscriber that does not read, c
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import pwd
@@ -18,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from circus.config import CircusOptions, ConfigError
 from circus.core.handlers import HANDLERS, Ops
@@ -36,6 +36,8 @@ log = logging.getLogger("circus")
 FLUSH_TIMEOUT = 2.0
 #: events queued for a slow subscriber before they are dropped (per subscriber, by libzmq)
 PUB_HWM = 10_000
+#: requests read per wake-up before yielding to the rest of the loop (fairness under floods)
+READ_BATCH = 200
 
 
 class BindError(CircusError):
@@ -47,23 +49,24 @@ def _ipc_path(endpoint: str) -> str | None:
 
 
 class Controller:
-    def __init__(self, arbiter: Any, *, context: zmq.asyncio.Context | None = None,
+    def __init__(self, arbiter: Any, *, context: zmq.Context | None = None,
                  max_frame: int = MAX_FRAME) -> None:
         self.arbiter = arbiter
-        self.ctx = context or zmq.asyncio.Context()
+        self.ctx = context or zmq.Context()
         self._own_ctx = context is None
         self.max_frame = max_frame
-        self.router: zmq.asyncio.Socket | None = None
-        self._router_sync: zmq.Socket | None = None
+        self.router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
-        self._serve_task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._check_pending = False
+        self._reading = False
         self._requests: set[asyncio.Task] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="circus-stats")
         self.ops = Ops(self._stats)
 
     # -- sockets ----------------------------------------------------------------------------------
 
-    def _bind(self, kind: int, endpoint: str, owner: str | None = None) -> zmq.asyncio.Socket:
+    def _bind(self, kind: int, endpoint: str, owner: str | None = None) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
         path = _ipc_path(endpoint)
@@ -88,11 +91,10 @@ class Controller:
         return sock
 
     async def start(self) -> None:
-        opts = self.arbiter.config.circus
-        self._open(opts)
+        self._loop = asyncio.get_running_loop()
+        self._open(self.arbiter.config.circus)
         self.arbiter.listeners.append(self.publish)
         self.arbiter.circus_listeners.append(self._circus_changed)
-        self._serve_task = asyncio.get_running_loop().create_task(self._serve(), name="controller")
 
     def _open(self, opts: CircusOptions) -> None:
         router = self._bind(zmq.ROUTER, opts.endpoint, opts.endpoint_owner)
@@ -102,10 +104,10 @@ class Controller:
             router.close()
             raise
         pub.sndhwm = PUB_HWM
-        self.router = router
-        self._router_sync = zmq.Socket.shadow(router.underlying)
-        self._pub = zmq.Socket.shadow(pub.underlying)
-        self._pub_owner = pub
+        self.router, self._pub = router, pub
+        assert self._loop is not None
+        self._loop.add_reader(router.getsockopt(zmq.FD), self._readable)
+        self._readable()              # messages may have arrived before the reader existed
         log.info("control on %s, events on %s", opts.endpoint, opts.pubsub_endpoint)
 
     def _circus_changed(self, old: CircusOptions, new: CircusOptions) -> None:
@@ -116,74 +118,112 @@ class Controller:
 
     async def _rebind(self, opts: CircusOptions) -> None:
         """New endpoints from reloadconfig: bind the new ones, then close the old ones."""
-        old_router, old_pub, old_task = self.router, self._pub_owner, self._serve_task
+        old_router, old_pub = self.router, self._pub
         try:
             self._open(opts)
         except BindError as exc:
             log.error("reloadconfig: keeping the old endpoints: %s", exc)
+            self.router, self._pub = old_router, old_pub
             return
-        self._serve_task = asyncio.get_running_loop().create_task(self._serve(), name="controller")
-        if old_task is not None:
-            old_task.cancel()
         for sock in (old_router, old_pub):
             if sock is not None:
-                sock.close(linger=0)
+                self._close_socket(sock, linger=0)
+
+    def _close_socket(self, sock: zmq.Socket, linger: int) -> None:
+        if sock.type == zmq.ROUTER and self._loop is not None:
+            self._loop.remove_reader(sock.getsockopt(zmq.FD))
+        sock.close(linger=linger)
 
     # -- requests ---------------------------------------------------------------------------------
 
-    async def _serve(self) -> None:
-        assert self.router is not None
-        router = self.router
-        while True:
-            frames = await router.recv_multipart()
-            self._handle(frames)
+    def _readable(self, router: zmq.Socket | None = None) -> None:
+        """The ROUTER's fd is edge-triggered: read until no message is left (or a batch is done)."""
+        router = router or self.router
+        self._check_pending = False
+        self._reading = True
+        try:
+            for _ in range(READ_BATCH):
+                if router is None or router.closed or not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    return
+                try:
+                    frames = router.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                self._handle(frames, router)
+        finally:
+            self._reading = False
+        self._check_soon()
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _check_soon(self) -> None:
+        """Sending on the socket may consume the fd's edge: look again at the next iteration."""
+        if not self._check_pending and self._loop is not None:
+            self._check_pending = True
+            self._loop.call_soon(self._readable)
+
+    def _handle(self, frames: list[bytes], router: zmq.Socket) -> None:
         if len(frames) < 2:
             log.warning("dropped a control message of %d frame(s)", len(frames))
             return
         envelope, body = frames[:-1], frames[-1]      # DEALER: [id, body]; REQ: [id, b"", body]
+        node = self.arbiter.node
         try:
             request = decode_request(body, self.max_frame)
         except BadRequest as exc:
             log.warning("bad control message (%s): %s", exc.code, exc.reason)
             if not exc.cast:
-                self._send(envelope, error_reply(exc.request_id, exc.code, exc.reason, self.arbiter.node))
+                self._send(router, envelope, error_reply(exc.request_id, exc.code, exc.reason, node))
             return
-        task = asyncio.get_running_loop().create_task(self._execute(envelope, request))
-        self._requests.add(task)
-        task.add_done_callback(self._requests.discard)
-
-    async def _execute(self, envelope: list[bytes], request: Any) -> None:
-        node = self.arbiter.node
         try:
             command = get_command(request.command)
             props = validate_properties(command, request.properties)
+            handler = HANDLERS[command.name]
+            if not inspect.iscoroutinefunction(handler):      # read-only: answered right now
+                reply = ok_reply(request.id, handler(self.arbiter, self.ops, props), node)
+                self._reply(router, envelope, request, reply)
+                return
+        except Exception as exc:  # converted at the boundary: no traceback goes on the wire
+            self._reply(router, envelope, request, self._error(request, exc))
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._execute(router, envelope, request, handler, props))
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _execute(self, router: zmq.Socket, envelope: list[bytes], request: Any,
+                       handler: Any, props: dict) -> None:
+        try:
             if props.get("timeout") is not None:
                 OP_DEADLINE.set(asyncio.get_running_loop().time() + max(0.0, props["timeout"]))
-            fields = await HANDLERS[command.name](self.arbiter, self.ops, props)
-            reply = ok_reply(request.id, fields, node)
-        except Exception as exc:  # converted at the boundary: no traceback ever goes on the wire
-            code, reason = _convert(exc)
-            if code is ErrorCode.INTERNAL:
-                log.exception("internal error on %r", request.command)
-            reply = error_reply(request.id, code, reason, node)
+            reply = ok_reply(request.id, await handler(self.arbiter, self.ops, props), self.arbiter.node)
+        except Exception as exc:  # converted at the boundary: no traceback goes on the wire
+            reply = self._error(request, exc)
+        self._reply(router, envelope, request, reply)
+
+    def _error(self, request: Any, exc: Exception) -> dict:
+        code, reason = _convert(exc)
+        if code is ErrorCode.INTERNAL:
+            log.error("internal error on %r", request.command, exc_info=exc)
+        return error_reply(request.id, code, reason, self.arbiter.node)
+
+    def _reply(self, router: zmq.Socket, envelope: list[bytes], request: Any, reply: dict) -> None:
         if request.cast:
             if reply["status"] == "error":
                 log.warning("cast %r failed: %s", request.command, reply["reason"])
             return
-        self._send(envelope, reply)
+        self._send(router, envelope, reply)
 
-    def _send(self, envelope: list[bytes], reply: dict) -> None:
-        if self._router_sync is None:
+    def _send(self, router: zmq.Socket, envelope: list[bytes], reply: dict) -> None:
+        if router.closed:
             return
         try:
-            self._router_sync.send_multipart([*envelope, encode(reply)], flags=zmq.NOBLOCK)
+            router.send_multipart([*envelope, encode(reply)], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:       # peer gone or its queue full: its loss, not ours
             log.debug("reply dropped: %s", exc)
+        if not self._reading:          # inside _readable the loop re-checks EVENTS itself
+            self._check_soon()
 
     def publish(self, topic: str, payload: dict) -> None:
-        if self._pub is None:
+        if self._pub is None or self._pub.closed:
             return
         try:
             self._pub.send_multipart(encode_event(topic, payload), flags=zmq.NOBLOCK)
@@ -200,15 +240,13 @@ class Controller:
         pending = [t for t in self._requests if t is not current]
         if pending:
             await asyncio.wait(pending, timeout=FLUSH_TIMEOUT)
-        if self._serve_task is not None:
-            self._serve_task.cancel()
-            await asyncio.gather(self._serve_task, return_exceptions=True)
         if self.publish in self.arbiter.listeners:
             self.arbiter.listeners.remove(self.publish)
-        for sock in (self.router, getattr(self, "_pub_owner", None)):
-            if sock is not None:
-                sock.close(linger=500)
-        self._router_sync = self._pub = None
+        if self.router is not None:
+            self._close_socket(self.router, linger=500)
+        if self._pub is not None:
+            self._close_socket(self._pub, linger=500)
+        self.router = self._pub = None
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._own_ctx:
             self.ctx.term()

@@ -2,6 +2,8 @@
 
 Each handler takes the arbiter, the :class:`Ops` runner and the checked properties, and returns
 the fields of the reply (or raises a :class:`~circus.protocol.ProtocolError` / CircusError).
+Read-only handlers that need no waiting are plain functions: the controller answers them inline,
+in the same loop iteration as the request arrived.
 Commands honouring ``waiting`` reply at once when it is false, and the operation goes on as a task
 the controller owns (its failure is logged, as in 0.19).
 """
@@ -25,7 +27,7 @@ __all__ = ["HANDLERS", "Ops", "select"]
 
 log = logging.getLogger("circus")
 
-Handler = Callable[["Any", "Ops", dict], Awaitable[dict]]
+Handler = Callable[["Any", "Ops", dict], "Awaitable[dict] | dict"]
 HANDLERS: dict[str, Handler] = {}
 
 #: max length of a regex pattern for `match = regex` (bounded cost)
@@ -229,7 +231,7 @@ async def _set(arbiter, ops, p):
 
 
 @handler("get")
-async def _get(arbiter, ops, p):
+def _get(arbiter, ops, p):
     w = _one(arbiter, p["name"])
     view = watcher_options(w.cfg)
     view["numprocesses"] = w.numprocesses
@@ -242,7 +244,7 @@ async def _get(arbiter, ops, p):
 
 
 @handler("options")
-async def _options(arbiter, ops, p):
+def _options(arbiter, ops, p):
     w = _one(arbiter, p["name"])
     view = watcher_options(w.cfg)
     view["numprocesses"] = w.numprocesses
@@ -250,7 +252,7 @@ async def _options(arbiter, ops, p):
 
 
 @handler("globaloptions")
-async def _globaloptions(arbiter, ops, p):
+def _globaloptions(arbiter, ops, p):
     c = arbiter.config.circus
     opts = {"endpoint": c.endpoint, "pubsub_endpoint": c.pubsub_endpoint,
             "stats_endpoint": c.stats_endpoint, "check_delay": c.check_delay,
@@ -263,19 +265,19 @@ async def _globaloptions(arbiter, ops, p):
 
 
 @handler("list")
-async def _list(arbiter, ops, p):
+def _list(arbiter, ops, p):
     if p["name"] is None:
         return {"watchers": sorted(arbiter.watchers)}
     return {"pids": _one(arbiter, p["name"]).pids()}
 
 
 @handler("listsockets")
-async def _listsockets(arbiter, ops, p):
+def _listsockets(arbiter, ops, p):
     return {"sockets": arbiter.list_sockets()}
 
 
 @handler("numprocesses")
-async def _numprocesses(arbiter, ops, p):
+def _numprocesses(arbiter, ops, p):
     if p["name"] is None:
         return {"numprocesses": sum(len(w.pids()) for w in arbiter.watchers.values())}
     w = _one(arbiter, p["name"])
@@ -283,18 +285,21 @@ async def _numprocesses(arbiter, ops, p):
 
 
 @handler("numwatchers")
-async def _numwatchers(arbiter, ops, p):
+def _numwatchers(arbiter, ops, p):
     return {"numwatchers": len(arbiter.watchers)}
 
 
 @handler("status")
-async def _status(arbiter, ops, p):
+def _status(arbiter, ops, p):
     if p["name"] is not None:
         w = _one(arbiter, p["name"])
-        return {"status": w.compat_status(), "state": str(w.state), "reason": w.describe_reason()}
-    return {"statuses": {w.name: w.compat_status() for w in arbiter.watchers.values()},
-            "details": {w.name: {"state": str(w.state), "reason": w.describe_reason()}
-                        for w in arbiter.watchers.values()}}
+        state = w.compat_status()
+        return {"status": state, "state": state, "reason": w.describe_reason()}
+    statuses, details = {}, {}
+    for w in arbiter.watchers.values():
+        state = statuses[w.name] = w.compat_status()
+        details[w.name] = {"state": state, "reason": w.describe_reason()}
+    return {"statuses": statuses, "details": details}
 
 
 def _stringify(info: dict) -> dict:
@@ -352,7 +357,7 @@ async def _kill(arbiter, ops, p):
 
 
 @handler("signal")
-async def _signal(arbiter, ops, p):
+def _signal(arbiter, ops, p):
     w = _one(arbiter, p["name"])
     sig = _signum(p["signum"])
     pids = w.pids()

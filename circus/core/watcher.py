@@ -74,6 +74,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
         self.host = host
         self.numprocesses = min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses
         self.state = WS.STOPPED
+        self._state_text = self.state.value        # cached: status is asked often
         self.reason = ""
         self.slots: dict[int, Process] = {}
         self._by_pid: dict[int, Process] = {}
@@ -100,12 +101,14 @@ class Watcher(ReadinessMixin, RolloutMixin):
 
     def compat_status(self) -> str:
         """The state as 0.19's ``status`` reports it (plus ``fatal``, which 0.19 did not have)."""
-        return str(self.state)
+        return self._state_text
 
     def describe_reason(self) -> str:
         """Why the watcher is in its state, or what is wrong with it while active ('' if fine)."""
+        if self.state is not WS.ACTIVE:
+            return self.reason
         backoff = [p for p in self.slots.values() if p.state is PS.BACKOFF and p.reason]
-        if self.state is WS.ACTIVE and backoff:
+        if backoff:
             return f"{len(backoff)} process(es) in backoff: {backoff[0].reason}"
         return self.reason
 
@@ -228,6 +231,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
     def _set_state(self, event: WatcherEvent, reason: str = "") -> None:
         old = self.state
         self.state = apply(WATCHER_TRANSITIONS, self.state, event, f"watcher {self.name}")
+        self._state_text = self.state.value
         self.reason = reason
         self._changed()
         if self.state is not old:
