@@ -137,3 +137,91 @@ def test_unix_socket_replace_and_only_listed_sockets_are_passed(circusd, tmp_pat
     assert os.path.exists(tmp_path / "stale.sock")
     d.stop()
     assert not os.path.exists(tmp_path / "stale.sock")          # removed at exit
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SO_BINDTODEVICE needs root (CI runs as root)")
+def test_interface_binds_to_a_device(circusd, tmp_path, ctl):
+    d = circusd(HEAD.format(dir=tmp_path) + textwrap.dedent(f"""
+        [socket:lo]
+        host = 127.0.0.1
+        port = 0
+        interface = lo
+
+        [watcher:web]
+        cmd = {sys.executable} {WORKER} --fd $(circus.sockets.lo)
+        use_sockets = true
+    """))
+    c = ctl()
+    d.wait(lambda: (tmp_path / "control.sock").exists(), what="control socket")
+    info = c.call("listsockets")["sockets"][0]
+    assert "error" not in info
+    assert d.wait(lambda: _try_get(info["port"]), what="served through the lo-bound socket")
+    d.stop()
+
+
+def test_circusd_uses_a_socket_passed_by_systemd_activation(tmp_path):
+    """LISTEN_FDS/LISTEN_PID: a [socket] whose address matches an inherited fd uses it."""
+    import subprocess
+    import time
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    conf = tmp_path / "sd.ini"
+    conf.write_text(HEAD.format(dir=tmp_path) + textwrap.dedent(f"""
+        [socket:web]
+        host = 127.0.0.1
+        port = {port}
+
+        [watcher:web]
+        cmd = {sys.executable} {WORKER} --fd $(circus.sockets.web)
+        use_sockets = true
+    """))
+    log = tmp_path / "sd.log"
+    # like systemd: the socket at fd 3, LISTEN_PID = the pid that execs circusd
+    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); "
+                "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'circus.cli.circusd', *sys.argv[2:]])")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, str(listener.fileno()), "--log-output",
+                             str(log), str(conf)], pass_fds=[listener.fileno()])
+    try:
+        deadline = time.monotonic() + 15
+        served = None
+        while served is None and time.monotonic() < deadline and proc.poll() is None:
+            served = _try_get(port)
+            time.sleep(0.05)
+        assert served is not None, log.read_text() if log.exists() else "no log"
+        assert "cannot bind" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        listener.close()
+
+
+def test_reloadconfig_moves_watchers_to_a_changed_socket(circusd, tmp_path, ctl):
+    p1, p2 = _free_port(), _free_port()
+    body = """
+        [socket:web]
+        host = 127.0.0.1
+        port = {port}
+
+        [watcher:web]
+        cmd = {python} {worker} --fd $(circus.sockets.web)
+        use_sockets = true
+    """
+    d = circusd(HEAD.format(dir=tmp_path) + textwrap.dedent(body.format(port=p1, python=sys.executable, worker=WORKER)))
+    c = ctl()
+    d.wait(lambda: _try_get(p1), what="serving on the first port")
+    d.write(HEAD.format(dir=tmp_path) + textwrap.dedent(body.format(port=p2, python=sys.executable, worker=WORKER)))
+    r = c.call("reloadconfig", waiting=True, wait=30)
+    assert r["status"] == "ok", r
+    assert d.wait(lambda: _try_get(p2), what="serving on the new port")
+    assert _try_get(p1) is None                      # the old socket is closed, nobody left on it
+    assert c.call("listsockets")["sockets"][0]["port"] == p2
+    d.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
