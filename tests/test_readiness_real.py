@@ -120,3 +120,20 @@ def test_incr_waits_for_the_new_process_to_be_ready(node):
     r = c.call("incr", name="w", waiting=True, wait=20)
     assert r["numprocesses"] == 2 and time.monotonic() - t0 >= 0.5
     d.stop()
+
+
+def test_watchdog_restarts_a_process_whose_pings_stop(node):
+    d, c = node(f"""
+        [watcher:w]
+        cmd = {sys.executable} {WORKER} --mode watchdog --delay 0
+        ready = notify
+        watchdog_timeout = 0.5
+    """)
+    d.wait(lambda: c.call("status", name="w")["status"] == "active", what="active")
+    first = c.call("list", name="w")["pids"]
+    time.sleep(0.8)
+    assert c.call("list", name="w")["pids"] == first          # still pinging
+    d.wait(lambda: c.call("list", name="w")["pids"] not in ([], first), timeout=10,
+           what="restart after the pings stopped")
+    assert "watchdog: no WATCHDOG=1 for 0.5 s" in d.log_text()
+    d.stop()

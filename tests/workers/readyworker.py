@@ -43,6 +43,11 @@ def main() -> None:
     elif args.mode == "notify":
         sd_notify("STATUS=warming up")
         sd_notify("READY=1")
+    elif args.mode == "watchdog":              # pings for a second, then hangs
+        sd_notify("READY=1")
+        for _ in range(10):
+            sd_notify("WATCHDOG=1")
+            time.sleep(0.1)
     elif args.mode == "log":
         print("server is listening now", flush=True)
     print("never ready" if args.mode == "never" else "ready", file=sys.stderr, flush=True)
