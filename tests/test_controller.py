@@ -170,9 +170,11 @@ def test_waiting_commands_return_results(node):
     old = c.call("list", name="sleeper")["pids"]
     r = c.call("restart", name="sleeper", waiting=True)
     assert r["info"]["stopped"] == old and len(r["info"]["started"]) == 1
+    assert c.call("status")["statuses"]["sleeper"] == "active"      # cached until an event
     r = c.call("stop", name="sleeper", waiting=True)
     assert r["status"] == "ok" and r["info"] is None
     assert c.call("status", name="sleeper")["status"] == "stopped"
+    assert c.call("status")["statuses"]["sleeper"] == "stopped"
     r = c.call("start", name="sleeper", waiting=True)
     assert len(r["info"]["started"]) == 1
 

@@ -71,6 +71,8 @@ class Arbiter:
         self.rng = rng or random.Random()
         self.watchers: dict[str, Watcher] = {}
         self.listeners: list[EventListener] = []
+        #: read-only replies computed since the last event (status of every watcher...)
+        self.views: dict[str, dict] = {}
         self.circus_listeners: list[Callable[[CircusOptions, CircusOptions], None]] = []
         self._reopen_logs = reopen_logs
         self.inherited_sockets = inherited_sockets or {}
@@ -108,6 +110,7 @@ class Arbiter:
         return self.rng.random()
 
     def publish(self, topic: str, payload: dict) -> None:
+        self.views.clear()                 # every state change publishes an event
         payload = {**payload, "node": self.node}
         for listener in list(self.listeners):
             try:

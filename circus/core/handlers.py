@@ -295,11 +295,16 @@ def _status(arbiter, ops, p):
         w = _one(arbiter, p["name"])
         state = w.compat_status()
         return {"status": state, "state": state, "reason": w.describe_reason()}
-    statuses, details = {}, {}
-    for w in arbiter.watchers.values():
-        state = statuses[w.name] = w.compat_status()
-        details[w.name] = {"state": state, "reason": w.describe_reason()}
-    return {"statuses": statuses, "details": details}
+    cached = arbiter.views.get("status")
+    if cached is None:
+        statuses, details = {}, {}
+        for w in arbiter.watchers.values():
+            state = statuses[w.name] = w.compat_status()
+            reason = w.describe_reason()
+            if reason:                 # only watchers with something to say (keeps replies small)
+                details[w.name] = {"state": state, "reason": reason}
+        cached = arbiter.views["status"] = {"statuses": statuses, "details": details}
+    return cached
 
 
 def _stringify(info: dict) -> dict:

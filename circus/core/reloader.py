@@ -53,3 +53,4 @@ async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
         else:
             log.debug("reloadconfig: %s %s: nothing to do in this version", step.action, step.name)
     arbiter.config = new
+    arbiter.views.clear()

@@ -147,7 +147,7 @@ _COMMANDS = [
     Command("status", "State of one watcher or of all", Role.READONLY, (NAME,),
             reply="with a name: ``status`` is the state itself (``active``...) as in 0.19; "
                   "*new* ``state`` and ``reason``; without: ``statuses: {name: state}``, "
-                  "*new* ``details: {name: {state, reason}}``"),
+                  "*new* ``details: {name: {state, reason}}`` for the watchers that have a reason"),
     Command("stats", "Process statistics", Role.READONLY, (
         NAME, Prop("process", (int, str), "one pid"),
         Prop("extended", (bool,), "add extended stats", default=False)),
