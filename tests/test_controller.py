@@ -187,11 +187,11 @@ def test_different_watchers_overlap_same_watcher_serializes_reads_never_wait(nod
     time.sleep(0.1)
     t_read = time.monotonic()
     assert reader.call("list")["status"] == "ok"
-    assert time.monotonic() - t_read < 0.2            # not stuck behind the two stops
+    assert time.monotonic() - t_read < 0.5            # not stuck behind the two 1 s stops
     ra, rb = a.recv(), b.recv()
     elapsed = time.monotonic() - t0
     assert ra["status"] == rb["status"] == "ok"
-    assert 0.9 < elapsed < 1.8                         # both graceful timeouts (1 s) ran together
+    assert 0.9 < elapsed < 1.9                         # both 1 s graceful timeouts ran together (not 2 s)
     # same watcher: start then stop queue one behind the other, none is refused
     a.send_raw(json.dumps({"id": "s1", "command": "start", "properties": {"name": "stubborn", "waiting": True}}).encode())
     b.send_raw(json.dumps({"id": "s2", "command": "stop", "properties": {"name": "stubborn", "waiting": True}}).encode())
