@@ -142,8 +142,20 @@ def test_include_errors_point_into_the_included_file():
         ("[watcher:a]\ncmd = a\nstdout_stream.filename = f\nstdout_stream.max_byte = 5\n", 4,
          "watcher:a", "stdout_stream.max_byte", "did you mean 'max_bytes'?"),
         ("[watcher:a]\ncmd = a\nstderr_stream.class = TimedRotatingFileStream\n"
-         "stderr_stream.rotate_when = midnight\n", 4, "watcher:a", "stderr_stream.rotate_when",
-         "case-sensitive"),
+         "stderr_stream.rotate_when = hourly\n", 4, "watcher:a", "stderr_stream.rotate_when",
+         "expected one of S, M, H, D, MIDNIGHT"),
+        ("[watcher:a]\ncmd = a\nstdout_stream.class = FileStream\nstdout_stream.utc = yes\n", 4,
+         "watcher:a", "stdout_stream.utc", "not an option of FileStream"),
+        ("[watcher:a]\ncmd = a\nstdout_stream.class = TimedRotatingFileStream\n"
+         "stdout_stream.rotate_when = h\nstdout_stream.utc = False-ish\n", 5, "watcher:a",
+         "stdout_stream.utc", "expected a boolean"),
+        ("[watcher:a]\ncmd = a\nstdout_stream.filename = f\nstdout_stream.max_bytes = 1MB\n", 4,
+         "watcher:a", "stdout_stream.max_bytes", "expected an integer"),
+        ("[watcher:a]\ncmd = a\nstdout_stream.filename = f\nstdout_stream.compress = zip\n", 4,
+         "watcher:a", "stdout_stream.compress", "expected one of gzip, none"),
+        ("[watcher:a]\ncmd = a\nstdout_stream.filename = f\nstdout_stream.format = json\n"
+         "stdout_stream.time_format = %H\n", 5, "watcher:a", "stdout_stream.time_format",
+         "not used with format = json"),
         ("[watcher:a]\ncmd = a\nrestart_policy = sometimes\n", 3, "watcher:a", "restart_policy",
          "expected one of always, on-failure, never"),
         ("[watcher:a]\ncmd = a\nbackoff_initial = 5\nbackoff_max = 1\n", 4, "watcher:a",

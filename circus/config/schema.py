@@ -18,22 +18,39 @@ from . import convert as c
 
 __all__ = [
     "CircusOptions", "WatcherConfig", "SocketConfig", "PluginConfig", "Config",
-    "HOOK_NAMES", "STREAM_CLASSES", "RESTART_POLICIES", "option_reference", "schema_fields",
-    "DEPEND_CONDITIONS",
+    "HOOK_NAMES", "STREAM_CLASSES", "STREAM_OPTIONS", "STREAM_COLORS", "RESTART_POLICIES",
+    "option_reference", "schema_fields", "DEPEND_CONDITIONS",
 ]
 
 HOOK_NAMES = (
     "before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
     "before_signal", "after_signal", "before_reap", "after_reap", "extended_stats",
 )
-# Short stream class names and the options each accepts (values stay strings for the stream).
+# Short stream class names and the options each accepts. Values stay strings in the config (so
+# that `options`/`get`/`set` show them as written); STREAM_OPTIONS checks and normalises them.
+STREAM_COLORS = ("red", "green", "yellow", "blue", "magenta", "cyan", "white")
+STREAM_ROTATE_WHEN = ("S", "M", "H", "D", "MIDNIGHT", *(f"W{day}" for day in range(7)))
+STREAM_OPTIONS: dict[str, c.Conv] = {
+    "filename": c.TEXT,                        # empty or absent: a temporary file
+    "max_bytes": c.integer(0),
+    "backup_count": c.integer(0),
+    "time_format": c.TEXT,
+    "rotate_when": c.choice(*STREAM_ROTATE_WHEN),   # any case (0.19: upper case only)
+    "rotate_interval": c.integer(1),
+    "utc": c.BOOL,                             # a real boolean (0.19: any non-empty text was true)
+    "color": c.choice(*STREAM_COLORS),
+    "compress": c.choice("gzip", "none"),      # new: gzip rotated files
+    "format": c.choice("text", "json"),        # new: one JSON object per line
+}
 STREAM_CLASSES: dict[str, frozenset[str]] = {
-    "FileStream": frozenset({"filename", "max_bytes", "backup_count", "time_format"}),
-    "WatchedFileStream": frozenset({"filename", "time_format"}),
+    "FileStream": frozenset({"filename", "max_bytes", "backup_count", "time_format", "compress",
+                             "format"}),
+    "WatchedFileStream": frozenset({"filename", "time_format", "format"}),
     "TimedRotatingFileStream": frozenset(
-        {"filename", "backup_count", "time_format", "rotate_when", "rotate_interval", "utc"}
+        {"filename", "backup_count", "time_format", "rotate_when", "rotate_interval", "utc",
+         "compress", "format"}
     ),
-    "StdoutStream": frozenset(),
+    "StdoutStream": frozenset({"format"}),
     "FancyStdoutStream": frozenset({"color", "time_format"}),
     "QueueStream": frozenset(),
 }

@@ -19,16 +19,15 @@ from typing import Any
 
 from . import convert as c
 from .errors import did_you_mean
-from .schema import HOOK_NAMES, STREAM_CLASSES, WatcherConfig, schema_fields
+from .schema import HOOK_NAMES, STREAM_CLASSES, STREAM_OPTIONS, WatcherConfig, schema_fields
 
-__all__ = ["Report", "Collector", "assemble_watcher", "finish_stream"]
+__all__ = ["Report", "Collector", "assemble_watcher", "finish_stream", "builtin_stream_name"]
 
 Report = Callable[[Any, "str | None", str], None]
 Item = tuple[str, object, Any]
 
 _STREAMS = ("stdout_stream", "stderr_stream")
 _RESERVED_PREFIXES = ("hooks",) + _STREAMS
-_ROTATE_WHEN = frozenset({"S", "M", "H", "D", "MIDNIGHT"} | {f"W{day}" for day in range(7)})
 _BAD = object()  # a value that was given but could not be converted
 
 
@@ -94,14 +93,16 @@ def _scalar_text(value: object, mode: str) -> str:
 
 def finish_stream(conf: dict[str, tuple[str, Any]], prefix: str, report: Report,
                   where: Any) -> dict[str, str] | None:
-    """Check one stream's options {option: (value, where)}; returns {class, options...}."""
+    """Check one stream's options {option: (value, where)}; returns {class, options...} with the
+    options of a built-in class normalised (``rotate_when = midnight`` -> ``MIDNIGHT``, ``utc = yes``
+    -> ``true``). A dotted class (a custom stream) takes any option, as text."""
     cls_item = conf.get("class")
     if cls_item is None:
         if "filename" not in conf:
             report(where, prefix, "a stream needs 'class' (or 'filename' for a FileStream)")
             return None
         cls_item = ("FileStream", where)
-    cls_name, cls_where = cls_item[0].strip(), cls_item[1]
+    cls_name, cls_where = builtin_stream_name(cls_item[0].strip()), cls_item[1]
     ok = True
     allowed = STREAM_CLASSES.get(cls_name)
     if "." in cls_name or ":" in cls_name:
@@ -114,25 +115,45 @@ def finish_stream(conf: dict[str, tuple[str, Any]], prefix: str, report: Report,
         hint = did_you_mean(cls_name, STREAM_CLASSES) or f" (known: {', '.join(STREAM_CLASSES)})"
         report(cls_where, f"{prefix}.class", f"unknown stream class {cls_name!r}{hint}")
         ok = False
+    result = {"class": cls_name}
     for option, (value, option_where) in conf.items():
-        if allowed is not None and option != "class" and option not in allowed:
+        if option == "class":
+            continue
+        if allowed is None:
+            result[option] = value
+            continue
+        if option not in allowed:
             hint = did_you_mean(option, allowed)
             report(option_where, f"{prefix}.{option}", f"not an option of {cls_name}{hint}")
             ok = False
-        timed = cls_name == "TimedRotatingFileStream"
-        if timed and option == "rotate_when" and value not in _ROTATE_WHEN:
-            choices = ", ".join(sorted(_ROTATE_WHEN))
-            report(option_where, f"{prefix}.{option}",
-                   f"expected one of {choices} (case-sensitive), got {value!r}")
+            continue
+        try:
+            result[option] = _stream_text(STREAM_OPTIONS[option].text(value))
+        except ValueError as exc:
+            report(option_where, f"{prefix}.{option}", str(exc))
             ok = False
     if cls_name == "TimedRotatingFileStream" and "rotate_when" not in conf:
         report(where, f"{prefix}.rotate_when", f"required by {cls_name}")
         ok = False
-    if not ok:
-        return None
-    result = {"class": cls_name}
-    result.update((option, value) for option, (value, _) in conf.items() if option != "class")
-    return result
+    if result.get("format") == "json" and "time_format" in result:
+        report(conf["time_format"][1], f"{prefix}.time_format",
+               "not used with format = json (every line carries its time)")
+        ok = False
+    return result if ok else None
+
+
+def builtin_stream_name(name: str) -> str:
+    """0.19's full names of the built-in streams (``circus.stream.FileStream``) as short names."""
+    package, _, short = name.replace(":", ".").rpartition(".")
+    if package in ("circus.stream", "circus.streams") and short in STREAM_CLASSES:
+        return short
+    return name
+
+
+def _stream_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class _Composite:
