@@ -9,7 +9,8 @@
      ├── WatcherError                an operation on a watcher cannot be done
      │    ├── UnknownWatcher         no watcher by that name
      │    ├── Interrupted            preempted by a stop or quit before it finished
-     │    └── NotReady               a new process exited or failed its probe before it was ready
+     │    ├── NotReady               a new process exited or failed its probe before it was ready
+     │    └── StreamError            an output stream could not be opened (file, custom class)
      └── OperationTimeout            an operation did not finish before its deadline
 
 Each error names who is at fault in its message; wire codes are attached by the protocol layer.
@@ -24,6 +25,7 @@ __all__ = [
     "UnknownWatcher",
     "Interrupted",
     "NotReady",
+    "StreamError",
     "OperationTimeout",
 ]
 
@@ -62,6 +64,10 @@ class Interrupted(WatcherError):
 
 class NotReady(WatcherError):
     """A new process exited, or failed its readiness probe, before it was ready."""
+
+
+class StreamError(WatcherError):
+    """A watcher's stdout/stderr stream could not be opened: its file or its class."""
 
 
 class OperationTimeout(CircusError):

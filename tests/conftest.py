@@ -158,3 +158,61 @@ def circusd(tmp_path):
     for d in daemons:
         d.cleanup()
 
+
+
+class Raw:
+    """A DEALER speaking raw JSON frames, as 0.19's clients do; every receive has a deadline."""
+
+    def __init__(self, ctx, endpoint: str, kind: int | None = None) -> None:
+        import zmq
+        self.sock = ctx.socket(zmq.DEALER if kind is None else kind)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+
+    def send_raw(self, body: bytes) -> None:
+        self.sock.send(body)
+
+    def recv(self, timeout: float = 5.0) -> dict:
+        import json
+        if not self.sock.poll(int(timeout * 1000)):
+            raise AssertionError(f"no reply within {timeout} s")
+        return json.loads(self.sock.recv())
+
+    def call(self, command: str, wait: float = 5.0, **props) -> dict:
+        import json
+        import uuid
+        msg_id = uuid.uuid4().hex
+        self.send_raw(json.dumps({"id": msg_id, "command": command, "properties": props}).encode())
+        reply = self.recv(wait)
+        assert reply["id"] == msg_id
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+IPC_HEAD = """
+[circus]
+endpoint = ipc://{dir}/control.sock
+pubsub_endpoint = ipc://{dir}/events.sock
+"""
+
+
+@pytest.fixture
+def control_node(circusd, tmp_path):
+    """``start(body)`` runs circusd on ipc endpoints in tmp_path with the [watcher]/[socket]
+    sections of ``body`` and returns (circusd, a Raw client on its control socket)."""
+    import zmq
+    ctx = zmq.Context()
+    clients: list[Raw] = []
+
+    def start(body: str):
+        d = circusd(IPC_HEAD.format(dir=tmp_path) + textwrap.dedent(body))
+        d.wait(lambda: (tmp_path / "control.sock").exists(), what="control socket")
+        c = Raw(ctx, f"ipc://{tmp_path}/control.sock")
+        clients.append(c)
+        return d, c
+    yield start
+    for c in clients:
+        c.close()
+    ctx.term()

@@ -11,6 +11,8 @@ import uuid
 import pytest
 import zmq
 
+from conftest import Raw
+
 pytestmark = pytest.mark.real
 
 CONFIG = """
@@ -41,34 +43,6 @@ def ignores_sigterm(pid: int) -> bool:
     except (OSError, StopIteration):
         return False
     return bool(int(mask, 16) & (1 << (15 - 1)))
-
-
-class Raw:
-    """A DEALER speaking raw JSON frames, as 0.19's clients do; every receive has a deadline."""
-
-    def __init__(self, ctx: zmq.Context, endpoint: str, kind: int = zmq.DEALER) -> None:
-        self.sock = ctx.socket(kind)
-        self.sock.linger = 0
-        self.sock.connect(endpoint)
-        self.kind = kind
-
-    def send_raw(self, body: bytes) -> None:
-        self.sock.send(body)
-
-    def recv(self, timeout: float = 5.0) -> dict:
-        if not self.sock.poll(int(timeout * 1000)):
-            raise AssertionError(f"no reply within {timeout} s")
-        return json.loads(self.sock.recv())
-
-    def call(self, command: str, wait: float = 5.0, **props) -> dict:
-        msg_id = uuid.uuid4().hex
-        self.send_raw(json.dumps({"id": msg_id, "command": command, "properties": props}).encode())
-        reply = self.recv(wait)
-        assert reply["id"] == msg_id
-        return reply
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import zmq
 
-from test_controller import Raw
+from conftest import Raw
 
 pytestmark = pytest.mark.real
 

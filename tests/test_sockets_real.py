@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from test_controller import Raw
+from conftest import Raw
 
 pytestmark = pytest.mark.real
 WORKER = Path(__file__).parent / "workers" / "httpworker.py"

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import socket
 import sys
-import textwrap
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-import zmq
 
-from test_controller import Raw
+from conftest import Raw  # noqa: F401  (type of the clients)
 
 pytestmark = pytest.mark.real
 WORKERS = Path(__file__).parent / "workers"
 
-HEAD = """
-[circus]
-endpoint = ipc://{dir}/control.sock
-pubsub_endpoint = ipc://{dir}/events.sock
-"""
 
 
 def free_port() -> int:
@@ -32,20 +25,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def node(circusd, tmp_path):
-    ctx = zmq.Context()
-    clients: list[Raw] = []
-
-    def start(body: str):
-        d = circusd(HEAD.format(dir=tmp_path) + textwrap.dedent(body))
-        d.wait(lambda: (tmp_path / "control.sock").exists(), what="control socket")
-        c = Raw(ctx, f"ipc://{tmp_path}/control.sock")
-        clients.append(c)
-        return d, c
-    yield start
-    for c in clients:
-        c.close()
-    ctx.term()
+def node(control_node):
+    return control_node
 
 
 class Load:

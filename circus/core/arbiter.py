@@ -23,6 +23,7 @@ from circus.core.reloader import apply_plan
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
 from circus.core.watcher import Watcher
+from circus.streams.console import flush_consoles
 from circus.streams.pump import OutputPump
 from circus.errors import SpawnError, UnknownWatcher
 from circus.protocol import ErrorCode, ProtocolError
@@ -79,6 +80,10 @@ class Arbiter:
         self._owners: dict[int, Watcher] = {}
         self.sockets = SocketRegistry()
         self.pump = OutputPump()
+        #: topic prefixes of output lines somebody subscribed to (kept by the controller)
+        self.output_prefixes: set[str] = set()
+        #: called with (watcher, pid, "stdout" | "stderr", lines) for every captured batch
+        self.output_listeners: list[Callable[[str, int, str, list[bytes]], None]] = []
         self._helpers: dict[int, asyncio.Future[int]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._done = asyncio.Event()
@@ -108,6 +113,10 @@ class Arbiter:
 
     def random(self) -> float:
         return self.rng.random()
+
+    def wants_output(self, watcher: str) -> bool:
+        """Must ``watcher``'s output go through circusd (something reads every line)?"""
+        return False
 
     def publish(self, topic: str, payload: dict) -> None:
         self.views.clear()                 # every state change publishes an event
@@ -158,9 +167,7 @@ class Arbiter:
         c = self.config
         pending = [f"[plugin:{p.name}]" for p in c.plugins]
         pending += [f"[circus] {k}" for k in ("statsd", "httpd") if getattr(c.circus, k)]
-        for w in c.watchers:
-            pending += [f"{w.name}: {k}" for k in ("hooks", "stdout_stream", "stderr_stream")
-                        if getattr(w, k)]
+        pending += [f"{w.name}: hooks" for w in c.watchers if w.hooks]
         for item in pending:
             log.warning("%s is accepted but not acted on by this version yet", item)
         self._warn_shared_probes()
@@ -281,6 +288,8 @@ class Arbiter:
                 await self._sweep_orphans()
                 await self.pump.wait_closed(timeout=1.0)
                 self.pump.close()
+                await asyncio.gather(*(w.output.shut() for w in self.watchers.values()))
+                await flush_consoles(timeout=2.0)
                 self.sockets.close_all()
             finally:
                 self._done.set()
@@ -395,8 +404,10 @@ class Arbiter:
             await self.reload(graceful=graceful, sequential=sequential)
 
     async def cmd_reopen(self) -> None:
+        """Reopen circusd's log file and every stream's file (after logrotate moved them)."""
         if self._reopen_logs is not None:
             self._reopen_logs()
+        await asyncio.gather(*(w.output.reopen() for w in self.watchers.values()))
         self.publish(f"arbiter.{self.node}.reopen", {"time": time.time()})
 
     def handle_signal(self, signum: int) -> None:

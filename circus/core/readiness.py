@@ -5,8 +5,9 @@ an HTTP 2xx/3xx, a command exiting 0, ``READY=1`` on its ``NOTIFY_SOCKET``, or a
 matching a regex), and RUNNING only then. If it exits first, or the probe does not succeed within
 ``ready_timeout``, the start failed: the reason carries the last lines of its stderr.
 
-Its stdout and stderr are piped through circusd (and passed on to circusd's own stdout/stderr) so
-that the last lines are known and ``log:`` probes can see them.
+Its stdout and stderr are piped through circusd so that the last lines are known and ``log:``
+probes can see them; the lines then go to the watcher's output (its streams, or circusd's own
+stdout/stderr). A watcher with a stream but no probe has its streamed pipes captured the same way.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import dataclasses
 import logging
 import os
 import signal
-import sys
 import time
 from typing import Awaitable, Callable
 
@@ -26,27 +26,18 @@ from circus.errors import NotReady, SpawnError
 from circus.probes.notify import NotifySocket
 from circus.probes.run import LogMatcher, ProbeFailed, check, wait_ready
 from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, LogProbe, NotifyProbe, Probe, parse_probe
+from circus.streams.output import STREAM_NAMES, WatcherOutput
 from circus.streams.pump import OutputPump, Tail
 
-__all__ = ["ProcessIO", "ReadinessMixin", "passthrough"]
+__all__ = ["ProcessIO", "ReadinessMixin"]
 
 log = logging.getLogger("circus")
-
-
-def passthrough(name: str, line: bytes) -> None:
-    """Default destination of captured output: circusd's own stdout / stderr."""
-    out = sys.stdout if name == "stdout" else sys.stderr
-    try:
-        out.buffer.write(line + b"\n")
-        out.flush()
-    except (OSError, ValueError):
-        pass
 
 
 class ProcessIO:
     """What circusd holds for one process: pipes, the stderr tail, readiness signals."""
 
-    def __init__(self, probe: Probe | None, *, capture: bool,
+    def __init__(self, probe: Probe | None, *, capture: tuple[str, ...], output: WatcherOutput,
                  descendant: Callable[[int, int], bool], watchdog: float = 0.0) -> None:
         loop = asyncio.get_running_loop()
         self.probe = probe
@@ -56,16 +47,22 @@ class ProcessIO:
         self.status = ""
         self.last_watchdog = loop.time()
         self.env: dict[str, str] = {}
-        self.stdout_w = self.stderr_w = None
+        self.stdout_w: int | None = None
+        self.stderr_w: int | None = None
+        self.output = output
         self._read: list[tuple[int, str]] = []
         self._pid = 0
         self._descendant = descendant
         self.notify: NotifySocket | None = None
         self.matcher = LogMatcher(probe.pattern) if isinstance(probe, LogProbe) else None
-        if capture or self.matcher is not None:
+        if self.matcher is not None:
+            capture = STREAM_NAMES
+        if "stdout" in capture:
             out_r, self.stdout_w = os.pipe()
+            self._read.append((out_r, "stdout"))
+        if "stderr" in capture:
             err_r, self.stderr_w = os.pipe()
-            self._read = [(out_r, "stdout"), (err_r, "stderr")]
+            self._read.append((err_r, "stderr"))
         if isinstance(probe, NotifyProbe):
             self.notify = NotifySocket(on_message=self._notified,
                                        allowed=lambda pid: self._descendant(self._pid, pid))
@@ -78,7 +75,7 @@ class ProcessIO:
         self._pid = pid
         self._close_write_ends()
         for fd, name in self._read:
-            pump.attach(fd, pid, name, self._line)
+            self.output.attached(pump.attach(fd, pid, name, self._line, self.output.gate(name)))
         self._read = []
         if self.notify is not None:
             self.notify.start(asyncio.get_running_loop())
@@ -104,13 +101,15 @@ class ProcessIO:
 
     # -- signals from the process -----------------------------------------------------------------
 
-    def _line(self, pid: int, name: str, line: bytes) -> None:
-        passthrough(name, line)
+    def _line(self, pid: int, name: str, lines: list[bytes]) -> None:
+        self.output.lines(pid, name, lines)
         if name == "stderr":
-            self.tail.add(line)
-        if self.matcher is not None and not self.ready.done() and \
-                self.matcher.feed(line.decode(errors="replace")):
-            self.ready.set_result(f"log line matched: {line.decode(errors='replace')[:200]}")
+            self.tail.extend(lines)
+        if self.matcher is not None and not self.ready.done():
+            for line in lines:
+                if self.matcher.feed(line.decode(errors="replace")):
+                    self.ready.set_result(f"log line matched: {line.decode(errors='replace')[:200]}")
+                    break
 
     def _notified(self, fields: dict[str, str], sender: int) -> None:
         if "STATUS" in fields:
@@ -146,15 +145,28 @@ async def wait_for_probe(io: ProcessIO, *, deadline: float,
 class ReadinessMixin:
     """The readiness and liveness behaviour of a :class:`~circus.core.watcher.Watcher`."""
 
+    def captured(self) -> tuple[str, ...]:
+        """The pipes of new processes that circusd reads: those with a stream; both with a probe
+        or when something reads every line (notifications)."""
+        if self.cfg.ready or self.host.wants_output(self.name):
+            return STREAM_NAMES
+        return self.output.configured(self.cfg)
+
     def _make_io(self, ready_text: str | None, values: dict) -> ProcessIO | None:
-        if not ready_text:
+        """What circusd holds for a new process: with a probe (or an output listener), both pipes
+        are captured; with streams only, the pipes that have one; else None (the process inherits
+        circusd's stdout and stderr)."""
+        streamed = self.captured()
+        if not ready_text and not streamed:
             return None
-        try:
-            probe = parse_probe(substitute_spawn(ready_text, values), READINESS_KINDS)
-        except ValueError as exc:
-            raise SpawnError(f"ready: {exc}") from None
-        return ProcessIO(probe, capture=True, descendant=self.host.is_descendant,
-                         watchdog=self.cfg.watchdog_timeout)
+        probe = None
+        if ready_text:
+            try:
+                probe = parse_probe(substitute_spawn(ready_text, values), READINESS_KINDS)
+            except ValueError as exc:
+                raise SpawnError(f"ready: {exc}") from None
+        return ProcessIO(probe, capture=STREAM_NAMES if probe else streamed, output=self.output,
+                         descendant=self.host.is_descendant, watchdog=self.cfg.watchdog_timeout)
 
     async def _become_ready(self, p, pid: int) -> None:
         loop = asyncio.get_running_loop()

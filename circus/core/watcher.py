@@ -22,7 +22,7 @@ import time
 from typing import Awaitable, Callable, Protocol, TypeVar
 
 from circus.config import WatcherConfig
-from circus.core.command import build_spec, spawn_values
+from circus.core.command import build_spec, resolve_ids, spawn_values
 from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
 from circus.core.process import Process, drain_group, terminate
 from circus.core.readiness import ReadinessMixin
@@ -30,7 +30,9 @@ from circus.core.rollout import RolloutMixin
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
-from circus.errors import Interrupted, NotReady, OperationTimeout, SpawnError, WatcherError
+from circus.errors import Interrupted, NotReady, OperationTimeout, SpawnError, StreamError, WatcherError
+from circus.streams.output import WatcherOutput, owner_of
+from circus.streams.pump import OutputPump
 
 __all__ = ["Watcher", "WatcherHost"]
 
@@ -53,14 +55,19 @@ RELOAD_KEYS = frozenset({
 
 def _needs_reload(key: str) -> bool:
     key = key.lower()
-    return key in RELOAD_KEYS or key.startswith("rlimit_")
+    return key in RELOAD_KEYS or key.startswith(("rlimit_", "stdout_stream", "stderr_stream"))
 
 
 class WatcherHost(Protocol):
     """What a watcher needs from its arbiter."""
 
     os: OSLayer
+    node: str
+    pump: OutputPump
+    output_prefixes: set[str]
 
+    def publish(self, topic: str, payload: dict) -> None: ...
+    def wants_output(self, watcher: str) -> bool: ...
     def spawn_context(self, watcher: "Watcher") -> dict: ...
     def claim(self, pid: int, watcher: "Watcher") -> None: ...
     def emit(self, watcher: str, event: str, payload: dict) -> None: ...
@@ -86,6 +93,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
         self._timers: set[asyncio.TimerHandle] = set()
         self._change_waiters: list[asyncio.Future[None]] = []
         self.completed_ok: bool | None = None     # one-shot watchers: did every process exit 0?
+        self.output = WatcherOutput(cfg.name, host)
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -192,7 +200,10 @@ class Watcher(ReadinessMixin, RolloutMixin):
     async def update(self, cfg: WatcherConfig, keys: tuple[str, ...]) -> None:
         """Apply a new configuration (``set``): resize, reload or just remember, per key."""
         async def body() -> None:
-            self.cfg = cfg
+            old, self.cfg = self.cfg, cfg
+            if self.output.opened and (old.stdout_stream, old.stderr_stream) != \
+                    (cfg.stdout_stream, cfg.stderr_stream):
+                await self._swap_streams(old)
             if cfg.singleton:
                 self.numprocesses = min(self.numprocesses, 1)
             if "numprocesses" in keys:
@@ -204,6 +215,25 @@ class Watcher(ReadinessMixin, RolloutMixin):
             else:
                 await self._converge()
         await self._run("set", body)
+
+    async def _swap_streams(self, old: WatcherConfig) -> None:
+        """New stream options while running: the new streams take over at once (the processes are
+        then replaced, so that each pipe is captured as the new options say). If they cannot be
+        opened, the old options and streams stay."""
+        await self.output.shut()
+        try:
+            self._open_output()
+        except StreamError:
+            self.cfg = old
+            self._open_output()
+            raise
+
+    def _open_output(self) -> None:
+        try:
+            uid, gid, _ = resolve_ids(self.cfg.uid, self.cfg.gid)
+        except SpawnError:
+            uid = gid = None            # the spawn reports the unknown user
+        self.output.open(self.cfg, owner_of(uid, gid))
 
     async def kill(self, pid: int | None = None, sig: int | None = None,
                    graceful_timeout: float | None = None) -> None:
@@ -245,6 +275,13 @@ class Watcher(ReadinessMixin, RolloutMixin):
             return {"started": [], "kept": self.pids()}
         self._set_state(WatcherEvent.START)
         self.completed_ok = None
+        try:
+            self._open_output()
+        except StreamError as exc:
+            self._set_state(WatcherEvent.STOP, str(exc))
+            self._set_state(WatcherEvent.FAILED, str(exc))
+            self.host.emit(self.name, "stop", {"time": time.time()})
+            raise
         for slot in list(self.slots.values()):       # leftovers of a fatal run
             if not slot.live:
                 self._discard(slot)
@@ -270,6 +307,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
         if self.state is not WS.STOPPING:
             self._set_state(WatcherEvent.STOP)
         await self._stop_all()
+        await self.output.close()
         self._set_state(WatcherEvent.STOPPED)
         self.host.emit(self.name, "stop", {"time": time.time()})
 
@@ -344,6 +382,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
             self.host.emit(self.name, "exhausted", {"time": time.time()})
             self._set_state(WatcherEvent.STOP, "all processes exited")
             await self._stop_all()
+            await self.output.close()
             self._set_state(WatcherEvent.STOPPED, "all processes exited")
             self.host.emit(self.name, "stop", {"time": time.time()})
 
@@ -355,6 +394,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
         self._cancel_timers()
         self._set_state(WatcherEvent.STOP, reason)
         await self._stop_all()
+        await self.output.close()
         self._set_state(WatcherEvent.FAILED, reason)
         self.host.emit(self.name, "stop", {"time": time.time()})
 
@@ -392,7 +432,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
         self.host.claim(pid, self)
         log.debug("%s: spawned process %d (wid %d)", self.name, pid, p.wid)
         self.host.emit(self.name, "spawn", {"process_pid": pid, "time": p.create_time})
-        if io is None:
+        if io is None or io.probe is None:
             p.apply(ProcessEvent.READY)
             p.ready_waiter.set_result("started")
         else:
@@ -460,6 +500,10 @@ class Watcher(ReadinessMixin, RolloutMixin):
             p.apply(ProcessEvent.RETRY)
             if decision.delay:
                 self._timer(p.retry_at)
+            # a failed start waits (backoff); a process that had been running is replaced at once
+            self.host.emit(self.name, "backoff" if decision.delay else "respawn", {
+                "process_pid": p.pid, "time": time.time(), "exit_code": code,
+                "reason": p.reason, "delay": round(decision.delay, 3), "failures": p.failures})
 
     async def _stop_slot(self, p: Process, sig: int | None = None, timeout: float | None = None) -> None:
         if not p.live or p.pid is None:

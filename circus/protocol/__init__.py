@@ -5,11 +5,12 @@ Pure: no sockets. Shared by circusd, circusctl, the client library, circusmeta a
 from circus.protocol.commands import COMMANDS, MATCH_KINDS, Command, Prop, Role, get_command, validate_properties
 from circus.protocol.errors import Errno, ErrorCode, ProtocolError
 from circus.protocol.messages import (MAX_FRAME, BadRequest, Request, decode, decode_event, decode_request,
-                                      encode, encode_event, error_reply, make_request, ok_reply)
+                                      encode, encode_event, error_reply, make_request, ok_reply,
+                                      output_topic)
 
 __all__ = [
     "COMMANDS", "MATCH_KINDS", "Command", "Prop", "Role", "get_command", "validate_properties",
     "Errno", "ErrorCode", "ProtocolError",
     "MAX_FRAME", "BadRequest", "Request", "decode", "decode_event", "decode_request", "encode",
-    "encode_event", "error_reply", "make_request", "ok_reply",
+    "encode_event", "error_reply", "make_request", "ok_reply", "output_topic",
 ]

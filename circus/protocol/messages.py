@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from circus.protocol.errors import ErrorCode, ProtocolError
 
 __all__ = ["Request", "decode_request", "ok_reply", "error_reply", "encode", "decode",
-           "make_request", "encode_event", "decode_event", "MAX_FRAME"]
+           "make_request", "encode_event", "decode_event", "MAX_FRAME", "output_topic"]
 
 #: largest control frame accepted, in bytes
 MAX_FRAME = 1 << 20
@@ -98,6 +98,13 @@ def make_request(command: str, properties: Mapping[str, Any] | None = None, *,
 
 def encode_event(topic: str, payload: Mapping[str, Any]) -> list[bytes]:
     return [topic.encode(), encode(payload)]
+
+
+def output_topic(watcher: str, stream: str = "") -> str:
+    """The topic of a watcher's output lines, ``output.<watcher>.<stream>``; without a stream,
+    the prefix of both. The name is written as in ``watcher.<name>.<event>`` (lower case, ``_``
+    for spaces)."""
+    return f"output.{watcher.lower().replace(' ', '_')}.{stream}"
 
 
 def decode_event(frames: list[bytes]) -> tuple[str, dict[str, Any]]:

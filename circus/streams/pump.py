@@ -2,66 +2,83 @@
 
 A pipe is read in chunks of up to 64 KiB whenever it is readable; lines are split on ``\\n`` and a
 partial line is kept until its end arrives (or until it grows past ``MAX_LINE``, when it is cut).
-At EOF — when every process holding the write end has closed it — the partial line is flushed and
-the pipe closed. Nothing is lost when a process exits: its pipe is read until EOF.
+The lines of one chunk go to the sink together, as a list. At EOF — when every process holding the
+write end has closed it — the partial line is flushed and the pipe closed. Nothing is lost when a
+process exits: its pipe is read until EOF.
+
+Back-pressure: a pipe may have a *gate* (the writer of the stream it feeds). When the gate is full
+(a slow disk), the pump stops reading that pipe until the gate has drained; the child then blocks
+on its own write, as it would writing to a slow file itself, and the loop is never held up.
 """
 from __future__ import annotations
 
 import asyncio
 import os
 from collections import deque
-from typing import Callable
+from typing import Callable, Iterable, Protocol
 
-__all__ = ["OutputPump", "LineSink", "MAX_LINE", "Tail"]
+__all__ = ["OutputPump", "Pipe", "Gate", "LineSink", "MAX_LINE", "Tail"]
 
 MAX_LINE = 64 * 1024
 CHUNK = 64 * 1024
 
-LineSink = Callable[[int, str, bytes], None]     # (pid, "stdout" | "stderr", line without \n)
+LineSink = Callable[[int, str, list[bytes]], None]   # (pid, "stdout" | "stderr", lines without \n)
+
+
+class Gate(Protocol):
+    def full(self) -> bool: ...
+    def when_drained(self, callback: Callable[[], None]) -> None: ...
 
 
 class Tail:
-    """The last ``size`` lines of a stream (for error messages and ``tail``)."""
+    """The last ``size`` lines of a stream (for error messages)."""
 
     def __init__(self, size: int = 20) -> None:
-        self.lines: deque[str] = deque(maxlen=size)
+        self.lines: deque[bytes] = deque(maxlen=size)
 
     def add(self, line: bytes) -> None:
-        self.lines.append(line.decode(errors="replace"))
+        self.lines.append(line)
+
+    def extend(self, lines: Iterable[bytes]) -> None:
+        self.lines.extend(lines)
 
     def text(self, n: int | None = None) -> str:
         lines = list(self.lines)[-n:] if n else list(self.lines)
-        return "\n".join(lines)
+        return "\n".join(line.decode(errors="replace") for line in lines)
 
 
-class _Pipe:
-    __slots__ = ("fd", "pid", "name", "partial", "sink")
+class Pipe:
+    """One attached pipe; ``closed`` is done once it reached EOF (or was closed at shutdown)."""
 
-    def __init__(self, fd: int, pid: int, name: str, sink: LineSink) -> None:
-        self.fd, self.pid, self.name, self.sink = fd, pid, name, sink
+    __slots__ = ("fd", "pid", "name", "partial", "sink", "gate", "closed", "paused")
+
+    def __init__(self, fd: int, pid: int, name: str, sink: LineSink, gate: Gate | None,
+                 closed: asyncio.Future[None]) -> None:
+        self.fd, self.pid, self.name, self.sink, self.gate = fd, pid, name, sink, gate
         self.partial = b""
+        self.closed = closed
+        self.paused = False
 
 
 class OutputPump:
     def __init__(self) -> None:
-        self._pipes: dict[int, _Pipe] = {}
-        self._closed: dict[int, asyncio.Future[None]] = {}
+        self._pipes: dict[int, Pipe] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def attach(self, fd: int, pid: int, name: str, sink: LineSink) -> None:
+    def attach(self, fd: int, pid: int, name: str, sink: LineSink, gate: Gate | None = None) -> Pipe:
         """Start reading ``fd`` (the read end of a child's pipe); the pump owns and closes it."""
         loop = self._loop = asyncio.get_running_loop()
         os.set_blocking(fd, False)
-        self._pipes[fd] = _Pipe(fd, pid, name, sink)
-        self._closed[fd] = loop.create_future()
-        loop.add_reader(fd, self._readable, fd)
+        pipe = Pipe(fd, pid, name, sink, gate, loop.create_future())
+        self._pipes[fd] = pipe
+        loop.add_reader(fd, self._readable, pipe)
+        return pipe
 
-    def _readable(self, fd: int) -> None:
-        pipe = self._pipes.get(fd)
-        if pipe is None:
+    def _readable(self, pipe: Pipe) -> None:
+        if self._pipes.get(pipe.fd) is not pipe:
             return
         try:
-            data = os.read(fd, CHUNK)
+            data = os.read(pipe.fd, CHUNK)
         except BlockingIOError:
             return
         except OSError:
@@ -70,38 +87,58 @@ class OutputPump:
             self._finish(pipe)
             return
         self._feed(pipe, data)
+        gate = pipe.gate
+        if gate is not None and gate.full():
+            self._pause(pipe, gate)
 
-    def _feed(self, pipe: _Pipe, data: bytes) -> None:
-        buf = pipe.partial + data
-        *lines, rest = buf.split(b"\n")
+    def _pause(self, pipe: Pipe, gate: Gate) -> None:
+        assert self._loop is not None
+        pipe.paused = True
+        self._loop.remove_reader(pipe.fd)
+        gate.when_drained(lambda: self._resume(pipe))
+
+    def _resume(self, pipe: Pipe) -> None:
+        if not pipe.paused or self._pipes.get(pipe.fd) is not pipe or self._loop is None:
+            return
+        pipe.paused = False
+        self._loop.add_reader(pipe.fd, self._readable, pipe)
+
+    def _feed(self, pipe: Pipe, data: bytes) -> None:
+        lines = (pipe.partial + data).split(b"\n") if pipe.partial else data.split(b"\n")
+        rest = lines.pop()
         while len(rest) > MAX_LINE:
             lines.append(rest[:MAX_LINE])
             rest = rest[MAX_LINE:]
         pipe.partial = rest
-        for line in lines:
-            pipe.sink(pipe.pid, pipe.name, line)
+        if lines:
+            pipe.sink(pipe.pid, pipe.name, lines)
 
-    def _finish(self, pipe: _Pipe) -> None:
+    def _finish(self, pipe: Pipe) -> None:
         if pipe.partial:
-            pipe.sink(pipe.pid, pipe.name, pipe.partial)
+            pipe.sink(pipe.pid, pipe.name, [pipe.partial])
             pipe.partial = b""
-        self._pipes.pop(pipe.fd, None)
-        if self._loop is not None:
-            self._loop.remove_reader(pipe.fd)
-        os.close(pipe.fd)
-        done = self._closed.pop(pipe.fd, None)
-        if done is not None and not done.done():
-            done.set_result(None)
+        if self._pipes.get(pipe.fd) is pipe:
+            del self._pipes[pipe.fd]
+            if self._loop is not None and not pipe.paused:
+                self._loop.remove_reader(pipe.fd)
+            os.close(pipe.fd)
+        if not pipe.closed.done():
+            pipe.closed.set_result(None)
 
-    async def wait_closed(self, timeout: float) -> None:
-        """Wait (bounded) until every attached pipe reached EOF — e.g. before circusd exits."""
-        pending = [f for f in self._closed.values() if not f.done()]
+    async def wait_closed(self, timeout: float, pipes: Iterable[Pipe] | None = None) -> None:
+        """Wait (bounded) until these pipes (all by default) reached EOF — e.g. before circusd
+        exits, or before a stopped watcher closes its streams."""
+        chosen = self._pipes.values() if pipes is None else pipes
+        pending = [p.closed for p in chosen if not p.closed.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
-    def close(self) -> None:
-        """Read what is buffered now, then close every pipe (shutdown)."""
-        for pipe in list(self._pipes.values()):
+    def close(self, pipes: Iterable[Pipe] | None = None) -> None:
+        """Read what is buffered now in these pipes (all by default), then close them."""
+        chosen = list(self._pipes.values() if pipes is None else pipes)
+        for pipe in chosen:
+            if self._pipes.get(pipe.fd) is not pipe:
+                continue
             while True:
                 try:
                     data = os.read(pipe.fd, CHUNK)
