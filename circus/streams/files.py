@@ -163,4 +163,3 @@ class WatchedFileStream(FileTarget):
         if moved:
             self.reopen()
         super().write(items)
-
