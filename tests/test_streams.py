@@ -219,7 +219,8 @@ def test_timed_rotation_names_files_after_their_period(tmp_path):
 def test_timed_rotation_never_overwrites_and_skips_quiet_periods(tmp_path):
     stream = timed(tmp_path, "S", compress=True)
     t0 = stream.rollover_at - 0.5
-    taken = tmp_path / ("t.log." + time.strftime("%Y%m%d%H%M%S", time.localtime(int(t0))) + ".gz")
+    period_start = time.localtime(stream.rollover_at - 1)      # the file's name: its period
+    taken = tmp_path / ("t.log." + time.strftime("%Y%m%d%H%M%S", period_start) + ".gz")
     taken.write_bytes(b"someone else's")
     stream.write([batch("a", when=t0), batch("b", when=t0 + 5)])
     stream.close()

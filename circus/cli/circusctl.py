@@ -25,7 +25,7 @@ from typing import Any, Sequence, TextIO
 from circus import __version__
 from circus.cli.ctl_forms import (USAGE, HelpRequested, UsageError, add_global_options, build_request,
                                   command_help, command_names, summary)
-from circus.cli.ctl_output import render, render_event, render_json
+from circus.cli.ctl_output import render, render_event, render_json, render_line
 from circus.client.errors import CallError, CallTimeout
 from circus.client.wire import DEFAULT_ENDPOINT_DEALER, DEFAULT_ENDPOINT_SUB
 from circus.protocol import COMMANDS
@@ -113,6 +113,8 @@ class Session:
             options = self._with(overrides)
             if name == "listen":
                 return self.listen(props.get("topic") or [""], options, "endpoint" in overrides)
+            if name == "tail":
+                return self.tail(props, options)
             return self.call(name, props, options)
         except HelpRequested:
             return self.help([name])
@@ -133,7 +135,9 @@ class Session:
             return self.options
         return Options(**{**vars(self.options), **overrides})
 
-    def call(self, name: str, props: dict[str, Any], options: Options) -> int:
+    def call(self, name: str, props: dict[str, Any], options: Options,
+             keep: dict[str, Any] | None = None) -> int:
+        """Send one command, print the reply (``keep`` receives the reply's fields)."""
         from circus.client.wire import make_message
 
         if props.get("waiting") and any(p.name == "timeout" for p in COMMANDS[name].props):
@@ -144,12 +148,15 @@ class Session:
         finally:
             if client is not self._client:
                 client.stop()
+        if keep is not None and isinstance(reply, dict):
+            keep.update(reply)
         if options.json:
             color = options.prettify and self.out.isatty()
             self.print(render_json(reply, options.prettify, color))
             return Exit.OK
         text, is_error = render(name, reply, props)
-        self.print(text, error=is_error)
+        if text or is_error or name != "tail":      # no lines yet: nothing to print
+            self.print(text, error=is_error)
         return Exit.ERROR_REPLY if is_error else Exit.OK
 
     def listen(self, topics: list[str], options: Options, explicit: bool = False) -> int:
@@ -165,6 +172,51 @@ class Session:
                             ssh_keyfile=options.ssh_keyfile) as consumer:
             for topic, message in consumer:
                 self.print(render_event(topic, message))
+        return Exit.OK
+
+    def tail(self, props: dict[str, Any], options: Options) -> int:
+        """The last lines; with ``--follow``, then every new line until interrupted. Following
+        subscribes first and waits for circusd's confirmation, then asks for the last lines, so
+        that no line falls between the two; lines seen twice are recognised by their ``seq``."""
+        follow = props.pop("follow", False)
+        if not follow:
+            return self.call("tail", props, options)
+        import json
+        import time
+
+        from circus.consumer import CircusConsumer
+        from circus.protocol import output_topic
+
+        topic = output_topic(props["name"], props.get("stream") or "")
+        endpoint = self._pubsub_endpoint(options)
+        with CircusConsumer([topic], endpoint=endpoint, ssh_server=options.ssh,
+                            ssh_keyfile=options.ssh_keyfile) as consumer:
+            deadline = time.monotonic() + options.timeout
+            while True:           # circusd answers a new output subscription on that very topic
+                left = deadline - time.monotonic()
+                if left <= 0 or not consumer.next_ready(left):
+                    self.print(f"no confirmation of the subscription to {topic} from {endpoint} "
+                               f"within {options.timeout:g} s", error=True)
+                    return Exit.NO_ANSWER
+                event = json.loads(consumer.pubsub_socket.recv_multipart()[-1])
+                if event.get("subscribed") == topic:
+                    break
+            last: dict[str, Any] = {}
+            code = self.call("tail", props, options, keep=last)
+            if code != Exit.OK or last.get("status") != "ok":
+                return code or Exit.ERROR_REPLY
+            seen = max((entry["seq"] for entry in last.get("lines") or []), default=0)
+            try:
+                for _, message in consumer:
+                    event = json.loads(message)
+                    if "line" not in event:
+                        continue
+                    if seen and event.get("seq", 0) <= seen:
+                        continue              # already printed from the reply
+                    seen = 0                  # past the reply: print everything from now on
+                    self.print(json.dumps(event) if options.json else render_line(event))
+            except KeyboardInterrupt:
+                pass
         return Exit.OK
 
     def _pubsub_endpoint(self, options: Options) -> str:

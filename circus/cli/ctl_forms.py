@@ -17,8 +17,8 @@ from typing import Any, Callable, NoReturn, Sequence
 from circus.cli.ctl_values import ValueProblem, convert_option
 from circus.protocol import COMMANDS, Command, Prop
 
-__all__ = ["UsageError", "HelpRequested", "Pos", "FORMS", "CLI_ONLY", "command_names", "command_parser",
-           "build_request", "command_help", "summary"]
+__all__ = ["UsageError", "HelpRequested", "Pos", "FORMS", "CLI_ONLY", "CLI_FLAGS", "command_names",
+           "command_parser", "build_request", "command_help", "summary"]
 
 USAGE = "circusctl [options] command [args]"
 
@@ -86,12 +86,17 @@ FORMS: dict[str, tuple[Pos, ...]] = {
     "globaloptions": _p("[option]"), "list": _p("[name]"), "listsockets": (),
     "numprocesses": _p("[name]"), "numwatchers": (), "status": _p("[name]"),
     "stats": _p("[name] [process]"), "dstats": (), "kill": _p("name [pid]"),
-    "signal": _p("name [pid] signum"), "reopen": (), "ipython": (),
+    "signal": _p("name [pid] signum"), "reopen": (), "ipython": (), "tail": _p("name"),
 }
 
 #: flags whose meaning is the opposite of their property: (command, prop) -> (flag, help)
 INVERTED: dict[tuple[str, str], tuple[str, str]] = {
     ("reload", "graceful"): ("terminate", "stop the processes, then start new ones (not graceful)"),
+}
+
+#: flags of a protocol command that only circusctl acts on: command -> ((flag, help), ...)
+CLI_FLAGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "tail": (("follow", "then print new lines as they are written, until interrupted"),),
 }
 
 #: commands that exist only in circusctl: name -> (summary, positional form)
@@ -156,6 +161,7 @@ def _usage(name: str) -> str:
                 words.append(f"[--{flag}]")
             else:
                 words.append(f"[--{flag} {prop.name.upper()}]")
+    words += [f"[--{flag}]" for flag, _ in CLI_FLAGS.get(name, ())]
     return " ".join(words)
 
 
@@ -242,6 +248,9 @@ def command_parser(name: str) -> argparse.ArgumentParser:
                                     metavar=prop.name.upper(), default=argparse.SUPPRESS,
                                     help=_help(prop.doc + (f" (default: {prop.default})"
                                                            if prop.default not in (None, {}) else "")))
+    for flag, text in CLI_FLAGS.get(name, ()):
+        parser.add_argument("--" + flag, dest=flag, action="store_true", default=argparse.SUPPRESS,
+                            help=text)
     add_global_options(parser, hidden=True)
     return parser
 

@@ -14,9 +14,10 @@ plan's lines. Two 0.19 defects are not kept: ``status`` no longer drops the erro
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable, Mapping
 
-__all__ = ["render", "render_json", "render_event"]
+__all__ = ["render", "render_json", "render_event", "render_line"]
 
 Reply = Mapping[str, Any]
 
@@ -140,12 +141,23 @@ def _reloadconfig(reply: Reply, dry_run: bool = False) -> str:
     return "\n".join(["ok", *lines])
 
 
+def render_line(entry: Mapping[str, Any]) -> str:
+    """One captured output line (``tail``): ``<local time> [<pid>] <stream> | <line>``."""
+    when = entry.get("time")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if isinstance(when, (int, float)) else "-"
+    return f"{stamp} [{entry.get('pid')}] {entry.get('stream')} | {entry.get('line')}"
+
+
+def _tail(reply: Reply) -> str:
+    return "\n".join(render_line(entry) for entry in reply.get("lines") or [])
+
+
 _OK: dict[str, Callable[[Reply], str]] = {
     "list": _list, "status": _status, "stats": _stats, "dstats": _dstats,
     "options": _options, "get": _options, "globaloptions": _options,
     "listsockets": _listsockets, "numprocesses": _count("numprocesses"),
     "numwatchers": _count("numwatchers"), "incr": _resize, "decr": _resize,
-    "reloadconfig": _reloadconfig,
+    "reloadconfig": _reloadconfig, "tail": _tail,
 }
 
 

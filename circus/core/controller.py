@@ -6,6 +6,12 @@ served (not JSON, too big, no command) gets an error reply, or is dropped and lo
 the loop goes on, so requests queued behind a bad one are answered. Replies and events are sent
 without blocking: a client that went away, or a subscriber that does not read, costs nothing.
 
+The events socket is an XPUB: it works for subscribers exactly as a PUB does, and it lets circusd
+see subscriptions. Output lines (``output.<watcher>.<stream>``) are formatted and published only
+while somebody is subscribed to such a topic; each new ``output.`` subscription is answered with
+one event on exactly the subscribed topic, ``{"subscribed": "<topic>"}``, so that a follower knows
+from when on it receives every line.
+
 ``ipc://`` endpoints are created mode 0600 (chowned to ``endpoint_owner`` when set).
 """
 from __future__ import annotations
@@ -59,7 +65,9 @@ class Controller:
         self._pub: zmq.Socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._check_pending = False
+        self._check_subs_pending = False
         self._reading = False
+        self._subscriptions: dict[str, int] = {}      # output topic prefix -> subscribers
         self._requests: set[asyncio.Task] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="circus-stats")
         self.ops = Ops(self._stats)
@@ -99,15 +107,19 @@ class Controller:
     def _open(self, opts: CircusOptions) -> None:
         router = self._bind(zmq.ROUTER, opts.endpoint, opts.endpoint_owner)
         try:
-            pub = self._bind(zmq.PUB, opts.pubsub_endpoint)
+            pub = self._bind(zmq.XPUB, opts.pubsub_endpoint)
         except BindError:
             router.close()
             raise
         pub.sndhwm = PUB_HWM
+        pub.setsockopt(zmq.XPUB_VERBOSE, 1)    # every subscribe is seen (the last unsubscribe too)
         self.router, self._pub = router, pub
+        self._set_subscriptions({})
         assert self._loop is not None
         self._loop.add_reader(router.getsockopt(zmq.FD), self._readable)
+        self._loop.add_reader(pub.getsockopt(zmq.FD), self._subscribed)
         self._readable()              # messages may have arrived before the reader existed
+        self._subscribed()
         log.info("control on %s, events on %s", opts.endpoint, opts.pubsub_endpoint)
 
     def _circus_changed(self, old: CircusOptions, new: CircusOptions) -> None:
@@ -130,9 +142,46 @@ class Controller:
                 self._close_socket(sock, linger=0)
 
     def _close_socket(self, sock: zmq.Socket, linger: int) -> None:
-        if sock.type == zmq.ROUTER and self._loop is not None:
+        if sock.type in (zmq.ROUTER, zmq.XPUB) and self._loop is not None:
             self._loop.remove_reader(sock.getsockopt(zmq.FD))
         sock.close(linger=linger)
+
+    # -- subscriptions ----------------------------------------------------------------------------
+
+    def _subscribed(self) -> None:
+        """Read subscription messages from the XPUB (edge-triggered fd: until none is left)."""
+        self._check_subs_pending = False
+        pub = self._pub
+        changed = False
+        subs = dict(self._subscriptions)
+        new: list[str] = []
+        while pub is not None and not pub.closed and pub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                message = pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if not message or not message[1:].startswith(b"output."):
+                continue
+            topic = message[1:].decode(errors="replace")
+            if message[0] == 1:
+                subs[topic] = subs.get(topic, 0) + 1
+                new.append(topic)
+            elif message[0] == 0:
+                subs.pop(topic, None)     # XPUB_VERBOSE: only the last one unsubscribing is seen
+            changed = True
+        if changed:
+            self._set_subscriptions(subs)
+        for topic in new:
+            self.publish(topic, {"subscribed": topic})
+
+    def _set_subscriptions(self, subs: dict[str, int]) -> None:
+        self._subscriptions = subs
+        self.arbiter.output_prefixes = set(subs)
+
+    def _check_subs_soon(self) -> None:
+        if not self._check_subs_pending and self._loop is not None:
+            self._check_subs_pending = True
+            self._loop.call_soon(self._subscribed)
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -229,6 +278,7 @@ class Controller:
             self._pub.send_multipart(encode_event(topic, payload), flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             log.debug("event %s dropped: %s", topic, exc)
+        self._check_subs_soon()        # sending may consume the fd's edge of a subscription
 
     async def _stats(self, pids: list[int]) -> dict:
         from circus.stats.procinfo import collect

@@ -21,7 +21,7 @@ from circus.config.view import watcher_options
 from circus.config.convert import parse_signal
 from circus.core.policy import batch_size
 from circus.core.watcher import Watcher
-from circus.protocol import ErrorCode, ProtocolError
+from circus.protocol import ErrorCode, ProtocolError, output_topic
 
 __all__ = ["HANDLERS", "Ops", "select"]
 
@@ -305,6 +305,22 @@ def _status(arbiter, ops, p):
                 details[w.name] = {"state": state, "reason": reason}
         cached = arbiter.views["status"] = {"statuses": statuses, "details": details}
     return cached
+
+
+@handler("tail")
+def _tail(arbiter, ops, p):
+    w = _one(arbiter, p["name"])
+    wanted = (p["stream"],) if p["stream"] else ("stdout", "stderr")
+    captured = [name for name in wanted if name in w.captured()]
+    if not captured:
+        what = f"{p['stream']} is" if p["stream"] else "stdout and stderr are"
+        raise ProtocolError(ErrorCode.NOT_SUPPORTED,
+                            f"{w.name}'s {what} not read by circusd: give it a {wanted[0]}_stream "
+                            "(class = StdoutStream passes the lines on unchanged)")
+    if p["lines"] < 0:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'lines' must be >= 0")
+    return {"lines": w.output.last(p["lines"], captured), "streams": captured,
+            "topic": output_topic(w.name, p["stream"] or "")}
 
 
 def _stringify(info: dict) -> dict:

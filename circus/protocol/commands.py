@@ -148,6 +148,16 @@ _COMMANDS = [
             reply="with a name: ``status`` is the state itself (``active``...) as in 0.19; "
                   "*new* ``state`` and ``reason``; without: ``statuses: {name: state}``, "
                   "*new* ``details: {name: {state, reason}}`` for the watchers that have a reason"),
+    Command("tail", "The last lines a watcher's processes wrote", Role.READONLY, (
+        NAME_REQ,
+        Prop("stream", (str,), "only this one (default: both)", choices=("stdout", "stderr")),
+        Prop("lines", (int,), "how many lines, at most 1000", default=10)), new=True,
+        reply="``lines: [{seq, time, pid, stream, line}]`` (oldest first), ``streams`` read, "
+              "``topic`` (prefix of the ``output.`` events that carry the next lines)",
+        doc="Only what circusd reads: the pipes of a watcher with a stdout_stream / "
+            "stderr_stream (or a readiness probe). New lines are published on the events socket "
+            "as ``output.<watcher>.<stream>`` while somebody subscribes to them "
+            "(``circusctl tail --follow``)."),
     Command("stats", "Process statistics", Role.READONLY, (
         NAME, Prop("process", (int, str), "one pid"),
         Prop("extended", (bool,), "add extended stats", default=False)),
@@ -160,7 +170,7 @@ _COMMANDS = [
         Prop("childpid", (int, str), "a child of ``pid``"),
         Prop("children", (bool,), "signal the children instead", default=False),
         Prop("recursive", (bool,), "signal the process and all its descendants", default=False))),
-    Command("reopen", "Reopen log files (as SIGUSR1)", Role.OPERATOR, new=True),
+    Command("reopen", "Reopen log files and stream files (as SIGUSR1)", Role.OPERATOR, new=True),
     Command("ipython", "Not supported (0.19's embedded IPython)", Role.ADMIN),
 ]
 
