@@ -1,0 +1,90 @@
+"""Progress lines for waiting commands: while ``circusctl start web --waiting`` (or restart,
+reload, incr...) waits for its reply, the watcher's events are followed and printed to stderr as
+they come (``web: process 4121 ready``, ``web: rolling restart 2/4``). stdout keeps exactly what
+0.19 printed, so scripts are not affected; progress is shown when stderr is a terminal, or with
+``--progress``."""
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+from typing import TextIO
+
+import zmq
+
+__all__ = ["Progress", "PROGRESS_COMMANDS", "describe"]
+
+PROGRESS_COMMANDS = frozenset({"start", "stop", "restart", "reload", "incr", "decr", "kill", "rm",
+                               "reloadconfig", "quit", "add"})
+
+
+def describe(topic: str, payload: dict) -> str | None:
+    """One progress line for an event, or None for events not worth a line."""
+    parts = topic.split(".")
+    if len(parts) < 3 or parts[0] != "watcher":
+        return None
+    name, event = ".".join(parts[1:-1]), parts[-1]
+    pid = payload.get("process_pid")
+    if event == "spawn":
+        return f"{name}: started process {pid}"
+    if event == "ready":
+        return f"{name}: process {pid} ready"
+    if event == "kill":
+        return f"{name}: stopping process {pid}"
+    if event == "reap":
+        return f"{name}: process {pid} exited ({payload.get('exit_code')})"
+    if event == "progress":
+        failed = payload.get("failed")
+        return f"{name}: rolling restart {payload.get('done')}/{payload.get('total')}" + \
+            (f" stopped: {failed}" if failed else "")
+    if event == "state":
+        reason = payload.get("reason")
+        return f"{name}: {payload.get('state')}" + (f" ({reason})" if reason else "")
+    return None
+
+
+class Progress(threading.Thread):
+    """Follows a pubsub endpoint in a thread and prints progress lines until stopped."""
+
+    def __init__(self, endpoint: str, pattern: str | None, err: TextIO) -> None:
+        super().__init__(name="circusctl-progress", daemon=True)
+        self.endpoint, self.err = endpoint, err
+        self.pattern = (pattern or "*").lower()
+        self._stop_event = threading.Event()
+        self._ready = threading.Event()
+
+    def run(self) -> None:
+        ctx = zmq.Context.instance()
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        try:
+            sub.setsockopt(zmq.SUBSCRIBE, b"watcher.")
+            sub.connect(self.endpoint)
+            self._ready.set()
+            while not self._stop_event.is_set():
+                if not sub.poll(100):
+                    continue
+                topic, body = sub.recv_multipart()[:2]
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    continue
+                watcher = topic.decode(errors="replace").split(".")[1:-1]
+                if not fnmatch.fnmatchcase(".".join(watcher).lower(), self.pattern):
+                    continue
+                line = describe(topic.decode(errors="replace"), payload)
+                if line:
+                    self.err.write(line + "\n")
+                    self.err.flush()
+        finally:
+            self._ready.set()
+            sub.close()
+
+    def __enter__(self) -> "Progress":
+        self.start()
+        self._ready.wait(1.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_event.set()
+        self.join(1.0)
