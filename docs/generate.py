@@ -16,7 +16,7 @@ from circus.protocol import COMMANDS, ErrorCode  # noqa: E402
 from circus.core.states import PROCESS_TRANSITIONS, WATCHER_TRANSITIONS, to_dot, to_rst_table  # noqa: E402
 
 TITLES = {"circus": "[circus]", "watcher": "[watcher:NAME]", "socket": "[socket:NAME]",
-          "plugin": "[plugin:NAME]"}
+          "plugin": "[plugin:NAME]", "notify": "[notify:NAME]", "tool": "[tool:NAME]"}
 
 
 def configuration() -> str:

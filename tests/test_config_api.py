@@ -24,8 +24,9 @@ from circus.config import (
 
 def test_public_api_is_pinned():
     assert sorted(circus.config.__all__) == [
-        "CircusOptions", "Config", "ConfigError", "ConfigIssue", "PluginConfig", "ReloadPlan",
-        "SocketConfig", "Step", "WatcherConfig", "changed_fields", "diff", "load_config",
+        "CircusOptions", "Config", "ConfigError", "ConfigIssue", "NotifyConfig", "PluginConfig",
+        "ReloadPlan", "SocketConfig", "Step", "ToolConfig", "WatcherConfig", "changed_fields",
+        "diff", "load_config",
         "option_reference", "parse_config_text", "substitute_spawn", "summarize",
         "watcher_from_options",
     ]

@@ -394,7 +394,7 @@ def test_step_actions_are_checked():
         "action": "stop_watcher", "name": "a", "detail": "x"}
     with pytest.raises(ValueError):
         Step("explode", "a")
-    assert len(STEP_ACTIONS) == 12
+    assert len(STEP_ACTIONS) == 14
 
 
 # -- wire and text -------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ from .options import watcher_from_options
 from .schema import (
     CircusOptions,
     Config,
+    NotifyConfig,
     PluginConfig,
     SocketConfig,
+    ToolConfig,
     WatcherConfig,
     option_reference,
 )
@@ -25,10 +27,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigIssue",
+    "NotifyConfig",
     "PluginConfig",
     "ReloadPlan",
     "SocketConfig",
     "Step",
+    "ToolConfig",
     "WatcherConfig",
     "changed_fields",
     "diff",

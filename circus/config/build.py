@@ -1,7 +1,7 @@
 """From merged INI sections to a typed Config (pure: no I/O, environment passed in).
 
-Section kinds: [circus], [env], [env:PATTERNS], [watcher:NAME], [socket:NAME], [plugin:NAME];
-anything else is an error. Sections without options are skipped (as 0.19).
+Section kinds: [circus], [env], [env:PATTERNS], [watcher:NAME], [socket:NAME], [plugin:NAME],
+[notify:NAME], [tool:NAME]; anything else is an error. Sections without options are skipped (as 0.19).
 
 Substitution of `$(circus.env.X)` happens in every value, from environ < [env] < (for watcher
 sections) the matching [env:PATTERNS] sections in file order. Environment values first get
@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
 from .errors import Issues, did_you_mean
 from .ini import IniSection, IniValue
-from .schema import CircusOptions, Config, PluginConfig, SocketConfig, WatcherConfig
+from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
 from .substitute import expand_vars, lower_keys, substitute_env
 from .watcher import Collector, Report, assemble_watcher
 
 __all__ = ["build_config"]
 
-_KINDS = ("circus", "env", "watcher", "socket", "plugin")
-_NAMED = ("watcher", "socket", "plugin")
+_KINDS = ("circus", "env", "watcher", "socket", "plugin", "notify", "tool")
+_NAMED = ("watcher", "socket", "plugin", "notify", "tool")
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9_-]+")  # notify and tool names appear in event topics
+_SMTP_ONLY = ("from", "to", "starttls", "username", "password")
 _SOCKET_REF = re.compile(r"(?:\$\(|\(\()circus\.sockets\.([\w.-]+)\)\)?", re.IGNORECASE)
 
 
@@ -71,7 +73,8 @@ class _Builder:
         else:
             hint = did_you_mean(kind, _KINDS)
             report(None, None, f"unknown section kind {kind!r}{hint}; expected one of "
-                   "circus, env, env:PATTERNS, watcher:NAME, socket:NAME, plugin:NAME")
+                   "circus, env, env:PATTERNS, watcher:NAME, socket:NAME, plugin:NAME, notify:NAME, "
+                   "tool:NAME")
 
     # -- environment -------------------------------------------------------------------------
     def expanded(self, section: IniSection | None) -> dict[str, str]:
@@ -157,6 +160,67 @@ class _Builder:
             return None
         return PluginConfig(name=name, options=options, **col.good())
 
+    def simple(self, cls: type, name: str, section: IniSection) -> tuple[bool, dict[str, Any]]:
+        """(all good, the converted values) of a section whose keys are plain options of `cls`,
+        and whose name appears in event topics."""
+        report = self.reporter(section)
+        col = Collector(cls, "text", report)
+        ok = bool(_TOPIC_NAME.fullmatch(name))
+        if not ok:
+            report(None, None, "a name may only have letters, digits, '_' and '-'")
+        for key, value, where in self.items(section, self.env_for(None)[1]):
+            if not col.feed(key, value, where):
+                col.unknown(key, where)
+        col.check_required(section)
+        values = col.good()
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.name != "name"}
+        return ok and col.ok and required <= values.keys(), values
+
+    def notification(self, name: str, section: IniSection,
+                     watchers: dict[str, str]) -> NotifyConfig | None:
+        ok, values = self.simple(NotifyConfig, name, section)
+        report = self.reporter(section)
+        given = [key for key in ("match", "events") if _where(section, key) is not None]
+        if not values.get("match") and not values.get("events") and \
+                all(key in values for key in given):
+            report(None, None, "nothing to notify: set match = REGEX and/or events = "
+                   "fatal, backoff, unhealthy, restart")
+            ok = False
+        for watcher in values.get("watchers", ()):
+            if watcher not in watchers:
+                hint = did_you_mean(watcher, watchers)
+                report(_where(section, "watchers"), "watchers", f"unknown watcher {watcher!r}{hint}")
+                ok = False
+        dest = values.get("destination", "")
+        if dest.lower().startswith(("smtp://", "smtps://")):
+            for key in ("from", "to"):
+                if _where(section, key) is None:
+                    report(None, key, f"missing required option (for {dest})")
+                    ok = False
+            if values.get("starttls") and dest.lower().startswith("smtps://"):
+                report(_where(section, "starttls"), "starttls",
+                       "smtps:// is TLS from the start; STARTTLS is for smtp://")
+                ok = False
+            if bool(values.get("username")) != bool(values.get("password")):
+                key = "password" if values.get("username") else "username"
+                report(None, key, "username and password go together")
+                ok = False
+        elif dest:
+            for key in _SMTP_ONLY:
+                if _where(section, key) is not None:
+                    report(_where(section, key), key, "only for smtp:// and smtps:// destinations")
+                    ok = False
+        if not ok:
+            return None
+        values["watchers"] = tuple(watchers[w] for w in values.get("watchers", ()))
+        return NotifyConfig(name=name, **values)
+
+    def tool(self, name: str, section: IniSection) -> ToolConfig | None:
+        ok, values = self.simple(ToolConfig, name, section)
+        if not ok:
+            return None
+        return ToolConfig(name=name, **values)
+
     def watcher(self, name: str, section: IniSection, sockets: set[str]) -> WatcherConfig | None:
         env, context = self.env_for(name)
         report = self.reporter(section)
@@ -228,6 +292,10 @@ class _Builder:
         watchers = [(n, self.watcher(n, s, names), s)
                     for n, s in self.unique("watcher", fold=False)]
         built = self.dependencies(watchers)
+        defined = {n.lower(): (w.name if w else n) for n, w, _ in watchers}
+        notifications = [self.notification(n, s, defined)
+                         for n, s in self.unique("notify", fold=True)]
+        tools = [self.tool(n, s) for n, s in self.unique("tool", fold=True)]
         return Config(
             circus=circus,
             watchers=tuple(sorted(built.values(), key=lambda w: w.name.lower())),
@@ -236,6 +304,8 @@ class _Builder:
             env=global_env,
             source=source,
             files=files,
+            notifications=tuple(sorted((n for n in notifications if n), key=lambda n: n.name)),
+            tools=tuple(sorted((t for t in tools if t), key=lambda t: t.name)),
         )
 
 

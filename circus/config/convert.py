@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from circus.notify.spec import NOTIFY_EVENTS, parse_destination, split_command
 from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, parse_probe
 
 from .substitute import fill_placeholders
@@ -24,6 +25,7 @@ __all__ = [
     "DOTTED", "ENDPOINT", "OPT_ENDPOINT", "OCTAL", "integer", "number", "choice",
     "parse_signal", "parse_bool", "parse_hook", "check_rlimit", "check_dotted", "rlimit_value",
     "json_int", "PROBE", "HEALTH_PROBE", "DEPENDS", "DEPEND_CONDITIONS", "parse_depends",
+    "REGEX", "NOTIFY_EVENT_NAMES", "DESTINATION", "ADDRESSES", "COMMAND",
 ]
 
 _TRUE = frozenset({"1", "yes", "true", "on"})
@@ -356,3 +358,61 @@ def _depends_json(raw: object) -> Depends:
 
 DEPENDS = Conv("dependencies", parse_depends, _depends_json,
                lambda value: [f"{name}:{condition}" for name, condition in value])
+
+
+def _regex(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {raw!r}: {exc}") from None
+    return raw
+
+
+REGEX = Conv("regex", _regex, lambda raw: None if raw is None else _regex(_json_text(raw)))
+
+
+def _notify_events(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for word in re.split(r"[\s,]+", raw.strip()):
+        if not word:
+            continue
+        word = word.lower()
+        if word not in NOTIFY_EVENTS:
+            raise ValueError(f"unknown event {word!r}; expected some of {', '.join(NOTIFY_EVENTS)}")
+        if word not in out:
+            out.append(word)
+    return tuple(out)
+
+
+NOTIFY_EVENT_NAMES = Conv("events", _notify_events,
+                          lambda raw: _notify_events(" ".join(_names_json(raw))))
+
+
+def _destination(raw: str) -> str:
+    parse_destination(raw)
+    return raw.strip()
+
+
+DESTINATION = Conv("destination", _destination, lambda raw: _destination(_json_text(raw)))
+
+
+def _addresses(raw: str) -> tuple[str, ...]:
+    out = tuple(a for a in re.split(r"[\s,]+", raw.strip()) if a)
+    for address in out:
+        if "@" not in address.strip("@") or address.count("@") != 1:
+            raise ValueError(f"not a mail address: {address!r}")
+    return out
+
+
+ADDRESSES = Conv("addresses", _addresses, lambda raw: _addresses(" ".join(_names_json(raw))))
+
+
+def _command(raw: str) -> str:
+    split_command(raw)
+    return raw.strip()
+
+
+COMMAND = Conv("command", _command, lambda raw: _command(_json_text(raw)))

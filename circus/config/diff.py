@@ -20,6 +20,8 @@ Rules:
   An *added* socket does not restart watchers: each new process gets the current sockets.
 - `env_changed` tells that the global `[env]` differs; it drives no step of its own, since the
   watchers' merged environments are compared field by field.
+- Notifications and tools are simply replaced: `notifications_changed` / `tools_changed` name the
+  sections added, removed or changed (one `apply_notifications` / `apply_tools` step each).
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .schema import CircusOptions, Config, PluginConfig, SocketConfig, WatcherConfig
+from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
 
 __all__ = ["ReloadPlan", "Step", "STEP_ACTIONS", "changed_fields", "diff"]
 
 STEP_ACTIONS = frozenset({
     "stop_watcher", "remove_watcher", "remove_socket", "rebind_socket", "add_socket",
     "resize_watcher", "add_watcher", "start_watcher", "restart_plugin", "add_plugin",
-    "remove_plugin", "apply_circus",
+    "remove_plugin", "apply_circus", "apply_notifications", "apply_tools",
 })
 
 _SOCKET_REF = re.compile(
@@ -89,6 +91,8 @@ class ReloadPlan:
     watcher_sockets: tuple[tuple[str, Names], ...] = ()
     socket_fields: tuple[tuple[str, tuple[ValueChange, ...]], ...] = ()
     plugin_fields: tuple[tuple[str, Names], ...] = ()
+    notifications_changed: Names = ()
+    tools_changed: Names = ()
 
     @property
     def empty(self) -> bool:
@@ -122,6 +126,8 @@ class ReloadPlan:
                                 for name in self.plugins_changed],
             "circus_changed": [_change_dict(c) for c in self.circus_changed],
             "env_changed": self.env_changed,
+            "notifications_changed": list(self.notifications_changed),
+            "tools_changed": list(self.tools_changed),
         }
 
     @classmethod
@@ -149,6 +155,8 @@ class ReloadPlan:
             socket_fields=tuple((s["name"], tuple(_change_tuple(c) for c in s["changes"]))
                                 for s in sockets),
             plugin_fields=tuple((p["name"], tuple(p["fields"])) for p in plugins),
+            notifications_changed=tuple(data.get("notifications_changed", ())),
+            tools_changed=tuple(data.get("tools_changed", ())),
         )
 
     # -- humans ----------------------------------------------------------------------------------
@@ -182,6 +190,8 @@ class ReloadPlan:
                   for key, a, b in self.circus_changed]
         if self.env_changed:
             lines.append("~ [env] changed (see the watchers' env)")
+        lines += [f"~ notify {n} (replaced)" for n in self.notifications_changed]
+        lines += [f"~ tool {n} (replaced)" for n in self.tools_changed]
         return lines
 
     # -- applying --------------------------------------------------------------------------------
@@ -195,7 +205,8 @@ class ReloadPlan:
         4. resize_watcher;
         5. add_watcher (+ start_watcher when autostart) for changed and added watchers, in start
            order (priority descending, then name; new priorities);
-        6. restart_plugin (changed) and add_plugin (added), in start order.
+        6. restart_plugin (changed) and add_plugin (added), in start order;
+        7. apply_notifications, apply_tools when any of them changed.
         """
         old_w, new_w = _by_name(old.watchers), _by_name(new.watchers)
         old_p, new_p = _by_name(old.plugins), _by_name(new.plugins)
@@ -234,6 +245,10 @@ class ReloadPlan:
         plugins += [(n, "add_plugin", "added") for n in self.plugins_added]
         plugins.sort(key=lambda item: _start_key(_get(new_p, item[0], "plugin")))
         out += [Step(action, name, detail) for name, action, detail in plugins]
+        if self.notifications_changed:
+            out.append(Step("apply_notifications", "notify", ", ".join(self.notifications_changed)))
+        if self.tools_changed:
+            out.append(Step("apply_tools", "tools", ", ".join(self.tools_changed)))
         return out
 
 
@@ -298,6 +313,8 @@ def diff(old: Config, new: Config) -> ReloadPlan:
             for k, own in sockets_changed.items()
         ),
         plugin_fields=tuple(plugins_changed),
+        notifications_changed=_replaced(old.notifications, new.notifications),
+        tools_changed=_replaced(old.tools, new.tools),
     )
 
 
@@ -328,6 +345,13 @@ def _stop_key(item: WatcherConfig | PluginConfig) -> tuple[int, str, str]:
 
 def _start_key(item: WatcherConfig | PluginConfig) -> tuple[int, str, str]:
     return (-item.priority, item.name.lower(), item.name)
+
+
+def _replaced(old: tuple[NotifyConfig | ToolConfig, ...],
+              new: tuple[NotifyConfig | ToolConfig, ...]) -> Names:
+    """Names of the sections added, removed or changed between `old` and `new`."""
+    a, b = _by_name(old), _by_name(new)
+    return tuple(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)))
 
 
 def _sockets_used(w: WatcherConfig, sockets: Any) -> set[str]:

@@ -17,7 +17,8 @@ from typing import Any
 from . import convert as c
 
 __all__ = [
-    "CircusOptions", "WatcherConfig", "SocketConfig", "PluginConfig", "Config",
+    "CircusOptions", "WatcherConfig", "SocketConfig", "PluginConfig", "NotifyConfig", "ToolConfig",
+    "Config",
     "HOOK_NAMES", "STREAM_CLASSES", "STREAM_OPTIONS", "STREAM_COLORS", "RESTART_POLICIES",
     "option_reference", "schema_fields", "DEPEND_CONDITIONS",
 ]
@@ -220,6 +221,52 @@ class PluginConfig:
                                   ini="<any>")
 
 
+@dataclass(frozen=True, kw_only=True)
+class NotifyConfig:
+    """A `[notify:NAME]` section: watcher events and output lines turned into messages."""
+
+    name: str = opt(MISSING, None, "notification name, lower-cased", kind="name", ini=None)
+    watchers: tuple[str, ...] = opt((), c.NAMES, "watchers it covers (comma or space separated); "
+                                    "empty = every watcher")
+    match: str | None = opt(None, c.REGEX, "regex searched in every output line (stdout and "
+                            "stderr) of those watchers; a matching line is notified")
+    events: tuple[str, ...] = opt((), c.NOTIFY_EVENT_NAMES, "events notified: some of fatal, "
+                                  "backoff, unhealthy, restart (see notifications.rst)")
+    throttle: float = opt(300.0, c.number(0.0), "seconds: at most one message per window; the "
+                          "next one counts what was held back; 0 = no throttling")
+    destination: str = opt(MISSING, c.DESTINATION, "smtp://HOST[:PORT], smtps://HOST[:PORT], "
+                           "exec:COMMAND (message on stdin) or an http(s):// webhook URL (JSON "
+                           "POST); required")
+    mail_from: str | None = opt(None, _ANY_TEXT, "smtp: the sender address; required for smtp",
+                                ini="from")
+    to: tuple[str, ...] = opt((), c.ADDRESSES, "smtp: recipient addresses; required for smtp")
+    starttls: bool = opt(False, c.BOOL, "smtp: upgrade the connection with STARTTLS (the "
+                         "server's certificate is verified)")
+    username: str | None = opt(None, _ANY_TEXT, "smtp: login user (needs password)")
+    password: str | None = opt(None, _ANY_TEXT, "smtp: login password; $(circus.env.X) keeps it "
+                               "out of the file")
+    timeout: float = opt(10.0, c.number(0.0, exclusive=True),
+                         "seconds (> 0) one delivery attempt may take")
+    retries: int = opt(5, c.integer(0), "failed deliveries retried this many times")
+    retry_delay: float = opt(10.0, c.number(0.0, exclusive=True),
+                             "seconds before the first retry; doubled each time, at most 600")
+
+
+@dataclass(frozen=True)
+class ToolConfig:
+    """A `[tool:NAME]` section: an operator command run on the node by `circusctl tool NAME`."""
+
+    name: str = opt(MISSING, None, "tool name, lower-cased", kind="name", ini=None)
+    cmd: str = opt(MISSING, c.COMMAND, "program and arguments (split like a shell would, never "
+                   "run by one); the caller's arguments are appended; required")
+    description: str = opt("", c.TEXT, "one line shown by `circusctl tools`")
+    working_dir: str | None = opt(None, _ANY_TEXT, "working directory; unset = circusd's")
+    uid: str | int | None = opt(None, c.USER, "user to run as (resolved when run)")
+    gid: str | int | None = opt(None, c.USER, "group to run as (resolved when run)")
+    timeout: float = opt(60.0, c.number(0.0, exclusive=True),
+                         "seconds (> 0) before the tool's process group is killed")
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole loaded configuration."""
@@ -231,15 +278,18 @@ class Config:
     env: dict[str, str]
     source: str
     files: tuple[str, ...]
+    notifications: tuple[NotifyConfig, ...] = ()
+    tools: tuple[ToolConfig, ...] = ()
 
 
 _KINDS = {"circus": CircusOptions, "watcher": WatcherConfig, "socket": SocketConfig,
-          "plugin": PluginConfig}
+          "plugin": PluginConfig, "notify": NotifyConfig, "tool": ToolConfig}
 
 
 def schema_fields(cls: type) -> dict[str, Any]:
     """{ini key (lower case): field} for the plain options of a schema class."""
-    return {f.name: f for f in fields(cls) if f.metadata.get("kind") == "plain"}
+    return {(f.metadata["ini"] or f.name): f for f in fields(cls)
+            if f.metadata.get("kind") == "plain"}
 
 
 def option_reference() -> list[tuple[str, str, str, str, str]]:

@@ -61,4 +61,23 @@ def summarize(cfg: Config) -> str:
         lines.append(f"  {s.name}: {s.family} {s.type} {where}")
     lines.append(f"plugins ({len(cfg.plugins)}):")
     lines += [f"  {p.name}: {p.use}" for p in cfg.plugins]
+    if cfg.notifications:
+        lines.append(f"notifications ({len(cfg.notifications)}):")
+        for n in cfg.notifications:
+            what = [f"events={','.join(n.events)}"] if n.events else []
+            what += [f"match={n.match}"] if n.match else []
+            what += [f"watchers={','.join(n.watchers) or 'all'}", f"throttle={n.throttle:g}s"]
+            lines.append(f"  {n.name}: {_destination(n.destination)}  [{', '.join(what)}]")
+    if cfg.tools:
+        lines.append(f"tools ({len(cfg.tools)}):")
+        lines += [f"  {t.name}: {t.cmd}" + (f"  ({t.description})" if t.description else "")
+                  for t in cfg.tools]
     return "\n".join(lines)
+
+
+def _destination(text: str) -> str:
+    """A destination without what may be secret (a webhook's path and query hold tokens)."""
+    if text.lower().startswith(("http://", "https://")):
+        scheme, _, rest = text.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}/..."
+    return text
