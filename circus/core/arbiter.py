@@ -23,6 +23,7 @@ from circus.core.reloader import apply_plan
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
 from circus.core.watcher import Watcher
+from circus.notify.service import Notifier
 from circus.streams.console import flush_consoles
 from circus.streams.pump import OutputPump
 from circus.errors import SpawnError, UnknownWatcher
@@ -84,6 +85,10 @@ class Arbiter:
         self.output_prefixes: set[str] = set()
         #: called with (watcher, pid, "stdout" | "stderr", lines) for every captured batch
         self.output_listeners: list[Callable[[str, int, str, list[bytes]], None]] = []
+        self.notifier = Notifier(self)
+        self.notifier.configure(config.notifications)
+        self.listeners.append(self.notifier.on_event)
+        self.output_listeners.append(self.notifier.on_lines)
         self._helpers: dict[int, asyncio.Future[int]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._done = asyncio.Event()
@@ -115,8 +120,8 @@ class Arbiter:
         return self.rng.random()
 
     def wants_output(self, watcher: str) -> bool:
-        """Must ``watcher``'s output go through circusd (something reads every line)?"""
-        return False
+        """Must ``watcher``'s output go through circusd (a notification searches its lines)?"""
+        return self.notifier.wants_output(watcher)
 
     def publish(self, topic: str, payload: dict) -> None:
         self.views.clear()                 # every state change publishes an event
@@ -285,6 +290,7 @@ class Arbiter:
             try:
                 for group in self.by_stop_order():
                     await asyncio.gather(*(w.close() for w in group), return_exceptions=True)
+                await self.notifier.close()
                 await self._sweep_orphans()
                 await self.pump.wait_closed(timeout=1.0)
                 self.pump.close()

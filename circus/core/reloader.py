@@ -50,6 +50,10 @@ async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
             arbiter.sockets.replace(new_sockets[key])
         elif step.action == "apply_circus":
             arbiter.apply_circus_options(new.circus)
+        elif step.action == "apply_notifications":
+            arbiter.notifier.configure(new.notifications)
+        elif step.action == "apply_tools":
+            pass                           # tools are looked up in arbiter.config at each run
         else:
             log.debug("reloadconfig: %s %s: nothing to do in this version", step.action, step.name)
     arbiter.config = new
