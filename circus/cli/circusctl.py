@@ -9,6 +9,8 @@ Exit codes (one place: :class:`Exit`):
 * 2 usage error: unknown command, wrong arguments or flags (0.19 used 1 for a wrong number of
   arguments and crashed with a traceback on a value it could not convert; nothing is sent then)
 * 3 circusd answered with an error
+* ``tool NAME``: once the tool ran, its own exit code (128+N if killed by signal N, 124 if killed
+  at its timeout); see :mod:`circus.cli.ctl_tool`
 
 Imports are kept light (no asyncio, no psutil): ``circusctl list`` should cost the interpreter,
 pyzmq and little else. The shell and the event listener import what they need when used.
@@ -115,6 +117,9 @@ class Session:
                 return self.listen(props.get("topic") or [""], options, "endpoint" in overrides)
             if name == "tail":
                 return self.tail(props, options)
+            if name == "tool":
+                from circus.cli.ctl_tool import run_tool
+                return run_tool(self, props, options)
             return self.call(name, props, options)
         except HelpRequested:
             return self.help([name])

@@ -45,7 +45,8 @@ class Pos:
     """A positional argument: the property it fills and how many words it takes.
 
     ``many``: ``""`` one word; ``"list"`` one or more, as a list; ``"join"`` one or more, joined
-    with spaces; ``"pairs"`` key value pairs, as an object converted per key.
+    with spaces; ``"pairs"`` key value pairs, as an object converted per key; ``"argv"`` (last)
+    every word after the positionals before it, as a list, taken literally (no circusctl flag).
     """
 
     prop: str
@@ -87,6 +88,7 @@ FORMS: dict[str, tuple[Pos, ...]] = {
     "numprocesses": _p("[name]"), "numwatchers": (), "status": _p("[name]"),
     "stats": _p("[name] [process]"), "dstats": (), "kill": _p("name [pid]"),
     "signal": _p("name [pid] signum"), "reopen": (), "ipython": (), "tail": _p("name"),
+    "tools": (), "tool": _p("name [args=argv]"),
 }
 
 #: flags whose meaning is the opposite of their property: (command, prop) -> (flag, help)
@@ -162,6 +164,9 @@ def _usage(name: str) -> str:
             else:
                 words.append(f"[--{flag} {prop.name.upper()}]")
     words += [f"[--{flag}]" for flag, _ in CLI_FLAGS.get(name, ())]
+    positionals = [pos.label for pos in _form(name)]
+    if any(pos.many == "argv" for pos in _form(name)):    # its flags only before the positionals
+        words = [words[0], *words[1 + len(positionals):], *positionals]
     return " ".join(words)
 
 
@@ -292,7 +297,13 @@ def command_help(name: str) -> str:
 def build_request(name: str, words: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Parse a command's words: its properties, and any global options given after it."""
     parser = command_parser(name)
-    ns = vars(parser.parse_intermixed_args(_literal_tail(name, parser, list(words))))
+    literal: list[str] = []
+    argv_pos = next((pos for pos in _form(name) if pos.many == "argv"), None)
+    if argv_pos is not None:
+        words, literal = _argv_split(parser, list(words))
+    else:
+        words = _literal_tail(name, parser, list(words))
+    ns = vars(parser.parse_intermixed_args(words))
     if ns.pop("help", False):
         raise HelpRequested(name)
     args = ns.pop("args")
@@ -303,6 +314,8 @@ def build_request(name: str, words: Sequence[str]) -> tuple[dict[str, Any], dict
         raise UsageError(str(exc), parser.usage or USAGE, parser.prog) from None
     except _Count:
         raise UsageError("Invalid number of arguments", parser.usage or USAGE, parser.prog) from None
+    if argv_pos is not None and literal:
+        props[argv_pos.prop] = literal
     props.update(ns)
     return props, overrides
 
@@ -335,6 +348,26 @@ def _literal_tail(name: str, parser: argparse.ArgumentParser, words: list[str]) 
             tail.append(word)
         index += 1
     return flags + head + (["--"] + tail if tail else [])
+
+
+def _argv_split(parser: argparse.ArgumentParser, words: list[str]) -> tuple[list[str], list[str]]:
+    """For ``tool NAME ARGS...``: (words for the parser, the literal ARGS). circusctl flags come
+    only before NAME (``--`` may end them); every word after NAME is an argument of the tool, as
+    given, flags and ``--`` included."""
+    options = {opt: action for action in parser._actions for opt in action.option_strings}
+    flags: list[str] = []
+    index = 0
+    while index < len(words) and words[index].startswith("-") and words[index] != "-":
+        if words[index] == "--":
+            index += 1
+            break
+        action = options.get(words[index].split("=", 1)[0])
+        takes = action is not None and action.nargs is None and "=" not in words[index]
+        flags += words[index:index + (2 if takes else 1)]
+        index += 2 if takes else 1
+    if index >= len(words):
+        return flags, []
+    return [*flags, "--", words[index]], words[index + 1:]
 
 
 class _Count(Exception):

@@ -152,12 +152,21 @@ def _tail(reply: Reply) -> str:
     return "\n".join(render_line(entry) for entry in reply.get("lines") or [])
 
 
+def _tools(reply: Reply) -> str:
+    """``name  description`` per tool, names aligned."""
+    tools = [t for t in reply.get("tools") or () if isinstance(t, Mapping)]
+    width = max((len(str(t.get("name"))) for t in tools), default=0)
+    return "\n".join(f"{t.get('name')!s:<{width}}  {t.get('description') or ''}".rstrip()
+                     for t in tools)
+
+
 _OK: dict[str, Callable[[Reply], str]] = {
     "list": _list, "status": _status, "stats": _stats, "dstats": _dstats,
     "options": _options, "get": _options, "globaloptions": _options,
     "listsockets": _listsockets, "numprocesses": _count("numprocesses"),
     "numwatchers": _count("numwatchers"), "incr": _resize, "decr": _resize,
     "reloadconfig": _reloadconfig, "tail": _tail,
+    "tools": _tools,
 }
 
 

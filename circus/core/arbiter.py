@@ -22,6 +22,7 @@ from circus.core.deps import start_order, stop_order
 from circus.core.reloader import apply_plan
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
+from circus.core.tools import ToolRunner
 from circus.core.watcher import Watcher
 from circus.notify.service import Notifier
 from circus.streams.console import flush_consoles
@@ -85,6 +86,7 @@ class Arbiter:
         self.output_prefixes: set[str] = set()
         #: called with (watcher, pid, "stdout" | "stderr", lines) for every captured batch
         self.output_listeners: list[Callable[[str, int, str, list[bytes]], None]] = []
+        self.tools = ToolRunner(self)
         self.notifier = Notifier(self)
         self.notifier.configure(config.notifications)
         self.listeners.append(self.notifier.on_event)
@@ -144,11 +146,16 @@ class Arbiter:
         """Dependencies first, then highest priority first; ties by name (0.19 order)."""
         return [self.watchers[k] for k in start_order(w.cfg for w in self.watchers.values())]
 
-    async def run_command(self, spec: SpawnSpec, timeout: float) -> int:
-        """Run a helper command (e.g. an exec probe) through our reaper; SIGKILL at timeout."""
+    def start_helper(self, spec: SpawnSpec) -> tuple[int, asyncio.Future[int]]:
+        """Spawn a helper command (probe, tool, notification); the future gets its exit code."""
         pid = self.os.spawn(spec)
         done = asyncio.get_running_loop().create_future()
         self._helpers[pid] = done
+        return pid, done
+
+    async def run_command(self, spec: SpawnSpec, timeout: float) -> int:
+        """Run a helper command (e.g. an exec probe) through our reaper; SIGKILL at timeout."""
+        pid, done = self.start_helper(spec)
         try:
             return await asyncio.wait_for(asyncio.shield(done), timeout)
         except TimeoutError:
@@ -290,6 +297,7 @@ class Arbiter:
             try:
                 for group in self.by_stop_order():
                     await asyncio.gather(*(w.close() for w in group), return_exceptions=True)
+                await self.tools.close()
                 await self.notifier.close()
                 await self._sweep_orphans()
                 await self.pump.wait_closed(timeout=1.0)

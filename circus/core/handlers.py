@@ -423,6 +423,22 @@ async def _reopen(arbiter, ops, p):
     return {}
 
 
+@handler("tools")
+def _tools(arbiter, ops, p):
+    return {"tools": arbiter.tools.describe()}
+
+
+@handler("tool")
+async def _tool(arbiter, ops, p):
+    tool = arbiter.tools.get(p["name"])
+    args = p["args"]
+    if not all(isinstance(a, str) for a in args):
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'args' must be a list of strings")
+    run_id = arbiter.tools.new_run_id(p["run_id"])
+    result = await ops.run(p, arbiter.tools.run(tool, list(args), run_id), f"tool {tool.name}")
+    return result.to_reply() if result is not None else {"tool": tool.name, "run_id": run_id}
+
+
 @handler("ipython")
 async def _ipython(arbiter, ops, p):
     raise ProtocolError(ErrorCode.NOT_SUPPORTED, "the ipython command is not supported")

@@ -171,6 +171,22 @@ _COMMANDS = [
         Prop("children", (bool,), "signal the children instead", default=False),
         Prop("recursive", (bool,), "signal the process and all its descendants", default=False))),
     Command("reopen", "Reopen log files and stream files (as SIGUSR1)", Role.OPERATOR, new=True),
+    Command("tools", "The operator tools of this node ([tool:NAME] sections)", Role.READONLY,
+            reply="``tools: [{name, description, timeout}]``", new=True),
+    Command("tool", "Run an operator tool on this node", Role.ADMIN, (
+        Prop("name", (str,), "tool name (case-insensitive)", required=True),
+        Prop("args", (list,), "arguments appended to the tool's command, one argv item each "
+             "(never through a shell)", default=[]),
+        Prop("run_id", (str,), "names this run in the events (1 to 64 letters, digits, _ or -); "
+             "default: a random one"),
+        WAITING), waiting=True, new=True,
+        reply="``run_id``; with waiting, when the tool ended: ``exit_code`` (negative: killed by "
+              "that signal), ``timed_out``, ``output`` (stdout and stderr merged, its last 256 "
+              "KiB), ``first_line`` (number of the first line in ``output``), ``lines``, "
+              "``duration``",
+        doc="The tool's output lines are published while it runs as ``tool.<name>.<run_id>`` "
+            "``{run_id, seq, line}``, and its end as ``{run_id, done, exit_code, timed_out}``. "
+            "It is killed (its whole process group) at the tool's ``timeout``."),
     Command("ipython", "Not supported (0.19's embedded IPython)", Role.ADMIN),
 ]
 

@@ -35,6 +35,7 @@ class ErrorCode(enum.Enum):
     UNKNOWN_WATCHER = ("unknown_watcher", Errno.MESSAGE_ERROR)
     UNKNOWN_PROCESS = ("unknown_process", Errno.MESSAGE_ERROR)
     UNKNOWN_OPTION = ("unknown_option", Errno.MESSAGE_ERROR)
+    UNKNOWN_TOOL = ("unknown_tool", Errno.MESSAGE_ERROR)
     INVALID_OPTION = ("invalid_option", Errno.MESSAGE_ERROR)
     ALREADY_EXISTS = ("already_exists", Errno.COMMAND_ERROR)
     NOT_SUPPORTED = ("not_supported", Errno.COMMAND_ERROR)
