@@ -27,7 +27,7 @@ from circus.probes.notify import NotifySocket
 from circus.probes.run import LogMatcher, ProbeFailed, check, wait_ready
 from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, LogProbe, NotifyProbe, Probe, parse_probe
 from circus.streams.output import STREAM_NAMES, WatcherOutput
-from circus.streams.pump import OutputPump, Tail
+from circus.streams.pump import OutputPump, Tail, output_pipe
 
 __all__ = ["ProcessIO", "ReadinessMixin"]
 
@@ -58,10 +58,10 @@ class ProcessIO:
         if self.matcher is not None:
             capture = STREAM_NAMES
         if "stdout" in capture:
-            out_r, self.stdout_w = os.pipe()
+            out_r, self.stdout_w = output_pipe()
             self._read.append((out_r, "stdout"))
         if "stderr" in capture:
-            err_r, self.stderr_w = os.pipe()
+            err_r, self.stderr_w = output_pipe()
             self._read.append((err_r, "stderr"))
         if isinstance(probe, NotifyProbe):
             self.notify = NotifySocket(on_message=self._notified,
