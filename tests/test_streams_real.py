@@ -383,3 +383,30 @@ def test_tail_follow_prints_the_last_lines_then_every_new_one(node, tmp_path):
     numbers = [int(line.split(" | ")[1].split()[1]) for line in got]
     assert numbers == list(range(numbers[0], numbers[0] + 40))   # no gap, no line twice
     quit_and_wait(d, c)
+
+
+# -- the example ---------------------------------------------------------------------------------
+
+def test_the_streams_example_runs(circusd, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).parent.parent
+    text = (root / "examples" / "streams.ini").read_text()
+    text = text.replace("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/control.sock")
+    text = text.replace("tcp://127.0.0.1:5556", f"ipc://{tmp_path}/events.sock")
+    text = text.replace("port = 8000", f"port = {port}")
+    text = text.replace("/tmp/circus-logs", str(tmp_path))
+    text = text.replace("python3 ", f"{sys.executable} ").replace("examples/webapp.py", f"{root}/examples/webapp.py")
+    d = circusd(text)
+    d.wait(lambda: b"ready" in read(tmp_path / "web.out.log"), 30, "the web worker's first line")
+    d.wait(lambda: b"tick 1\n" in read(tmp_path / "worker.log"), 30, "two ticks")
+    r = ctl(tmp_path, "tail", "worker", "--lines", "1")
+    assert r.returncode == 0 and re.search(r"\[\d+\] stdout \| tick \d+$", r.stdout), r.stdout + r.stderr
+    assert re.match(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\d+\] \| ready\n", read(tmp_path / "web.out.log"))
+    d.stop()
+    out = d.proc.stdout.read().decode()
+    warn = next(json.loads(line) for line in out.splitlines() if line.startswith("{"))
+    assert (warn["watcher"], warn["stream"], warn["line"]) == ("container-style", "stderr", "warn 0")
+    assert "\x1b[36m" in out and "| \x1b[0mhello 0" in out
