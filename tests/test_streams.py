@@ -210,7 +210,7 @@ def test_timed_rotation_names_files_after_their_period(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 3 and "t.log" in names     # the current file and 2 backups
     backups = [n for n in names if n != "t.log"]
-    start = time.gmtime(t0 + 60 - 1)
+    start = time.gmtime(t0 + 60)                  # its period began with the line m1
     assert backups[0] == "t.log." + time.strftime("%Y%m%d%H%M", start)
     assert (tmp_path / backups[0]).read_text() == "m1\n"
     assert (tmp_path / "t.log").read_text() == "m3\n"

@@ -144,6 +144,28 @@ def test_watched_file_stream_follows_a_moved_file_by_itself(node, tmp_path):
     assert numbers == list(range(len(numbers)))
 
 
+def test_set_moves_the_output_to_the_new_file_at_once(node, tmp_path):
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    d, c = node(f"""
+        [watcher:w]
+        cmd = {writer("--lines 100000 --every 0.01")}
+        stdout_stream.filename = {first}
+    """)
+    d.wait(lambda: read(first), 10, "first lines")
+    reply = c.call("set", name="w", options={"stdout_stream.filename": str(second)}, waiting=True, wait=30)
+    assert reply["status"] == "ok", reply
+    d.wait(lambda: read(second), 10, "lines in the new file")
+    size = len(read(first))
+    time.sleep(0.2)
+    assert len(read(first)) == size                 # the old file is closed
+    bad = c.call("set", name="w", options={"stdout_stream.filename": f"{tmp_path}/no/such.log"},
+                 waiting=True, wait=30)
+    assert bad["status"] == "error" and "cannot open" in bad["reason"]
+    grown = len(read(second))
+    d.wait(lambda: len(read(second)) > grown, 10, "the old stream kept")
+    quit_and_wait(d, c)
+
+
 # -- each stream class ---------------------------------------------------------------------------
 
 def test_file_stream_time_prefix_and_gzip_of_rotated_files(node, tmp_path):
