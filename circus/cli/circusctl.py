@@ -67,6 +67,7 @@ class Options:
     prettify: bool = False
     ssh: str | None = None
     ssh_keyfile: str | None = None
+    progress: bool | None = None       # progress lines on stderr; None: when stderr is a terminal
 
     def control_endpoint(self) -> str:
         return self.endpoint or os.environ.get("CIRCUSCTL_ENDPOINT") or DEFAULT_ENDPOINT_DEALER
@@ -149,7 +150,12 @@ class Session:
             props = {**props, "timeout": options.timeout}   # circusd gives up when we would
         client = self.client(options)
         try:
-            reply = client.call(make_message(name, **props))
+            if props.get("waiting") and self._wants_progress(name, options):
+                from circus.cli.ctl_progress import Progress
+                with Progress(self._pubsub_endpoint(options), props.get("name"), self.err):
+                    reply = client.call(make_message(name, **props))
+            else:
+                reply = client.call(make_message(name, **props))
         finally:
             if client is not self._client:
                 client.stop()
@@ -163,6 +169,12 @@ class Session:
         if text or is_error or name != "tail":      # no lines yet: nothing to print
             self.print(text, error=is_error)
         return Exit.ERROR_REPLY if is_error else Exit.OK
+
+    def _wants_progress(self, name: str, options: Options) -> bool:
+        from circus.cli.ctl_progress import PROGRESS_COMMANDS
+        if name not in PROGRESS_COMMANDS or options.json or options.ssh:
+            return False
+        return options.progress if options.progress is not None else self.err.isatty()
 
     def listen(self, topics: list[str], options: Options, explicit: bool = False) -> int:
         """Print events until interrupted. ``--endpoint`` names the pubsub endpoint here, as in
@@ -310,7 +322,7 @@ def _main(args: list[str]) -> int:
         print(VERSION)
         return Exit.OK
     options = Options(endpoint=ns.endpoint, timeout=ns.timeout, json=ns.json, prettify=ns.prettify,
-                      ssh=ns.ssh, ssh_keyfile=ns.ssh_keyfile)
+                      ssh=ns.ssh, ssh_keyfile=ns.ssh_keyfile, progress=ns.progress)
     session = Session(options)
     try:
         if ns.help:

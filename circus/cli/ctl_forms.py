@@ -109,7 +109,7 @@ CLI_ONLY: dict[str, tuple[str, tuple[Pos, ...]]] = {
 }
 
 #: the global options, accepted after the command too
-GLOBAL_FLAGS = ("endpoint", "timeout", "json", "prettify", "ssh", "ssh_keyfile")
+GLOBAL_FLAGS = ("endpoint", "timeout", "json", "prettify", "progress", "ssh", "ssh_keyfile")
 
 
 def command_names() -> list[str]:
@@ -275,6 +275,10 @@ def add_global_options(parser: argparse.ArgumentParser, hidden: bool = False) ->
     parser.add_argument("--prettify", action="store_true",
                         default=argparse.SUPPRESS if hidden else False,
                         help=h("with --json: indented, sorted keys"))
+    parser.add_argument("--progress", action="store_true",
+                        default=argparse.SUPPRESS if hidden else None,
+                        help=h("with --waiting: print progress lines on stderr (default: when "
+                               "stderr is a terminal)"))
     parser.add_argument("--ssh", default=default, help=h("ssh server, as user@host:port"))
     parser.add_argument("--ssh_keyfile", "--ssh-keyfile", dest="ssh_keyfile", default=default,
                         help=h("ssh key file"))
