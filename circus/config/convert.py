@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import resource
+import shlex
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,11 +289,29 @@ def rlimit_value(raw: str) -> int | None:
     return integer(0).text(raw)  # type: ignore[return-value]
 
 
+_HOOK_FLAG = re.compile(r",\s*(true|false|yes|no|on|off|1|0)\s*$", re.IGNORECASE)
+
+
+def check_hook_target(raw: str) -> str:
+    """A hook target: a dotted Python name, or ``exec:COMMAND`` (run without a shell)."""
+    raw = raw.strip()
+    if raw.startswith("exec:"):
+        try:
+            argv = shlex.split(raw[len("exec:"):])
+        except ValueError as exc:
+            raise ValueError(f"cannot parse the hook command: {exc}") from None
+        if not argv:
+            raise ValueError("exec: needs a command")
+        return raw
+    return check_dotted(raw)
+
+
 def parse_hook(raw: str) -> tuple[str, bool]:
-    """`dotted.name[, true|false]` -> (name, ignore_failure)."""
-    name, sep, flag = raw.partition(",")
-    ignore = parse_bool(flag) if sep else False
-    return check_dotted(name), ignore
+    """`dotted.name[, true|false]` or `exec:COMMAND[, true|false]` -> (target, ignore_failure)."""
+    flag = _HOOK_FLAG.search(raw)
+    ignore = parse_bool(flag.group(1)) if flag else False
+    target = raw[:flag.start()] if flag else raw
+    return check_hook_target(target), ignore
 
 
 def _probe(allowed: frozenset[str]) -> Conv:

@@ -164,6 +164,8 @@ class WatcherConfig:
     backoff_initial: float = opt(0.1, c.number(0.0), "first delay before restarting a failed start")
     backoff_max: float = opt(30.0, c.number(0.0), "longest delay between failed starts")
     min_uptime: float = opt(1.0, c.number(0.0), "a process exiting sooner is a failed start")
+    hook_timeout: float = opt(30.0, c.number(0.0), "seconds a hook may run before it counts as "
+                              "failed (hooks run off the event loop)")
     ready: str | None = opt(
         None, c.PROBE, "readiness probe: tcp:HOST:PORT, http:URL, exec:COMMAND, notify or "
         "log:REGEX ($(circus.X) substituted at spawn); a process is started once it succeeds; "

@@ -222,10 +222,10 @@ class _Composite:
         if self.mode == "text" or isinstance(value, str):
             self.hooks.setdefault(name, c.parse_hook(str(value)))
         elif isinstance(value, list) and len(value) == 2 and isinstance(value[1], bool):
-            dotted = c.check_dotted(str(c.TEXT.json(value[0])))
-            self.hooks.setdefault(name, (dotted, value[1]))
+            target = c.check_hook_target(str(c.TEXT.json(value[0])))
+            self.hooks.setdefault(name, (target, value[1]))
         else:
-            raise ValueError("expected 'dotted.name[, true|false]' or [name, bool]")
+            raise ValueError("expected 'dotted.name[, true|false]', 'exec:COMMAND' or [target, bool]")
 
     def finish(self) -> dict[str, Any]:
         result: dict[str, Any] = {

@@ -179,7 +179,6 @@ class Arbiter:
         c = self.config
         pending = [f"[plugin:{p.name}]" for p in c.plugins]
         pending += [f"[circus] {k}" for k in ("statsd", "httpd") if getattr(c.circus, k)]
-        pending += [f"{w.name}: hooks" for w in c.watchers if w.hooks]
         for item in pending:
             log.warning("%s is accepted but not acted on by this version yet", item)
         self._warn_shared_probes()

@@ -339,9 +339,20 @@ async def _stats(arbiter, ops, p):
         pid = _pid(p["process"])
         if pid not in w.pids():
             raise ProtocolError(ErrorCode.UNKNOWN_PROCESS, f"process {pid} not found in {w.name!r}")
-        return {"process": pid, "info": (await ops.stats([pid]))[pid]}
+        samples = await ops.stats([pid])
+        await _extended(w, samples, p["extended"])
+        return {"process": pid, "info": samples[pid]}
     samples = await ops.stats(w.pids())
+    await _extended(w, samples, p["extended"])
     return {"name": w.name, "info": _stringify(samples)}
+
+
+async def _extended(w: Watcher, samples: dict, extended: bool) -> None:
+    """``extended``: the watcher's ``extended_stats`` hook may add keys to each process's stats."""
+    if extended:
+        for pid, info in samples.items():
+            if isinstance(info, dict):
+                await w._hook("extended_stats", pid=pid, stats=info)
 
 
 @handler("dstats")

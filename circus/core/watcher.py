@@ -25,6 +25,7 @@ from circus.config import WatcherConfig
 from circus.core.command import build_spec, resolve_ids, spawn_values
 from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
 from circus.core.process import Process, drain_group, terminate
+from circus.core.hookpoints import HooksMixin
 from circus.core.readiness import ReadinessMixin
 from circus.core.rollout import RolloutMixin
 from circus.core.spawner import OSLayer
@@ -74,7 +75,7 @@ class WatcherHost(Protocol):
     def random(self) -> float: ...
 
 
-class Watcher(ReadinessMixin, RolloutMixin):
+class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
     def __init__(self, cfg: WatcherConfig, host: WatcherHost) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -273,6 +274,8 @@ class Watcher(ReadinessMixin, RolloutMixin):
     async def _start(self) -> dict:
         if self.state in (WS.ACTIVE, WS.STARTING):
             return {"started": [], "kept": self.pids()}
+        if not await self._hook("before_start"):
+            raise WatcherError(f"{self.name}: the before_start hook failed: start aborted")
         self._set_state(WatcherEvent.START)
         self.completed_ok = None
         try:
@@ -293,6 +296,9 @@ class Watcher(ReadinessMixin, RolloutMixin):
             if self.state is WS.STARTING:
                 self._set_state(WatcherEvent.STARTED)
                 self.host.emit(self.name, "start", {"time": time.time()})
+        if not await self._hook("after_start"):
+            await self._stop()
+            raise WatcherError(f"{self.name}: the after_start hook failed: watcher stopped")
         return {"started": sorted(set(self.pids()) - before), "kept": sorted(before)}
 
     async def _stop(self) -> None:
@@ -304,12 +310,14 @@ class Watcher(ReadinessMixin, RolloutMixin):
                 self._discard(slot)
             self._set_state(WatcherEvent.CLEAR)
             return
+        await self._hook("before_stop")
         if self.state is not WS.STOPPING:
             self._set_state(WatcherEvent.STOP)
         await self._stop_all()
         await self.output.close()
         self._set_state(WatcherEvent.STOPPED)
         self.host.emit(self.name, "stop", {"time": time.time()})
+        await self._hook("after_stop")
 
     async def _stop_all(self) -> None:
         await asyncio.gather(*(self._stop_slot(p) for p in list(self.slots.values())))
@@ -372,7 +380,15 @@ class Watcher(ReadinessMixin, RolloutMixin):
                 continue
             if spawned and self.cfg.warmup_delay > 0:
                 await asyncio.sleep(self.cfg.warmup_delay)
+            if not await self._hook("before_spawn"):
+                log.error("%s: the before_spawn hook failed: stopping the watcher", self.name)
+                await self._stop()
+                return
             self._spawn(p)
+            if p.pid is not None and p.live and not await self._hook("after_spawn", pid=p.pid):
+                log.error("%s: the after_spawn hook failed: stopping the watcher", self.name)
+                await self._stop()
+                return
             spawned += 1
         if any(p.state is PS.FATAL for p in self.slots.values()):
             self.kick()
@@ -447,6 +463,7 @@ class Watcher(ReadinessMixin, RolloutMixin):
         uptime = loop.time() - p.started_at
         p.last_exit = code
         self.host.emit(self.name, "reap", {"process_pid": pid, "time": time.time(), "exit_code": code})
+        self._reap_hooks(pid, code)
         if p.exited is not None and not p.exited.done():
             p.exited.set_result(code)
         what = p.abort_reason or describe_exit(code)
@@ -515,9 +532,12 @@ class Watcher(ReadinessMixin, RolloutMixin):
         def on_kill(pid: int) -> None:
             self.host.emit(self.name, "kill", {"process_pid": pid, "time": time.time()})
 
-        await terminate(self.host.os, p, sig=self.cfg.stop_signal if sig is None else sig,
+        signum, pid = (self.cfg.stop_signal if sig is None else sig), p.pid
+        await self._hook("before_signal", pid=pid, signum=signum)
+        await terminate(self.host.os, p, sig=signum,
                         timeout=self.cfg.graceful_timeout if timeout is None else timeout,
                         stop_children=self.cfg.stop_children, on_kill=on_kill)
+        await self._hook("after_signal", pid=pid, signum=signum)
         if not p.live:
             self._forget(p)
 

@@ -1,0 +1,60 @@
+"""Where a watcher calls its hooks (see :mod:`circus.hooks` for how they run).
+
+``before_start`` failing aborts the start (the watcher stays stopped); ``after_start`` failing
+stops the watcher; ``before_spawn`` failing refuses the spawn and stops the watcher;
+``after_spawn`` failing stops the watcher (that process included). The stop, signal and reap
+hooks and ``extended_stats`` are run and reported, their failures change nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from circus.core.command import build_spec
+from circus.hooks import HookRunner
+
+__all__ = ["HooksMixin"]
+
+
+class HooksMixin:
+    """The hook calls of a :class:`~circus.core.watcher.Watcher`."""
+
+    _hook_runner: HookRunner | None = None
+    _hook_runner_cfg: object = None
+
+    def _hooks(self) -> HookRunner:
+        if self._hook_runner is None or self._hook_runner_cfg is not self.cfg:
+            self._hook_runner = HookRunner(
+                self.cfg.hooks, timeout=self.cfg.hook_timeout, run_command=self._hook_command,
+                emit=lambda event, payload: self.host.emit(self.name, event, payload))
+            self._hook_runner_cfg = self.cfg
+        return self._hook_runner
+
+    async def _hook(self, point: str, **extra: object) -> bool:
+        """Run ``point``'s hook if configured; False only when it failed and that matters."""
+        if point not in self.cfg.hooks:
+            return True
+        env = {"CIRCUS_WATCHER": self.name, "CIRCUS_NODE": str(getattr(self.host, "node", ""))}
+        pid = extra.get("pid", extra.get("process_pid"))
+        if pid is not None:
+            env["CIRCUS_PID"] = str(pid)
+        return await self._hooks().run(point, env=env, watcher=self, arbiter=self.host, **extra)
+
+    def _reap_hooks(self, pid: int, code: int) -> None:
+        """before_reap / after_reap, from the (synchronous) exit handler: run as owned tasks."""
+        if not ({"before_reap", "after_reap"} & set(self.cfg.hooks)):
+            return
+        stamp = time.time()
+
+        async def run() -> None:
+            await self._hook("before_reap", process_pid=pid, time=stamp)
+            await self._hook("after_reap", process_pid=pid, time=stamp, exit_code=code,
+                             process_status=code)
+        self._own(asyncio.get_running_loop().create_task(run()))
+
+    async def _hook_command(self, argv: list[str], env: dict, timeout: float) -> int:
+        spec = build_spec(self.cfg, wid=0, extra_env=env, **self.host.spawn_context(self))
+        spec = dataclasses.replace(spec, argv=tuple(argv), executable=None, shell=False,
+                                   close_stdout=True, close_stderr=True, stdin_fd=None)
+        return await self.host.run_command(spec, timeout)
