@@ -1,4 +1,5 @@
-"""How a watcher replaces its processes: 0.19's reloads and graceful rolling restarts.
+"""How a watcher replaces its processes: 0.19's reloads, graceful rolling restarts, and applying
+new options (``set``): a resize, a rolling reload, or nothing, depending on the keys.
 
 ``reload`` keeps 0.19's meanings: not graceful = stop everything then start; ``send_hup`` = SIGHUP
 every process; ``sequential`` = one at a time, stop then start. The default is a *rollout*: start
@@ -15,12 +16,28 @@ import time
 
 from circus.core.policy import batch_size
 from circus.core.process import Process
+from circus.config import WatcherConfig
 from circus.core.states import WatcherState as WS
 from circus.errors import NotReady
 
-__all__ = ["RolloutMixin"]
+__all__ = ["RolloutMixin", "RELOAD_KEYS"]
 
 log = logging.getLogger("circus")
+
+#: options whose change needs the processes replaced (0.19 reloads for these too)
+RELOAD_KEYS = frozenset({
+    "cmd", "args", "executable", "shell", "shell_args", "working_dir", "uid", "gid", "env",
+    "copy_env", "copy_path", "virtualenv", "virtualenv_py_ver", "use_sockets", "sockets",
+    "stdin_socket", "close_child_stdin", "close_child_stdout", "close_child_stderr", "rlimits",
+    "max_age", "max_age_variance",
+})
+
+
+def _needs_reload(key: str) -> bool:
+    key = key.lower()
+    return key in RELOAD_KEYS or key.startswith(("rlimit_", "stdout_stream", "stderr_stream"))
+
+
 
 
 class RolloutMixin:
@@ -84,3 +101,21 @@ class RolloutMixin:
                                                    "total": len(old)})
             log.info("%s: rolling restart %d/%d", self.name, done, len(old))
 
+    async def update(self, cfg: WatcherConfig, keys: tuple[str, ...]) -> None:
+        """Apply a new configuration (``set``): resize, reload or just remember, per key."""
+        async def body() -> None:
+            old, self.cfg = self.cfg, cfg
+            if self.output.opened and (old.stdout_stream, old.stderr_stream) != \
+                    (cfg.stdout_stream, cfg.stderr_stream):
+                await self._swap_streams(old)
+            if cfg.singleton:
+                self.numprocesses = min(self.numprocesses, 1)
+            if "numprocesses" in keys:
+                self.numprocesses = min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses
+            for key in keys:
+                self.host.emit(self.name, "updated", {"time": time.time(), "key": key})
+            if self.state is WS.ACTIVE and any(_needs_reload(k) for k in keys):
+                await self._reload(graceful=True, sequential=False)
+            else:
+                await self._converge()
+        await self._run("set", body)

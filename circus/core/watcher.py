@@ -45,20 +45,6 @@ PS, WS = ProcessState, WatcherState
 #: loop time by which a queued operation must have started (set per request by the controller)
 OP_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("op_deadline", default=None)
 
-#: options whose change needs the processes replaced (0.19 reloads for these too)
-RELOAD_KEYS = frozenset({
-    "cmd", "args", "executable", "shell", "shell_args", "working_dir", "uid", "gid", "env",
-    "copy_env", "copy_path", "virtualenv", "virtualenv_py_ver", "use_sockets", "sockets",
-    "stdin_socket", "close_child_stdin", "close_child_stdout", "close_child_stderr", "rlimits",
-    "max_age", "max_age_variance",
-})
-
-
-def _needs_reload(key: str) -> bool:
-    key = key.lower()
-    return key in RELOAD_KEYS or key.startswith(("rlimit_", "stdout_stream", "stderr_stream"))
-
-
 class WatcherHost(Protocol):
     """What a watcher needs from its arbiter."""
 
@@ -197,25 +183,6 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
             await self._wait_ready([p for p in self.slots.values() if p not in before])
             return self.numprocesses
         return await self._run("numprocesses", body)
-
-    async def update(self, cfg: WatcherConfig, keys: tuple[str, ...]) -> None:
-        """Apply a new configuration (``set``): resize, reload or just remember, per key."""
-        async def body() -> None:
-            old, self.cfg = self.cfg, cfg
-            if self.output.opened and (old.stdout_stream, old.stderr_stream) != \
-                    (cfg.stdout_stream, cfg.stderr_stream):
-                await self._swap_streams(old)
-            if cfg.singleton:
-                self.numprocesses = min(self.numprocesses, 1)
-            if "numprocesses" in keys:
-                self.numprocesses = min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses
-            for key in keys:
-                self.host.emit(self.name, "updated", {"time": time.time(), "key": key})
-            if self.state is WS.ACTIVE and any(_needs_reload(k) for k in keys):
-                await self._reload(graceful=True, sequential=False)
-            else:
-                await self._converge()
-        await self._run("set", body)
 
     async def _swap_streams(self, old: WatcherConfig) -> None:
         """New stream options while running: the new streams take over at once (the processes are
