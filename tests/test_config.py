@@ -307,3 +307,11 @@ def test_env_pattern_sections_only_feed_watcher_sections():
     assert cfg.sockets[0].port == 80
     assert cfg.watchers[0].cmd == "serve 81 /h/srv"
     assert cfg.env == {"PORT": "80", "BASE": "/h/srv"}
+
+
+def test_command_hooks_may_contain_commas_and_take_the_ignore_flag():
+    from circus.config import parse_config_text
+    cfg = parse_config_text("[watcher:w]\ncmd = x\nhooks.before_stop = exec:/bin/drain a,b, true\n"
+                            "hooks.after_stop = exec:/bin/echo x,y\n", "x.ini", {})
+    assert cfg.watchers[0].hooks == {"before_stop": ("exec:/bin/drain a,b", True),
+                                     "after_stop": ("exec:/bin/echo x,y", False)}

@@ -307,11 +307,14 @@ def check_hook_target(raw: str) -> str:
 
 
 def parse_hook(raw: str) -> tuple[str, bool]:
-    """`dotted.name[, true|false]` or `exec:COMMAND[, true|false]` -> (target, ignore_failure)."""
-    flag = _HOOK_FLAG.search(raw)
-    ignore = parse_bool(flag.group(1)) if flag else False
-    target = raw[:flag.start()] if flag else raw
-    return check_hook_target(target), ignore
+    """`dotted.name[, true|false]` or `exec:COMMAND[, true|false]` -> (target, ignore_failure).
+    A command may contain commas: only a trailing boolean after its last comma is the flag."""
+    if raw.strip().startswith("exec:"):
+        flag = _HOOK_FLAG.search(raw)
+        ignore = parse_bool(flag.group(1)) if flag else False
+        return check_hook_target(raw[:flag.start()] if flag else raw), ignore
+    name, sep, text = raw.partition(",")
+    return check_hook_target(name), (parse_bool(text) if sep else False)
 
 
 def _probe(allowed: frozenset[str]) -> Conv:
