@@ -302,25 +302,25 @@ class Controller:
             self.ctx.term()
 
 
+#: foreign and internal errors -> wire codes, most specific first (converted at the boundary)
+_ERROR_CODES: tuple[tuple[type[BaseException], ErrorCode], ...] = (
+    (UnknownWatcher, ErrorCode.UNKNOWN_WATCHER),
+    (OperationTimeout, ErrorCode.TIMEOUT),
+    (NotReady, ErrorCode.NOT_READY),
+    (Interrupted, ErrorCode.INTERRUPTED),
+    (WatcherError, ErrorCode.FAILED),
+    (SpawnError, ErrorCode.SPAWN_FAILED),
+    (ConfigError, ErrorCode.CONFIG_ERROR),
+    (CircusError, ErrorCode.FAILED),
+)
+
+
 def _convert(exc: BaseException) -> tuple[ErrorCode, str]:
     if isinstance(exc, ProtocolError):
         return exc.code, exc.reason
-    if isinstance(exc, UnknownWatcher):
-        return ErrorCode.UNKNOWN_WATCHER, str(exc)
-    if isinstance(exc, OperationTimeout):
-        return ErrorCode.TIMEOUT, str(exc)
-    if isinstance(exc, NotReady):
-        return ErrorCode.NOT_READY, str(exc)
-    if isinstance(exc, Interrupted):
-        return ErrorCode.INTERRUPTED, str(exc)
-    if isinstance(exc, WatcherError):
-        return ErrorCode.FAILED, str(exc)
-    if isinstance(exc, SpawnError):
-        return ErrorCode.SPAWN_FAILED, str(exc)
-    if isinstance(exc, ConfigError):
-        return ErrorCode.CONFIG_ERROR, str(exc)
-    if isinstance(exc, CircusError):
-        return ErrorCode.FAILED, str(exc)
+    for kind, code in _ERROR_CODES:
+        if isinstance(exc, kind):
+            return code, str(exc)
     if isinstance(exc, OSError):
         return ErrorCode.OS_ERROR, exc.strerror or str(exc)
     return ErrorCode.INTERNAL, "internal error (see circusd's log)"
