@@ -311,3 +311,30 @@ def test_an_operation_queued_past_its_deadline_fails_with_timeout_and_does_nothi
     assert a.recv()["status"] == "ok"
     options = b.call("options", name="stubborn")["options"]
     assert options["numprocesses"] == 1                 # the incr was not done
+
+
+def test_read_commands_are_answered_while_hundreds_of_processes_start(circusd, tmp_path):
+    d = circusd(f"""
+        [circus]
+        endpoint = ipc://{tmp_path}/control.sock
+        pubsub_endpoint = ipc://{tmp_path}/events.sock
+        [watcher:many]
+        cmd = sleep 3680
+        numprocesses = 300
+        autostart = false
+    """)
+    d.wait(lambda: (tmp_path / "control.sock").exists(), what="control socket")
+    ctx = zmq.Context()
+    a, b = Raw(ctx, f"ipc://{tmp_path}/control.sock"), Raw(ctx, f"ipc://{tmp_path}/control.sock")
+    try:
+        a.send_raw(b'{"id": "s", "command": "start", "properties": {"name": "many", "waiting": true}}')
+        seen = []
+        while len(seen) < 300 and len(d.children("sleep 3680")) < 300:
+            seen.append(b.call("numprocesses", name="many", wait=5)["numprocesses"])
+        assert a.recv(60)["status"] == "ok"
+        assert any(0 < n < 300 for n in seen), seen[:20]     # answered in the middle of the start
+    finally:
+        a.close()
+        b.close()
+        ctx.term()
+    d.stop(timeout=60)

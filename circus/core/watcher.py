@@ -42,6 +42,9 @@ T = TypeVar("T")
 PS, WS = ProcessState, WatcherState
 
 
+#: spawns in a row before a reconcile pass yields to the event loop (commands, exits)
+SPAWN_BATCH = 16
+
 #: loop time by which a queued operation must have started (set per request by the controller)
 OP_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("op_deadline", default=None)
 
@@ -347,6 +350,8 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
                 continue
             if spawned and self.cfg.warmup_delay > 0:
                 await asyncio.sleep(self.cfg.warmup_delay)
+            elif spawned % SPAWN_BATCH == SPAWN_BATCH - 1:
+                await asyncio.sleep(0)        # a fork costs ~1 ms: let commands in between
             if not await self._hook("before_spawn"):
                 log.error("%s: the before_spawn hook failed: stopping the watcher", self.name)
                 await self._stop()
