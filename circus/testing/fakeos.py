@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from circus.core.spawner import ExitHandler, SpawnSpec
-from circus.errors import SpawnError
 
 __all__ = ["FakeOS", "FakeProcess"]
 
@@ -102,8 +101,3 @@ class FakeOS:
 
     def alive(self) -> list[FakeProcess]:
         return [p for p in self.processes.values() if p.alive]
-
-    def fail_spawn(self, reason: str) -> Callable[[FakeProcess], None]:
-        def behave(proc: FakeProcess) -> None:
-            raise SpawnError(reason)
-        return behave
