@@ -20,7 +20,7 @@ from circus.config import WatcherConfig, substitute_spawn
 from circus.core.spawner import SpawnSpec
 from circus.errors import SpawnError
 
-__all__ = ["build_spec", "resolve_ids", "spawn_values"]
+__all__ = ["build_spec", "helper_spec", "resolve_ids", "spawn_values"]
 
 
 def spawn_values(cfg: WatcherConfig, wid: int, sockets: Mapping[str, int]) -> dict[str, object]:
@@ -185,3 +185,14 @@ def build_spec(
         pass_fds=pass_fds,
         shell=cfg.shell,
     )
+
+
+def helper_spec(cfg: WatcherConfig, argv: list[str], *, environ: Mapping[str, str],
+                python_path: Sequence[str] = (), sockets: Mapping[str, int] | None = None,
+                extra_env: Mapping[str, str] | None = None) -> SpawnSpec:
+    """A helper command of a watcher (exec probe, command hook): its user, directory and
+    environment, no shell, no inherited sockets, output discarded."""
+    spec = build_spec(cfg, wid=0, environ=environ, python_path=python_path, sockets=sockets,
+                      extra_env=extra_env)
+    return dataclasses.replace(spec, argv=tuple(argv), executable=None, shell=False,
+                               close_stdout=True, close_stderr=True, stdin_fd=None, pass_fds=())

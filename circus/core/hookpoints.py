@@ -8,10 +8,8 @@ hooks and ``extended_stats`` are run and reported, their failures change nothing
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 
-from circus.core.command import build_spec
 from circus.hooks import HookRunner
 
 __all__ = ["HooksMixin"]
@@ -54,7 +52,4 @@ class HooksMixin:
         self._own(asyncio.get_running_loop().create_task(run()))
 
     async def _hook_command(self, argv: list[str], env: dict, timeout: float) -> int:
-        spec = build_spec(self.cfg, wid=0, extra_env=env, **self.host.spawn_context(self))
-        spec = dataclasses.replace(spec, argv=tuple(argv), executable=None, shell=False,
-                                   close_stdout=True, close_stderr=True, stdin_fd=None)
-        return await self.host.run_command(spec, timeout)
+        return await self._probe_command(argv, timeout, env)

@@ -12,7 +12,6 @@ stdout/stderr). A watcher with a stream but no probe has its streamed pipes capt
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import time
 from typing import Awaitable, Callable
 
 from circus.config import substitute_spawn
-from circus.core.command import build_spec
+from circus.core.command import helper_spec
 from circus.core.states import ProcessEvent, ProcessState, WatcherState
 from circus.errors import NotReady, SpawnError
 from circus.probes.notify import NotifySocket
@@ -194,10 +193,10 @@ class ReadinessMixin:
         except ProbeFailed as exc:
             raise NotReady(exc.detail) from None
 
-    async def _probe_command(self, argv: list[str], timeout: float) -> int:
-        spec = build_spec(self.cfg, wid=0, **self.host.spawn_context(self))
-        spec = dataclasses.replace(spec, argv=tuple(argv), executable=None, shell=False,
-                                   close_stdout=True, close_stderr=True, stdin_fd=None)
+    async def _probe_command(self, argv: list[str], timeout: float,
+                             env: dict[str, str] | None = None) -> int:
+        """Run a helper command of this watcher (exec probe, command hook) through the arbiter."""
+        spec = helper_spec(self.cfg, argv, extra_env=env, **self.host.spawn_context(self))
         return await self.host.run_command(spec, timeout)
 
     def _abort(self, p, reason: str) -> None:
