@@ -67,7 +67,6 @@ class Controller:
         self._check_pending = False
         self._check_subs_pending = False
         self._reading = False
-        self._subscriptions: dict[str, int] = {}      # output topic prefix -> subscribers
         self._requests: set[asyncio.Task] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="circus-stats")
         self.ops = Ops(self._stats)
@@ -114,7 +113,7 @@ class Controller:
         pub.sndhwm = PUB_HWM
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)    # every subscribe is seen (the last unsubscribe too)
         self.router, self._pub = router, pub
-        self._set_subscriptions({})
+        self.arbiter.output_prefixes = set()        # a new XPUB has no subscribers yet
         assert self._loop is not None
         self._loop.add_reader(router.getsockopt(zmq.FD), self._readable)
         self._loop.add_reader(pub.getsockopt(zmq.FD), self._subscribed)
@@ -152,8 +151,7 @@ class Controller:
         """Read subscription messages from the XPUB (edge-triggered fd: until none is left)."""
         self._check_subs_pending = False
         pub = self._pub
-        changed = False
-        subs = dict(self._subscriptions)
+        prefixes = set(self.arbiter.output_prefixes)
         new: list[str] = []
         while pub is not None and not pub.closed and pub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             try:
@@ -164,19 +162,13 @@ class Controller:
                 continue
             topic = message[1:].decode(errors="replace")
             if message[0] == 1:
-                subs[topic] = subs.get(topic, 0) + 1
+                prefixes.add(topic)
                 new.append(topic)
             elif message[0] == 0:
-                subs.pop(topic, None)     # XPUB_VERBOSE: only the last one unsubscribing is seen
-            changed = True
-        if changed:
-            self._set_subscriptions(subs)
+                prefixes.discard(topic)   # XPUB_VERBOSE: only the last one unsubscribing is seen
+        self.arbiter.output_prefixes = prefixes
         for topic in new:
             self.publish(topic, {"subscribed": topic})
-
-    def _set_subscriptions(self, subs: dict[str, int]) -> None:
-        self._subscriptions = subs
-        self.arbiter.output_prefixes = set(subs)
 
     def _check_subs_soon(self) -> None:
         if not self._check_subs_pending and self._loop is not None:
@@ -185,9 +177,9 @@ class Controller:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def _readable(self, router: zmq.Socket | None = None) -> None:
+    def _readable(self) -> None:
         """The ROUTER's fd is edge-triggered: read until no message is left (or a batch is done)."""
-        router = router or self.router
+        router = self.router
         self._check_pending = False
         self._reading = True
         try:
