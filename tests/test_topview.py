@@ -1,0 +1,227 @@
+"""circus-top's model and rows, without ZeroMQ or curses: merging, expiry, order, filter, nodes."""
+from __future__ import annotations
+
+import json
+
+from circus.stats.toprows import (Style, human_age, human_bytes, move_selection, rows, selectable,
+                                  snapshot, title)
+from circus.stats.topview import Kind, Model, SortKey, View, parse_topic, visible_groups
+
+
+def proc(node, watcher, pid, cpu=0.0, mem=0.1, age=10.0, rss=8 * 1024 * 1024, name=None, **extra):
+    payload = {"node": node, "watcher": watcher, "pid": pid, "subtopic": pid, "name": name,
+               "cpu": cpu, "mem": mem, "age": age, "rss": rss, "vms": 2 * rss, "cmdline": "python3",
+               "mem_info1": "8.0M", "mem_info2": "16.0M", "ctime": "0:00.10", "username": "root",
+               "nice": 0, "num_fds": 4, "num_threads": 1, "children": [],
+               "io": {"read_bytes": 0, "write_bytes": 4096, "read_count": 1, "write_count": 1},
+               "children_total": {"count": 0, "cpu": 0.0, "rss": 0}}
+    payload.update(extra)
+    return f"{node}/stat.{watcher}.{pid}", payload
+
+
+def agg(node, watcher, pids, cpu=0.0, mem=0.0, age=0.0):
+    return f"{node}/stat.{watcher}", {"node": node, "watcher": watcher, "pid": pids, "cpu": cpu,
+                                      "mem": mem, "age": age, "rss": 0, "numprocesses": len(pids)}
+
+
+def node_stat(node, load=(0.5, 0.25, 0.125)):
+    return f"{node}/stat.node", {"node": node, "time": 1.0, "load": list(load), "cpu": 12.5,
+                                 "cpu_count": 4, "mem_used": 2 * 1024 ** 3,
+                                 "mem_total": 8 * 1024 ** 3, "mem_percent": 25.0, "disk": {},
+                                 "processes": 300, "watchers": 2, "circus_processes": 3}
+
+
+def fed(*messages, now=0.0, timeout=3.0):
+    model = Model(timeout)
+    for topic, payload in messages:
+        assert model.feed(topic, payload, now) is not None, topic
+    return model
+
+
+def texts(model, view=View(), now=0.0):
+    return [r.text for r in rows(model, view, now)]
+
+
+def test_topics_without_node_prefix_are_ignored():
+    assert parse_topic("stat.sleeper.4") is None
+    assert parse_topic("web1/stat.sleeper.4") == ("web1", "sleeper.4")
+    model = Model()
+    assert model.feed(b"stat.sleeper.4", {"pid": 4, "subtopic": 4}, 0.0) is None
+    assert model.feed("web1/stat.x", ["not", "a", "dict"], 0.0) is None
+    assert model.nodes == {}
+
+
+def test_messages_are_classified_by_payload():
+    model = Model()
+    assert model.feed(*node_stat("n"), 0.0) is Kind.NODE
+    assert model.feed(*proc("n", "a.b", 7), 0.0) is Kind.PROCESS     # dotted watcher name
+    assert model.feed(*agg("n", "node", [8]), 0.0) is Kind.AGGREGATE  # a watcher called "node"
+    assert model.feed("n/stat.sockets.5", {"fd": 5, "address": "x:1"}, 0.0) is Kind.SOCKET
+    assert model.feed("n/stat.sockets", {"addresses": ["x:1"]}, 0.0) is Kind.SOCKETS
+    assert set(model.nodes["n"].groups) == {"a.b", "node"}
+
+
+def test_latest_sample_wins_and_group_rows_show_aggregate():
+    model = fed(node_stat("n"), proc("n", "web", 10, cpu=1.0), proc("n", "web", 10, cpu=42.0),
+                agg("n", "web", [10], cpu=42.0, mem=0.1, age=75))
+    out = texts(model)
+    assert out[0].startswith("n  load 0.50 0.25 0.12  cpu 12.5%  mem 2.0G/8.0G (25.0%)")
+    assert "processes 300" in out[0] and "watchers 2" in out[0]
+    group = next(t for t in out if t.startswith("web (1)"))
+    assert group.split()[2:6] == ["42.0", "0.1", "0B", "1m15s"]
+    line = next(t for t in out if t.strip().startswith("10 "))
+    assert line.split() == ["10", "42.0", "0.1", "8.0M", "10s", "python3"]
+
+
+def test_aggregate_drops_pids_it_no_longer_lists():
+    model = fed(proc("n", "web", 1), proc("n", "web", 2), agg("n", "web", [2]))
+    assert list(model.nodes["n"].groups["web"].processes) == [2]
+
+
+def test_timeout_drops_silent_pids_then_the_watcher():
+    model = fed(proc("n", "web", 1), proc("n", "web", 2), agg("n", "web", [1, 2]))
+    model.feed(*proc("n", "web", 2), 2.5)
+    model.feed(*agg("n", "web", [1, 2]), 2.5)
+    assert model.expire(3.0) == 0
+    assert model.expire(3.5) == 1
+    assert list(model.nodes["n"].groups["web"].processes) == [2]
+    model.expire(10.0)
+    assert "web" not in model.nodes["n"].groups
+    assert "[no data for 7s]" in texts(model, now=10.0)[0]
+
+
+def test_timeout_zero_keeps_everything():
+    model = fed(proc("n", "web", 1), timeout=0)
+    assert model.expire(1e6) == 0 and 1 in model.nodes["n"].groups["web"].processes
+
+
+def test_slow_stream_stretches_the_timeout():
+    model = Model(3.0)
+    for t in (0.0, 5.0, 10.0):
+        model.feed(*node_stat("n"), t)
+    model.feed(*proc("n", "web", 1), 10.0)
+    assert model.timeout_for(model.nodes["n"]) == 12.5
+    assert model.expire(14.0) == 0
+
+
+def test_sort_by_cpu_memory_age_and_reverse():
+    model = fed(proc("n", "w", 1, cpu=5, mem=3, age=1), proc("n", "w", 2, cpu=9, mem=1, age=3),
+                proc("n", "w", 3, cpu="N/A", mem=2, age=2))
+    def pids(view):
+        return [t.split()[0] for t in texts(model, view) if t.startswith("  ") and t.split()[0].isdigit()]
+    view = View()
+    assert pids(view) == ["2", "1", "3"]                      # N/A last
+    assert pids(view.sorted_by(SortKey.CPU)) == ["1", "2", "3"]   # pressed again: reversed
+    assert pids(view.sorted_by(SortKey.MEM)) == ["1", "3", "2"]
+    assert pids(view.sorted_by(SortKey.AGE)) == ["2", "3", "1"]
+    assert view.sorted_by(SortKey.AGE).sorted_by(SortKey.AGE).reverse is True
+    assert view.sorted_by(SortKey.AGE).sorted_by(SortKey.MEM).reverse is False
+
+
+def test_watchers_sorted_circus_group_last():
+    model = fed(agg("n", "idle", [1], cpu=0.0), agg("n", "busy", [2], cpu=50.0),
+                agg("n", "circus", [3], cpu=99.0))
+    names = [g.name for g in visible_groups(model.nodes["n"], View())]
+    assert names == ["busy", "idle", "circus"]
+    names = [g.name for g in visible_groups(model.nodes["n"], View(sort=SortKey.NAME))]
+    assert names == ["busy", "idle", "circus"]
+
+
+def test_filter_by_watcher_name_substring():
+    model = fed(agg("n", "web", [1]), agg("n", "worker", [2]), agg("n", "db", [3]),
+                ("n/stat.sockets.5", {"fd": 5, "address": "127.0.0.1:80", "reads": 1}))
+    out = texts(model, View(filter="W"))
+    assert any(t.startswith("web (1)") for t in out) and any(t.startswith("worker (1)") for t in out)
+    assert not any(t.startswith(("db", "sockets")) for t in out)
+    assert any("no watcher matches 'zz'" in t for t in texts(model, View(filter="zz")))
+    assert "filter 'W'" in title(View(filter="W"), model)
+
+
+def test_circus_group_labels_pids_and_hides_helper_copies():
+    model = fed(proc("n", "circus", 100, name="circusd"), proc("n", "circus", 101, name="circusd-stats"),
+                agg("n", "circus", [100, 101]),
+                proc("n", "circusd-stats", 101), agg("n", "circusd-stats", [101]))
+    out = texts(model)
+    assert any(t.strip().startswith("100 (circusd) ") for t in out)
+    assert any(t.strip().startswith("101 (circusd-stats) ") for t in out)
+    assert not any(t.startswith("circusd-stats") for t in out)
+    # a user's own watcher of that name, with other pids, is shown
+    model.feed(*proc("n", "circushttpd", 555), 0.0)
+    assert any(t.startswith("circushttpd (") for t in texts(model))
+
+
+def test_na_values_are_shown_not_crashed_on():
+    model = fed(proc("n", "w", 1, cpu="N/A", mem="N/A", age="N/A", rss="N/A", cmdline="N/A",
+                     io="N/A", children_total="N/A", nice="Zombie"),
+                ("n/stat.node", {"node": "n", "load": "N/A", "cpu": "N/A", "mem_used": "N/A",
+                                 "mem_total": "N/A", "mem_percent": "N/A", "processes": "N/A"}))
+    out = texts(model)
+    assert "cpu N/A%" in out[0]
+    line = next(t for t in out if t.strip().startswith("1 "))
+    assert line.split() == ["1", "N/A", "N/A", "N/A", "N/A", "N/A"]
+    detail = texts(model, View(detail=("n", "w")))
+    assert any("Zombie" in t for t in detail)
+
+
+def test_several_nodes_are_grouped_by_node_and_can_be_limited():
+    model = fed(node_stat("web2"), agg("web2", "app", [20]), proc("web2", "app", 20),
+                node_stat("web1"), agg("web1", "app", [10]), proc("web1", "app", 10))
+    out = texts(model)
+    heads = [i for i, t in enumerate(out) if t.startswith("web")]
+    assert [out[i].split()[0] for i in heads] == ["web1", "web2"]
+    first, second = out[heads[0]:heads[1]], out[heads[1]:]
+    assert any(t.strip().startswith("10 ") for t in first)
+    assert any(t.strip().startswith("20 ") for t in second)
+    only = texts(model, View(nodes=frozenset({"web2"})))
+    assert not any(t.startswith("web1") for t in only)
+    assert selectable(rows(model, View(), 0.0)) == [("web1", "app"), ("web2", "app")]
+
+
+def test_selection_moves_within_bounds():
+    keys = [("n", "a"), ("n", "b"), ("n", "c")]
+    assert move_selection(keys, None, 1) == ("n", "a")
+    assert move_selection(keys, ("n", "a"), 1) == ("n", "b")
+    assert move_selection(keys, ("n", "c"), 5) == ("n", "c")
+    assert move_selection(keys, ("n", "b"), -10) == ("n", "a")
+    assert move_selection([], ("n", "a"), 1) is None
+
+
+def test_detail_view_lists_every_field():
+    model = fed(node_stat("n"), proc("n", "web", 42, cpu=3.0), agg("n", "web", [42]))
+    out = rows(model, View(detail=("n", "web")), 0.0)
+    assert out[0].style is Style.NODE
+    assert any("FDS" in r.text and "WRITE" in r.text for r in out if r.style is Style.HEADER)
+    line = next(r.text for r in out if r.style is Style.PROCESS)
+    assert line.split()[:6] == ["42", "3.0", "0.1", "8.0M", "16.0M", "4"]
+    assert "4.0K" in line and "root" in line
+    gone = rows(model, View(detail=("n", "nope")), 0.0)
+    assert "no longer published" in gone[0].text
+
+
+def test_sockets_rows():
+    model = fed(("n/stat.sockets.5", {"fd": 5, "address": "127.0.0.1:8080", "reads": 3, "queue": 1,
+                                      "backlog": 128, "connections": 7}),
+                ("n/stat.sockets.6", {"fd": 6, "address": "/tmp/s.sock", "reads": 0, "queue": None,
+                                      "backlog": None, "connections": 0}),
+                ("n/stat.sockets", {"addresses": [], "reads": 3, "queue": 1, "connections": 7}))
+    out = texts(model)
+    assert next(t for t in out if t.startswith("sockets (2)")).split()[2:] == ["7", "1", "3"]
+    assert next(t for t in out if "8080" in t).split() == ["127.0.0.1:8080", "7", "1", "3"]
+    assert next(t for t in out if "s.sock" in t).split() == ["/tmp/s.sock", "0", "-", "0"]
+
+
+def test_snapshot_is_json_and_follows_the_view():
+    model = fed(node_stat("n"), proc("n", "web", 1), agg("n", "web", [1]), agg("n", "db", [2]))
+    data = json.loads(json.dumps(snapshot(model, View(filter="we"))))
+    assert list(data["nodes"]["n"]["watchers"]) == ["web"]
+    assert data["nodes"]["n"]["watchers"]["web"]["processes"][0]["pid"] == 1
+    assert data["nodes"]["n"]["node"]["load"] == [0.5, 0.25, 0.125]
+    assert "sockets" not in data["nodes"]["n"]
+
+
+def test_waiting_note_and_human_units():
+    assert texts(Model()) == ["(waiting for the stats stream)"]
+    assert [human_bytes(v) for v in (512, 2048, 5 * 1024 ** 3, "N/A", None)] == \
+        ["512B", "2.0K", "5.0G", "N/A", "-"]
+    assert [human_age(v) for v in (5.9, 185, 7380, 3 * 86400 + 7200)] == \
+        ["5s", "3m05s", "2h03m", "3d02h"]
