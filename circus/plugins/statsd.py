@@ -1,0 +1,174 @@
+"""Statsd plugins: one counter per event (``StatsdEmitter``), process gauges (``FullStats``).
+
+Both send plain statsd lines over UDP to ``host:port`` (default ``localhost:8125``), every metric
+under ``circus.<application_name>.`` (default application ``app``), as 0.19 did:
+
+* ``StatsdEmitter``: ``circus.<app>.watcher.<watcher>.<event>:1|c`` for each event circusd
+  publishes (``spawn``, ``reap``, ``kill``, ``start``, ``stop``...), sampled at ``sample_rate``;
+* ``FullStats``: the same counters, and every ``loop_rate`` seconds (default 60) the gauges
+  ``_stats.<watcher>.watchers_num`` (processes), ``cpu_max``/``cpu_sum`` (%),
+  ``mem_pct_max``/``mem_pct_sum`` (% of RAM) and ``mem_max``/``mem_sum`` (RSS, bytes) from one
+  ``stats`` call.
+
+Metrics are best effort: a statsd server that is down or unreachable loses datagrams, it never
+stops the plugin. A metric name's ``:``, ``|``, ``@`` and white space (``plugin:NAME`` watchers)
+become ``_``: statsd would otherwise misread the line.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import socket
+from typing import Any, Callable, Mapping
+
+from circus.plugins.base import CircusPlugin
+from circus.plugins.options import PluginConfigError, get_float, get_int, get_str
+
+__all__ = ["StatsdClient", "StatsdEmitter", "FullStats", "BaseStatsdPlugin", "watcher_gauges"]
+
+log = logging.getLogger("circus")
+
+_UNSAFE = re.compile(r"[:|@\s]")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+class StatsdClient:
+    """A statsd sender over UDP; ``prefix`` is put before every metric name."""
+
+    def __init__(self, host: str = "localhost", port: int = 8125, prefix: str = "",
+                 sample_rate: float = 1.0, rng: Callable[[], float] = random.random) -> None:
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(host, port,
+                                                                 type=socket.SOCK_DGRAM)[0]
+        except (OSError, UnicodeError) as exc:
+            raise PluginConfigError(f"statsd server {host}:{port}: cannot resolve: {exc}") from None
+        self.address = address
+        self.prefix = prefix.rstrip(".")
+        self.sample_rate = sample_rate
+        self._rng = rng
+        self._sock = socket.socket(family, kind, proto)
+        self._sock.setblocking(False)
+
+    def line(self, name: str, value: float, kind: str, rate: float = 1.0) -> str:
+        """The statsd line for one metric (``prefix.name:value|kind[|@rate]``)."""
+        metric = _UNSAFE.sub("_", f"{self.prefix}.{name}" if self.prefix else name)
+        text = f"{metric}:{_number(value)}|{kind}"
+        return text + f"|@{rate:g}" if rate < 1 else text
+
+    def send(self, name: str, value: float, kind: str, rate: float | None = None) -> None:
+        rate = self.sample_rate if rate is None else rate
+        if rate < 1 and self._rng() >= rate:
+            return
+        try:
+            self._sock.sendto(self.line(name, value, kind, rate).encode(), self.address)
+        except OSError as exc:      # best effort: a lost metric is not worth a failure
+            log.debug("statsd: cannot send %s to %s: %s", name, self.address, exc)
+
+    def increment(self, name: str, value: int = 1, sample_rate: float | None = None) -> None:
+        self.send(name, value, "c", sample_rate)
+
+    def decrement(self, name: str, value: int = 1, sample_rate: float | None = None) -> None:
+        self.send(name, -value, "c", sample_rate)
+
+    def gauge(self, name: str, value: float) -> None:
+        self.send(name, value, "g", 1.0)
+
+    def timing(self, name: str, milliseconds: float) -> None:
+        self.send(name, milliseconds, "ms", 1.0)
+
+    def stop(self) -> None:
+        self._sock.close()
+
+    close = stop
+
+
+class BaseStatsdPlugin(CircusPlugin):
+    """A plugin with a :class:`StatsdClient` in ``self.statsd`` built from 0.19's options
+    ``host``, ``port``, ``sample_rate`` and ``application_name``."""
+
+    name = "statsd"
+
+    def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float | str,
+                 ssh_server: str | None = None, **config: Any) -> None:
+        super().__init__(endpoint, pubsub_endpoint, check_delay, ssh_server, **config)
+        app = get_str(self.config, "application_name", "app") or "app"
+        rate = get_float(self.config, "sample_rate", 1.0, self.name, minimum=0.0)
+        assert rate is not None
+        if rate > 1:
+            raise PluginConfigError(f"plugin {self.name}: option 'sample_rate': expected a "
+                                    f"number from 0 to 1, got {self.config['sample_rate']!r}")
+        self.statsd = StatsdClient(get_str(self.config, "host", "localhost") or "localhost",
+                                   get_int(self.config, "port", 8125, self.name, minimum=1),
+                                   prefix=f"circus.{app}", sample_rate=rate)
+
+    def handle_recv(self, data: tuple[bytes, bytes]) -> Any:
+        """Events are not this base class's business."""
+
+    def handle_stop(self) -> Any:
+        self.statsd.stop()
+
+
+class StatsdEmitter(BaseStatsdPlugin):
+    """``circus.<app>.watcher.<watcher>.<event>`` +1 for every event."""
+
+    name = "statsd"
+
+    def handle_recv(self, data: tuple[bytes, bytes]) -> Any:
+        watcher, action, _ = self.split_data(data)
+        self.statsd.increment(f"watcher.{watcher}.{action}")
+
+
+def _numbers(values: list[Any]) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def watcher_gauges(processes: Mapping[str, Any]) -> dict[str, float]:
+    """The gauges of one watcher from its ``stats`` info (``{pid: info}``); processes that
+    vanished (a string instead of a dict) and "N/A" values are left out."""
+    infos = [info for info in processes.values() if isinstance(info, dict)]
+    cpu = _numbers([i.get("cpu") for i in infos])
+    mem = _numbers([i.get("mem") for i in infos])
+    rss = _numbers([i.get("rss") for i in infos])
+    return {"watchers_num": len(infos),
+            "cpu_max": max(cpu, default=0.0), "cpu_sum": sum(cpu),
+            "mem_pct_max": max(mem, default=0.0), "mem_pct_sum": sum(mem),
+            "mem_max": max(rss, default=0.0), "mem_sum": sum(rss)}
+
+
+class FullStats(StatsdEmitter):
+    """The event counters of :class:`StatsdEmitter`, and every ``loop_rate`` seconds the
+    ``_stats.<watcher>.*`` gauges of every watcher."""
+
+    name = "full_stats"
+
+    def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float | str,
+                 ssh_server: str | None = None, **config: Any) -> None:
+        super().__init__(endpoint, pubsub_endpoint, check_delay, ssh_server, **config)
+        rate = get_float(self.config, "loop_rate", 60.0, self.name)
+        if rate is None or not rate > 0:
+            raise PluginConfigError(f"plugin {self.name}: option 'loop_rate': expected a number "
+                                    f"> 0, got {self.config.get('loop_rate')!r}")
+        self.loop_rate = rate
+
+    def handle_init(self) -> Any:
+        self.every(self.loop_rate, self.send_gauges)
+
+    async def send_gauges(self) -> None:
+        reply = await self.run_command("stats")
+        if reply is None:
+            return
+        infos = reply.get("infos")
+        if not isinstance(infos, dict):
+            log.error("plugin %s: stats reply without infos: %r", self.name, reply)
+            return
+        for watcher, processes in sorted(infos.items()):
+            if not isinstance(processes, dict):
+                continue
+            for key, value in watcher_gauges(processes).items():
+                self.statsd.gauge(f"_stats.{watcher}.{key}", value)
