@@ -161,6 +161,9 @@ class CircusPlugin:
     def stop(self) -> None:
         """Ask the plugin to stop; safe from a handler, a signal handler or another thread."""
         self._stop_requested = True
+        if self.loop is None:          # never started: only call()/cast() sockets to close
+            self._close()
+            return
         loop, stopped = self.loop, self._stopped
         if loop is not None and stopped is not None and not loop.is_closed():
             try:

@@ -52,8 +52,14 @@ class StatsdClient:
         self.prefix = prefix.rstrip(".")
         self.sample_rate = sample_rate
         self._rng = rng
-        self._sock = socket.socket(family, kind, proto)
-        self._sock.setblocking(False)
+        self._kind = (family, kind, proto)
+        self._sock: socket.socket | None = None      # opened on the first send
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = socket.socket(*self._kind)
+            self._sock.setblocking(False)
+        return self._sock
 
     def line(self, name: str, value: float, kind: str, rate: float = 1.0) -> str:
         """The statsd line for one metric (``prefix.name:value|kind[|@rate]``)."""
@@ -66,7 +72,7 @@ class StatsdClient:
         if rate < 1 and self._rng() >= rate:
             return
         try:
-            self._sock.sendto(self.line(name, value, kind, rate).encode(), self.address)
+            self._socket().sendto(self.line(name, value, kind, rate).encode(), self.address)
         except OSError as exc:      # best effort: a lost metric is not worth a failure
             log.debug("statsd: cannot send %s to %s: %s", name, self.address, exc)
 
@@ -83,7 +89,9 @@ class StatsdClient:
         self.send(name, milliseconds, "ms", 1.0)
 
     def stop(self) -> None:
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     close = stop
 
