@@ -62,7 +62,9 @@ def test_circus_section_typed_and_main_file_wins(cfg):
 
 
 def test_watchers_sorted_and_empty_sections_skipped(cfg):
-    assert [w.name for w in cfg.watchers] == ["cron", "web", "web-admin", "worker"]
+    # the [plugin:NAME] sections run as circusd's helper watchers "plugin:NAME" (as 0.19)
+    assert [w.name for w in cfg.watchers] == ["cron", "plugin:flapping", "plugin:statsd", "web", "web-admin",
+                                              "worker"]
 
 
 def test_web_watcher_typed_values(cfg):

@@ -256,12 +256,16 @@ def test_circus_options_changed_with_old_and_new_values():
         ("check_delay", 5.0, 2.0),
         ("include", (), ("extra/*.ini",)),
     )
+    # the plugin's process is started with the endpoint and check_delay: it is restarted
     assert plan.describe() == [
+        "~ plugin flapping: [circus] endpoint, [circus] check_delay changed (restart)",
         "~ [circus] endpoint: tcp://127.0.0.1:5555 -> tcp://127.0.0.1:6000",
         "~ [circus] check_delay: 5.0 -> 2.0",
         "~ [circus] include: (none) -> extra/*.ini",
     ]
     assert not plan.watchers_changed and not plan.empty
+    unrelated = plan_of(("check_delay = 5", "check_delay = 5\nwarmup_delay = 1"))
+    assert not unrelated.plugins_changed
 
 
 def test_circus_option_set_and_unset_values_are_readable():

@@ -85,7 +85,7 @@ FORMS: dict[str, tuple[Pos, ...]] = {
     "incr": _p("name [nb]"), "decr": _p("name [nb]"),
     "set": _p("name options=pairs"), "get": _p("name keys..."), "options": _p("name"),
     "globaloptions": _p("[option]"), "list": _p("[name]"), "listsockets": (),
-    "numprocesses": _p("[name]"), "numwatchers": (), "status": _p("[name]"),
+    "numprocesses": _p("[name]"), "numwatchers": (), "processes": _p("[name]"), "status": _p("[name]"),
     "stats": _p("[name] [process]"), "dstats": (), "kill": _p("name [pid]"),
     "signal": _p("name [pid] signum"), "reopen": (), "ipython": (), "tail": _p("name"),
     "tools": (), "tool": _p("name [args=argv]"),

@@ -160,13 +160,28 @@ def _tools(reply: Reply) -> str:
                      for t in tools)
 
 
+def _processes(reply: Reply) -> str:
+    """``watcher: state, restarts N`` then ``  wid N: pid state [ready]`` per process."""
+    lines = []
+    for name, rec in sorted((reply.get("watchers") or {}).items()):
+        if not isinstance(rec, Mapping):
+            continue
+        lines.append(f"{name}: {rec.get('state')}, {rec.get('numprocesses')} wanted, "
+                     f"{rec.get('restarts')} restarts")
+        for p in rec.get("processes") or ():
+            ready = " ready" if p.get("ready") else ""
+            last = f" last exit {p['last_exit']}" if p.get("last_exit") is not None else ""
+            lines.append(f"  wid {p.get('wid')}: {p.get('pid') or '-'} {p.get('state')}{ready}{last}")
+    return "\n".join(lines)
+
+
 _OK: dict[str, Callable[[Reply], str]] = {
     "list": _list, "status": _status, "stats": _stats, "dstats": _dstats,
     "options": _options, "get": _options, "globaloptions": _options,
     "listsockets": _listsockets, "numprocesses": _count("numprocesses"),
     "numwatchers": _count("numwatchers"), "incr": _resize, "decr": _resize,
     "reloadconfig": _reloadconfig, "tail": _tail,
-    "tools": _tools,
+    "tools": _tools, "processes": _processes,
 }
 
 

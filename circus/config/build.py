@@ -11,6 +11,7 @@ sections) the matching [env:PATTERNS] sections in file order. Environment values
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import MISSING, fields, replace
 from fnmatch import fnmatchcase
@@ -19,6 +20,7 @@ from typing import Any
 from .errors import Issues, did_you_mean
 from .ini import IniSection, IniValue
 from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
+from .helpers import helper_watchers
 from .substitute import expand_vars, lower_keys, substitute_env
 from .watcher import Collector, Report, assemble_watcher
 
@@ -296,11 +298,21 @@ class _Builder:
         notifications = [self.notification(n, s, defined)
                          for n, s in self.unique("notify", fold=True)]
         tools = [self.tool(n, s) for n, s in self.unique("tool", fold=True)]
+        plugins = sorted((p for p in plugins if p), key=lambda p: p.name.lower())
+        all_watchers = list(built.values())
+        sections = {n.lower(): s for n, _, s in watchers}
+        for helper in helper_watchers(circus, plugins, sys.executable):
+            if helper.name.lower() in sections:
+                self.reporter(sections[helper.name.lower()])(
+                    None, None, f"the name {helper.name!r} is taken by circusd's own helper "
+                    "process (circusd-stats, or a [plugin:NAME] section)")
+                continue
+            all_watchers.append(helper)
         return Config(
             circus=circus,
-            watchers=tuple(sorted(built.values(), key=lambda w: w.name.lower())),
+            watchers=tuple(sorted(all_watchers, key=lambda w: w.name.lower())),
             sockets=tuple(sorted((s for s in sockets if s), key=lambda s: s.name)),
-            plugins=tuple(sorted((p for p in plugins if p), key=lambda p: p.name.lower())),
+            plugins=tuple(plugins),
             env=global_env,
             source=source,
             files=files,

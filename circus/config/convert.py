@@ -26,7 +26,8 @@ __all__ = [
     "DOTTED", "ENDPOINT", "OPT_ENDPOINT", "OCTAL", "integer", "number", "choice",
     "parse_signal", "parse_bool", "parse_hook", "check_rlimit", "check_dotted", "rlimit_value",
     "json_int", "PROBE", "HEALTH_PROBE", "DEPENDS", "DEPEND_CONDITIONS", "parse_depends",
-    "REGEX", "NOTIFY_EVENT_NAMES", "DESTINATION", "ADDRESSES", "COMMAND",
+    "REGEX", "NOTIFY_EVENT_NAMES", "DESTINATION", "ADDRESSES", "COMMAND", "HOST_PORT",
+    "parse_host_port",
 ]
 
 _TRUE = frozenset({"1", "yes", "true", "on"})
@@ -438,3 +439,26 @@ def _command(raw: str) -> str:
 
 
 COMMAND = Conv("command", _command, lambda raw: _command(_json_text(raw)))
+
+
+def parse_host_port(raw: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT` or a bare `PORT` (loopback); port 0 picks a free one."""
+    raw = raw.strip()
+    host, sep, port = raw.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", raw
+    host = host.strip("[]") if host.startswith("[") else host
+    if not port.isdigit() or not 0 <= int(port) <= 65535 or not host or " " in host:
+        raise ValueError(f"expected HOST:PORT like '127.0.0.1:9101', got {raw!r}")
+    return host, int(port)
+
+
+def _host_port(raw: str) -> str | None:
+    if not raw.strip():
+        return None
+    host, port = parse_host_port(raw)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+HOST_PORT = Conv("host:port", _host_port,
+                 lambda raw: None if raw in (None, "") else _host_port(_json_text(raw)))

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .helpers import PLUGIN_CIRCUS_KEYS, PLUGIN_PREFIX
 from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
 
 __all__ = ["ReloadPlan", "Step", "STEP_ACTIONS", "changed_fields", "diff"]
@@ -208,7 +209,7 @@ class ReloadPlan:
         6. restart_plugin (changed) and add_plugin (added), in start order;
         7. apply_notifications, apply_tools when any of them changed.
         """
-        old_w, new_w = _by_name(old.watchers), _by_name(new.watchers)
+        old_w, new_w = _watchers(old), _watchers(new)
         old_p, new_p = _by_name(old.plugins), _by_name(new.plugins)
         out: list[Step] = []
 
@@ -274,8 +275,8 @@ def diff(old: Config, new: Config) -> ReloadPlan:
     sockets_removed = set(old_s.keys() - new_s.keys())
     troubled = sockets_removed | set(sockets_changed)
 
-    # watchers
-    old_w, new_w = _by_name(old.watchers), _by_name(new.watchers)
+    # watchers (a plugin's own watcher, "plugin:NAME", is the plugin's business: below)
+    old_w, new_w = _watchers(old), _watchers(new)
     changed: list[tuple[str, Names, Names]] = []
     resized: list[tuple[str, int, int]] = []
     for key in sorted(old_w.keys() & new_w.keys()):
@@ -290,7 +291,7 @@ def diff(old: Config, new: Config) -> ReloadPlan:
     # plugins
     old_p, new_p = _by_name(old.plugins), _by_name(new.plugins)
     plugins_changed = [(new_p[k].name, own) for k in sorted(old_p.keys() & new_p.keys())
-                       if (own := changed_fields(old_p[k], new_p[k]))]
+                       if (own := changed_fields(old_p[k], new_p[k]) or _runs_differently(old, new, k))]
 
     return ReloadPlan(
         watchers_added=_names(new_w, new_w.keys() - old_w.keys()),
@@ -321,6 +322,25 @@ def diff(old: Config, new: Config) -> ReloadPlan:
 # -- helpers -------------------------------------------------------------------------------------
 
 Named = WatcherConfig | SocketConfig | PluginConfig
+
+
+def _plugin(watcher: str) -> bool:
+    return watcher.lower().startswith(PLUGIN_PREFIX)
+
+
+def _watchers(config: Config) -> dict[str, WatcherConfig]:
+    return _by_name(tuple(w for w in config.watchers if not _plugin(w.name)))
+
+
+def _runs_differently(old: Config, new: Config, plugin: str) -> Names:
+    """The `[circus]` options that change how plugin `plugin`'s process runs (its endpoints,
+    check_delay, log level): such a plugin is restarted although its section is the same."""
+    a = next((w for w in old.watchers if w.name.lower() == PLUGIN_PREFIX + plugin), None)
+    b = next((w for w in new.watchers if w.name.lower() == PLUGIN_PREFIX + plugin), None)
+    if a is None or b is None or a == b:
+        return ()
+    return tuple(f"[circus] {key}" for key in changed_fields(old.circus, new.circus)
+                 if key in PLUGIN_CIRCUS_KEYS) or ("[circus]",)
 
 
 def _by_name(items: tuple[Any, ...]) -> dict[str, Any]:

@@ -82,6 +82,13 @@ class CircusOptions:
     pubsub_endpoint: str = opt("tcp://127.0.0.1:5556", c.ENDPOINT, "events (PUB) endpoint")
     statsd: bool = opt(False, c.BOOL, "run circusd-stats (also on when stats_endpoint is set)")
     stats_endpoint: str = opt("tcp://127.0.0.1:5557", c.ENDPOINT, "stats (PUB) endpoint")
+    stats_interval: float = opt(1.0, c.number(0.0, exclusive=True),
+                                "seconds between two samples of circusd-stats (> 0)")
+    legacy_stats_topics: bool = opt(False, c.BOOL, "circusd-stats also publishes 0.19's "
+                                    "unprefixed topics (stat.WATCHER.PID...) for old subscribers")
+    prometheus_endpoint: str | None = opt(
+        None, c.HOST_PORT, "HOST:PORT where circusd-stats serves /metrics in the Prometheus text "
+        "format (a bare PORT means 127.0.0.1); setting it runs circusd-stats; unset = off")
     multicast_endpoint: str | None = opt(
         None, c.OPT_ENDPOINT, "UDP multicast discovery endpoint; unset or empty = off (0.19: on)")
     check_delay: float = opt(5.0, c.number(0.0), "seconds between periodic checks")

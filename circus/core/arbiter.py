@@ -177,8 +177,7 @@ class Arbiter:
     def _warn_not_yet_supported(self) -> None:
         """Say which accepted 0.19 options this version parses but does not act on yet."""
         c = self.config
-        pending = [f"[plugin:{p.name}]" for p in c.plugins]
-        pending += [f"[circus] {k}" for k in ("statsd", "httpd") if getattr(c.circus, k)]
+        pending = ["[circus] httpd"] if c.circus.httpd else []
         for item in pending:
             log.warning("%s is accepted but not acted on by this version yet", item)
         self._warn_shared_probes()

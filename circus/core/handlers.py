@@ -20,6 +20,7 @@ from circus.config import ConfigError, watcher_from_options
 from circus.config.view import watcher_options
 from circus.config.convert import parse_signal
 from circus.core.policy import batch_size
+from circus.core.states import ProcessState
 from circus.core.watcher import Watcher
 from circus.protocol import ErrorCode, ProtocolError, output_topic
 
@@ -282,6 +283,28 @@ def _numprocesses(arbiter, ops, p):
         return {"numprocesses": sum(len(w.pids()) for w in arbiter.watchers.values())}
     w = _one(arbiter, p["name"])
     return {"numprocesses": len(w.pids()), "watcher_name": w.name}
+
+
+def _processes_view(w: Watcher) -> dict:
+    return {"state": w.compat_status(), "numprocesses": w.numprocesses, "restarts": w.restarts,
+            "exits": {str(code): n for code, n in sorted(w.exits.items())},
+            "processes": [{"wid": p.wid, "pid": p.pid if p.live else None, "state": str(p.state),
+                           "ready": p.state is ProcessState.RUNNING,
+                           "started": p.create_time if p.live else None,
+                           "restarts": max(0, p.spawns - 1), "last_exit": p.last_exit}
+                          for _, p in sorted(w.slots.items())]}
+
+
+@handler("processes")
+def _processes(arbiter, ops, p):
+    if p["name"] is not None:
+        w = _one(arbiter, p["name"])
+        return {"watchers": {w.name: _processes_view(w)}}
+    cached = arbiter.views.get("processes")
+    if cached is None:
+        cached = arbiter.views["processes"] = {
+            "watchers": {w.name: _processes_view(w) for w in arbiter.watchers.values()}}
+    return cached
 
 
 @handler("numwatchers")

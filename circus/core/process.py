@@ -45,6 +45,7 @@ class Process:
     retiring: bool = False             # being replaced: no longer counts toward numprocesses
     stop_deadline: float | None = None
     last_exit: int | None = None
+    spawns: int = 0                    # spawns of this slot: every one after the first is a restart
     reason: str = ""                   # why the slot is in its state (backoff / fatal)
     abort_reason: str = ""             # why circusd stopped a starting process (probe failed...)
     exited: asyncio.Future[int] | None = field(default=None, repr=False)

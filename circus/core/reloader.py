@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from circus.config import Config
 from circus.config.diff import ReloadPlan
+from circus.config.helpers import PLUGIN_PREFIX
 
 if TYPE_CHECKING:
     from circus.core.arbiter import Arbiter
@@ -18,6 +19,18 @@ if TYPE_CHECKING:
 __all__ = ["apply_plan"]
 
 log = logging.getLogger("circus")
+
+
+async def _apply_plugin(arbiter: "Arbiter", action: str, key: str, new_watchers: dict) -> None:
+    """A plugin runs as watcher ``plugin:NAME``: remove, replace or add that watcher."""
+    from circus.core.watcher import Watcher
+
+    current = arbiter.watchers.get(key)
+    if current is not None and action != "add_plugin":
+        await arbiter.remove_watcher(current)          # stops its process first
+    if action != "remove_plugin" and key in new_watchers:
+        watcher = arbiter.watchers[key] = Watcher(new_watchers[key], arbiter)
+        await watcher.start()
 
 
 async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
@@ -52,6 +65,8 @@ async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
             arbiter.apply_circus_options(new.circus)
         elif step.action == "apply_notifications":
             arbiter.notifier.configure(new.notifications)
+        elif step.action in ("remove_plugin", "restart_plugin", "add_plugin"):
+            await _apply_plugin(arbiter, step.action, PLUGIN_PREFIX + key, new_watchers)
         elif step.action == "apply_tools":
             pass                           # tools are looked up in arbiter.config at each run
         else:

@@ -83,6 +83,8 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         self._timers: set[asyncio.TimerHandle] = set()
         self._change_waiters: list[asyncio.Future[None]] = []
         self.completed_ok: bool | None = None     # one-shot watchers: did every process exit 0?
+        self.restarts = 0                          # respawns of a slot (for stats and /metrics)
+        self.exits: dict[int, int] = {}            # exit code -> how many processes exited so
         self.output = WatcherOutput(cfg.name, host)
 
     # -- views ------------------------------------------------------------------------------------
@@ -410,6 +412,9 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         p.ready_waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
         p.apply(ProcessEvent.SPAWN)
         p.pid, p.started_at, p.create_time = pid, now, time.time()
+        p.spawns += 1
+        if p.spawns > 1:
+            self.restarts += 1
         p.stop_deadline, p.retry_at = None, None
         p.exited = loop.create_future()
         p.expires_at = None
@@ -434,6 +439,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         loop = asyncio.get_running_loop()
         uptime = loop.time() - p.started_at
         p.last_exit = code
+        self.exits[code] = self.exits.get(code, 0) + 1
         self.host.emit(self.name, "reap", {"process_pid": pid, "time": time.time(), "exit_code": code})
         self._reap_hooks(pid, code)
         if p.exited is not None and not p.exited.done():

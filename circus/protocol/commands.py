@@ -144,6 +144,14 @@ _COMMANDS = [
     Command("numprocesses", "Number of running processes", Role.READONLY, (NAME,),
             reply="``numprocesses``"),
     Command("numwatchers", "Number of watchers", Role.READONLY, reply="``numwatchers``"),
+    Command("processes", "Each watcher's processes with their state, readiness and restarts",
+            Role.READONLY, (NAME,), new=True,
+            reply="``watchers: {name: {state, numprocesses, restarts, exits: {code: count}, "
+                  "processes: [{wid, pid, state, ready, started, restarts, last_exit}]}}``",
+            doc="No psutil sampling: answered from circusd's own records, so it is cheap enough "
+                "for a monitoring scrape (circusd-stats uses it for ``/metrics``). ``restarts`` "
+                "counts respawns after an exit; ``exits`` counts exits by exit code (negative: "
+                "killed by that signal)."),
     Command("status", "State of one watcher or of all", Role.READONLY, (NAME,),
             reply="with a name: ``status`` is the state itself (``active``...) as in 0.19; "
                   "*new* ``state`` and ``reason``; without: ``statuses: {name: state}``, "

@@ -1,0 +1,232 @@
+"""circusd-stats: samples the arbiter's processes and publishes them on the stats endpoint.
+
+It is only a client of circusd: it learns the watchers and their pids with ``list``, circusd's
+own pid and the node name with ``dstats``, the sockets with ``listsockets``, then follows the
+events (``spawn`` adds a pid, ``reap`` removes it; anything else that may change the set of
+watchers or sockets — ``add``, ``rm``, ``reloadconfig``, an unknown watcher — makes it ask again
+before the next sample, and so does a timer every 30 samples, in case an event was missed).
+
+Every ``interval`` seconds (on a fixed schedule, not drifting with the sampling time) it samples
+in a worker thread, so events and ``/metrics`` scrapes keep being served meanwhile, and publishes
+the topics of :mod:`circus.stats.payloads`. The PUB socket never blocks: a subscriber that does
+not read loses samples (ZeroMQ's high-water mark), circusd-stats does not grow.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import zmq
+import zmq.asyncio
+
+from circus.client.aio import AsyncClient, AsyncConsumer
+from circus.config.helpers import STATS_WATCHER
+from circus.stats import payloads as pl
+from circus.stats.nodestats import NodeSampler
+from circus.stats.procinfo import Sampler
+from circus.stats.sockstats import SocketSampler
+
+__all__ = ["Streamer", "Snapshot"]
+
+log = logging.getLogger("circus.stats")
+
+#: a full re-read of watchers, pids and sockets every this many samples (missed events)
+RESYNC_EVERY = 30
+#: events that cannot change which pids or sockets exist
+_QUIET = frozenset({"state", "ready", "unhealthy", "healthy", "backoff", "respawn", "start",
+                    "stop", "kill", "exhausted", "progress", "hook_success", "hook_failure",
+                    "output"})
+SNDHWM = 20_000
+
+
+def _topic_name(name: str) -> str:
+    return name.lower().replace(" ", "_")
+
+
+class Snapshot:
+    """One sample of the whole node, immutable once published (read by the /metrics thread)."""
+
+    def __init__(self, node: str, processes: dict[str, dict[int, dict]], circus: dict[int, dict],
+                 node_view: dict, sockets: list[dict], records: dict) -> None:
+        self.node = node
+        self.processes = processes          # watcher -> pid -> info
+        self.circus = circus                # pid -> info (name: circusd / circusd-stats)
+        self.node_view = node_view
+        self.sockets = sockets
+        self.records = records              # the ``processes`` reply: states, restarts, exits
+
+
+class Streamer:
+    def __init__(self, endpoint: str, pubsub: str, statspoint: str, *, interval: float = 1.0,
+                 legacy: bool = False, timeout: float = 5.0,
+                 on_snapshot: Callable[[Snapshot], None] | None = None) -> None:
+        self.endpoint, self.pubsub, self.statspoint = endpoint, pubsub, statspoint
+        self.interval = max(0.05, float(interval))
+        self.legacy = legacy
+        self.timeout = timeout
+        self.on_snapshot = on_snapshot
+        self.node = "?"
+        self.watchers: dict[str, set[int]] = {}     # real watcher name -> pids
+        self._by_topic: dict[str, str] = {}
+        self.circusd_pid: int | None = None
+        self.sockets: list[dict] = []
+        self._dirty = True
+        self._samples = 0
+        self._sampler = Sampler()
+        self._node_sampler: NodeSampler | None = None
+        self._socket_sampler = SocketSampler()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="circusd-stats")
+        self._context = zmq.asyncio.Context()
+        self._pub: zmq.asyncio.Socket | None = None
+        self._client: AsyncClient | None = None
+
+    # -- what exists ------------------------------------------------------------------------------
+
+    async def _call(self, command: str, **props: Any) -> dict:
+        assert self._client is not None
+        reply = await self._client.call(command, timeout=self.timeout, **props)
+        if reply.get("status") != "ok":
+            raise RuntimeError(f"{command}: {reply.get('reason', reply)}")
+        return reply
+
+    async def refresh(self) -> None:
+        """Ask circusd for everything again (watchers, pids, circusd's pid, sockets)."""
+        names = (await self._call("list"))["watchers"]
+        lists = await asyncio.gather(*(self._call("list", name=n) for n in names),
+                                     return_exceptions=True)
+        watchers = {}
+        for name, reply in zip(names, lists):
+            if isinstance(reply, BaseException):
+                continue                     # removed meanwhile
+            watchers[name] = set(reply.get("pids", ()))
+        dstats = await self._call("dstats")
+        self.node = str(dstats.get("node") or self.node)
+        info = dstats.get("info")
+        self.circusd_pid = info.get("pid") if isinstance(info, dict) else None
+        self.sockets = list((await self._call("listsockets")).get("sockets", ()))
+        self.watchers = watchers
+        self._by_topic = {_topic_name(n): n for n in watchers}
+        self._dirty = False
+
+    def on_event(self, topic: str, payload: dict) -> None:
+        parts = topic.split(".")
+        if parts[0] != "watcher" or len(parts) < 3:
+            self._dirty = True               # arbiter.* (reload, reloadconfig...)
+            return
+        event = parts[-1]
+        name = self._by_topic.get(".".join(parts[1:-1]))
+        if name is None:
+            self._dirty = True
+            return
+        pid = payload.get("process_pid")
+        if event == "spawn" and isinstance(pid, int):
+            self.watchers[name].add(pid)
+        elif event == "reap" and isinstance(pid, int):
+            self.watchers[name].discard(pid)
+        elif event not in _QUIET:
+            self._dirty = True
+
+    # -- sampling ---------------------------------------------------------------------------------
+
+    def _sample(self, watchers: dict[str, list[int]], circus: dict[int, str],
+                sockets: list[dict]) -> tuple[dict, dict, dict, list]:
+        """In the worker thread: psutil and /proc reads only."""
+        every = [pid for pids in watchers.values() for pid in pids] + list(circus)
+        infos = self._sampler.collect(every, children="total")
+        processes = {w: {pid: infos[pid] for pid in pids if isinstance(infos.get(pid), dict)}
+                     for w, pids in watchers.items()}
+        own = {pid: {**infos[pid], "name": name} for pid, name in circus.items()
+               if isinstance(infos.get(pid), dict)}
+        if self._node_sampler is None:
+            self._node_sampler = NodeSampler()
+        node_view = self._node_sampler.sample(self.node, every, len(watchers))
+        return processes, own, node_view, self._socket_sampler.sample(sockets)
+
+    async def tick(self) -> Snapshot:
+        if self._dirty or self._samples % RESYNC_EVERY == 0:
+            await self.refresh()
+        self._samples += 1
+        records = await self._call("processes")
+        watchers = {w: sorted(pids) for w, pids in self.watchers.items() if w != STATS_WATCHER}
+        circus = {os.getpid(): STATS_WATCHER}
+        if self.circusd_pid:
+            circus[self.circusd_pid] = "circusd"
+        loop = asyncio.get_running_loop()
+        processes, own, node_view, sockets = await loop.run_in_executor(
+            self._executor, self._sample, watchers, circus, self.sockets)
+        snap = Snapshot(self.node, processes, own, node_view, sockets,
+                        records.get("watchers", {}))
+        await self.publish(snap)
+        if self.on_snapshot is not None:
+            self.on_snapshot(snap)
+        return snap
+
+    async def publish(self, snap: Snapshot) -> None:
+        node = snap.node
+        out: list[tuple[str, dict]] = []
+        for watcher, infos in snap.processes.items():
+            for pid, info in infos.items():
+                out.append((pl.process_topic(node, watcher, pid),
+                            pl.process_payload(node, watcher, info)))
+            out.append((pl.watcher_topic(node, watcher), pl.aggregate(node, watcher, infos.values())))
+        for pid, info in snap.circus.items():
+            out.append((pl.process_topic(node, "circus", pid),
+                        pl.process_payload(node, "circus", info, name=info["name"])))
+        out.append((pl.watcher_topic(node, "circus"), pl.aggregate(node, "circus", snap.circus.values())))
+        for sock in snap.sockets:
+            out.append((pl.socket_topic(node, sock["fd"]),
+                        {**sock, "node": node, "subtopic": sock["fd"]}))
+        out.append((pl.socket_topic(node), pl.sockets_aggregate(node, snap.sockets)))
+        out.append((pl.node_topic(node), snap.node_view))
+        assert self._pub is not None
+        for topic, payload in out:
+            body = json.dumps(payload).encode()
+            await self._pub.send_multipart([topic.encode(), body])
+            if self.legacy:
+                legacy = pl.legacy_topic(topic)
+                if legacy is not None:
+                    await self._pub.send_multipart([legacy.encode(), body])
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def _follow(self, consumer: AsyncConsumer) -> None:
+        async for topic, payload in consumer:
+            if isinstance(payload, dict):
+                self.on_event(topic, payload)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set. An arbiter that does not answer is waited for."""
+        self._pub = self._context.socket(zmq.PUB)
+        self._pub.setsockopt(zmq.SNDHWM, SNDHWM)
+        self._pub.setsockopt(zmq.LINGER, 0)
+        self._pub.bind(self.statspoint)
+        self._client = AsyncClient(self.endpoint, timeout=self.timeout, context=self._context)
+        consumer = AsyncConsumer(["watcher.", "arbiter."], endpoint=self.pubsub,
+                                 context=self._context)
+        follower = asyncio.ensure_future(self._follow(consumer))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            while not stop.is_set():
+                try:
+                    await self.tick()
+                except (TimeoutError, RuntimeError, zmq.ZMQError) as exc:
+                    self._dirty = True
+                    log.warning("circusd-stats: no sample this time: %s", exc)
+                next_at = start + self.interval * (int((loop.time() - start) / self.interval) + 1)
+                try:
+                    await asyncio.wait_for(stop.wait(), max(0.0, next_at - loop.time()))
+                except TimeoutError:
+                    pass
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            consumer.close()
+            self._client.close()
+            self._pub.close(linger=0)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._context.term()
