@@ -1,0 +1,144 @@
+"""circus-top: a live view of the stats stream of one node or a pool of nodes.
+
+Compatible with 0.19's flags (``--endpoint``, ``--process-timeout``, ``--version``; ``--ssh`` is
+refused). New: several endpoints, ``--pool``, ``--node``, ``--once`` (with ``--json``) for
+scripts, sorting, filtering and a per-watcher drill-down in the curses screen.
+
+Exit codes: 0 ok; 1 nothing arrived from any endpoint within ``--wait`` (``--once``); 2 usage,
+bad pool file, ``--ssh``, or no terminal for the screen; 4 ``--once`` heard some endpoints but
+not all (the snapshot is printed, the silent endpoints are named on stderr).
+
+It reads the stream only: no psutil, no control socket.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence, TextIO
+
+import zmq
+
+from circus import __version__
+from circus.cli.top_stream import DEFAULT_ENDPOINT, PoolError, Stream, read_pool
+from circus.stats.toprows import rows, snapshot, title
+from circus.stats.topview import Model, SortKey, View
+
+__all__ = ["main", "build_parser", "collect_once", "OK", "NOTHING", "USAGE", "PARTIAL"]
+
+OK, NOTHING, USAGE, PARTIAL = 0, 1, 2, 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="circus-top", description="Live view of circusd-stats streams.")
+    p.add_argument("--endpoint", action="append", metavar="E",
+                   help=f"a stats endpoint; repeatable (default {DEFAULT_ENDPOINT})")
+    p.add_argument("--pool", metavar="FILE",
+                   help="a pool file: connect to the stats_endpoint of each [node:NAME]")
+    p.add_argument("--node", action="append", metavar="NAME", default=[],
+                   help="show only this node; repeatable (with --pool: connect only to it)")
+    p.add_argument("--process-timeout", type=float, default=3.0, metavar="S",
+                   help="drop processes not updated for S seconds (default 3; 0 never)")
+    p.add_argument("--sort", choices=[k.value for k in SortKey], default="cpu",
+                   help="initial order (default cpu)")
+    p.add_argument("--filter", default="", metavar="TEXT",
+                   help="only watchers whose name contains TEXT")
+    p.add_argument("--once", action="store_true",
+                   help="print one snapshot as text and exit (for scripts)")
+    p.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON")
+    p.add_argument("--wait", type=float, default=3.0, metavar="S",
+                   help="with --once: collect for at most S seconds (default 3)")
+    p.add_argument("--ssh", metavar="USER@HOST", help="not supported (use a CURVE-secured endpoint)")
+    p.add_argument("--version", action="version", version=f"circus-top {__version__}")
+    return p
+
+
+def collect_once(stream: Stream, model: Model, wait: float) -> None:
+    """Read until every endpoint delivered a full round, or ``wait`` seconds passed."""
+    poller = zmq.Poller()
+    stream.register(poller)
+    deadline = time.monotonic() + wait
+    while True:
+        now = time.monotonic()
+        if now >= deadline or all(e.complete for e in stream.endpoints):
+            return
+        if poller.poll(max(1, int((deadline - now) * 1000))):
+            stream.drain(model, time.monotonic())
+
+
+def _once(args: argparse.Namespace, stream: Stream, view: View, out: TextIO, err: TextIO) -> int:
+    model = Model(args.process_timeout)
+    collect_once(stream, model, args.wait)
+    silent = [e.address for e in stream.endpoints if e.messages == 0]
+    if len(silent) == len(stream.endpoints):
+        err.write(f"circus-top: no stats received within {args.wait:g} s from "
+                  f"{', '.join(silent)} (is circusd running with statsd = true, and is this its "
+                  f"stats_endpoint?)\n")
+        return NOTHING
+    for e in stream.endpoints:
+        if e.messages and not e.complete:
+            err.write(f"circus-top: {e.address}: no full round of stats within {args.wait:g} s; "
+                      f"the snapshot may be incomplete\n")
+    model.expire(time.monotonic())
+    if args.json:
+        data = snapshot(model, view)
+        data["endpoints"] = {e.address: "complete" if e.complete else "partial" if e.messages
+                             else "silent" for e in stream.endpoints}
+        out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        lines = [title(view, model)] + [r.text for r in rows(model, view, time.monotonic())]
+        out.write("\n".join(lines) + "\n")
+    if silent:
+        err.write(f"circus-top: nothing received from {', '.join(silent)}\n")
+        return PARTIAL
+    return OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = sys.stderr
+    if args.ssh:
+        err.write("circus-top: --ssh is not supported; reach the stats endpoint directly or "
+                  "through your own tunnel\n")
+        return USAGE
+    if args.json and not args.once:
+        err.write("circus-top: --json needs --once\n")
+        return USAGE
+    if args.process_timeout < 0 or args.wait <= 0:
+        err.write("circus-top: --process-timeout must be >= 0 and --wait > 0\n")
+        return USAGE
+    endpoints = list(args.endpoint or [])
+    prefixes: list[str] = []
+    if args.pool:
+        try:
+            endpoints += read_pool(args.pool, args.node).values()
+        except PoolError as exc:
+            err.write(f"circus-top: {exc}\n")
+            return USAGE
+    elif args.node:
+        prefixes = [f"{name}/stat." for name in args.node]
+    endpoints = list(dict.fromkeys(endpoints or [DEFAULT_ENDPOINT]))
+    view = View(sort=SortKey(args.sort), filter=args.filter,
+                nodes=frozenset(args.node) if not args.pool else frozenset())
+    try:
+        stream = Stream(endpoints, prefixes)
+    except zmq.ZMQError as exc:
+        err.write(f"circus-top: cannot connect: {exc}\n")
+        return USAGE
+    try:
+        if args.once:
+            return _once(args, stream, view, sys.stdout, err)
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            err.write("circus-top: the live screen needs a terminal; use --once for scripts\n")
+            return USAGE
+        from circus.cli.top_screen import run_screen
+        return run_screen(stream, Model(args.process_timeout), view)
+    except KeyboardInterrupt:
+        return OK
+    finally:
+        stream.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

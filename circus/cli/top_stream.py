@@ -1,0 +1,150 @@
+"""circus-top's inputs: SUB sockets on the stats endpoints, and the pool file naming them.
+
+One SUB socket per endpoint, so that ``--once`` knows which endpoint has delivered a full round
+and which stayed silent (one socket connected to all of them could not tell). Reading never
+blocks: the callers block in ``zmq.Poller.poll`` with a timeout, on these sockets and the
+terminal together.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import zmq
+
+from circus.config.errors import Issues
+from circus.config.ini import parse_ini
+from circus.stats.topview import Kind, Model
+
+__all__ = ["Endpoint", "Stream", "PoolError", "read_pool", "DEFAULT_ENDPOINT"]
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"   # circusd-stats 0.19's --statspoint
+_DRAIN = 5000                               # messages read per socket before the screen repaints
+
+
+@dataclass
+class Endpoint:
+    """One stats endpoint and what it delivered so far.
+
+    A round is complete when the node stats and a watcher aggregate were seen and some topic
+    came a second time: everything published between its two arrivals was one full interval,
+    whatever order the publisher uses and wherever the subscription started.
+    """
+
+    address: str
+    socket: zmq.Socket
+    messages: int = 0
+    topics: set[str] = field(default_factory=set)
+    got_node: bool = False
+    got_aggregate: bool = False
+    wrapped: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.got_node and self.got_aggregate and self.wrapped
+
+    def note(self, topic: str, kind: Kind) -> None:
+        self.messages += 1
+        if topic in self.topics:
+            self.wrapped = True
+        self.topics.add(topic)
+        self.got_node |= kind is Kind.NODE
+        self.got_aggregate |= kind is Kind.AGGREGATE
+
+
+class Stream:
+    """SUB sockets on the endpoints; ``prefixes`` limit them to some nodes' topics."""
+
+    def __init__(self, addresses: Iterable[str], prefixes: Iterable[str] = ()) -> None:
+        self.context = zmq.Context()
+        self.endpoints: list[Endpoint] = []
+        subscriptions = [p.encode() for p in prefixes] or [b""]
+        try:
+            for address in addresses:
+                sock = self.context.socket(zmq.SUB)
+                sock.linger = 0
+                for prefix in subscriptions:
+                    sock.setsockopt(zmq.SUBSCRIBE, prefix)
+                self.endpoints.append(Endpoint(address, sock))
+                sock.connect(address)
+        except zmq.ZMQError:
+            self.close()
+            raise
+
+    def register(self, poller: zmq.Poller) -> None:
+        for endpoint in self.endpoints:
+            poller.register(endpoint.socket, zmq.POLLIN)
+
+    def drain(self, model: Model, now: float) -> int:
+        """Merge every message waiting on any socket; returns how many were used."""
+        used = 0
+        for endpoint in self.endpoints:
+            for _ in range(_DRAIN):
+                try:
+                    frames = endpoint.socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if len(frames) != 2:
+                    continue
+                try:
+                    topic = frames[0].decode("utf-8")
+                    payload = json.loads(frames[1])
+                except (UnicodeDecodeError, ValueError):
+                    continue
+                kind = model.feed(topic, payload, now)
+                if kind is not None:
+                    endpoint.note(topic, kind)
+                    used += 1
+        return used
+
+    def close(self) -> None:
+        for endpoint in self.endpoints:
+            endpoint.socket.close(0)
+        self.context.term()
+
+
+class PoolError(Exception):
+    """The pool file cannot be used; the message says file:line and why."""
+
+
+def read_pool(path: str, only: Iterable[str] = ()) -> dict[str, str]:
+    """The ``stats_endpoint`` of each ``[node:NAME]`` of a pool file, by node name.
+
+    A minimal reader until circusmeta's pool module exists; other sections and keys (tags,
+    control endpoints, keys) are left to circusmeta. ``only`` keeps some nodes, and naming a
+    node the file does not have is an error.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise PoolError(f"{path}: cannot read the pool file: {exc.strerror or exc}") from exc
+    issues = Issues()
+    sections = parse_ini(text, path, issues)
+    if issues:
+        raise PoolError("\n".join(str(i) for i in issues.items))
+    nodes: dict[str, str] = {}
+    for section in sections:
+        kind, sep, name = section.header.partition(":")
+        if kind.strip() != "node":
+            continue
+        name = name.strip()
+        if not sep or not name:
+            raise PoolError(f"{section.file}:{section.line}: [{section.header}]: a node section "
+                            f"needs a name, as in [node:web1]")
+        value = section.values.get("stats_endpoint")
+        if value is None or not value.value.strip():
+            raise PoolError(f"{section.file}:{section.line}: [{section.header}]: no stats_endpoint"
+                            f" (the node's circusd-stats endpoint, e.g. tcp://web1:5557)")
+        if "://" not in value.value:
+            raise PoolError(f"{value.file}:{value.line}: [{section.header}] stats_endpoint: "
+                            f"{value.value!r} is not an endpoint (tcp://HOST:PORT or ipc://PATH)")
+        nodes[name] = value.value.strip()
+    if not nodes:
+        raise PoolError(f"{path}: no [node:NAME] section")
+    wanted = list(only)
+    missing = [n for n in wanted if n not in nodes]
+    if missing:
+        raise PoolError(f"{path}: no [node:{missing[0]}] section (nodes: {', '.join(nodes)})")
+    return {n: e for n, e in nodes.items() if not wanted or n in wanted}
