@@ -107,7 +107,10 @@ class CommandReloader(CircusPlugin):
                 continue
             previous = self.states.get(watcher)
             self.states[watcher] = state
-            if previous is None or previous == state:
+            if previous is None:
+                log.debug("plugin %s: %s runs %s", self.name, watcher, state[0])
+                continue
+            if previous == state:
                 continue
             what = "moved to " + state[0] if previous[0] != state[0] else f"{state[0]} changed"
             log.info("plugin %s: %s: %s, restarting it", self.name, watcher, what)
