@@ -273,6 +273,10 @@ numprocesses = 2
 [watcher:idler]
 cmd = {python} -c "import time; time.sleep(3600)"
 numprocesses = 1
+use_sockets = true
+
+[socket:web]
+path = {dir}/web.sock
 """
 
 
@@ -307,6 +311,7 @@ def test_once_against_real_circusd_stats(stats_node):
     if stats_pid > 0:
         assert f"{stats_pid} (circusd-stats)" in out
     assert not any(line.startswith("circusd-stats") for line in out.splitlines())
+    assert "sockets (1)" in out and f"{d.dir}/web.sock" in out
 
     res = top("--once", "--json", "--endpoint", endpoint, "--wait", "10")
     assert res.returncode == 0, res.stderr
