@@ -332,3 +332,35 @@ def test_flapping_stops_a_crash_looping_watcher_retries_then_gives_up(node, tmp_
     assert "crash is flapping" in text and "retry 1 of 1" in text and "starting crash again" in text
     assert "refused" not in text and "failed" not in text
     assert running(c, "steady") == steady
+
+
+# -- [plugin:NAME] ------------------------------------------------------------------------------------
+
+def test_a_plugin_section_runs_the_plugin_as_watcher_plugin_name(node, udp):
+    from conftest import proc_cmdline
+    d, c, plugin, wait = node(f"""
+        check_delay = 2
+        [watcher:web]
+        cmd = sleep 60
+        [plugin:Counter]
+        use = circus.plugins.statsd.StatsdEmitter
+        host = 127.0.0.1
+        port = {udp.getsockname()[1]}
+        application_name = sect
+    """)
+    assert "plugin:counter" in c.call("list")["watchers"]
+    helper = wait(lambda: running(c, "plugin:counter"), what="the plugin's process")[0]
+    argv = proc_cmdline(helper)
+    assert argv[1:3] == ["-m", "circus.cli.plugin"] and argv[-1] == "circus.plugins.statsd.StatsdEmitter"
+    assert argv[argv.index("--check-delay") + 1] == "2.0"          # 0.19 did not pass it on
+    assert argv[argv.index("--config") + 1].startswith("name:counter:::")
+    wait(lambda: running(c, "web"), what="web running")
+    received: list[str] = []
+
+    def counted():
+        assert c.call("restart", name="web")["status"] == "ok"
+        received.extend(metrics(udp))
+        return "circus.sect.watcher.web.spawn:1|c" in received
+    wait(counted, what="the section's plugin counting events")
+    assert d.stop() == 0
+    assert not proc_alive(helper)
