@@ -364,3 +364,28 @@ def test_a_plugin_section_runs_the_plugin_as_watcher_plugin_name(node, udp):
     wait(counted, what="the section's plugin counting events")
     assert d.stop() == 0
     assert not proc_alive(helper)
+
+
+def test_the_plugins_example_runs(node, udp, tmp_path):
+    root = Path(__file__).parent.parent
+    beat = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    beat.bind(("127.0.0.1", 0))
+    port = beat.getsockname()[1]
+    beat.close()
+    text = (root / "examples" / "plugins.ini").read_text()
+    body = text[text.index("[watcher:"):]
+    body = body.replace("python3 examples/heartbeat.py 1664", f"{PY} {root}/examples/heartbeat.py {port}")
+    body = body.replace("port = 1664", f"port = {port}").replace("port = 8125", f"port = {udp.getsockname()[1]}")
+    d, c, plugin, wait = node(body)
+    names = ("plugin:statsd", "plugin:memory", "plugin:heartbeat", "plugin:flapping")
+    helpers = {n: wait(lambda n=n: running(c, n), what=n) for n in names}
+    wait(lambda: running(c, "worker", 2), what="the workers")
+    received: list[str] = []
+
+    def counted():
+        assert c.call("restart", name="worker")["status"] == "ok"
+        received.extend(metrics(udp))
+        return "circus.example.watcher.worker.spawn:1|c" in received
+    wait(counted, what="FullStats counting the worker's events")
+    assert {n: running(c, n) for n in names} == helpers        # no plugin died meanwhile
+    assert c.call("status", name="worker")["status"] == "active"

@@ -8,7 +8,9 @@ watcher is flapping: it is stopped, and started again ``retry_in`` seconds later
 After ``max_retry`` such rounds in a row (default 5; -1 = forever) it is stopped for good. A
 watcher may override each value with its own option ``flapping.<option>`` (read with ``options``
 on its first reap, and again after an ``updated`` event). Reaps seen while a retry is pending do
-not count; two reaps farther apart than ``window`` end the series of rounds.
+not count, nor do those of processes circusd was stopping (a ``kill`` event came first: stop,
+restart, decr, kill), so restarting a watcher of several processes is not flapping. Two reaps
+farther apart than ``window`` end the series of rounds.
 
 Fixed from 0.19: ``stop`` and ``start`` are sent as calls and their replies checked, so none is
 lost (0.19 cast them, and a cast refused by the busy arbiter vanished: a crash-looping watcher
@@ -113,6 +115,7 @@ class Flapping(CircusPlugin):
         self.detector = FlapDetector()
         self._per_watcher: dict[str, FlapSettings] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._stopping: dict[str, set[int]] = {}    # pids circusd is stopping (a kill event)
 
     async def _settings(self, watcher: str) -> FlapSettings:
         settings = self._per_watcher.get(watcher)
@@ -126,10 +129,17 @@ class Flapping(CircusPlugin):
 
     async def handle_recv(self, data: tuple[bytes, bytes]) -> None:
         watcher, action, msg = self.split_data(data)
+        pid = msg.get("process_pid")
         if action == "updated":
             self._per_watcher.pop(watcher, None)
         elif action == "remove":
             self._forget(watcher)
+        elif action == "kill" and isinstance(pid, int):
+            self._stopping.setdefault(watcher, set()).add(pid)
+        elif action == "stop":
+            self._stopping.pop(watcher, None)
+        elif action == "reap" and pid in self._stopping.get(watcher, ()):
+            self._stopping[watcher].discard(pid)      # stopped on purpose: not a crash
         elif action == "reap" and watcher not in self._retries:
             when = msg.get("time")
             if not isinstance(when, (int, float)):
@@ -163,6 +173,7 @@ class Flapping(CircusPlugin):
 
     def _forget(self, watcher: str) -> None:
         self.detector.forget(watcher)
+        self._stopping.pop(watcher, None)
         self._per_watcher.pop(watcher, None)
         handle = self._retries.pop(watcher, None)
         if handle is not None:
