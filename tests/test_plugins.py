@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -369,3 +370,36 @@ class socket_pair:
     def __exit__(self, *exc):
         self.sock.close()
 
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP"])
+def test_circus_plugin_stops_cleanly_on_a_signal(tmp_path, sig):
+    log = tmp_path / "plugin.log"
+    proc = subprocess.Popen([sys.executable, "-m", "circus.cli.plugin", "--endpoint",
+                             f"ipc://{tmp_path}/c.sock", "--pubsub", f"ipc://{tmp_path}/p.sock",
+                             "--config", "name:sig:::loop_rate:0.05", "--log-level", "debug",
+                             "--log-output", str(log), "circus.plugins.statsd.FullStats"],
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while "plugin sig (circus.plugins.statsd.FullStats) starting" not in (
+                log.read_text() if log.exists() else ""):
+            assert proc.poll() is None, "circus-plugin exited early"
+            assert time.monotonic() < deadline, "circus-plugin did not start"
+            time.sleep(0.01)
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text()
+    assert f"{sig} received, stopping" in text and "plugin sig stopped" in text
+
+
+def test_a_plugin_that_cannot_start_exits_1_with_the_reason(tmp_path):
+    with socket_pair() as (taken, port):
+        r = run_cli("--endpoint", f"ipc://{tmp_path}/c.sock", "--pubsub", f"ipc://{tmp_path}/p.sock",
+                    "--config", f"port:{port}", "circus.plugins.watchdog.WatchDog")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"cannot listen for heartbeats on 127.0.0.1:{port}" in r.stdout
