@@ -24,7 +24,7 @@ import enum
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from circus.plugins.base import CircusPlugin
@@ -65,7 +65,7 @@ class FlapSettings:
                                             "flapping.", self)
         except PluginConfigError as exc:
             log.error("%s: using the plugin's settings", exc)
-            return replace(self)
+            return self
 
 
 class Verdict(enum.Enum):
