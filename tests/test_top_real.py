@@ -94,8 +94,17 @@ class Term:
                 pytest.fail(f"timed out after {timeout} s waiting for {what}\n{text}")
             self._pump(0.05)
 
-    def has(self, *texts: str, timeout: float = 10.0) -> str:
-        return self.wait_for(lambda s: all(t in s for t in texts), timeout, f"{texts!r}")
+    def has(self, *texts: str, absent: tuple[str, ...] = (), timeout: float = 10.0) -> str:
+        """Wait until the screen shows all ``texts`` and none of ``absent`` (a repaint may be
+        read half-way: every condition on one screen goes in one call)."""
+        return self.wait_for(lambda s: all(t in s for t in texts) and not any(t in s for t in absent),
+                             timeout, f"{texts!r} without {absent!r}")
+
+    def watch(self, seconds: float) -> None:
+        """Keep reading the screen for a while (a child blocked on a full terminal would idle)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.status is None:
+            self._pump(0.05)
 
     def key(self, data: bytes) -> None:
         os.write(self.fd, data)
@@ -115,6 +124,11 @@ class Term:
             os.kill(self.pid, signal.SIGKILL)
             self._reap(block=True)
         os.close(self.fd)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
@@ -137,9 +151,9 @@ def test_once_prints_every_node_of_every_endpoint(tmp_path, feeds):
     feeds(a, {"web1": SLEEPERS})
     feeds(b, {"web2": {"worker": [21]}})
     started = time.monotonic()
-    res = top("--once", "--endpoint", a, "--endpoint", b)
+    res = top("--once", "--wait", "15", "--endpoint", a, "--endpoint", b)
     assert res.returncode == 0, res.stderr
-    assert time.monotonic() - started < 2.5    # returned on full rounds, not at --wait
+    assert time.monotonic() - started < 10     # returned on full rounds, not at --wait
     lines = res.stdout.splitlines()
     assert lines[0].startswith("circus-top  nodes 2")
     heads = [line.split()[0] for line in lines if line.startswith("web")]
@@ -229,8 +243,7 @@ def test_screen_keys_filter_drilldown_resize(tmp_path, feeds, term):
     t.key(b"/sle")
     t.has("filter (Enter applies, Esc clears): sle_")
     t.key(b"\r")
-    screen = t.wait_for(lambda s: "filter 'sle'" in s and "api (1)" not in s, what="filter applied")
-    assert "sleeper (2)" in screen
+    t.has("filter 'sle'", "sleeper (2)", absent=("api (1)",))
     t.key(b"\x1bOB")     # Down, as xterm sends it in keypad mode
     t.key(b"\x1bOA")     # and Up
     t.key(b"\r")
@@ -238,13 +251,16 @@ def test_screen_keys_filter_drilldown_resize(tmp_path, feeds, term):
     t.key(b"\x7f")       # Backspace: back to the list, the filter kept
     t.has("filter 'sle'", "WATCHER / PID")
     t.key(b"\x1b")       # Esc: the filter cleared
-    t.wait_for(lambda s: "api (1)" in s and "filter '" not in s, what="filter cleared")
+    t.has("api (1)", "sleeper (2)", absent=("filter '",))
     t.resize(8, 60)
     t.has("web1  load", timeout=5)
     t.resize(2, 15)
     t.has("circus-top", timeout=5)
     t.resize(25, 100)
     t.has("sleeper (2)", timeout=5)
+    before = cpu_seconds(t.pid)
+    t.watch(2.0)
+    assert cpu_seconds(t.pid) - before < 0.5      # it sleeps in poll, it does not spin
     t.key(b"q")
     assert t.exit_code() == 0
 
@@ -330,10 +346,11 @@ def test_screen_against_real_circusd_stats(stats_node, term):
     t.key(b"c")
     t.has("sort cpu asc")
     t.key(b"/idl\r")
-    t.wait_for(lambda s: "filter 'idl'" in s and "sleeper (2)" not in s, what="filter applied")
+    t.has("filter 'idl'", "idler (1)", absent=("sleeper (2)",))
     kids = d.children(sys.executable + " -c")
     t.key(b"\r")
-    screen = t.has("watcher idler on", "VMS")
-    assert sum(str(p) in screen for p in kids) == 1
+    screen = t.wait_for(lambda s: "watcher idler on" in s and any(f"  {p} " in s for p in kids),
+                        what="the idler's process in the details")
+    assert sum(f"  {p} " in screen for p in kids) == 1
     t.key(b"q")
     assert t.exit_code() == 0

@@ -25,7 +25,7 @@ CIRCUS = "circus"      # the group of circusd itself and circusd-stats
 SOCKETS = "sockets"    # the group of the arbiter's listening sockets
 # 0.19 also published these helpers as watchers; they are shown once, inside the circus group.
 _HELPERS = ("circusd-stats", "circushttpd")
-# Below this the sampling interval cannot be trusted to stretch the process timeout.
+# A node's processes are kept at least this many sampling periods (a slow stream must not blink).
 _INTERVAL_SLACK = 2.5
 
 
