@@ -381,10 +381,11 @@ def test_the_plugins_example_runs(node, udp, tmp_path):
     wait(lambda: running(c, "worker", 2), what="the workers")
     received: list[str] = []
 
-    def counted():
-        assert c.call("restart", name="worker")["status"] == "ok"
+    def counted():      # 'set' of a free-form key: an 'updated' event, and no process stops
+        reply = c.call("set", name="worker", options={"flapping.window": "1"})
+        assert reply["status"] == "ok", reply
         received.extend(metrics(udp))
-        return "circus.example.watcher.worker.spawn:1|c" in received
+        return "circus.example.watcher.worker.updated:1|c" in received
     wait(counted, what="FullStats counting the worker's events")
     assert {n: running(c, n) for n in names} == helpers        # no plugin died meanwhile
     assert c.call("status", name="worker")["status"] == "active"
