@@ -14,6 +14,8 @@ import logging
 import signal
 import sys
 
+import zmq
+
 from circus import __version__
 from circus.cli import logsetup
 from circus.client.wire import DEFAULT_ENDPOINT_DEALER, DEFAULT_ENDPOINT_STATS, DEFAULT_ENDPOINT_SUB
@@ -65,7 +67,7 @@ async def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await streamer.run(stop)
-    except OSError as exc:        # zmq.ZMQError is an OSError: the stats endpoint cannot be bound
+    except zmq.ZMQError as exc:              # the stats endpoint cannot be bound
         log.error("circusd-stats: cannot publish on %s: %s", args.statspoint, exc)
         return 1
     return 0

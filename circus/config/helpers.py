@@ -41,9 +41,10 @@ def _log_level(circus: CircusOptions) -> str:
     return "debug" if circus.debug else circus.loglevel
 
 
-def _helper(name: str, argv: list[str], priority: int) -> WatcherConfig:
+def _helper(name: str, argv: list[str], priority: int, policy: str = "always") -> WatcherConfig:
     return WatcherConfig(name=name, cmd=shlex.join(argv), copy_env=True, copy_path=True,
-                         singleton=True, priority=priority, graceful_timeout=HELPER_GRACE)
+                         singleton=True, priority=priority, graceful_timeout=HELPER_GRACE,
+                         restart_policy=policy)
 
 
 def plugin_config_arg(plugin: PluginConfig) -> str:
@@ -76,6 +77,7 @@ def helper_watchers(circus: CircusOptions, plugins: Iterable[PluginConfig],
     if stats_wanted(circus):
         out.append(_helper(STATS_WATCHER, stats_argv(circus, python), priority=0))
     for plugin in plugins:
+        # a plugin that exits 0 is done (``active = false``...): it is not started again
         out.append(_helper(PLUGIN_PREFIX + plugin.name.lower(), plugin_argv(circus, plugin, python),
-                           priority=plugin.priority))
+                           priority=plugin.priority, policy="on-failure"))
     return out

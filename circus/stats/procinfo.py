@@ -63,13 +63,21 @@ def child_pids(pid: int, threads: int = 1) -> list[int]:
     return out
 
 
+#: a process not asked for during this long is forgotten (its next CPU % starts again at 0)
+FORGET_AFTER = 60.0
+#: CPU % measured over less than this is noise (clock ticks are 10 ms): the last value is kept
+MIN_CPU_WINDOW = 0.1
+
+
 class _Entry:
-    __slots__ = ("proc", "static", "seen")
+    __slots__ = ("proc", "static", "seen", "cpu", "cpu_at")
 
     def __init__(self, proc: psutil.Process) -> None:
         self.proc = proc
         self.static: dict[str, Any] | None = None
-        self.seen = 0
+        self.seen = 0.0
+        self.cpu: float | None = None
+        self.cpu_at = 0.0
 
 
 class Sampler:
@@ -77,14 +85,14 @@ class Sampler:
 
     def __init__(self) -> None:
         self._entries: dict[int, _Entry] = {}
-        self._round = 0
+        self._measured: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def _entry(self, pid: int) -> _Entry:
         entry = self._entries.get(pid)
         if entry is None:
             entry = self._entries[pid] = _Entry(psutil.Process(pid))
-        entry.seen = self._round
+        entry.seen = time.monotonic()
         return entry
 
     def _static(self, entry: _Entry) -> dict[str, Any]:
@@ -107,6 +115,24 @@ class Sampler:
         """One process. ``children``: ``"list"`` (0.19's ``stats``: a dict per child), or
         ``"total"`` (the stream: ``children: []`` and the descendants summed in
         ``children_total``), or ``"none"``. Raises NoSuchProcess when it is gone."""
+        info = dict(self._base(pid))
+        threads = info["num_threads"] if isinstance(info["num_threads"], int) else 0
+        if children == "list":
+            info["children"] = [self._child(c) for c in child_pids(pid, threads)]
+            info["children"] = [c for c in info["children"] if c is not None]
+        else:
+            info["children"] = []
+            if children == "total":
+                info["children_total"] = self._descendants_total(pid, threads)
+        return info
+
+    def _base(self, pid: int) -> dict[str, Any]:
+        """A process's own numbers, measured once per round: a process met twice in a round
+        (a worker is also a descendant of circusd) is not sampled twice, which would also
+        divide its CPU time by a few microseconds."""
+        done = self._measured.get(pid)
+        if done is not None:
+            return done
         entry = self._entry(pid)
         proc = entry.proc
         if not proc.is_running():          # pid reused since we cached it: start again
@@ -116,7 +142,7 @@ class Sampler:
         info: dict[str, Any] = {"pid": pid}
         with proc.oneshot():
             try:
-                info["cpu"] = proc.cpu_percent(interval=None)
+                info["cpu"] = self._cpu(entry)
             except psutil.NoSuchProcess:
                 raise
             except _GONE:
@@ -157,15 +183,16 @@ class Sampler:
         info.update(self._static(entry))
         created = info.get("create_time")
         info["age"] = time.time() - created if isinstance(created, float) else NA
-        threads = info["num_threads"] if isinstance(info["num_threads"], int) else 0
-        if children == "list":
-            info["children"] = [self._child(c) for c in child_pids(pid, threads)]
-            info["children"] = [c for c in info["children"] if c is not None]
-        else:
-            info["children"] = []
-            if children == "total":
-                info["children_total"] = self._descendants_total(pid, threads)
+        self._measured[pid] = info
         return info
+
+    @staticmethod
+    def _cpu(entry: _Entry) -> float:
+        now = time.monotonic()
+        if entry.cpu is not None and now - entry.cpu_at < MIN_CPU_WINDOW:
+            return entry.cpu
+        entry.cpu, entry.cpu_at = entry.proc.cpu_percent(interval=None), now
+        return entry.cpu
 
     def _child(self, pid: int) -> dict[str, Any] | None:
         try:
@@ -196,10 +223,10 @@ class Sampler:
 
     def collect(self, pids: Iterable[int], *, children: str = "list"
                 ) -> dict[int, dict[str, Any] | str]:
-        """Info for each pid (CPU % since the previous sample of that pid); entries of pids not
-        asked for twice in a row are forgotten."""
+        """Info for each pid (CPU % since the previous sample of that pid); pids not asked for
+        during :data:`FORGET_AFTER` seconds are forgotten."""
         with self._lock:
-            self._round += 1
+            self._measured = {}
             out: dict[int, dict[str, Any] | str] = {}
             for pid in sorted(set(pids)):
                 try:
@@ -207,7 +234,7 @@ class Sampler:
                 except _GONE:
                     self._entries.pop(pid, None)
                     out[pid] = NO_SUCH_PROCESS
-            stale = self._round - 1
+            stale = time.monotonic() - FORGET_AFTER
             for pid in [p for p, e in self._entries.items() if e.seen < stale]:
                 del self._entries[pid]
             return out

@@ -5,8 +5,8 @@ its stats process burnt). Linux says what happened directly, in ``/proc/net/tcp`
 
 - for a LISTEN entry, ``rx_queue`` is the accept queue length (connections the kernel completed
   that no worker has accepted yet) and ``tx_queue`` the socket's backlog;
-- ESTABLISHED entries on the same local port are the connections being served; the ones whose
-  inode was not there at the previous sample were accepted since (``accepted``; 0.19's
+- ESTABLISHED entries on the same local port are the connections being served or waiting to
+  be; the ones whose peer address was not there at the previous sample arrived since (``accepted``; 0.19's
   ``reads`` field carries the same number, an activity count per interval). A connection opened
   and closed between two samples is not seen: ``accepted`` is a lower bound.
 
@@ -33,6 +33,7 @@ class TcpEntry:
     tx_queue: int
     rx_queue: int
     inode: int
+    remote: str = ""          # the peer's address:port as the table writes it (hex)
 
 
 def parse_tcp(text: str) -> list[TcpEntry]:
@@ -45,7 +46,7 @@ def parse_tcp(text: str) -> list[TcpEntry]:
         try:
             port = int(parts[1].rsplit(":", 1)[1], 16)
             tx, rx = (int(x, 16) for x in parts[4].split(":"))
-            out.append(TcpEntry(port, parts[3], tx, rx, int(parts[9])))
+            out.append(TcpEntry(port, parts[3], tx, rx, int(parts[9]), parts[2]))
         except (ValueError, IndexError):
             continue
     return out
@@ -79,7 +80,9 @@ class SocketSampler:
 
     def __init__(self, proc_net: str = "/proc/net") -> None:
         self.proc_net = proc_net
-        self._seen: dict[int, set[int]] = {}        # fd -> inodes of its connections last time
+        # fd -> its connections last time: a TCP connection is known by its peer's address (not
+        # its inode: one nobody accepted yet has inode 0), a unix one by its inode
+        self._seen: dict[int, set[object]] = {}
 
     def sample(self, sockets: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         sockets = list(sockets)
@@ -91,7 +94,7 @@ class SocketSampler:
             stat: dict[str, Any] = {"fd": fd, "name": sock.get("name"),
                                     "address": _address(sock), "queue": None,
                                     "backlog": sock.get("backlog"), "connections": None}
-            current: set[int] | None = None
+            current: set[object] | None = None
             if sock.get("path"):
                 if unix is None:
                     unix = parse_unix(_read(f"{self.proc_net}/unix"))
@@ -109,7 +112,7 @@ class SocketSampler:
                     backlog = max(e.tx_queue for e in listening)
                     if backlog:                  # 0 on kernels that do not report it here
                         stat["backlog"] = backlog
-                current = {e.inode for e in tcp if e.port == port and e.state == ESTABLISHED}
+                current = {e.remote for e in tcp if e.port == port and e.state == ESTABLISHED}
             if current is not None:
                 stat["connections"] = len(current)
                 before = self._seen.get(fd)
