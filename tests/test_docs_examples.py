@@ -64,3 +64,57 @@ def test_the_dependencies_example_starts_in_order(circusd, tmp_path):
     log = d.log_text()
     assert log.index("db: process") < log.index("migrate: starting") < log.index("app: starting")
     d.stop()
+
+
+@pytest.mark.real
+def test_the_stats_example_publishes_and_serves_metrics(circusd, tmp_path):
+    import json
+    import urllib.request
+
+    import zmq
+
+    port, metrics_port = _free_port(), _free_port()
+    text = (ROOT / "examples" / "stats.ini").read_text()
+    for old, new in (("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/c.sock"),
+                     ("tcp://127.0.0.1:5556", f"ipc://{tmp_path}/p.sock"),
+                     ("tcp://127.0.0.1:5557", f"ipc://{tmp_path}/s.sock"),
+                     ("127.0.0.1:9101", f"127.0.0.1:{metrics_port}"),
+                     ("port = 8000", f"port = {port}"),
+                     ("python3 examples/webapp.py", f"{sys.executable} {ROOT}/examples/webapp.py"),
+                     ("cmd = python3 ", f"cmd = {sys.executable} ")):
+        assert old in text, old
+        text = text.replace(old, new)
+    d = circusd(text)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"ipc://{tmp_path}/s.sock")
+    try:
+        seen: dict[str, dict] = {}
+        d.wait(lambda: "web: active" in d.log_text() and "cache: active" in d.log_text(),
+               timeout=30, what="watchers active")
+
+        def round_seen():
+            while sub.poll(100):
+                topic, body = sub.recv_multipart()
+                seen[topic.decode()] = json.loads(body)
+            return ("stats-demo/stat.cache" in seen and "stat.cache" in seen
+                    and "stats-demo/stat.sockets" in seen)
+        d.wait(round_seen, timeout=30, what="prefixed and legacy topics")
+        assert seen["stats-demo/stat.cache"]["rss"] >= 50 << 20
+
+        def scrape():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                            timeout=5) as r:
+                    body = r.read().decode()
+            except OSError:
+                return None
+            return body if 'watcher="web"' in body else None
+        body = d.wait(scrape, timeout=30, what="/metrics")
+        assert 'circus_watcher_processes{node="stats-demo",watcher="web"} 2.0' in body
+    finally:
+        sub.close()
+        ctx.term()
+        d.stop()
