@@ -563,7 +563,7 @@ def test_shell_completion(fake):
     session = circusctl.Session(circusctl.Options(endpoint=server.endpoint))
     try:
         shell = CtlShell(session)
-        assert shell.completenames("re") == ["reload", "reloadconfig", "reopen", "restart"]
+        assert shell.completenames("re") == ["reload", "reloadconfig", "rename", "reopen", "restart"]
         assert shell.complete_help("li", "help li", 5, 7) == ["list", "listen", "listsockets"]
         assert shell.completedefault("w", "incr w", 5, 6) == ["web", "worker"]
         assert shell.completedefault("", "status ", 7, 7) == ["db", "web", "worker"]

@@ -262,6 +262,10 @@ def _global_parser() -> argparse.ArgumentParser:
                                      description="Controls a Circus daemon",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_global_options(parser)
+    parser.add_argument("--node", help="run the command on this node of the pool file (its "
+                        "endpoint; for listen its pubsub_endpoint)")
+    parser.add_argument("--pool", help="the pool file for --node (default: $CIRCUSMETA_POOL, "
+                        "~/.config/circus/pool.ini, /etc/circus/pool.ini)")
     parser.add_argument("--help", "-h", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
@@ -312,6 +316,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Exit.NO_ANSWER
 
 
+def _node_endpoint(node: str, pool: str | None, events: bool) -> str:
+    """The endpoint of ``node`` in the pool file (ValueError saying what is wrong)."""
+    from circus.config import ConfigError
+    from circusmeta.pool import load_pool, locate_pool
+    try:
+        config = load_pool(locate_pool(pool, os.environ))
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    spec = config.nodes.get(node)
+    if spec is None:
+        raise ValueError(f"no node {node!r} in {config.file} (nodes: {', '.join(config.nodes)})")
+    if events:
+        if not spec.pubsub_endpoint:
+            raise ValueError(f"[node:{node}] in {config.file} has no pubsub_endpoint")
+        return spec.pubsub_endpoint
+    return spec.endpoint
+
+
 def _main(args: list[str]) -> int:
     try:
         ns = _global_parser().parse_args(args)
@@ -321,6 +343,12 @@ def _main(args: list[str]) -> int:
     if ns.version:
         print(VERSION)
         return Exit.OK
+    if ns.node:
+        try:
+            ns.endpoint = _node_endpoint(ns.node, ns.pool, ns.command == "listen")
+        except ValueError as exc:
+            print(f"circusctl: {exc}", file=sys.stderr)
+            return Exit.USAGE
     options = Options(endpoint=ns.endpoint, timeout=ns.timeout, json=ns.json, prettify=ns.prettify,
                       ssh=ns.ssh, ssh_keyfile=ns.ssh_keyfile, progress=ns.progress)
     session = Session(options)

@@ -70,6 +70,7 @@ class Arbiter:
         self.os = os_
         self.environ = dict(environ)
         self.node = node_name
+        self.started_at = time.time()
         self.python_path = tuple(python_path)
         self.rng = rng or random.Random()
         self.watchers: dict[str, Watcher] = {}
@@ -377,6 +378,14 @@ class Arbiter:
         except OSError as exc:
             raise ProtocolError(ErrorCode.CONFIG_ERROR,
                                 f"cannot read {self.config.source}: {exc.strerror}") from None
+
+    def rename(self, name: str) -> str:
+        """The ``rename`` command: the node's name from now on (in memory only)."""
+        old, self.node = self.node, name
+        if old != name:
+            log.info("node renamed %r -> %r", old, name)
+            self.publish(f"arbiter.{name}.rename", {"old": old, "name": name, "time": time.time()})
+        return old
 
     def apply_circus_options(self, opts: CircusOptions) -> None:
         """A reloaded ``[circus]`` section: node name now, endpoints through the listeners."""

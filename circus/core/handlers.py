@@ -14,6 +14,7 @@ import fnmatch
 import logging
 import os
 import re
+import time
 from typing import Any, Awaitable, Callable, Mapping
 
 from circus.config import ConfigError, watcher_from_options
@@ -305,6 +306,49 @@ def _processes(arbiter, ops, p):
         cached = arbiter.views["processes"] = {
             "watchers": {w.name: _processes_view(w) for w in arbiter.watchers.values()}}
     return cached
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _meminfo() -> tuple[int, int]:
+    """(total, available) bytes from /proc/meminfo (no psutil in circusd)."""
+    values: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in ("MemTotal", "MemAvailable"):
+                    values[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return values.get("MemTotal", 0), values.get("MemAvailable", 0)
+
+
+@handler("nodeinfo")
+def _nodeinfo(arbiter, ops, p):
+    from circus import __version__
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = [0.0, 0.0, 0.0]
+    total, available = _meminfo()
+    return {"name": arbiter.node, "version": __version__, "pid": os.getpid(),
+            "uptime": round(time.time() - arbiter.started_at, 3), "load": load,
+            "cpu_count": os.cpu_count() or 1, "mem_total": total, "mem_available": available,
+            "watchers": len(arbiter.watchers),
+            "processes": sum(len(w.pids()) for w in arbiter.watchers.values()),
+            "time": time.time()}
+
+
+@handler("rename")
+def _rename(arbiter, ops, p):
+    name = p["name"]
+    if not _NODE_NAME.fullmatch(name):
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, "a node name has 1 to 64 letters, "
+                            "digits, '.', '_' or '-'")
+    old = arbiter.rename(name)
+    return {"old": old, "name": name}
 
 
 @handler("numwatchers")

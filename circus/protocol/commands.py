@@ -144,6 +144,19 @@ _COMMANDS = [
     Command("numprocesses", "Number of running processes", Role.READONLY, (NAME,),
             reply="``numprocesses``"),
     Command("numwatchers", "Number of watchers", Role.READONLY, reply="``numwatchers``"),
+    Command("nodeinfo", "This node: name, load, memory, watchers and processes", Role.READONLY,
+            new=True,
+            reply="``name``, ``version``, ``pid``, ``uptime`` (s), ``load`` [1, 5, 15 min], "
+                  "``cpu_count``, ``mem_total``, ``mem_available`` (bytes), ``watchers``, "
+                  "``processes`` (alive), ``time``",
+            doc="Cheap (no process sampling): what ``circusmeta nodes`` shows and what its "
+                "placement strategies compare."),
+    Command("rename", "Rename this node (in memory only)", Role.ADMIN, (
+        Prop("name", (str,), "the new node name: 1 to 64 letters, digits, '.', '_' or '-'",
+             required=True),), new=True, reply="``old``, ``name``",
+        doc="Events, replies and stats carry the new name from then on. Not written anywhere: "
+            "circusd started again uses ``[circus] name`` (or ``--name``, or the host name), and "
+            "a ``reloadconfig`` whose ``[circus] name`` changed applies that one."),
     Command("processes", "Each watcher's processes with their state, readiness and restarts",
             Role.READONLY, (NAME,), new=True,
             reply="``watchers: {name: {state, numprocesses, restarts, exits: {code: count}, "

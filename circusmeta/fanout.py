@@ -1,0 +1,202 @@
+"""Talking to the nodes of a pool: one control connection per node, calls in parallel, each
+with its own deadline, and a result per node whatever happened.
+
+A node's answer is data, never an exception that hides the others (DESIGN §1). Its state:
+
+- ``active``: it answered within the deadline (with ``ok`` or an error reply);
+- ``unresponsive``: the connection was made (the TCP or unix socket connected) but no answer
+  came within the deadline — a frozen or overloaded circusd;
+- ``not_available``: no connection at all — refused, no route, no such socket.
+
+The connection state comes from ZeroMQ's socket monitor (attached before connecting, so the
+``connected`` event cannot be missed).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from circus.client.wire import make_message, prepare_call, setup_dealer
+from circus.protocol import decode
+
+from .pool import NodeSpec
+
+__all__ = ["NodeResult", "NodeClient", "fan_out", "ACTIVE", "UNRESPONSIVE", "NOT_AVAILABLE",
+           "exit_code"]
+
+ACTIVE, UNRESPONSIVE, NOT_AVAILABLE = "active", "unresponsive", "not_available"
+
+#: exit codes (DESIGN §3.9): all ok, nothing reachable, usage, every node refused, partial
+EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_REFUSED, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What one node made of one call."""
+
+    node: str                       # the name in the pool file
+    state: str                      # active, unresponsive, not_available
+    reply: Mapping[str, Any] | None = None
+    error: str | None = None        # why there is no reply
+    rtt: float | None = None        # seconds, request to reply
+    endpoint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        # ``status name=W`` answers with the state in "status" (0.19's shape): only "error" fails
+        return self.reply is not None and self.reply.get("status") != "error"
+
+    @property
+    def refused(self) -> bool:
+        return self.reply is not None and self.reply.get("status") == "error"
+
+    @property
+    def reported_name(self) -> str | None:
+        return None if self.reply is None else self.reply.get("node")
+
+    @property
+    def name_mismatch(self) -> bool:
+        """The circusd at this pool entry calls itself something else (a wrong address?)."""
+        reported = self.reported_name
+        return reported is not None and reported != self.node
+
+    @property
+    def reason(self) -> str:
+        if self.reply is not None:
+            return str(self.reply.get("reason", "")) if self.refused else ""
+        return self.error or self.state
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"node": self.node, "state": self.state, "endpoint": self.endpoint,
+                               "ok": self.ok, "rtt": self.rtt, "reply": self.reply}
+        if self.error:
+            out["error"] = self.error
+        if self.name_mismatch:
+            out["reported_name"] = self.reported_name
+        return out
+
+
+def exit_code(results: Iterable[NodeResult]) -> int:
+    """0 every node ok; 1 no node answered; 3 every node answered with an error; 4 anything
+    in between (some ok, some failed or unreachable)."""
+    results = list(results)
+    if results and all(r.ok for r in results):
+        return EXIT_OK
+    if not any(r.state == ACTIVE for r in results):
+        return EXIT_UNREACHABLE
+    if all(r.refused for r in results):
+        return EXIT_REFUSED
+    return EXIT_PARTIAL
+
+
+class NodeClient:
+    """A DEALER to one node's control endpoint, kept for the session; knows whether it
+    connected. A node that could not be connected to within ``connect_timeout`` is
+    ``not_available`` for the rest of the session (unless it connects meanwhile): an unreachable
+    node costs its deadline once, not once per call."""
+
+    def __init__(self, spec: NodeSpec, context: zmq.asyncio.Context, connect_timeout: float,
+                 configure: Callable[[zmq.Socket, NodeSpec], None] | None = None) -> None:
+        self.spec = spec
+        self.connect_timeout = connect_timeout
+        self._connected = asyncio.Event()
+        self._gave_up: str | None = None
+        self._socket = setup_dealer(context.socket(zmq.DEALER))
+        if configure is not None:
+            configure(self._socket, spec)          # CURVE keys, when the pool has them
+        self._monitor = self._socket.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self._watch = asyncio.get_running_loop().create_task(self._watch_monitor())
+        self._socket.connect(spec.endpoint)
+        self._pending: dict[str, asyncio.Future[dict]] = {}
+        self._reader: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def _watch_monitor(self) -> None:
+        try:
+            while True:
+                event = parse_monitor_message(await self._monitor.recv_multipart())
+                if event["event"] == zmq.EVENT_CONNECTED:
+                    self._connected.set()
+        except (zmq.ZMQError, asyncio.CancelledError):
+            return
+
+    def _not_available(self, why: str) -> NodeResult:
+        return NodeResult(self.spec.name, NOT_AVAILABLE, error=why, endpoint=self.spec.endpoint)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                frames = await self._socket.recv_multipart()
+                try:
+                    reply = decode(frames[-1])
+                except ValueError:
+                    continue
+                if isinstance(reply, dict):
+                    future = self._pending.get(str(reply.get("id")))
+                    if future is not None and not future.done():
+                        future.set_result(reply)
+        except (zmq.ZMQError, asyncio.CancelledError):
+            return
+
+    async def call(self, command: str, timeout: float, **props: Any) -> NodeResult:
+        call_id, body = prepare_call(make_message(command, **props))
+        future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+        start = time.monotonic()
+        try:
+            if not self.connected:
+                if self._gave_up is not None:
+                    return self._not_available(self._gave_up)
+                try:
+                    await asyncio.wait_for(self._connected.wait(),
+                                           min(timeout, self.connect_timeout))
+                except TimeoutError:
+                    self._gave_up = (f"cannot connect to {self.spec.endpoint} within "
+                                     f"{min(timeout, self.connect_timeout):g} s")
+                    return self._not_available(self._gave_up)
+            left = max(0.0, timeout - (time.monotonic() - start))
+            async with asyncio.timeout(left):
+                await self._socket.send(body)
+                reply = await future
+        except TimeoutError:
+            return NodeResult(self.spec.name, UNRESPONSIVE, error=f"connected, but no answer "
+                              f"to {command!r} within {timeout:g} s", endpoint=self.spec.endpoint)
+        finally:
+            self._pending.pop(call_id, None)
+        return NodeResult(self.spec.name, ACTIVE, reply, rtt=time.monotonic() - start,
+                          endpoint=self.spec.endpoint)
+
+    def close(self) -> None:
+        self._watch.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
+        try:
+            self._socket.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self._monitor.close(linger=0)
+        self._socket.close(linger=0)
+
+
+async def fan_out(clients: Mapping[str, NodeClient], command: str, deadlines: Mapping[str, float],
+                  props_for: Callable[[str], Mapping[str, Any]] | None = None,
+                  **props: Any) -> dict[str, NodeResult]:
+    """``command`` sent to every client at once; results by node name, in the clients' order.
+    ``props_for(node)`` may give per-node properties (they override ``props``)."""
+    async def one(name: str, client: NodeClient) -> NodeResult:
+        extra = dict(props_for(name)) if props_for else {}
+        return await client.call(command, deadlines[name], **{**props, **extra})
+    results = await asyncio.gather(*(one(n, c) for n, c in clients.items()))
+    return {r.node: r for r in results}
