@@ -23,10 +23,14 @@ from .fanout import ACTIVE, NodeClient, NodeResult, fan_out
 from .placement import Choice, NodeView, PlacementError, place
 from .pool import PoolConfig, load_pool, locate_pool
 
-__all__ = ["Pool", "SelectionError", "AddResult"]
+__all__ = ["Pool", "SelectionError", "UsageError", "AddResult"]
 
 
-class SelectionError(ValueError):
+class UsageError(ValueError):
+    """The command line (or call) is wrong: exit 2, with the message."""
+
+
+class SelectionError(UsageError):
     """``--node``/``--tag`` name nothing in the pool (a usage error: exit 2)."""
 
 

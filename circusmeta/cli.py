@@ -31,17 +31,16 @@ from typing import Any, Callable, Sequence, TextIO
 from circus import __version__
 from circus.config import ConfigError
 
+from .api import UsageError
 from .fanout import EXIT_OK, EXIT_USAGE, NodeResult, exit_code
 
-__all__ = ["main", "Context", "READ_ONLY_DEFAULT_ALL"]
-
-#: commands answered by every node without --all (they change nothing)
-READ_ONLY_DEFAULT_ALL = True
-_OWN = ("nodes", "add", "top", "proxy", "discover")
+__all__ = ["main", "Context", "Usage"]
 
 
-class Usage(Exception):
-    pass
+
+# defined outside this module: ``python -m circusmeta.cli`` runs it as __main__, and the
+# subcommand modules must raise the very class main() catches
+Usage = UsageError
 
 
 @dataclass
@@ -331,3 +330,7 @@ async def _control(ctx: Context, pool: Any, command: str, rest: list[str],
     if changes:
         ctx.audit(pool, command, results, code, {"properties": props})
     return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
