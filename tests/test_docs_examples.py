@@ -16,7 +16,19 @@ def test_generated_reference_pages_are_current():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.ini")))
+POOLS = ("pool.ini",)              # circusmeta pool files, not circusd configurations
+
+
+@pytest.mark.parametrize("example", POOLS)
+def test_example_pool_files_load(example):
+    from circusmeta import load_pool
+    pool = load_pool(str(ROOT / "examples" / example))
+    assert pool.nodes and all(m.node in pool.nodes for c in pool.collections
+                              for m in pool.expand(c))
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.ini")
+                                           if p.name not in POOLS))
 def test_example_configs_load(example):
     r = subprocess.run([sys.executable, "-m", "circus.cli.circusd", "--check-config",
                         str(ROOT / "examples" / example)], capture_output=True, text=True, timeout=60)
