@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Sequence, TextIO
+from typing import Mapping, Sequence, TextIO
 
 import zmq
 
@@ -25,7 +25,8 @@ from circus.cli.top_stream import DEFAULT_ENDPOINT, PoolError, Stream, read_pool
 from circus.stats.toprows import rows, snapshot, title
 from circus.stats.topview import Model, SortKey, View
 
-__all__ = ["main", "build_parser", "collect_once", "OK", "NOTHING", "USAGE", "PARTIAL"]
+__all__ = ["main", "run", "check_args", "build_parser", "collect_once", "OK", "NOTHING", "USAGE",
+           "PARTIAL"]
 
 OK, NOTHING, USAGE, PARTIAL = 0, 1, 2, 4
 
@@ -54,83 +55,123 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def collect_once(stream: Stream, model: Model, wait: float) -> None:
-    """Read until every endpoint delivered a full round, or ``wait`` seconds passed."""
+def collect_once(stream: Stream, model: Model, wait: float, expect: Sequence[str] = ()) -> None:
+    """Read until every endpoint delivered a full round (and every node of ``expect`` its node
+    view, the last message of a round), or ``wait`` seconds passed."""
     poller = zmq.Poller()
     stream.register(poller)
     deadline = time.monotonic() + wait
     while True:
         now = time.monotonic()
-        if now >= deadline or all(e.complete for e in stream.endpoints):
+        if now >= deadline or (all(e.complete for e in stream.endpoints) and
+                               all(_has_round(model, n) for n in expect)):
             return
         if poller.poll(max(1, int((deadline - now) * 1000))):
             stream.drain(model, time.monotonic())
 
 
-def _once(args: argparse.Namespace, stream: Stream, view: View, out: TextIO, err: TextIO) -> int:
+def _has_round(model: Model, node: str) -> bool:
+    return node in model.nodes and model.nodes[node].stats is not None
+
+
+def _once(args: argparse.Namespace, stream: Stream, view: View, out: TextIO, err: TextIO,
+          expect: Sequence[str] = (), prog: str = "circus-top") -> int:
     model = Model(args.process_timeout)
-    collect_once(stream, model, args.wait)
-    silent = [e.address for e in stream.endpoints if e.messages == 0]
+    collect_once(stream, model, args.wait, expect)
+    silent = [e.name for e in stream.endpoints if e.messages == 0]
     if len(silent) == len(stream.endpoints):
-        err.write(f"circus-top: no stats received within {args.wait:g} s from "
+        err.write(f"{prog}: no stats received within {args.wait:g} s from "
                   f"{', '.join(silent)} (is circusd running with statsd = true, and is this its "
                   f"stats_endpoint?)\n")
         return NOTHING
     for e in stream.endpoints:
         if e.messages and not e.complete:
-            err.write(f"circus-top: {e.address}: no full round of stats within {args.wait:g} s; "
+            err.write(f"{prog}: {e.name}: no full round of stats within {args.wait:g} s; "
                       f"the snapshot may be incomplete\n")
+    missing = [n for n in expect if not _has_round(model, n)]
+    if missing:
+        heard = ", ".join(sorted(model.nodes)) or "none"
+        err.write(f"{prog}: no stats of {', '.join(missing)} within {args.wait:g} s "
+                  f"(nodes heard: {heard})\n")
     model.expire(time.monotonic())
     if args.json:
         data = snapshot(model, view)
         data["endpoints"] = {e.address: "complete" if e.complete else "partial" if e.messages
                              else "silent" for e in stream.endpoints}
+        if expect:
+            data["missing"] = missing
         out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
         lines = [title(view, model)] + [r.text for r in rows(model, view, time.monotonic())]
         out.write("\n".join(lines) + "\n")
+    out.flush()
     if silent:
-        err.write(f"circus-top: nothing received from {', '.join(silent)}\n")
+        err.write(f"{prog}: nothing received from {', '.join(silent)}\n")
         return PARTIAL
-    return OK
+    return PARTIAL if missing else OK
+
+
+def check_args(args: argparse.Namespace, err: TextIO, prog: str = "circus-top") -> bool:
+    """The checks of the flags every caller shares; False (after saying why) on a usage error."""
+    if args.ssh:
+        err.write(f"{prog}: --ssh is not supported; reach the stats endpoint directly or "
+                  "through your own tunnel\n")
+        return False
+    if args.json and not args.once:
+        err.write(f"{prog}: --json needs --once\n")
+        return False
+    if args.process_timeout < 0 or args.wait <= 0:
+        err.write(f"{prog}: --process-timeout must be >= 0 and --wait > 0\n")
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = sys.stderr
-    if args.ssh:
-        err.write("circus-top: --ssh is not supported; reach the stats endpoint directly or "
-                  "through your own tunnel\n")
-        return USAGE
-    if args.json and not args.once:
-        err.write("circus-top: --json needs --once\n")
-        return USAGE
-    if args.process_timeout < 0 or args.wait <= 0:
-        err.write("circus-top: --process-timeout must be >= 0 and --wait > 0\n")
+    if not check_args(args, err):
         return USAGE
     endpoints = list(args.endpoint or [])
     prefixes: list[str] = []
+    labels: dict[str, str] = {}
     if args.pool:
         try:
-            endpoints += read_pool(args.pool, args.node).values()
+            nodes = read_pool(args.pool, args.node)
         except PoolError as exc:
             err.write(f"circus-top: {exc}\n")
             return USAGE
+        endpoints += nodes.values()
+        labels = {address: name for name, address in nodes.items()}
     elif args.node:
         prefixes = [f"{name}/stat." for name in args.node]
     endpoints = list(dict.fromkeys(endpoints or [DEFAULT_ENDPOINT]))
     view = View(sort=SortKey(args.sort), filter=args.filter,
                 nodes=frozenset(args.node) if not args.pool else frozenset())
+    return run(args, endpoints, view, prefixes=prefixes, labels=labels)
+
+
+def run(args: argparse.Namespace, endpoints: Sequence[str], view: View, *,
+        prefixes: Sequence[str] = (), labels: Mapping[str, str] | None = None,
+        expect: Sequence[str] = (), out: TextIO | None = None, err: TextIO | None = None,
+        prog: str = "circus-top") -> int:
+    """circus-top on ``endpoints`` (``args`` from :func:`build_parser`, already checked).
+
+    ``labels`` names the node behind an endpoint (messages say ``web1 (tcp://...)``, and its
+    unprefixed 0.19 topics are read as that node's); ``expect`` lists nodes that ``--once``
+    waits for and reports missing (several nodes behind one endpoint, as with a proxy).
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
     try:
-        stream = Stream(endpoints, prefixes)
+        stream = Stream(endpoints, prefixes, labels)
     except zmq.ZMQError as exc:
-        err.write(f"circus-top: cannot connect: {exc}\n")
+        err.write(f"{prog}: cannot connect: {exc}\n")
         return USAGE
     try:
         if args.once:
-            return _once(args, stream, view, sys.stdout, err)
+            return _once(args, stream, view, out, err, expect, prog)
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
-            err.write("circus-top: the live screen needs a terminal; use --once for scripts\n")
+            err.write(f"{prog}: the live screen needs a terminal; use --once for scripts\n")
             return USAGE
         from circus.cli.top_screen import run_screen
         return run_screen(stream, Model(args.process_timeout), view)

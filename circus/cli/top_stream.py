@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import zmq
 
@@ -35,11 +35,17 @@ class Endpoint:
 
     address: str
     socket: zmq.Socket
+    label: str | None = None      # the node behind it, when the caller knows (a pool file)
+    prefixed: bool = False        # it published node-prefixed topics
     messages: int = 0
     topics: set[str] = field(default_factory=set)
     got_node: bool = False
     got_aggregate: bool = False
     wrapped: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} ({self.address})" if self.label else self.address
 
     @property
     def complete(self) -> bool:
@@ -55,9 +61,16 @@ class Endpoint:
 
 
 class Stream:
-    """SUB sockets on the endpoints; ``prefixes`` limit them to some nodes' topics."""
+    """SUB sockets on the endpoints; ``prefixes`` limit them to some nodes' topics.
 
-    def __init__(self, addresses: Iterable[str], prefixes: Iterable[str] = ()) -> None:
+    ``labels`` names the node behind an endpoint: its 0.19 topics (``stat.web.42``, from a
+    circusd-stats 0.19) are read as ``<label>/stat.web.42``. A 0.19 topic whose payload carries
+    ``node``, or from an endpoint that published prefixed topics, is the copy that
+    ``legacy_stats_topics`` adds to a prefixed one, and is skipped.
+    """
+
+    def __init__(self, addresses: Iterable[str], prefixes: Iterable[str] = (),
+                 labels: Mapping[str, str] | None = None) -> None:
         self.context = zmq.Context()
         self.endpoints: list[Endpoint] = []
         subscriptions = [p.encode() for p in prefixes] or [b""]
@@ -67,7 +80,7 @@ class Stream:
                 sock.linger = 0
                 for prefix in subscriptions:
                     sock.setsockopt(zmq.SUBSCRIBE, prefix)
-                self.endpoints.append(Endpoint(address, sock))
+                self.endpoints.append(Endpoint(address, sock, (labels or {}).get(address)))
                 sock.connect(address)
         except zmq.ZMQError:
             self.close()
@@ -93,6 +106,13 @@ class Stream:
                     payload = json.loads(frames[1])
                 except (UnicodeDecodeError, ValueError):
                     continue
+                if topic.startswith("stat."):
+                    if (endpoint.prefixed or not endpoint.label or not isinstance(payload, dict)
+                            or "node" in payload):
+                        continue
+                    topic = f"{endpoint.label}/{topic}"
+                else:
+                    endpoint.prefixed = True
                 kind = model.feed(topic, payload, now)
                 if kind is not None:
                     endpoint.note(topic, kind)
