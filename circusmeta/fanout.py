@@ -126,7 +126,12 @@ class NodeClient:
             while True:
                 event = parse_monitor_message(await self._monitor.recv_multipart())
                 if event["event"] == zmq.EVENT_CONNECTED:
+                    self._gave_up = None
                     self._connected.set()
+                elif event["event"] == zmq.EVENT_DISCONNECTED:
+                    # the peer went away (circusd stopped, link cut): until ZeroMQ reconnects,
+                    # a call is a new connection attempt, not a wait for a frozen node's answer
+                    self._connected.clear()
         except (zmq.ZMQError, asyncio.CancelledError):
             return
 
