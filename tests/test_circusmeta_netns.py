@@ -206,6 +206,41 @@ def test_loopback_states_and_exit_codes(loopback_pool):
     wait_states(pool, {"node1": "active", "node2": "active", "node3": "active"})
 
 
+def test_loopback_node_gone_during_a_session(circusd, tmp_path):
+    """A circusd that stops while a Pool is open is not_available (not unresponsive), and
+    costs its deadline once: the next call does not wait again."""
+    import asyncio
+
+    from circusmeta import Pool
+
+    d = circusd(None, start=False)
+    d.write(f"[circus]\nendpoint = ipc://{d.dir}/control.sock\n"
+            f"pubsub_endpoint = ipc://{d.dir}/events.sock\n" + WATCHER)
+    d.start(None, "--name", "solo")
+    d.wait(lambda: answers(f"ipc://{d.dir}/control.sock"), 15, "solo answering")
+    pool = write_pool(tmp_path / "pool.ini", [("solo", f"ipc://{d.dir}/control.sock", "x")])
+
+    async def session():
+        async with Pool.from_file(str(pool)) as p:
+            first = (await p.call("nodeinfo"))["solo"]
+            d.stop()
+            deadline = time.monotonic() + 5
+            while p.client("solo").connected:         # the monitor sees the disconnection
+                assert time.monotonic() < deadline, "no disconnection seen within 5 s"
+                await asyncio.sleep(0.01)
+            start = time.monotonic()
+            second = (await p.call("nodeinfo"))["solo"]
+            middle = time.monotonic()
+            third = (await p.call("nodeinfo"))["solo"]
+            return first, second, third, middle - start, time.monotonic() - middle
+
+    first, second, third, t2, t3 = asyncio.run(session())
+    assert first.state == "active", first
+    assert second.state == "not_available", second
+    assert third.state == "not_available", third
+    assert t2 < WALL_BOUND and t3 < 0.5 * TIMEOUT, (t2, t3)
+
+
 # -- network namespaces: root ----------------------------------------------------------------------
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
