@@ -10,3 +10,5 @@ from .pool import Collection, Member, NodeSpec, PoolConfig, load_pool, locate_po
 __all__ = ["Pool", "AddResult", "SelectionError", "NodeResult", "exit_code", "ACTIVE",
            "UNRESPONSIVE", "NOT_AVAILABLE", "PoolConfig", "NodeSpec", "Collection", "Member",
            "parse_pool", "load_pool", "locate_pool"]
+from .rolling import Progress, RollingReport, Step, UnknownTarget, rolling
+__all__ += ["rolling", "RollingReport", "Step", "Progress", "UnknownTarget"]
