@@ -1,17 +1,18 @@
 """Per-process information in Circus 0.19's shape, plus numbers a monitoring system can use.
 
-Shared by the arbiter's ``stats``/``dstats`` commands and by circusd-stats. psutil calls take tens
-of microseconds per process, so callers run :meth:`Sampler.collect` in a worker thread, never on
-the arbiter's event loop.
+Shared by the arbiter's ``stats``/``dstats`` commands and by circusd-stats. Sampling takes
+tens of microseconds per process, so callers run :meth:`Sampler.collect` in a worker thread,
+never on the arbiter's event loop.
 
 What makes it cheap enough for hundreds of processes every second:
 
-- one :class:`psutil.Process` kept per pid (CPU % is measured between two samples of the same
-  object, and psutil caches the create time on it), what never changes (user, command line,
-  create time) read once per pid;
-- ``oneshot()`` so ``/proc/PID/stat`` and ``status`` are read once per sample;
-- children found in ``/proc/PID/task/TID/children`` (a few bytes) instead of psutil's scan of
-  every process of the system (which made 0.19's ``stats`` quadratic).
+- what changes is read from /proc directly, four small reads per process: ``stat`` (CPU time,
+  memory, threads, nice, start time — one read where psutil makes several), ``io``, the ``fd``
+  listing and ``task/TID/children`` (a few bytes, instead of psutil's scan of every process of
+  the system, which made 0.19's ``stats`` quadratic);
+- what never changes (user, command line, create time) is read once per process, with psutil;
+- CPU % is the CPU time between two samples of the same process over the time between them; a
+  pid reused by another process (another start time) starts afresh.
 """
 from __future__ import annotations
 
@@ -68,36 +69,92 @@ FORGET_AFTER = 60.0
 #: CPU % measured over less than this is noise (clock ticks are 10 ms): the last value is kept
 MIN_CPU_WINDOW = 0.1
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class _Stat:
+    """The fields of /proc/PID/stat we use (one read gives CPU, memory, threads, nice)."""
+
+    __slots__ = ("state", "ticks", "nice", "threads", "start", "vms", "rss")
+
+    def __init__(self, pid: int) -> None:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                data = fh.read()
+        except (FileNotFoundError, ProcessLookupError):
+            raise psutil.NoSuchProcess(pid) from None
+        rest = data[data.rindex(b")") + 2:].split()      # field n is rest[n - 3]
+        self.state = rest[0]
+        self.ticks = int(rest[11]) + int(rest[12])      # utime + stime
+        self.nice = int(rest[16])
+        self.threads = int(rest[17])
+        self.start = int(rest[19])                       # start time, ticks since boot
+        self.vms = int(rest[20])
+        self.rss = int(rest[21]) * _PAGE
+
+
+def _io(pid: int) -> dict[str, int] | str:
+    try:
+        with open(f"/proc/{pid}/io", "rb") as fh:
+            fields = dict(line.split(b": ", 1) for line in fh.read().splitlines() if b": " in line)
+        return {"read_count": int(fields[b"syscr"]), "write_count": int(fields[b"syscw"]),
+                "read_bytes": int(fields[b"read_bytes"]),
+                "write_bytes": int(fields[b"write_bytes"])}
+    except (OSError, KeyError, ValueError):
+        return NA
+
+
+def _num_fds(pid: int) -> int | str:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return NA
+
 
 class _Entry:
-    __slots__ = ("proc", "static", "seen", "cpu", "cpu_at")
+    __slots__ = ("pid", "start", "static", "seen", "cpu", "cpu_at", "ticks")
 
-    def __init__(self, proc: psutil.Process) -> None:
-        self.proc = proc
+    def __init__(self, pid: int, start: int) -> None:
+        self.pid = pid
+        self.start = start               # tells a reused pid from the process we knew
         self.static: dict[str, Any] | None = None
         self.seen = 0.0
         self.cpu: float | None = None
         self.cpu_at = 0.0
+        self.ticks = 0
 
 
 class Sampler:
-    """Samples processes; keeps what it needs between samples (one per sampling thread)."""
+    """Samples processes; keeps what it needs between samples (one per sampling thread).
+
+    The numbers that change come from /proc directly (``stat``, ``io``, the ``fd`` listing,
+    the children list: four reads per process); psutil gives what is read once per process
+    (user, create time, command line) and the rest of the machine's view.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[int, _Entry] = {}
         self._measured: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def _entry(self, pid: int) -> _Entry:
+    def _entry(self, pid: int, stat: _Stat) -> _Entry:
         entry = self._entries.get(pid)
-        if entry is None:
-            entry = self._entries[pid] = _Entry(psutil.Process(pid))
+        if entry is None or entry.start != stat.start:    # new, or the pid was reused
+            entry = self._entries[pid] = _Entry(pid, stat.start)
         entry.seen = time.monotonic()
         return entry
 
     def _static(self, entry: _Entry) -> dict[str, Any]:
         if entry.static is None:
-            proc, static = entry.proc, {}
+            static: dict[str, Any] = {}
+            try:
+                proc = psutil.Process(entry.pid)
+            except psutil.NoSuchProcess:
+                raise
+            except _GONE:
+                entry.static = {"create_time": NA, "username": NA, "cmdline": NA}
+                return entry.static
             for key, get in (("create_time", proc.create_time), ("username", proc.username)):
                 try:
                     static[key] = get()
@@ -133,53 +190,18 @@ class Sampler:
         done = self._measured.get(pid)
         if done is not None:
             return done
-        entry = self._entry(pid)
-        proc = entry.proc
-        if not proc.is_running():          # pid reused since we cached it: start again
-            del self._entries[pid]
-            entry = self._entry(pid)
-            proc = entry.proc
-        info: dict[str, Any] = {"pid": pid}
-        with proc.oneshot():
-            try:
-                info["cpu"] = self._cpu(entry)
-            except psutil.NoSuchProcess:
-                raise
-            except _GONE:
-                info["cpu"] = NA
-            for key, get in (("num_threads", proc.num_threads), ("num_fds", proc.num_fds)):
-                try:
-                    info[key] = get()
-                except psutil.ZombieProcess:
-                    info[key] = NA
-                except psutil.NoSuchProcess:
-                    raise
-                except _GONE:
-                    info[key] = NA
-            try:
-                info["nice"] = proc.nice()
-            except psutil.ZombieProcess:
-                info["nice"] = "Zombie"
-            except _GONE:
-                info["nice"] = NA
-            try:
-                mem = proc.memory_info()
-                info.update(rss=mem.rss, vms=mem.vms, mem_info1=human_size(mem.rss),
-                            mem_info2=human_size(mem.vms),
-                            mem=round(mem.rss * 100.0 / _total_memory(), 3))
-            except _GONE:
-                info.update(rss=NA, vms=NA, mem_info1=NA, mem_info2=NA, mem=NA)
-            try:
-                times = proc.cpu_times()
-                info["ctime"] = _ctime(times.user + times.system)
-            except _GONE:
-                info["ctime"] = NA
-            try:
-                io = proc.io_counters()
-                info["io"] = {"read_count": io.read_count, "write_count": io.write_count,
-                              "read_bytes": io.read_bytes, "write_bytes": io.write_bytes}
-            except (_GONE + (AttributeError, NotImplementedError)):
-                info["io"] = NA
+        stat = _Stat(pid)
+        entry = self._entry(pid, stat)
+        zombie = stat.state == b"Z"
+        info: dict[str, Any] = {
+            "pid": pid, "cpu": self._cpu(entry, stat.ticks),
+            "num_threads": stat.threads, "num_fds": NA if zombie else _num_fds(pid),
+            "nice": "Zombie" if zombie else stat.nice,
+            "rss": stat.rss, "vms": stat.vms, "mem_info1": human_size(stat.rss),
+            "mem_info2": human_size(stat.vms),
+            "mem": round(stat.rss * 100.0 / _total_memory(), 3),
+            "ctime": _ctime(stat.ticks / _CLK_TCK), "io": _io(pid),
+        }
         info.update(self._static(entry))
         created = info.get("create_time")
         info["age"] = time.time() - created if isinstance(created, float) else NA
@@ -187,11 +209,16 @@ class Sampler:
         return info
 
     @staticmethod
-    def _cpu(entry: _Entry) -> float:
+    def _cpu(entry: _Entry, ticks: int) -> float:
+        """% of one core since the previous sample of this process (0.0 at the first)."""
         now = time.monotonic()
         if entry.cpu is not None and now - entry.cpu_at < MIN_CPU_WINDOW:
             return entry.cpu
-        entry.cpu, entry.cpu_at = entry.proc.cpu_percent(interval=None), now
+        if entry.cpu is None:
+            entry.cpu = 0.0
+        else:
+            entry.cpu = round((ticks - entry.ticks) / _CLK_TCK / (now - entry.cpu_at) * 100, 1)
+        entry.cpu_at, entry.ticks = now, ticks
         return entry.cpu
 
     def _child(self, pid: int) -> dict[str, Any] | None:

@@ -36,6 +36,8 @@ log = logging.getLogger("circus.stats")
 
 #: a full re-read of watchers, pids and sockets every this many samples (missed events)
 RESYNC_EVERY = 30
+#: samples at start-up that each re-read everything (the subscription takes effect late)
+STARTUP_RESYNCS = 3
 #: events that cannot change which pids or sockets exist
 _QUIET = frozenset({"state", "ready", "unhealthy", "healthy", "backoff", "respawn", "start",
                     "stop", "kill", "exhausted", "progress", "hook_success", "hook_failure",
@@ -147,7 +149,9 @@ class Streamer:
         return processes, own, node_view, self._socket_sampler.sample(sockets)
 
     async def tick(self) -> Snapshot:
-        if self._dirty or self._samples % RESYNC_EVERY == 0:
+        # the first samples re-read everything too: a process spawned before our subscription
+        # to the events reached circusd has no spawn event for us
+        if self._dirty or self._samples % RESYNC_EVERY == 0 or self._samples < STARTUP_RESYNCS:
             await self.refresh()
         self._samples += 1
         records = await self._call("processes")
