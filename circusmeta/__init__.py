@@ -10,5 +10,8 @@ from .pool import Collection, Member, NodeSpec, PoolConfig, load_pool, locate_po
 __all__ = ["Pool", "AddResult", "SelectionError", "NodeResult", "exit_code", "ACTIVE",
            "UNRESPONSIVE", "NOT_AVAILABLE", "PoolConfig", "NodeSpec", "Collection", "Member",
            "parse_pool", "load_pool", "locate_pool"]
-from .rolling import Progress, RollingReport, Step, UnknownTarget, rolling
-__all__ += ["rolling", "RollingReport", "Step", "Progress", "UnknownTarget"]
+# the function is exported as run_rolling: ``circusmeta.rolling`` stays the module
+from .rolling import Progress, RollingReport, Step, UnknownTarget
+from .rolling import rolling as run_rolling
+
+__all__ += ["run_rolling", "RollingReport", "Step", "Progress", "UnknownTarget"]

@@ -110,18 +110,19 @@ class Pool:
     # -- calling -----------------------------------------------------------------------------------
 
     async def call(self, command: str, *, nodes: Iterable[str] | None = None,
-                   timeout: float | None = None, **props: Any) -> dict[str, NodeResult]:
-        """``command`` on each node in parallel, each with its deadline (``timeout``, else the
-        node's, else ``[meta] timeout``)."""
+                   deadline: float | None = None, **props: Any) -> dict[str, NodeResult]:
+        """``command`` with ``props`` on each node in parallel, each with its deadline
+        (``deadline``, else the node's ``timeout``, else ``[meta] timeout``). ``props`` may
+        hold the protocol's own ``timeout`` property."""
         names = self.names if nodes is None else list(nodes)
         clients = {n: self.client(n) for n in names}
-        deadlines = {n: timeout if timeout is not None
+        deadlines = {n: deadline if deadline is not None
                      else self.config.deadline(self.config.nodes[n]) for n in names}
         return await fan_out(clients, command, deadlines, **props)
 
-    async def call_one(self, node: str, command: str, *, timeout: float | None = None,
+    async def call_one(self, node: str, command: str, *, deadline: float | None = None,
                        **props: Any) -> NodeResult:
-        return (await self.call(command, nodes=[node], timeout=timeout, **props))[node]
+        return (await self.call(command, nodes=[node], deadline=deadline, **props))[node]
 
     async def nodes(self, nodes: Iterable[str] | None = None) -> dict[str, NodeResult]:
         """Each node's ``nodeinfo`` (state, load, memory, watchers, processes, rtt)."""

@@ -300,7 +300,7 @@ async def _control(ctx: Context, pool: Any, command: str, rest: list[str],
     timeout = ctx.timeout
     if timeout is None and props.get("waiting"):
         timeout = max(pool.config.meta.timeout, 30.0)     # a waiting command takes its time
-    results = await pool.call(command, nodes=selected, timeout=timeout, **props)
+    results = await pool.call(command, nodes=selected, deadline=timeout, **props)
     code = exit_code(results.values())
     if ctx.json:
         ctx.print(json.dumps({"command": command, "exit": code,

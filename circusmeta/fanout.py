@@ -153,7 +153,7 @@ class NodeClient:
         except (zmq.ZMQError, asyncio.CancelledError):
             return
 
-    async def call(self, command: str, timeout: float, **props: Any) -> NodeResult:
+    async def call(self, command: str, timeout: float, /, **props: Any) -> NodeResult:
         call_id, body = prepare_call(make_message(command, **props))
         future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future

@@ -242,15 +242,15 @@ def command_props(action: str) -> dict[str, Any]:
     if "graceful" in known:
         props["graceful"] = True
     # The protocol's ``timeout`` (give up an operation that cannot start in time) is not sent:
-    # ``NodeClient.call(command, timeout, **props)`` takes ``timeout`` as the call's deadline, so
-    # a property of that name cannot go through it.
+    # the step's deadline bounds the wait on our side, and a node busy past it reports
+    # ``unresponsive``, which stops the rolling operation.
     return props
 
 
 async def _call_item(pool: Any, item: Item, action: str, deadline: float,
                      props: Mapping[str, Any]) -> NodeResult:
     try:
-        return await pool.call_one(item.node, action, timeout=deadline, name=item.watcher,
+        return await pool.call_one(item.node, action, deadline=deadline, name=item.watcher,
                                    **props)
     except (zmq.ZMQError, OSError) as exc:
         return NodeResult(item.node, NOT_AVAILABLE, error=str(exc),

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from circusmeta import ACTIVE, NOT_AVAILABLE, NodeResult, Pool, rolling
+from circusmeta import ACTIVE, NOT_AVAILABLE, NodeResult, Pool
+from circusmeta import run_rolling as rolling
 from circusmeta.rolling import Progress, RollingReport, Step, plan_steps
 from conftest import Circusd, Raw
 
