@@ -421,7 +421,7 @@ def checks(res):
         t = c["ghost_timeout"]
         if t is None or c["n"] not in base:
             continue
-        for key, label in KEYS[:3]:
+        for key, label in KEYS[:4]:
             extra = paired_extra(base[c["n"]], c, key)
             if extra is None:
                 continue
