@@ -25,7 +25,10 @@ def main():
     parser.add_argument("--fd", type=int, required=True)
     args = parser.parse_args()
     sock = socket.socket(fileno=args.fd)
-    sock.setblocking(True)
+    # non-blocking: when several workers wake for one connection, the ones that lose the race
+    # get EAGAIN from accept() (ignored by socketserver) instead of blocking in it, deaf to
+    # their stop signal
+    sock.setblocking(False)
     server = http.server.HTTPServer(sock.getsockname()[:2], Handler, bind_and_activate=False)
     server.socket = sock
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
