@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from circus.config import ConfigError, parse_config_text
-from circus.config.helpers import helper_watchers, plugin_config_arg
+from circus.config.plugin_watchers import plugin_config_arg
+from circus.config.stats_watcher import stats_watcher
 from circus.stats import payloads as pl
 from circus.stats.procinfo import NO_SUCH_PROCESS, Sampler, human_size
 from circus.stats.prometheus import SnapshotCollector
@@ -204,7 +205,7 @@ def test_plugin_sections_run_as_plugin_watchers():
     assert argv[argv.index("--config") + 1] == "name:flap:::attempts:3"
     assert argv[argv.index("--check-delay") + 1] == "2.0"
     assert plugin_config_arg(config.plugins[0]) == "name:flap:::attempts:3"
-    assert helper_watchers(config.circus, (), "py") == []
+    assert stats_watcher(config.circus, "py") is None
 
 
 @pytest.mark.parametrize("text, reason", [

@@ -20,7 +20,8 @@ from typing import Any
 from .errors import Issues, did_you_mean
 from .ini import IniSection, IniValue
 from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
-from .helpers import helper_watchers
+from .plugin_watchers import plugin_watcher
+from .stats_watcher import stats_watcher
 from .substitute import expand_vars, lower_keys, substitute_env
 from .watcher import Collector, Report, assemble_watcher
 
@@ -301,7 +302,9 @@ class _Builder:
         plugins = sorted((p for p in plugins if p), key=lambda p: p.name.lower())
         all_watchers = list(built.values())
         sections = {n.lower(): s for n, _, s in watchers}
-        for helper in helper_watchers(circus, plugins, sys.executable):
+        helpers = [stats_watcher(circus, sys.executable)]
+        helpers += [plugin_watcher(circus, p, sys.executable) for p in plugins]
+        for helper in (h for h in helpers if h is not None):
             if helper.name.lower() in sections:
                 self.reporter(sections[helper.name.lower()])(
                     None, None, f"the name {helper.name!r} is taken by circusd's own helper "

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .helpers import PLUGIN_CIRCUS_KEYS, PLUGIN_PREFIX
+from .plugin_watchers import PLUGIN_CIRCUS_KEYS, PLUGIN_PREFIX, is_plugin_watcher
 from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
 
 __all__ = ["ReloadPlan", "Step", "STEP_ACTIONS", "changed_fields", "diff"]
@@ -324,12 +324,8 @@ def diff(old: Config, new: Config) -> ReloadPlan:
 Named = WatcherConfig | SocketConfig | PluginConfig
 
 
-def _plugin(watcher: str) -> bool:
-    return watcher.lower().startswith(PLUGIN_PREFIX)
-
-
 def _watchers(config: Config) -> dict[str, WatcherConfig]:
-    return _by_name(tuple(w for w in config.watchers if not _plugin(w.name)))
+    return _by_name(tuple(w for w in config.watchers if not is_plugin_watcher(w.name)))
 
 
 def _runs_differently(old: Config, new: Config, plugin: str) -> Names:

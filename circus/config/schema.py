@@ -112,6 +112,11 @@ class CircusOptions:
     stream_backend: str | None = opt(None, _ANY_TEXT, "accepted for compatibility; unused")
     name: str | None = opt(None, _ANY_TEXT, "node name; unset = the host name")
 
+    @property
+    def helper_log_level(self) -> str:
+        """The log level of circusd's helper processes (circusd-stats, plugins)."""
+        return "debug" if self.debug else self.loglevel
+
 
 @dataclass(frozen=True)
 class WatcherConfig:

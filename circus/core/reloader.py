@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from circus.config import Config
 from circus.config.diff import ReloadPlan
-from circus.config.helpers import PLUGIN_PREFIX
+from circus.config.plugin_watchers import PLUGIN_PREFIX
 
 if TYPE_CHECKING:
     from circus.core.arbiter import Arbiter

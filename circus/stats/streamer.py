@@ -24,7 +24,7 @@ import zmq
 import zmq.asyncio
 
 from circus.client.aio import AsyncClient, AsyncConsumer
-from circus.config.helpers import STATS_WATCHER
+from circus.config.stats_watcher import STATS_WATCHER
 from circus.stats import payloads as pl
 from circus.stats.nodestats import NodeSampler
 from circus.stats.procinfo import Sampler
