@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 from circus import __version__
 from circus.config import ConfigError
+
+from circus.stats.toprows import human_bytes
 
 from .api import UsageError
 from .fanout import EXIT_OK, EXIT_USAGE, NodeResult, exit_code
@@ -194,14 +195,6 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
 
 # -- nodes ---------------------------------------------------------------------------------------
 
-def _size(n: float) -> str:
-    for unit in ("B", "K", "M", "G", "T"):
-        if n < 1024 or unit == "T":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
-
-
 async def _nodes(ctx: Context, pool: Any, selected: list[str], rest: list[str]) -> int:
     if rest:
         raise Usage(f"nodes takes no argument, got {' '.join(rest)}")
@@ -216,7 +209,7 @@ async def _nodes(ctx: Context, pool: Any, selected: list[str], rest: list[str]) 
     for r in results.values():
         row = _node_row(pool, r)
         info = row.get("info") or {}
-        mem = (f"{_size(info['mem_total'] - info['mem_available'])}/{_size(info['mem_total'])}"
+        mem = (f"{human_bytes(info['mem_total'] - info['mem_available'])}/{human_bytes(info['mem_total'])}"
                if info.get("mem_total") else "-")
         rows.append((r.node + (f" (reports {r.reported_name!r})" if r.name_mismatch else ""),
                      r.state, r.endpoint, ",".join(pool.config.nodes[r.node].tags) or "-",

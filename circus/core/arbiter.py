@@ -28,7 +28,7 @@ from circus.notify.service import Notifier
 from circus.streams.console import flush_consoles
 from circus.streams.pump import OutputPump
 from circus.errors import SpawnError, UnknownWatcher
-from circus.protocol import ErrorCode, ProtocolError
+from circus.protocol import ErrorCode, ProtocolError, topic_name
 
 __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
 
@@ -47,10 +47,6 @@ SIGNAL_COMMANDS: Mapping[int, str] = {
 
 #: how long orphans adopted as subreaper get after SIGTERM at shutdown, before SIGKILL
 ORPHAN_GRACE = 1.0
-
-
-def topic_name(name: str) -> str:
-    return name.lower().replace(" ", "_")
 
 
 class Arbiter:

@@ -176,7 +176,6 @@ class CircusPlugin:
         if self._stop_requested:
             return
         self._connect()
-        reader: asyncio.Task[None] | None = None
         try:
             try:
                 await _maybe_await(self.handle_init())
@@ -187,7 +186,7 @@ class CircusPlugin:
                 log.exception("plugin %s: handle_init failed", self.name)
                 raise PluginError(f"plugin {self.name}: handle_init failed: {exc}") from exc
             self.running = True
-            reader = self.create_task(self._read_events(), name="events")
+            self.create_task(self._read_events(), name="events")   # owned: cancelled at stop
             await self._stopped.wait()
             self.running = False
             try:

@@ -21,7 +21,7 @@ import shutil
 from typing import Any, Mapping
 
 from circus.plugins.base import CircusPlugin
-from circus.plugins.options import PluginConfigError, get_float
+from circus.plugins.options import get_period
 from circus.plugins.watchdog import is_exempt
 
 __all__ = ["CommandReloader", "resolve_program", "program_state"]
@@ -75,11 +75,7 @@ class CommandReloader(CircusPlugin):
     def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float | str,
                  ssh_server: str | None = None, **config: Any) -> None:
         super().__init__(endpoint, pubsub_endpoint, check_delay, ssh_server, **config)
-        rate = get_float(self.config, "loop_rate", 1.0, self.name)
-        if rate is None or not rate > 0:
-            raise PluginConfigError(f"plugin {self.name}: option 'loop_rate': expected a number "
-                                    f"> 0, got {self.config.get('loop_rate')!r}")
-        self.loop_rate = rate
+        self.loop_rate = get_period(self.config, "loop_rate", 1.0, self.name)
         self.states: dict[str, State] = {}
 
     def handle_recv(self, data: tuple[bytes, bytes]) -> None:

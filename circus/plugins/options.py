@@ -15,7 +15,8 @@ from circus.config.convert import parse_bool, parse_signal
 from circus.errors import CircusError
 
 __all__ = ["PluginError", "PluginConfigError", "Amount", "get_bool", "get_float", "get_int",
-           "get_str", "get_signal", "get_regex", "get_amount", "parse_amount", "parse_config_arg"]
+           "get_str", "get_signal", "get_regex", "get_amount", "parse_amount", "parse_config_arg",
+           "get_period"]
 
 
 class PluginError(CircusError):
@@ -43,6 +44,14 @@ def get_bool(config: Mapping[str, str], key: str, default: bool, plugin: str = "
         return parse_bool(str(raw))
     except ValueError:
         raise _fail(plugin, key, "a boolean (true/false)", raw) from None
+
+
+def get_period(config: Mapping[str, str], key: str, default: float, plugin: str = "?") -> float:
+    """A number of seconds > 0 (``loop_rate``...): the period of a plugin's periodic work."""
+    value = get_float(config, key, default, plugin)
+    if value is None or not value > 0:
+        raise _fail(plugin, key, "a number > 0", config.get(key))
+    return value
 
 
 def get_float(config: Mapping[str, str], key: str, default: float | None, plugin: str = "?",

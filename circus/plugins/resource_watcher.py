@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping
 
-from circus.plugins.options import (Amount, PluginConfigError, get_amount, get_bool, get_float,
+from circus.plugins.options import (Amount, PluginConfigError, get_amount, get_bool, get_float, get_period,
                                     get_int, get_signal, get_str)
 from circus.plugins.statsd import BaseStatsdPlugin
 
@@ -140,11 +140,7 @@ class ResourceWatcher(BaseStatsdPlugin):
         self.max_count = get_int(self.config, "max_count", 3, self.name, minimum=0)
         self.process_children = get_bool(self.config, "process_children", False, self.name)
         self.child_signal = get_signal(self.config, "child_signal", 15, self.name)
-        rate = get_float(self.config, "loop_rate", 60.0, self.name)
-        if rate is None or not rate > 0:
-            raise PluginConfigError(f"plugin {self.name}: option 'loop_rate': expected a number "
-                                    f"> 0, got {self.config.get('loop_rate')!r}")
-        self.loop_rate = rate
+        self.loop_rate = get_period(self.config, "loop_rate", 60.0, self.name)
         self.counters = Counters()
 
     def handle_init(self) -> Any:

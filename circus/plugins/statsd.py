@@ -23,7 +23,7 @@ import socket
 from typing import Any, Callable, Mapping
 
 from circus.plugins.base import CircusPlugin
-from circus.plugins.options import PluginConfigError, get_float, get_int, get_str
+from circus.plugins.options import PluginConfigError, get_float, get_period, get_int, get_str
 
 __all__ = ["StatsdClient", "StatsdEmitter", "FullStats", "BaseStatsdPlugin", "watcher_gauges"]
 
@@ -158,11 +158,7 @@ class FullStats(StatsdEmitter):
     def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float | str,
                  ssh_server: str | None = None, **config: Any) -> None:
         super().__init__(endpoint, pubsub_endpoint, check_delay, ssh_server, **config)
-        rate = get_float(self.config, "loop_rate", 60.0, self.name)
-        if rate is None or not rate > 0:
-            raise PluginConfigError(f"plugin {self.name}: option 'loop_rate': expected a number "
-                                    f"> 0, got {self.config.get('loop_rate')!r}")
-        self.loop_rate = rate
+        self.loop_rate = get_period(self.config, "loop_rate", 60.0, self.name)
 
     def handle_init(self) -> Any:
         self.every(self.loop_rate, self.send_gauges)

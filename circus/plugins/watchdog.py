@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from circus.plugins.base import CircusPlugin
-from circus.plugins.options import (PluginConfigError, PluginError, get_float, get_int,
+from circus.plugins.options import (PluginConfigError, PluginError, get_float, get_period, get_int,
                                     get_regex, get_signal, get_str)
 
 __all__ = ["WatchDog", "DEFAULT_MSG_REGEX", "is_exempt"]
@@ -64,11 +64,7 @@ class WatchDog(CircusPlugin):
     def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float | str,
                  ssh_server: str | None = None, **config: Any) -> None:
         super().__init__(endpoint, pubsub_endpoint, check_delay, ssh_server, **config)
-        rate = get_float(self.config, "loop_rate", 60.0, self.name)
-        if rate is None or not rate > 0:
-            raise PluginConfigError(f"plugin {self.name}: option 'loop_rate': expected a number "
-                                    f"> 0, got {self.config.get('loop_rate')!r}")
-        self.loop_rate = rate
+        self.loop_rate = get_period(self.config, "loop_rate", 60.0, self.name)
         self.max_count = get_int(self.config, "max_count", 3, self.name, minimum=1)
         self.watchers_regex = get_regex(self.config, "watchers_regex", ".*", self.name)
         self.msg_regex = get_regex(self.config, "msg_regex", DEFAULT_MSG_REGEX, self.name)

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from circus.protocol.errors import ErrorCode, ProtocolError
 
 __all__ = ["Request", "decode_request", "ok_reply", "error_reply", "encode", "decode",
-           "make_request", "encode_event", "decode_event", "MAX_FRAME", "output_topic"]
+           "make_request", "encode_event", "decode_event", "MAX_FRAME", "output_topic", "topic_name"]
 
 #: largest control frame accepted, in bytes
 MAX_FRAME = 1 << 20
@@ -100,11 +100,16 @@ def encode_event(topic: str, payload: Mapping[str, Any]) -> list[bytes]:
     return [topic.encode(), encode(payload)]
 
 
+def topic_name(watcher: str) -> str:
+    """A watcher's name as event topics write it (``watcher.<name>.<event>``): lower case, ``_``
+    for spaces."""
+    return watcher.lower().replace(" ", "_")
+
+
 def output_topic(watcher: str, stream: str = "") -> str:
     """The topic of a watcher's output lines, ``output.<watcher>.<stream>``; without a stream,
-    the prefix of both. The name is written as in ``watcher.<name>.<event>`` (lower case, ``_``
-    for spaces)."""
-    return f"output.{watcher.lower().replace(' ', '_')}.{stream}"
+    the prefix of both."""
+    return f"output.{topic_name(watcher)}.{stream}"
 
 
 def decode_event(frames: list[bytes]) -> tuple[str, dict[str, Any]]:

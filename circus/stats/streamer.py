@@ -25,6 +25,7 @@ import zmq.asyncio
 
 from circus.client.aio import AsyncClient, AsyncConsumer
 from circus.config.stats_watcher import STATS_WATCHER
+from circus.protocol import topic_name
 from circus.stats import payloads as pl
 from circus.stats.nodestats import NodeSampler
 from circus.stats.procinfo import Sampler
@@ -43,10 +44,6 @@ _QUIET = frozenset({"state", "ready", "unhealthy", "healthy", "backoff", "respaw
                     "stop", "kill", "exhausted", "progress", "hook_success", "hook_failure",
                     "output"})
 SNDHWM = 20_000
-
-
-def _topic_name(name: str) -> str:
-    return name.lower().replace(" ", "_")
 
 
 class Snapshot:
@@ -111,7 +108,7 @@ class Streamer:
         self.circusd_pid = info.get("pid") if isinstance(info, dict) else None
         self.sockets = list((await self._call("listsockets")).get("sockets", ()))
         self.watchers = watchers
-        self._by_topic = {_topic_name(n): n for n in watchers}
+        self._by_topic = {topic_name(n): n for n in watchers}
         self._dirty = False
 
     def on_event(self, topic: str, payload: dict) -> None:
