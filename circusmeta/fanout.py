@@ -22,8 +22,9 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from circus.client.wire import make_message, prepare_call, setup_dealer
-from circus.protocol import decode
+from circus.client.aio import AsyncClient
+from circus.client.errors import CallError, CallTimeout
+from circus.client.wire import make_message
 
 from .pool import NodeSpec
 
@@ -107,21 +108,26 @@ class NodeClient:
         self.connect_timeout = connect_timeout
         self._connected = asyncio.Event()
         self._gave_up: str | None = None
-        self._socket = setup_dealer(context.socket(zmq.DEALER))
-        if configure is not None:
-            configure(self._socket, spec)          # CURVE keys, when the pool has them
-        self._monitor = self._socket.get_monitor_socket(
-            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self._monitor: zmq.asyncio.Socket | None = None
+        self._monitored: zmq.Socket | None = None
+
+        def before_connect(sock: zmq.Socket) -> None:
+            if configure is not None:
+                configure(sock, spec)              # CURVE keys, when the pool has them
+            # attached before connecting, so the "connected" event cannot be missed
+            self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            self._monitored = sock
+
+        self._client = AsyncClient(spec.endpoint, connect_timeout, context,
+                                   before_connect=before_connect)
         self._watch = asyncio.get_running_loop().create_task(self._watch_monitor())
-        self._socket.connect(spec.endpoint)
-        self._pending: dict[str, asyncio.Future[dict]] = {}
-        self._reader: asyncio.Task | None = None
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     async def _watch_monitor(self) -> None:
+        assert self._monitor is not None
         try:
             while True:
                 event = parse_monitor_message(await self._monitor.recv_multipart())
@@ -138,61 +144,41 @@ class NodeClient:
     def _not_available(self, why: str) -> NodeResult:
         return NodeResult(self.spec.name, NOT_AVAILABLE, error=why, endpoint=self.spec.endpoint)
 
-    async def _read(self) -> None:
-        try:
-            while True:
-                frames = await self._socket.recv_multipart()
-                try:
-                    reply = decode(frames[-1])
-                except ValueError:
-                    continue
-                if isinstance(reply, dict):
-                    future = self._pending.get(str(reply.get("id")))
-                    if future is not None and not future.done():
-                        future.set_result(reply)
-        except (zmq.ZMQError, asyncio.CancelledError):
-            return
-
     async def call(self, command: str, timeout: float, /, **props: Any) -> NodeResult:
-        call_id, body = prepare_call(make_message(command, **props))
-        future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = future
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(self._read())
+        """``command`` with ``props`` (which may hold the protocol's own ``timeout``), answered
+        within ``timeout`` seconds, connection included."""
         start = time.monotonic()
+        if not self.connected:
+            if self._gave_up is not None:
+                return self._not_available(self._gave_up)
+            limit = min(timeout, self.connect_timeout)
+            try:
+                await asyncio.wait_for(self._connected.wait(), limit)
+            except TimeoutError:
+                self._gave_up = f"cannot connect to {self.spec.endpoint} within {limit:g} s"
+                return self._not_available(self._gave_up)
+        left = max(0.0, timeout - (time.monotonic() - start))
         try:
-            if not self.connected:
-                if self._gave_up is not None:
-                    return self._not_available(self._gave_up)
-                try:
-                    await asyncio.wait_for(self._connected.wait(),
-                                           min(timeout, self.connect_timeout))
-                except TimeoutError:
-                    self._gave_up = (f"cannot connect to {self.spec.endpoint} within "
-                                     f"{min(timeout, self.connect_timeout):g} s")
-                    return self._not_available(self._gave_up)
-            left = max(0.0, timeout - (time.monotonic() - start))
-            async with asyncio.timeout(left):
-                await self._socket.send(body)
-                reply = await future
-        except TimeoutError:
+            reply = await self._client.request(make_message(command, **props), timeout=left)
+        except CallTimeout:
             return NodeResult(self.spec.name, UNRESPONSIVE, error=f"connected, but no answer "
                               f"to {command!r} within {timeout:g} s", endpoint=self.spec.endpoint)
-        finally:
-            self._pending.pop(call_id, None)
+        except CallError as exc:
+            return self._not_available(str(exc))
+        assert reply is not None
         return NodeResult(self.spec.name, ACTIVE, reply, rtt=time.monotonic() - start,
                           endpoint=self.spec.endpoint)
 
     def close(self) -> None:
         self._watch.cancel()
-        if self._reader is not None:
-            self._reader.cancel()
         try:
-            self._socket.disable_monitor()
+            if self._monitored is not None:
+                self._monitored.disable_monitor()
         except zmq.ZMQError:
             pass
-        self._monitor.close(linger=0)
-        self._socket.close(linger=0)
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+        self._client.close()
 
 
 async def fan_out(clients: Mapping[str, NodeClient], command: str, deadlines: Mapping[str, float],

@@ -7,7 +7,7 @@ hands each reply to the call whose ``id`` it carries and drops replies nobody wa
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import zmq
 import zmq.asyncio
@@ -34,13 +34,17 @@ class AsyncClient:
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT_DEALER, timeout: float = 5.0,
                  context: zmq.Context | None = None, ssh_server: str | None = None,
-                 ssh_keyfile: str | None = None) -> None:
+                 ssh_keyfile: str | None = None,
+                 before_connect: Callable[[zmq.Socket], None] | None = None) -> None:
+        """``before_connect(socket)`` runs before the socket connects (a socket monitor, keys)."""
         self.endpoint = endpoint
         self.timeout = float(timeout)
         self._own_context = context is None
         self._context = _async_context(context)
         self._socket = setup_dealer(self._context.socket(zmq.DEALER))
         try:
+            if before_connect is not None:
+                before_connect(self._socket)
             connect(self._socket, endpoint, ssh_server, ssh_keyfile)
         except BaseException:
             self.close()
