@@ -7,7 +7,7 @@ the next event, in slices of ``timeout`` seconds so that Ctrl-C is noticed. The 
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import zmq
 
@@ -19,13 +19,13 @@ __all__ = ["CircusConsumer"]
 class CircusConsumer:
     def __init__(self, topics: list[str] | tuple[str, ...], context: zmq.Context | None = None,
                  endpoint: str = DEFAULT_ENDPOINT_SUB, ssh_server: str | None = None,
-                 timeout: float = 1.0, ssh_keyfile: str | None = None) -> None:
+                 timeout: float = 1.0, ssh_keyfile: str | None = None, curve: Any = None) -> None:
         self.topics = list(topics) or [""]
         self.endpoint = endpoint
         self.timeout = float(timeout)
         self._own_context = context is None
         self.context = context if context is not None else zmq.Context()
-        self.pubsub_socket = setup_sub(self.context.socket(zmq.SUB), self.topics)
+        self.pubsub_socket = setup_sub(self.context.socket(zmq.SUB), self.topics, curve)
         try:
             connect(self.pubsub_socket, endpoint, ssh_server, ssh_keyfile)
         except BaseException:

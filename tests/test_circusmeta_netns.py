@@ -355,6 +355,7 @@ class Netns:
             [circus]
             endpoint = {node.endpoint}
             pubsub_endpoint = tcp://{node.address}:5556
+            insecure = true
             """) + WATCHER)
         node.proc = subprocess.Popen(
             ["ip", "netns", "exec", node.netns, sys.executable, "-m", "circus.cli.circusd",

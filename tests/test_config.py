@@ -222,7 +222,7 @@ def test_empty_quotes_colon_delimiter_and_booleans_any_case():
 
 def test_env_substitution_everywhere_case_insensitive_and_unknown_verbatim():
     text = (
-        "[circus]\nendpoint = tcp://$(circus.env.HOST):5555\n"
+        "[circus]\nendpoint = tcp://$(circus.env.HOST):5555\ninsecure = true\n"
         "[env]\nport = 80\n"
         "[env:a]\nPORT = 81\n"
         "[watcher:a]\ncmd = serve ((circus.env.port)) $(CIRCUS.ENV.HOST) $(circus.env.nope)\n"

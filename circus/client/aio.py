@@ -35,13 +35,15 @@ class AsyncClient:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT_DEALER, timeout: float = 5.0,
                  context: zmq.Context | None = None, ssh_server: str | None = None,
                  ssh_keyfile: str | None = None,
-                 before_connect: Callable[[zmq.Socket], None] | None = None) -> None:
-        """``before_connect(socket)`` runs before the socket connects (a socket monitor, keys)."""
+                 before_connect: Callable[[zmq.Socket], None] | None = None,
+                 curve: Any = None) -> None:
+        """``before_connect(socket)`` runs before the socket connects (a socket monitor);
+        ``curve``: :class:`circus.security.keys.ClientKeys` for a CURVE-protected circusd."""
         self.endpoint = endpoint
         self.timeout = float(timeout)
         self._own_context = context is None
         self._context = _async_context(context)
-        self._socket = setup_dealer(self._context.socket(zmq.DEALER))
+        self._socket = setup_dealer(self._context.socket(zmq.DEALER), curve)
         try:
             if before_connect is not None:
                 before_connect(self._socket)
@@ -163,12 +165,12 @@ class AsyncConsumer:
     def __init__(self, topics: list[str] | tuple[str, ...] = ("",),
                  endpoint: str = DEFAULT_ENDPOINT_SUB, context: zmq.Context | None = None,
                  ssh_server: str | None = None, ssh_keyfile: str | None = None,
-                 raw: bool = False) -> None:
+                 raw: bool = False, curve: Any = None) -> None:
         self.endpoint = endpoint
         self.raw = raw
         self._own_context = context is None
         self._context = _async_context(context)
-        self._socket = setup_sub(self._context.socket(zmq.SUB), list(topics))
+        self._socket = setup_sub(self._context.socket(zmq.SUB), list(topics), curve)
         try:
             connect(self._socket, endpoint, ssh_server, ssh_keyfile)
         except BaseException:
@@ -219,9 +221,9 @@ class AsyncCircusClient:
 
     def __init__(self, context: zmq.Context | None = None, endpoint: str = DEFAULT_ENDPOINT_DEALER,
                  timeout: float = 5.0, ssh_server: str | None = None,
-                 ssh_keyfile: str | None = None) -> None:
+                 ssh_keyfile: str | None = None, curve: Any = None) -> None:
         self.endpoint = endpoint
-        self._client = AsyncClient(endpoint, timeout, context, ssh_server, ssh_keyfile)
+        self._client = AsyncClient(endpoint, timeout, context, ssh_server, ssh_keyfile, curve=curve)
 
     async def call(self, cmd: Mapping[str, Any]) -> dict[str, Any] | None:
         try:

@@ -27,12 +27,13 @@ class CircusClient:
 
     def __init__(self, context: zmq.Context | None = None, endpoint: str = DEFAULT_ENDPOINT_DEALER,
                  timeout: float = 5.0, ssh_server: str | None = None,
-                 ssh_keyfile: str | None = None) -> None:
+                 ssh_keyfile: str | None = None, curve: Any = None) -> None:
+        """``curve``: :class:`circus.security.keys.ClientKeys` for a CURVE-protected circusd."""
         self._own_context = context is None
         self.context = context if context is not None else zmq.Context()
         self.endpoint = endpoint
         self.timeout = float(timeout)
-        self.socket = setup_dealer(self.context.socket(zmq.DEALER))
+        self.socket = setup_dealer(self.context.socket(zmq.DEALER), curve)
         try:
             connect(self.socket, endpoint, ssh_server, ssh_keyfile)
         except BaseException:

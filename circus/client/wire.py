@@ -76,14 +76,19 @@ def _identity() -> bytes:
     return uuid.uuid4().hex.encode()
 
 
-def setup_dealer(sock: zmq.Socket) -> zmq.Socket:
+def setup_dealer(sock: zmq.Socket, curve: Any = None) -> zmq.Socket:
+    """``curve``: a :class:`circus.security.keys.ClientKeys` for a CURVE server, or ``None``."""
     sock.setsockopt(zmq.IDENTITY, _identity())
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sock)
     return sock
 
 
-def setup_sub(sock: zmq.Socket, topics: list[str] | tuple[str, ...]) -> zmq.Socket:
+def setup_sub(sock: zmq.Socket, topics: list[str] | tuple[str, ...], curve: Any = None) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sock)
     for topic in topics or ("",):
         sock.setsockopt(zmq.SUBSCRIBE, topic.encode() if isinstance(topic, str) else topic)
     return sock

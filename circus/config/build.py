@@ -17,10 +17,13 @@ from dataclasses import MISSING, fields, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
+from circus.protocol.limits import name_problem
+
 from .errors import Issues, did_you_mean
 from .ini import IniSection, IniValue
 from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
 from .plugin_watchers import plugin_watcher
+from .security import check_security, resolve_paths
 from .stats_watcher import stats_watcher
 from .substitute import expand_vars, lower_keys, substitute_env
 from .watcher import Collector, Report, assemble_watcher
@@ -131,6 +134,9 @@ class _Builder:
             if not col.feed(key, value, where):
                 col.unknown(key, where)
         values = col.good()
+        where_of = lambda key: _where(self.circus, key)  # noqa: E731
+        resolve_paths(values, where_of)
+        check_security(values, CircusOptions, where_of, report)
         if col.given("stats_endpoint") and not col.given("statsd"):
             values["statsd"] = True  # 0.19: an explicit stats endpoint turns the stats on
         return CircusOptions(**values)
@@ -227,6 +233,10 @@ class _Builder:
     def watcher(self, name: str, section: IniSection, sockets: set[str]) -> WatcherConfig | None:
         env, context = self.env_for(name)
         report = self.reporter(section)
+        problem = name_problem(name, "watcher name")
+        if problem:
+            report(None, None, problem)
+            return None
         items = self.items(section, context)
         watcher = assemble_watcher(name, items, "text", report, env, section)
         if watcher is None:

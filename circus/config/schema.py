@@ -80,6 +80,15 @@ class CircusOptions:
     endpoint: str = opt("tcp://127.0.0.1:5555", c.ENDPOINT, "control (ROUTER) endpoint")
     endpoint_owner: str | None = opt(None, _ANY_TEXT, "owner of an ipc:// control endpoint")
     pubsub_endpoint: str = opt("tcp://127.0.0.1:5556", c.ENDPOINT, "events (PUB) endpoint")
+    curve_secret_key: str | None = opt(
+        None, _ANY_TEXT, "*new*: the node's CURVE secret key file (NAME.key_secret, from "
+        "'circusctl keygen'); turns CURVE on for the control, events and stats endpoints; a "
+        "relative path is relative to the file that sets it")
+    curve_clients: str | None = opt(
+        None, _ANY_TEXT, "*new*: directory of authorized client public keys, one subdirectory "
+        "per role (admin/, operator/, readonly/); re-read on SIGHUP and reloadconfig")
+    insecure: bool = opt(False, c.BOOL, "*new*: allow a tcp:// endpoint reachable from other "
+                         "machines without CURVE (a warning at every start)")
     statsd: bool = opt(False, c.BOOL, "run circusd-stats (also on when stats_endpoint is set)")
     stats_endpoint: str = opt("tcp://127.0.0.1:5557", c.ENDPOINT, "stats (PUB) endpoint")
     stats_interval: float = opt(1.0, c.number(0.0, exclusive=True),

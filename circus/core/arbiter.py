@@ -74,6 +74,8 @@ class Arbiter:
         #: read-only replies computed since the last event (status of every watcher...)
         self.views: dict[str, dict] = {}
         self.circus_listeners: list[Callable[[CircusOptions, CircusOptions], None]] = []
+        #: called on every reload and reloadconfig (SIGHUP too): what is re-read then (CURVE keys)
+        self.reload_listeners: list[Callable[[], None]] = []
         self._reopen_logs = reopen_logs
         self.inherited_sockets = inherited_sockets or {}
         self._owners: dict[int, Watcher] = {}
@@ -273,6 +275,7 @@ class Arbiter:
 
     async def reload(self, graceful: bool = True, sequential: bool = False,
                      batch: int | str | None = None) -> None:
+        self._reloaded()
         for watcher in self.by_start_order():
             if watcher.state.value == "stopped" and not watcher.cfg.autostart:
                 continue
@@ -360,6 +363,7 @@ class Arbiter:
 
     async def reload_config(self) -> ReloadPlan:
         new = self._read_config()
+        self._reloaded()
         plan = diff(self.config, new)
         log.info("reloadconfig: %s", "; ".join(plan.describe()))
         await apply_plan(self, plan, new)
@@ -374,6 +378,10 @@ class Arbiter:
         except OSError as exc:
             raise ProtocolError(ErrorCode.CONFIG_ERROR,
                                 f"cannot read {self.config.source}: {exc.strerror}") from None
+
+    def _reloaded(self) -> None:
+        for callback in list(self.reload_listeners):
+            callback()
 
     def rename(self, name: str) -> str:
         """The ``rename`` command: the node's name from now on (in memory only)."""

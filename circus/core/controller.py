@@ -13,6 +13,12 @@ one event on exactly the subscribed topic, ``{"subscribed": "<topic>"}``, so tha
 from when on it receives every line.
 
 ``ipc://`` endpoints are created mode 0600 (chowned to ``endpoint_owner`` when set).
+
+With ``curve_secret_key`` and ``curve_clients`` both sockets are CURVE servers: a
+:class:`~circus.security.zap.Gate` admits the client keys of the clients directory, and each
+request is authorized against the role of its key (looked up per message, so a key removed from
+the directory and re-read on SIGHUP or reloadconfig is refused at once). Mutating commands, and
+every refused one, leave an audit record: logged, and published as ``audit.<node>``.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import inspect
 import logging
 import os
 import pwd
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,8 +38,11 @@ from circus.core.handlers import HANDLERS, Ops
 from circus.core.watcher import OP_DEADLINE
 from circus.errors import (CircusError, Interrupted, NotReady, OperationTimeout, SpawnError, UnknownWatcher,
                            WatcherError)
-from circus.protocol import (MAX_FRAME, BadRequest, ErrorCode, ProtocolError, decode_request, encode,
+from circus.protocol import (MAX_FRAME, BadRequest, ErrorCode, ProtocolError, Role, decode_request, encode,
                              encode_event, error_reply, get_command, ok_reply, validate_properties)
+from circus.security.audit import audit_record, audit_topic, describe
+from circus.security.exposure import INSECURE_WARNING, exposed, is_local
+from circus.security.keyring import ANONYMOUS, Identity
 
 __all__ = ["Controller", "BindError"]
 
@@ -44,6 +54,15 @@ FLUSH_TIMEOUT = 2.0
 PUB_HWM = 10_000
 #: requests read per wake-up before yielding to the rest of the loop (fairness under floods)
 READ_BATCH = 200
+#: a message this many times over the frame limit is cut by libzmq (the peer is disconnected)
+#: instead of being read into memory to be answered with ``oversize``
+MAXMSG_FACTOR = 4
+#: binding the same address again after closing it (new CURVE keys): attempts, 50 ms apart
+REBIND_TRIES = 40
+
+
+#: who a request came from when its key was removed from curve_clients since it connected
+_REVOKED = Identity("revoked key", Role.READONLY)
 
 
 class BindError(CircusError):
@@ -70,12 +89,18 @@ class Controller:
         self._requests: set[asyncio.Task] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="circus-stats")
         self.ops = Ops(self._stats)
+        self.gate: Any = None                  # circus.security.zap.Gate when CURVE is on
+        self._server_keys: Any = None
+        self._curve: tuple[str | None, str | None] = (None, None)
 
     # -- sockets ----------------------------------------------------------------------------------
 
     def _bind(self, kind: int, endpoint: str, owner: str | None = None) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        if self._server_keys is not None:
+            from circus.security.keys import configure_server
+            configure_server(sock, self._server_keys)
         path = _ipc_path(endpoint)
         old_umask = os.umask(0o177) if path else None
         try:
@@ -99,12 +124,75 @@ class Controller:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._open(self.arbiter.config.circus)
+        opts = self.arbiter.config.circus
+        self._secure(opts)
+        self._open(opts)
         self.arbiter.listeners.append(self.publish)
         self.arbiter.circus_listeners.append(self._circus_changed)
+        self.arbiter.reload_listeners.append(self.reload_keys)
+
+    # -- CURVE ------------------------------------------------------------------------------------
+
+    def _secure(self, opts: CircusOptions) -> None:
+        """Load the node's keys and the clients directory (or turn CURVE off); warn about what is
+        reachable without it. Raises :class:`BindError` if the keys cannot be used."""
+        curve = (opts.curve_secret_key, opts.curve_clients)
+        if curve != self._curve or (curve[0] and self.gate is None):
+            if curve[0] and curve[1]:
+                from circus.security.keyring import Keyring
+                from circus.security.keys import KeyFileError, load_keypair, secret_file_warning
+                try:
+                    keys = load_keypair(curve[0])
+                    keyring = Keyring.load(curve[1], keys.public)
+                except (KeyFileError, OSError) as exc:
+                    raise BindError(f"CURVE: {exc}") from None
+                warning = secret_file_warning(curve[0])
+                if warning:
+                    log.warning("%s", warning)
+                for text in keyring.warnings:
+                    log.warning("curve_clients: %s", text)
+                if self.gate is None:
+                    from circus.security.zap import Gate
+                    self.gate = Gate(self.ctx, keyring)
+                else:
+                    self.gate.replace(keyring)
+                self._server_keys = keys
+                log.info("CURVE on: clients from %s (%s)", curve[1], keyring.summary())
+            else:
+                if self.gate is not None:
+                    self.gate.close()
+                self.gate = self._server_keys = None
+            self._curve = curve
+        if self.gate is not None:
+            return
+        endpoints = [("endpoint", opts.endpoint), ("pubsub_endpoint", opts.pubsub_endpoint)]
+        for key, endpoint in exposed(endpoints):
+            log.warning(INSECURE_WARNING, f"{key} {endpoint} is")
+        if os.geteuid() == 0 and any(not is_local(ep) or ep.startswith("tcp://") for _, ep in endpoints):
+            log.warning("running as root with an unauthenticated tcp:// control endpoint: every "
+                        "local user can run commands as root (use an ipc:// endpoint, or CURVE)")
+
+    def reload_keys(self) -> None:
+        """Re-read the clients directory (SIGHUP, reload, reloadconfig). A directory that cannot
+        be read keeps the keys in force (logged): a typo must not lock every operator out."""
+        if self.gate is None or not self._curve[1]:
+            return
+        from circus.security.keyring import Keyring
+        from circus.security.keys import KeyFileError
+        try:
+            keyring = Keyring.load(self._curve[1], self._server_keys.public)
+        except (KeyFileError, OSError) as exc:
+            log.error("curve_clients not re-read, the keys in force are kept: %s", exc)
+            return
+        removed = set(self.gate.keyring.keys) - set(keyring.keys)
+        self.gate.replace(keyring)
+        log.info("curve_clients re-read: %s%s", keyring.summary(),
+                 f"; {len(removed)} key(s) revoked (their requests are refused from now on, an "
+                 f"established events subscription lasts until it reconnects)" if removed else "")
 
     def _open(self, opts: CircusOptions) -> None:
         router = self._bind(zmq.ROUTER, opts.endpoint, opts.endpoint_owner)
+        router.maxmsgsize = self.max_frame * MAXMSG_FACTOR
         try:
             pub = self._bind(zmq.XPUB, opts.pubsub_endpoint)
         except BindError:
@@ -122,19 +210,40 @@ class Controller:
         log.info("control on %s, events on %s", opts.endpoint, opts.pubsub_endpoint)
 
     def _circus_changed(self, old: CircusOptions, new: CircusOptions) -> None:
-        if (old.endpoint, old.pubsub_endpoint, old.endpoint_owner) == \
-                (new.endpoint, new.pubsub_endpoint, new.endpoint_owner):
+        keys = ("endpoint", "pubsub_endpoint", "endpoint_owner", "curve_secret_key", "curve_clients")
+        if all(getattr(old, key) == getattr(new, key) for key in keys):
             return
-        asyncio.get_running_loop().create_task(self._rebind(new))
+        asyncio.get_running_loop().create_task(self._rebind(old, new))
 
-    async def _rebind(self, opts: CircusOptions) -> None:
-        """New endpoints from reloadconfig: bind the new ones, then close the old ones."""
+    async def _rebind(self, old: CircusOptions, opts: CircusOptions) -> None:
+        """New endpoints or keys from reloadconfig: bind the new ones, then close the old ones.
+        New keys on the same addresses: close, then bind again (retried while the OS frees
+        the address)."""
         old_router, old_pub = self.router, self._pub
+        old_security = self._server_keys, self._curve
+        same_place = opts.endpoint == old.endpoint or opts.pubsub_endpoint == old.pubsub_endpoint
         try:
-            self._open(opts)
+            self._secure(opts)
+            if same_place:
+                for sock in (old_router, old_pub):
+                    if sock is not None:
+                        self._close_socket(sock, linger=0)
+                old_router = old_pub = None
+                for _ in range(REBIND_TRIES - 1):
+                    try:
+                        self._open(opts)
+                        break
+                    except BindError:
+                        await asyncio.sleep(0.05)
+                else:
+                    self._open(opts)
+            else:
+                self._open(opts)
         except BindError as exc:
             log.error("reloadconfig: keeping the old endpoints: %s", exc)
-            self.router, self._pub = old_router, old_pub
+            self._server_keys, self._curve = old_security
+            if old_router is not None:
+                self.router, self._pub = old_router, old_pub
             return
         for sock in (old_router, old_pub):
             if sock is not None:
@@ -187,10 +296,11 @@ class Controller:
                 if router is None or router.closed or not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                     return
                 try:
-                    frames = router.recv_multipart(zmq.NOBLOCK)
+                    frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     return
-                self._handle(frames, router)
+                identity, peer = self._caller(frames[-1])
+                self._handle([f.bytes for f in frames], router, identity, peer)
         finally:
             self._reading = False
         self._check_soon()
@@ -201,7 +311,23 @@ class Controller:
             self._check_pending = True
             self._loop.call_soon(self._readable)
 
-    def _handle(self, frames: list[bytes], router: zmq.Socket) -> None:
+    def _caller(self, frame: zmq.Frame) -> tuple[Identity | None, str | None]:
+        """Who sent ``frame``: the identity of its CURVE key (``None``: no longer authorized),
+        or anonymous without CURVE; and the peer's address when the transport has one."""
+        try:
+            peer = frame.get("Peer-Address")
+        except zmq.ZMQError:
+            peer = None
+        if self.gate is None:
+            return ANONYMOUS, peer
+        try:
+            user_id = frame.get("User-Id")
+        except zmq.ZMQError:
+            user_id = None
+        return self.gate.identify(user_id), peer
+
+    def _handle(self, frames: list[bytes], router: zmq.Socket, identity: Identity | None = ANONYMOUS,
+                peer: str | None = None) -> None:
         if len(frames) < 2:
             log.warning("dropped a control message of %d frame(s)", len(frames))
             return
@@ -214,31 +340,55 @@ class Controller:
             if not exc.cast:
                 self._send(router, envelope, error_reply(exc.request_id, exc.code, exc.reason, node))
             return
+        started = time.monotonic()
+        audit: Any = None
         try:
             command = get_command(request.command)
+            if command.role is not Role.READONLY:
+                audit = (identity or _REVOKED, peer, command.name, request.properties, started)
+            self._authorize(command, identity)
             props = validate_properties(command, request.properties)
             handler = HANDLERS[command.name]
             if not inspect.iscoroutinefunction(handler):      # read-only: answered right now
                 reply = ok_reply(request.id, handler(self.arbiter, self.ops, props), node)
-                self._reply(router, envelope, request, reply)
+                self._reply(router, envelope, request, reply, audit)
                 return
         except Exception as exc:  # converted at the boundary: no traceback goes on the wire
-            self._reply(router, envelope, request, self._error(request, exc))
+            if isinstance(exc, ProtocolError) and exc.code is ErrorCode.FORBIDDEN and audit is None:
+                audit = (identity or _REVOKED, peer, request.command, request.properties, started)
+            self._reply(router, envelope, request, self._error(request, exc), audit)
             return
         task = asyncio.get_running_loop().create_task(
-            self._execute(router, envelope, request, handler, props))
+            self._execute(router, envelope, request, handler, props, audit))
         self._requests.add(task)
         task.add_done_callback(self._requests.discard)
 
+    def _authorize(self, command: Any, identity: Identity | None) -> None:
+        if identity is None:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "forbidden: this client key is no longer "
+                                "authorized (removed from curve_clients)")
+        if command.role > identity.role:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"forbidden: {command.name!r} needs the "
+                                f"{command.role.name.lower()} role; {identity.name!r} is "
+                                f"{identity.role_name}")
+
     async def _execute(self, router: zmq.Socket, envelope: list[bytes], request: Any,
-                       handler: Any, props: dict) -> None:
+                       handler: Any, props: dict, audit: Any = None) -> None:
         try:
             if props.get("timeout") is not None:
                 OP_DEADLINE.set(asyncio.get_running_loop().time() + max(0.0, props["timeout"]))
             reply = ok_reply(request.id, await handler(self.arbiter, self.ops, props), self.arbiter.node)
         except Exception as exc:  # converted at the boundary: no traceback goes on the wire
             reply = self._error(request, exc)
-        self._reply(router, envelope, request, reply)
+        self._reply(router, envelope, request, reply, audit)
+
+    def _audit(self, audit: Any, reply: dict) -> None:
+        identity, peer, command, props, started = audit
+        node = self.arbiter.node
+        record = audit_record(node, identity, peer, command, props if isinstance(props, dict) else {},
+                              reply, time.monotonic() - started)
+        log.info("%s", describe(record))
+        self.publish(audit_topic(node), record)
 
     def _error(self, request: Any, exc: Exception) -> dict:
         code, reason = _convert(exc)
@@ -246,7 +396,10 @@ class Controller:
             log.error("internal error on %r", request.command, exc_info=exc)
         return error_reply(request.id, code, reason, self.arbiter.node)
 
-    def _reply(self, router: zmq.Socket, envelope: list[bytes], request: Any, reply: dict) -> None:
+    def _reply(self, router: zmq.Socket, envelope: list[bytes], request: Any, reply: dict,
+               audit: Any = None) -> None:
+        if audit is not None:
+            self._audit(audit, reply)
         if request.cast:
             if reply["status"] == "error":
                 log.warning("cast %r failed: %s", request.command, reply["reason"])
@@ -290,6 +443,9 @@ class Controller:
             self._close_socket(self._pub, linger=500)
         self.router = self._pub = None
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.gate is not None:
+            self.gate.close()
+            self.gate = None
         if self._own_ctx:
             self.ctx.term()
 

@@ -24,6 +24,7 @@ from circus.core.policy import batch_size
 from circus.core.states import ProcessState
 from circus.core.watcher import Watcher
 from circus.protocol import ErrorCode, ProtocolError, output_topic
+from circus.protocol.limits import check_name, compile_match
 
 __all__ = ["HANDLERS", "Ops", "select"]
 
@@ -31,9 +32,6 @@ log = logging.getLogger("circus")
 
 Handler = Callable[["Any", "Ops", dict], "Awaitable[dict] | dict"]
 HANDLERS: dict[str, Handler] = {}
-
-#: max length of a regex pattern for `match = regex` (bounded cost)
-MAX_PATTERN = 256
 
 
 def handler(name: str) -> Callable[[Handler], Handler]:
@@ -75,12 +73,7 @@ def select(arbiter: Any, name: str | None, match: str = "glob") -> list[Watcher]
     elif match == "glob":
         found = [w for k, w in watchers.items() if fnmatch.fnmatchcase(k, key)]
     else:
-        if len(name) > MAX_PATTERN:
-            raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"regex longer than {MAX_PATTERN} characters")
-        try:
-            pattern = re.compile(name, re.IGNORECASE)
-        except re.error as exc:
-            raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"invalid regex {name!r}: {exc}") from None
+        pattern = compile_match(name)
         found = [w for k, w in watchers.items() if pattern.match(k)]
     if not found:
         raise ProtocolError(ErrorCode.UNKNOWN_WATCHER, f"program {name} not found")
@@ -183,6 +176,8 @@ async def _decr(arbiter, ops, p):
 @handler("add")
 async def _add(arbiter, ops, p):
     options = dict(p["options"] or {})
+    check_name(p["name"], "watcher name")
+    _check_owner(arbiter.config.circus, options)
     try:
         cfg = watcher_from_options(p["name"], p["cmd"], p["args"], options, arbiter.environ)
     except ConfigError as exc:
@@ -192,6 +187,15 @@ async def _add(arbiter, ops, p):
     if p["start"]:
         await ops.run(p, watcher.start(), "add")
     return {}
+
+
+def _check_owner(opts: Any, options: Mapping[str, Any]) -> None:
+    """0.19's rule: with an ``ipc://`` control endpoint owned by ``endpoint_owner``, ``add`` only
+    accepts watchers that run as that user (whoever may write to the socket is that user)."""
+    owner = opts.endpoint_owner
+    if owner and opts.endpoint.startswith("ipc://") and str(options.get("uid")) != owner:
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"the control endpoint belongs to {owner!r}: "
+                            f"a watcher added through it must set uid = {owner!r}")
 
 
 @handler("rm")

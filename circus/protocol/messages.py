@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from circus.protocol.errors import ErrorCode, ProtocolError
+from circus.protocol.limits import MAX_DEPTH, check_depth
 
 __all__ = ["Request", "decode_request", "ok_reply", "error_reply", "encode", "decode",
            "make_request", "encode_event", "decode_event", "MAX_FRAME", "output_topic", "topic_name"]
@@ -52,6 +53,8 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
         raise BadRequest(ErrorCode.INVALID_JSON, "json invalid") from None
     if not isinstance(data, dict):
         raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: not a JSON object")
+    if not check_depth(data):
+        raise BadRequest(ErrorCode.INVALID_MESSAGE, f"message invalid: nested deeper than {MAX_DEPTH}")
     req_id = data.get("id")
     cast = data.get("msg_type") == "cast"
     command = data.get("command")
