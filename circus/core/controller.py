@@ -229,6 +229,13 @@ class Controller:
                     if sock is not None:
                         self._close_socket(sock, linger=0)
                 old_router = old_pub = None
+                # libzmq unlinks an ipc:// path when its socket closes, in its I/O thread: wait
+                # for that, or it could remove the path the new socket is about to bind
+                paths = [p for p in map(_ipc_path, (old.endpoint, old.pubsub_endpoint)) if p]
+                for _ in range(REBIND_TRIES):
+                    if not any(os.path.exists(p) for p in paths):
+                        break
+                    await asyncio.sleep(0.025)
                 for _ in range(REBIND_TRIES - 1):
                     try:
                         self._open(opts)
