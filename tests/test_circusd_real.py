@@ -220,6 +220,15 @@ def test_check_config_prints_a_summary_or_the_errors(tmp_path):
     assert f"{bad}:3" in r.stderr and "numprocesess" in r.stderr and "numprocesses" in r.stderr
     r = run_circusd(str(bad))       # a config error never starts a half-configured arbiter
     assert r.returncode == 2
+    assert "security: none (every endpoint is loopback or ipc://)" in \
+        run_circusd("--check-config", str(good)).stdout
+    exposed = tmp_path / "exposed.ini"
+    exposed.write_text("[circus]\nendpoint = tcp://0.0.0.0:5555\n[watcher:web]\ncmd = sleep 1\n")
+    r = run_circusd("--check-config", str(exposed))
+    assert r.returncode == 2 and f"{exposed}:2: [circus] endpoint:" in r.stderr and "insecure" in r.stderr
+    exposed.write_text(exposed.read_text().replace("5555\n", "5555\ninsecure = true\n"))
+    r = run_circusd("--check-config", str(exposed))
+    assert r.returncode == 0 and "security: none, insecure = true" in r.stdout
 
 
 def test_daemon_returns_when_up_and_the_pidfile_is_locked(tmp_path):

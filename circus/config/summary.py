@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from .schema import Config, WatcherConfig
+from .schema import CircusOptions, Config, WatcherConfig
 
 __all__ = ["summarize"]
 
@@ -42,6 +42,14 @@ def _watcher_line(w: WatcherConfig) -> str:
     return f"  {w.name}: {command}  [{', '.join(flags)}]"
 
 
+def _security_line(c: CircusOptions) -> str:
+    if c.curve_secret_key:
+        return f"security: CURVE, node key {c.curve_secret_key}, client keys in {c.curve_clients}"
+    if c.insecure:
+        return "security: none, insecure = true (endpoints reachable from the network are open)"
+    return "security: none (every endpoint is loopback or ipc://)"
+
+
 def summarize(cfg: Config) -> str:
     """Endpoints, watchers (command, process count), sockets and plugins, one per line."""
     c = cfg.circus
@@ -52,6 +60,7 @@ def summarize(cfg: Config) -> str:
         f"endpoints: control {c.endpoint}, pubsub {c.pubsub_endpoint}"
         + (f", stats {c.stats_endpoint}" if c.statsd else "")
         + (f", multicast {c.multicast_endpoint}" if c.multicast_endpoint else ""),
+        _security_line(c),
         f"watchers ({len(cfg.watchers)}):",
         *(_watcher_line(w) for w in cfg.watchers),
         f"sockets ({len(cfg.sockets)}):",
