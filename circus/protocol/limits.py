@@ -8,8 +8,11 @@ Pure. The frame size is bounded in :mod:`circus.protocol.messages`; here:
 * **regex**: a pattern has a bounded matching cost. Python's ``re`` backtracks and cannot be
   interrupted, so a pattern like ``(a+)+$`` would freeze circusd. Refused: a quantifier inside a
   quantified group, an alternation inside a quantified group, back-references, more than
-  :data:`MAX_UNBOUNDED` unbounded (or long) quantifiers, and patterns over :data:`MAX_PATTERN` characters.
-  What is left matches a name of :data:`MAX_NAME` characters in at most about 0.1 ms.
+  :data:`MAX_UNBOUNDED` unbounded (or long) quantifiers, patterns over :data:`MAX_PATTERN`
+  characters, and patterns with more than :data:`MAX_WAYS` ways to match a name (each optional
+  or bounded part multiplies them: thirty ``a?`` in a row are 2**30 ways, and would freeze
+  circusd as surely as ``(a+)+$``). What is left matches a name of :data:`MAX_NAME` characters
+  in about a millisecond at most.
 """
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ except ImportError:                     # pragma: no cover - Python < 3.11
 
 from circus.protocol.errors import ErrorCode, ProtocolError
 
-__all__ = ["MAX_DEPTH", "MAX_NAME", "MAX_PATTERN", "MAX_UNBOUNDED", "check_depth", "name_problem",
-           "check_name", "compile_match"]
+__all__ = ["MAX_DEPTH", "MAX_NAME", "MAX_PATTERN", "MAX_UNBOUNDED", "MAX_WAYS", "check_depth",
+           "name_problem", "check_name", "compile_match"]
 
 MAX_DEPTH = 32
 MAX_NAME = 128
@@ -33,6 +36,10 @@ MAX_PATTERN = 256
 MAX_UNBOUNDED = 2
 #: a quantifier allowing more repetitions than this counts as unbounded
 LONG_REPEAT = 16
+#: most ways a pattern may have to match a name: the product of each quantifier's choices (a
+#: quantifier repeats at most MAX_NAME times on a name), summed over alternatives; two unbounded
+#: quantifiers and an optional part fit
+MAX_WAYS = 2 * (MAX_NAME + 1) ** 2
 
 _REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT}
 if hasattr(sre_constants, "POSSESSIVE_REPEAT"):
@@ -110,6 +117,36 @@ def _walk(items: Any, under_repeat: bool, counts: list[int]) -> str | None:
     return None
 
 
+def _ways(items: Any) -> int:
+    """An upper bound of the ways ``items`` can match a name (capped just over MAX_WAYS)."""
+    total = 1
+    for op, av in items:
+        if op in _REPEATS:
+            low, high, sub = av
+            inner, reps = _ways(sub), min(high, MAX_NAME)
+            if inner == 1:
+                factor = max(reps - low + 1, 1)
+            else:                               # every repetition chooses again
+                factor, power = 0, inner ** min(low, 64)
+                for _ in range(low, reps + 1):
+                    factor += power
+                    power *= inner
+                    if factor > MAX_WAYS:
+                        break
+        elif op is sre_constants.BRANCH:
+            factor = sum(_ways(branch) for branch in av[1])
+        elif op is sre_constants.SUBPATTERN:
+            factor = _ways(av[-1])
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            factor = _ways(av[1])
+        elif hasattr(sre_constants, "ATOMIC_GROUP") and op is sre_constants.ATOMIC_GROUP:
+            factor = _ways(av)
+        else:
+            factor = 1
+        total = min(total * factor, MAX_WAYS + 1)
+    return total
+
+
 def compile_match(pattern: str) -> re.Pattern[str]:
     """``pattern`` compiled (case-insensitive) if its cost is bounded; else an error reply."""
     if len(pattern) > MAX_PATTERN:
@@ -123,6 +160,8 @@ def compile_match(pattern: str) -> re.Pattern[str]:
     problem = _walk(parsed, False, counts)
     if problem is None and counts[0] > MAX_UNBOUNDED:
         problem = f"more than {MAX_UNBOUNDED} unbounded quantifiers"
+    if problem is None and _ways(parsed) > MAX_WAYS:
+        problem = f"more than {MAX_WAYS} ways to match (too many optional or repeated parts)"
     if problem:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY,
                             f"regex {pattern!r} refused: {problem} (its matching cost is unbounded; "
