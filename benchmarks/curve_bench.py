@@ -98,22 +98,26 @@ class Node:
         self.name = name
         self.dir = os.path.join(base, name)
         os.makedirs(self.dir)
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        pubsub = f"tcp://127.0.0.1:{free_port()}"
         self.server_key = self.curve = None
-        extra = ""
+        self.extra = ""
         if keys is not None:
             self.server_key, secret = write_keypair(self.dir, "node")
             self.curve = ClientKeys.load(keys.client_secret, self.server_key)
-            extra = f"curve_secret_key = {secret}\ncurve_clients = {keys.clients}\n"
+            self.extra = f"curve_secret_key = {secret}\ncurve_clients = {keys.clients}\n"
         self.config = os.path.join(self.dir, "circus.ini")
-        with open(self.config, "w") as f:
-            f.write(f"[circus]\nendpoint = {self.endpoint}\npubsub_endpoint = {pubsub}\n{extra}\n"
-                    "[watcher:sl]\ncmd = sleep 3600\nnumprocesses = 1\n")
+        self.write_config()
         self.log = os.path.join(self.dir, "circusd.log")
         self.argv = [python, "-m", "circus.cli.circusd", "--name", name, "--log-output", self.log,
                      *(["--log-level", log_level] if log_level else []), self.config]
         self.proc = None
+
+    def write_config(self):
+        """New free ports (another process may have taken the previous ones)."""
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        pubsub = f"tcp://127.0.0.1:{free_port()}"
+        with open(self.config, "w") as f:
+            f.write(f"[circus]\nendpoint = {self.endpoint}\npubsub_endpoint = {pubsub}\n"
+                    f"{self.extra}\n[watcher:sl]\ncmd = sleep 3600\nnumprocesses = 1\n")
 
     def start(self):
         self.proc = subprocess.Popen(self.argv, cwd=self.dir, stdin=subprocess.DEVNULL,
@@ -142,10 +146,21 @@ def request(command):
     return msg_id, json.dumps({"id": msg_id, "command": command, "properties": {}}).encode()
 
 
-def wait_answering(ctx, nodes, timeout):
+def wait_answering(ctx, nodes, timeout, retries=3):
+    """Every node answers nodeinfo; a node whose port was taken meanwhile (the machine is
+    shared: a port is free when chosen, not necessarily when bound) gets new ports."""
     deadline = time.monotonic() + timeout
     for node in nodes:
+        tries = 0
         while True:
+            if node.proc.poll() is not None and tries < retries and \
+                    "Address already in use" in node.log_tail():
+                tries += 1
+                log(f"  {node.name}: its port was taken; new ports (try {tries})")
+                os.unlink(node.log)
+                node.write_config()
+                node.start()
+                continue
             if node.proc.poll() is not None:
                 raise BenchError(f"{node.name}: circusd exited ({node.proc.returncode})\n"
                                  f"{node.log_tail()}")
@@ -187,8 +202,18 @@ ECHO = r"""
 import sys, zmq
 ctx = zmq.Context()
 s = ctx.socket(zmq.ROUTER)
-if sys.argv[1] == "on":
+if sys.argv[1] in ("on", "zap"):
     public, secret = sys.argv[2].encode(), sys.argv[3].encode()
+    if sys.argv[1] == "zap":      # a ZAP handler in a Python thread, as circusd has
+        import logging
+        from zmq.auth.thread import ThreadAuthenticator
+        class Allow:
+            def callback(self, domain, key):
+                return True
+        auth = ThreadAuthenticator(ctx, log=logging.getLogger("zap"))
+        auth.start()
+        auth.configure_curve_callback("bench", credentials_provider=Allow())
+        s.zap_domain = b"bench"
     s.curve_secretkey, s.curve_publickey, s.curve_server = secret, public, True
 port = s.bind_to_random_port("tcp://127.0.0.1")
 print(port, flush=True)
@@ -204,7 +229,7 @@ class Echo:
     """A bare ROUTER echo in another process (CURVE server without ZAP for ``on``)."""
 
     def __init__(self, mode, python, pair=None):
-        args = [mode] + ([pair.public.decode(), pair.secret.decode()] if mode == "on" else [])
+        args = [mode] + ([pair.public.decode(), pair.secret.decode()] if mode != "off" else [])
         self.proc = subprocess.Popen([python, "-c", ECHO, *args], stdout=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, text=True)
         STARTED.append(self.proc)
@@ -212,7 +237,7 @@ class Echo:
         if not line.strip():
             raise BenchError(f"echo server ({mode}) did not start")
         self.endpoint = f"tcp://127.0.0.1:{int(line)}"
-        self.server = pair.public if mode == "on" else None
+        self.server = pair.public if mode != "off" else None
 
 
 def echo_trips(sock, body, n, timeout=10.0):
@@ -372,11 +397,12 @@ def main_run(a):
         raw = {m: dealer(ctx, nodes[m][0].endpoint, nodes[m][0].curve) for m in MODES}
         socks.extend(raw.values())
         echo_pair = load_keypair(write_keypair(os.path.join(base, "echo"), "echo")[1])
-        echoes = {m: Echo(m, a.python, echo_pair) for m in MODES}
+        echoes = {m: Echo(m, a.python, echo_pair) for m in (*MODES, "zap")}
         echo_socks, echo_curve = {}, {"off": None}
         echo_curve["on"] = ClientKeys(nodes["on"][0].curve.public, nodes["on"][0].curve.secret,
                                       echo_pair.public)
-        for m in MODES:
+        echo_curve["zap"] = echo_curve["on"]
+        for m in (*MODES, "zap"):
             echo_socks[m] = dealer(ctx, echoes[m].endpoint, echo_curve[m])
         socks.extend(echo_socks.values())
         _, list_body = request("list")
@@ -386,6 +412,7 @@ def main_run(a):
             echo_trips(echo_socks[m], list_body, a.warmup)
             handshakes(ctx, nodes[m][0], 5)
             echo_handshakes(ctx, echoes[m].endpoint, echo_curve[m], list_body, 5)
+        echo_handshakes(ctx, echoes["zap"].endpoint, echo_curve["zap"], list_body, 5)
 
         def add(key, xs):
             res["samples"].setdefault(key, []).extend(xs)
@@ -403,6 +430,10 @@ def main_run(a):
                 add(f"handshake_{m}", handshakes(ctx, nodes[m][0], a.handshakes))
                 add(f"floor_handshake_{m}", echo_handshakes(ctx, echoes[m].endpoint,
                                                             echo_curve[m], list_body, a.handshakes))
+                if m == "on":
+                    add("zap_handshake_on", echo_handshakes(ctx, echoes["zap"].endpoint,
+                                                            echo_curve["zap"], list_body,
+                                                            a.handshakes))
             for m in order:
                 for _ in range(a.status_runs):
                     wall, proc, full = run_status(status_argv(a, tool, pools[m]),
@@ -427,7 +458,7 @@ def main_run(a):
                                  if k.startswith(("raw", "floor", "handshake"))))
             log("  " + ", ".join(f"{k} {v[-1] * 1e3:.1f} ms" for k, v in res["rep_medians"].items()
                                  if k.startswith(("status", "fanout"))))
-        for m in MODES:
+        for m in (*MODES, "zap"):
             echo_socks[m].send(b"quit")
         dead = [nd.name for m in MODES for nd in nodes[m] if nd.proc.poll() is not None]
         if dead:
@@ -469,19 +500,28 @@ ROWS = (("raw_list", "raw `list` round trip", us),
         ("floor", "bare pyzmq ROUTER echo (the `list` request)", us),
         ("handshake", "fresh `CircusClient` + `numwatchers` + stop", us),
         ("floor_handshake", "fresh bare DEALER + one echo + close", us),
+        ("zap_handshake", "the same, the CURVE server with a Python ZAP thread (as circusd)", us),
         ("status", "`status` over the pool, whole process", ms),
         ("fanout", "in-process fan-out: fresh clients + `status` to every node", ms))
+
+
+#: rows whose CURVE-off figures are another row's (ZAP only exists with CURVE)
+OFF_OF = {"zap_handshake": "floor_handshake"}
 
 
 def stats_of(res, key):
     return summary(res["samples"].get(key) or [])
 
 
+def off_key(key):
+    return f"{OFF_OF.get(key, key)}_off"
+
+
 def ratios(res, key):
-    on, off = stats_of(res, f"{key}_on"), stats_of(res, f"{key}_off")
+    on, off = stats_of(res, f"{key}_on"), stats_of(res, off_key(key))
     if not on or not off:
         return None
-    rm_on, rm_off = res["rep_medians"][f"{key}_on"], res["rep_medians"][f"{key}_off"]
+    rm_on, rm_off = res["rep_medians"][f"{key}_on"], res["rep_medians"][off_key(key)]
     per_rep = sorted(x / y for x, y in zip(rm_on, rm_off))
     return {"median": on["median"] / off["median"], "p99": on["p99"] / off["p99"],
             "extra": on["median"] - off["median"], "per_rep": per_rep,
@@ -521,7 +561,7 @@ def render_md(res):
       "per-repetition ratios: median (min - max) | extra |")
     w("|---|---|---|---|---|---|---|")
     for key, label, fmt in ROWS:
-        off, on, r = stats_of(res, f"{key}_off"), stats_of(res, f"{key}_on"), ratios(res, key)
+        off, on, r = stats_of(res, off_key(key)), stats_of(res, f"{key}_on"), ratios(res, key)
         if not (off and on and r):
             continue
         w(f"| {label} | {fmt(off['median'])} (p99 {fmt(off['p99'])}) | {fmt(on['median'])} "
