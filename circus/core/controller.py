@@ -95,9 +95,12 @@ class Controller:
 
     # -- sockets ----------------------------------------------------------------------------------
 
-    def _bind(self, kind: int, endpoint: str, owner: str | None = None) -> zmq.Socket:
+    def _bind(self, kind: int, endpoint: str, owner: str | None = None,
+              options: dict[int, int] | None = None) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        for option, value in (options or {}).items():   # before bind: libzmq copies the options
+            sock.setsockopt(option, value)              # into the listener (later ones are ignored)
         if self._server_keys is not None:
             from circus.security.keys import configure_server
             configure_server(sock, self._server_keys)
@@ -191,14 +194,13 @@ class Controller:
                  f"established events subscription lasts until it reconnects)" if removed else "")
 
     def _open(self, opts: CircusOptions) -> None:
-        router = self._bind(zmq.ROUTER, opts.endpoint, opts.endpoint_owner)
-        router.maxmsgsize = self.max_frame * MAXMSG_FACTOR
+        router = self._bind(zmq.ROUTER, opts.endpoint, opts.endpoint_owner,
+                            {zmq.MAXMSGSIZE: self.max_frame * MAXMSG_FACTOR})
         try:
-            pub = self._bind(zmq.XPUB, opts.pubsub_endpoint)
+            pub = self._bind(zmq.XPUB, opts.pubsub_endpoint, options={zmq.SNDHWM: PUB_HWM})
         except BindError:
             router.close()
             raise
-        pub.sndhwm = PUB_HWM
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)    # every subscribe is seen (the last unsubscribe too)
         self.router, self._pub = router, pub
         self.arbiter.output_prefixes = set()        # a new XPUB has no subscribers yet
