@@ -20,9 +20,11 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 from circus.config import ConfigError, watcher_from_options
 from circus.config.view import watcher_options
 from circus.config.convert import parse_signal
+from circus.core.command import resolve_ids
 from circus.core.policy import batch_size
 from circus.core.states import ProcessState
 from circus.core.watcher import Watcher
+from circus.errors import SpawnError
 from circus.protocol import ErrorCode, ProtocolError, output_topic
 from circus.protocol.limits import check_name, compile_match
 
@@ -183,10 +185,21 @@ async def _add(arbiter, ops, p):
         raise ProtocolError(ErrorCode.INVALID_OPTION, "; ".join(i.reason if not i.key else
                             f"{i.key}: {i.reason}" for i in exc.issues)) from None
     _check_owner(arbiter.config.circus, cfg, "add")
+    _check_ids(cfg)
     watcher = arbiter.add_watcher(cfg)
     if p["start"]:
         await ops.run(p, watcher.start(), "add")
     return {}
+
+
+def _check_ids(cfg: Any) -> None:
+    """An unknown user or group given to add or set is an error reply, not an ok followed by
+    spawn failures in backoff (a configuration file's are reported when its watcher spawns)."""
+    try:
+        resolve_ids(cfg.uid, cfg.gid)
+    except SpawnError as exc:
+        key = "uid" if "user" in str(exc) else "gid"
+        raise ProtocolError(ErrorCode.INVALID_OPTION, f"{key}: {exc}") from None
 
 
 #: ``set`` keys that change nothing about what runs or as whom (allowed under endpoint_owner)
@@ -266,6 +279,7 @@ async def _set(arbiter, ops, p):
         raise ProtocolError(ErrorCode.INVALID_OPTION, "; ".join(
             f"{i.key}: {i.reason}" if i.key else i.reason for i in exc.issues)) from None
     _check_owner(arbiter.config.circus, cfg, "set", changes)
+    _check_ids(cfg)
     await ops.run(p, w.update(cfg, tuple(changes)), "set")
     return {}
 
