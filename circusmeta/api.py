@@ -21,7 +21,7 @@ import zmq.asyncio
 
 from .fanout import ACTIVE, NodeClient, NodeResult, fan_out
 from .placement import Choice, NodeView, PlacementError, place
-from .pool import PoolConfig, load_pool, locate_pool
+from .pool import PoolConfig, load_pool, locate_pool, node_keys
 
 __all__ = ["Pool", "SelectionError", "UsageError", "AddResult"]
 
@@ -48,8 +48,10 @@ class AddResult:
 
 class Pool:
     def __init__(self, config: PoolConfig, *, rng: random.Random | None = None) -> None:
+        """Raises ConfigError when a key file the pool names is missing or malformed."""
         self.config = config
         self.rng = rng or random.Random()
+        self.keys = node_keys(config)        # node -> ClientKeys, or None: no CURVE
         self._context: zmq.asyncio.Context | None = None
         self._clients: dict[str, NodeClient] = {}
 
@@ -80,7 +82,8 @@ class Pool:
             if self._context is None:
                 self._context = zmq.asyncio.Context()
             spec = self.config.nodes[node]
-            self._clients[node] = NodeClient(spec, self._context, self.config.deadline(spec))
+            self._clients[node] = NodeClient(spec, self._context, self.config.deadline(spec),
+                                             curve=self.keys.get(node))
         return self._clients[node]
 
     # -- selecting ---------------------------------------------------------------------------------

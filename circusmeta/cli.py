@@ -15,8 +15,10 @@
   something needs ``--node``, ``--tag`` or ``--all`` (nothing is changed on every node by
   omission); read-only ones default to every node.
 
-Exit codes: 0 all ok, 1 nothing reachable, 2 usage or pool error, 3 every node refused, 4
-partial. With a log directory, every run that changes something leaves an audit file.
+Exit codes: 0 all ok, 1 nothing reachable, 2 usage or pool error (a missing or malformed key
+file too), 3 every node refused (e.g. ``forbidden`` for this client's role), 4 partial. A node
+whose CURVE handshake fails is not_available. With a log directory, every run that changes
+something leaves an audit file.
 """
 from __future__ import annotations
 
@@ -166,6 +168,9 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         from .discover import discover_cli
         return await discover_cli(ctx, words)
     pool = Pool.from_file(ctx.pool_path)
+    from .pool import key_warnings
+    for warning in key_warnings(pool.config):
+        ctx.warn(f"warning: {warning}")
     try:
         rest, nodes, tags, every = take_selection(words)
         try:

@@ -10,6 +10,12 @@ A node's answer is data, never an exception that hides the others (DESIGN §1). 
 
 The connection state comes from ZeroMQ's socket monitor (attached before connecting, so the
 ``connected`` event cannot be missed).
+
+Under CURVE (the node's ``server_key`` in the pool file) a connection is followed by the CURVE
+handshake. One that fails — the node does not admit this client's key, the ``server_key`` is
+not the node's, or one side has CURVE and the other not — makes the node ``not_available`` with
+the reason, at once rather than at the deadline; it stays so for the session unless a later
+handshake succeeds (ZeroMQ keeps reconnecting).
 """
 from __future__ import annotations
 
@@ -29,12 +35,31 @@ from circus.client.wire import make_message
 from .pool import NodeSpec
 
 __all__ = ["NodeResult", "NodeClient", "fan_out", "ACTIVE", "UNRESPONSIVE", "NOT_AVAILABLE",
-           "exit_code"]
+           "exit_code", "handshake_failure", "HANDSHAKE_EVENTS"]
 
 ACTIVE, UNRESPONSIVE, NOT_AVAILABLE = "active", "unresponsive", "not_available"
 
 #: exit codes (DESIGN §3.9): all ok, nothing reachable, usage, every node refused, partial
 EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_REFUSED, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                     zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: the monitor events that tell how a handshake went (for every socket watching one)
+HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | \
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | HANDSHAKE_EVENTS
+
+
+def handshake_failure(event: int, keyed: bool, endpoint: str) -> str:
+    """Why a handshake with ``endpoint`` failed, in the operator's words (pure)."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return (f"{endpoint} refused this client's CURVE key (its public key is not in the "
+                f"node's curve_clients directory)")
+    if keyed:
+        return (f"CURVE handshake with {endpoint} failed: the server_key is not this node's "
+                f"public key, or the node does not use CURVE")
+    return (f"handshake with {endpoint} failed: the node uses CURVE? give its server_key (and "
+            f"a client_key) in the pool file")
 
 
 @dataclass(frozen=True)
@@ -103,23 +128,29 @@ class NodeClient:
     node costs its deadline once, not once per call."""
 
     def __init__(self, spec: NodeSpec, context: zmq.asyncio.Context, connect_timeout: float,
-                 configure: Callable[[zmq.Socket, NodeSpec], None] | None = None) -> None:
+                 configure: Callable[[zmq.Socket, NodeSpec], None] | None = None,
+                 curve: Any = None) -> None:
+        """``curve``: the node's :class:`~circus.security.keys.ClientKeys` (None: no CURVE);
+        ``configure(socket, spec)``: anything else to set on the socket before it connects."""
         self.spec = spec
         self.connect_timeout = connect_timeout
+        self.curve = curve
         self._connected = asyncio.Event()
+        self._failed = asyncio.Event()             # the last handshake failed
+        self._handshake_error: str | None = None
         self._gave_up: str | None = None
         self._monitor: zmq.asyncio.Socket | None = None
         self._monitored: zmq.Socket | None = None
 
         def before_connect(sock: zmq.Socket) -> None:
             if configure is not None:
-                configure(sock, spec)              # CURVE keys, when the pool has them
+                configure(sock, spec)
             # attached before connecting, so the "connected" event cannot be missed
-            self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            self._monitor = sock.get_monitor_socket(_MONITORED)
             self._monitored = sock
 
         self._client = AsyncClient(spec.endpoint, connect_timeout, context,
-                                   before_connect=before_connect)
+                                   before_connect=before_connect, curve=curve)
         self._watch = asyncio.get_running_loop().create_task(self._watch_monitor())
 
     @property
@@ -131,13 +162,21 @@ class NodeClient:
         try:
             while True:
                 event = parse_monitor_message(await self._monitor.recv_multipart())
-                if event["event"] == zmq.EVENT_CONNECTED:
+                kind = event["event"]
+                if kind == zmq.EVENT_CONNECTED:
                     self._gave_up = None
                     self._connected.set()
-                elif event["event"] == zmq.EVENT_DISCONNECTED:
+                elif kind == zmq.EVENT_DISCONNECTED:
                     # the peer went away (circusd stopped, link cut): until ZeroMQ reconnects,
                     # a call is a new connection attempt, not a wait for a frozen node's answer
                     self._connected.clear()
+                elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._handshake_error = None
+                    self._failed.clear()
+                elif kind in _HANDSHAKE_FAILED:
+                    self._handshake_error = handshake_failure(kind, self.curve is not None,
+                                                              self.spec.endpoint)
+                    self._failed.set()
         except (zmq.ZMQError, asyncio.CancelledError):
             return
 
@@ -148,6 +187,8 @@ class NodeClient:
         """``command`` with ``props`` (which may hold the protocol's own ``timeout``), answered
         within ``timeout`` seconds, connection included."""
         start = time.monotonic()
+        if self._handshake_error is not None:
+            return self._not_available(self._handshake_error)
         if not self.connected:
             if self._gave_up is not None:
                 return self._not_available(self._gave_up)
@@ -155,12 +196,27 @@ class NodeClient:
             try:
                 await asyncio.wait_for(self._connected.wait(), limit)
             except TimeoutError:
-                self._gave_up = f"cannot connect to {self.spec.endpoint} within {limit:g} s"
+                self._gave_up = self._handshake_error or \
+                    f"cannot connect to {self.spec.endpoint} within {limit:g} s"
                 return self._not_available(self._gave_up)
         left = max(0.0, timeout - (time.monotonic() - start))
+        request = asyncio.ensure_future(self._client.request(make_message(command, **props),
+                                                             timeout=left))
+        failed = asyncio.ensure_future(self._failed.wait())
         try:
-            reply = await self._client.request(make_message(command, **props), timeout=left)
+            await asyncio.wait([request, failed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+            if not request.done():
+                request.cancel()
+            await asyncio.gather(request, failed, return_exceptions=True)
+        if request.cancelled() and self._handshake_error is not None:
+            return self._not_available(self._handshake_error)
+        try:
+            reply = request.result()
         except CallTimeout:
+            if self._handshake_error is not None:
+                return self._not_available(self._handshake_error)
             return NodeResult(self.spec.name, UNRESPONSIVE, error=f"connected, but no answer "
                               f"to {command!r} within {timeout:g} s", endpoint=self.spec.endpoint)
         except CallError as exc:

@@ -16,6 +16,13 @@ sockets are in :class:`Proxy`. ZeroMQ reconnects the SUB sockets by itself (a no
 the same endpoint is followed again, its subscription renewed); the socket monitor makes each
 connect and disconnect a log line. The PUB sockets never block: a subscriber that does not
 read loses messages beyond the high-water mark.
+
+CURVE: each node is followed with its keys from the pool file (its ``server_key`` covers its
+control, events and stats endpoints). With ``[meta] proxy_secret_key`` and ``proxy_clients``
+the two PUB sockets are CURVE servers admitting the keys of that clients directory, any role
+(read when the proxy starts: restart it to revoke a key). An address reachable from other
+machines without them is refused (exit 2) unless ``[meta] insecure = true``. ``top --proxy``
+subscribes with ``[meta] client_key`` and ``proxy_key``.
 """
 from __future__ import annotations
 
@@ -31,7 +38,10 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-__all__ = ["top_cli", "proxy_cli", "Proxy", "Feed", "stats_topic", "event_topic", "HWM"]
+from .fanout import HANDSHAKE_EVENTS, handshake_failure
+
+__all__ = ["top_cli", "proxy_cli", "Proxy", "Feed", "stats_topic", "event_topic", "HWM",
+           "exposure_problem"]
 
 #: messages queued per subscriber (and per upstream socket) before ZeroMQ drops
 HWM = 20000
@@ -58,6 +68,10 @@ async def top_cli(ctx: Any, pool: Any, selected: list[str] | None, rest: list[st
         ctx.warn("circusmeta top: the endpoints come from the pool file; --endpoint and --pool "
                  "are circus-top's (select nodes with --node N or --tag T)")
         return top.USAGE
+    if getattr(args, "curve_key", None) or getattr(args, "server_key", None):
+        ctx.warn("circusmeta top: the CURVE keys come from the pool file (server_key of each "
+                 "node, [meta] client_key; with --proxy, [meta] proxy_key)")
+        return top.USAGE
     args.json = args.json or ctx.json
     if not top.check_args(args, ctx.err, "circusmeta top"):
         return top.USAGE
@@ -70,8 +84,16 @@ async def top_cli(ctx: Any, pool: Any, selected: list[str] | None, rest: list[st
         prefixes = [f"{n}/stat." for n in selected] if selected is not None else []
         if selected is not None:
             view = View(sort=view.sort, filter=view.filter, nodes=frozenset(selected))
+        from .pool import proxy_client_keys
+        meta = pool.config.meta
+        keys = proxy_client_keys(pool.config)
+        if keys is None and (meta.proxy_secret_key or meta.proxy_key):
+            ctx.warn(f"circusmeta top --proxy: the proxy uses CURVE, but {pool.config.file} has "
+                     f"no [meta] client_key to subscribe with")
+            return top.USAGE
+        # an empty mapping, not None: no key flags or environment behind the pool's back
         return top.run(args, [endpoint], view, prefixes=prefixes, expect=expect, out=ctx.out,
-                       err=ctx.err, prog="circusmeta top")
+                       err=ctx.err, prog="circusmeta top", curve=keys or {})
     labels: dict[str, str] = {}
     for name in names:
         address = nodes[name].stats_endpoint
@@ -82,8 +104,9 @@ async def top_cli(ctx: Any, pool: Any, selected: list[str] | None, rest: list[st
     if not labels:
         ctx.warn(f"circusmeta top: no selected node has a stats_endpoint in {pool.config.file}")
         return top.USAGE
+    curve = {address: pool.keys.get(name) for address, name in labels.items()}
     return top.run(args, list(labels), view, labels=labels, out=ctx.out, err=ctx.err,
-                   prog="circusmeta top")
+                   prog="circusmeta top", curve=curve)
 
 
 # -- the rewriting (pure) ------------------------------------------------------------------------
@@ -142,9 +165,10 @@ class Feed:
     node: str
     kind: str                 # STATS or EVENTS
     address: str
+    curve: Any = None         # the node's ClientKeys (None: no CURVE)
 
 
-_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | HANDSHAKE_EVENTS
 
 
 class Proxy:
@@ -156,21 +180,31 @@ class Proxy:
     """
 
     def __init__(self, feeds: Sequence[Feed], binds: dict[str, str],
-                 log: Callable[[str], None], hwm: int = HWM) -> None:
+                 log: Callable[[str], None], hwm: int = HWM, server: Any = None) -> None:
+        """``server``: (KeyPair, Keyring): the PUB sockets are CURVE servers admitting the
+        keyring's keys (None: no CURVE)."""
         self.feeds, self.binds, self.log, self.hwm = list(feeds), dict(binds), log, hwm
+        self.server = server
         self.context = zmq.asyncio.Context()
         self.forwarded = {kind: 0 for kind in binds}
         self.dropped = 0
         self._pubs: dict[str, zmq.Socket] = {}
         self._subs: list[tuple[Feed, zmq.asyncio.Socket, zmq.asyncio.Socket]] = []
+        self._gate: Any = None
 
     def open(self) -> None:
         sync = zmq.Context.shadow(self.context.underlying)
+        if self.server is not None:
+            from circus.security.zap import Gate
+            self._gate = Gate(sync, self.server[1])   # one ZAP handler for this context
         for kind, address in self.binds.items():
             sock = sync.socket(zmq.PUB)
             sock.linger = 0
             sock.sndhwm = self.hwm
             self._pubs[kind] = sock
+            if self.server is not None:
+                from circus.security.keys import configure_server
+                configure_server(sock, self.server[0])
             try:
                 sock.bind(address)
             except zmq.ZMQError as exc:
@@ -186,6 +220,8 @@ class Proxy:
             sock.setsockopt(zmq.HEARTBEAT_IVL, 5000)      # a vanished tcp peer is noticed
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
             sock.setsockopt(zmq.SUBSCRIBE, b"")
+            if feed.curve is not None:
+                feed.curve.apply(sock)
             monitor = sock.get_monitor_socket(_MONITORED)  # before connect: no event missed
             self._subs.append((feed, sock, monitor))
             try:
@@ -222,6 +258,9 @@ class Proxy:
             pub.close(0)
         self._subs.clear()
         self._pubs.clear()
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
         self.context.term()
 
     async def _pump(self, feed: Feed, sub: zmq.asyncio.Socket, pub: zmq.Socket) -> None:
@@ -245,12 +284,45 @@ class Proxy:
             self.forwarded[feed.kind] += 1
 
     async def _watch(self, feed: Feed, monitor: zmq.asyncio.Socket) -> None:
+        failing: str | None = None            # while handshakes fail: said once, not per retry
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
-            if event["event"] == zmq.EVENT_CONNECTED:
+            kind = event["event"]
+            if kind == zmq.EVENT_CONNECTED and failing is None:
                 self.log(f"{feed.node}: {feed.kind} connected ({feed.address})")
-            elif event["event"] == zmq.EVENT_DISCONNECTED:
+            elif kind == zmq.EVENT_DISCONNECTED and failing is None:
                 self.log(f"{feed.node}: {feed.kind} disconnected ({feed.address}); reconnecting")
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and failing is not None:
+                failing = None
+                self.log(f"{feed.node}: {feed.kind} handshake succeeded ({feed.address})")
+            elif kind not in (zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED,
+                              zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                why = handshake_failure(kind, feed.curve is not None, feed.address)
+                if why != failing:
+                    failing = why
+                    self.log(f"{feed.node}: {feed.kind}: {why}; retrying")
+
+
+def exposure_problem(binds: dict[str, str], curve: bool, insecure: bool) -> str | None:
+    """What is wrong with binding ``binds`` (pure): None when every address is local or the
+    proxy uses CURVE; else the refusal, or with ``insecure`` the warning."""
+    from circus.security.exposure import is_local
+
+    if curve:
+        return None
+    exposed = [address for address in binds.values() if not is_local(address)]
+    if not exposed:
+        return None
+    where = " and ".join(exposed)
+    if insecure:
+        return (f"[meta] insecure = true: {where} reachable from the network WITHOUT "
+                f"authentication or encryption; anyone who reaches it reads the pool's stats "
+                f"and events")
+    return (f"{where} {'is' if len(exposed) == 1 else 'are'} reachable from other machines and "
+            f"the proxy has no CURVE: set [meta] proxy_secret_key and proxy_clients in the pool "
+            f"file (make keys with 'circusctl keygen NAME'; see the security page of the docs), "
+            f"bind to 127.0.0.1 or an ipc:// path, or set [meta] insecure = true to accept that "
+            f"anyone who reaches it reads the pool's stats and events")
 
 
 def _proxy_parser() -> argparse.ArgumentParser:
@@ -274,7 +346,8 @@ def _log_to(err: Any) -> Callable[[str], None]:
 
 async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -> int:
     """Run the proxy until SIGTERM or SIGINT (exit 0); 1 if an endpoint cannot be bound, 2 on
-    a usage error or nothing to follow."""
+    a usage error, nothing to follow, a bad proxy key file or a network address without
+    CURVE."""
     try:
         args = _proxy_parser().parse_args(rest)
     except SystemExit as exc:
@@ -306,12 +379,20 @@ async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
                          f"proxy binds")
                 return EXIT_USAGE
             else:
-                feeds.append(Feed(name, kind, address))
+                feeds.append(Feed(name, kind, address, pool.keys.get(name)))
     if not feeds:
         ctx.warn("circusmeta proxy: no selected node has a stats_endpoint or pubsub_endpoint "
                  f"in {pool.config.file}")
         return EXIT_USAGE
-    proxy = Proxy(feeds, binds, log)
+    from .pool import proxy_server_keys
+    server = proxy_server_keys(pool.config)          # ConfigError: exit 2
+    problem = exposure_problem(binds, server is not None, meta.insecure)
+    if problem is not None:
+        if not meta.insecure:
+            ctx.warn(f"circusmeta proxy: {problem}")
+            return EXIT_USAGE
+        log(f"warning: {problem}")
+    proxy = Proxy(feeds, binds, log, server=server)
     try:
         try:
             proxy.open()
@@ -319,8 +400,12 @@ async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
             ctx.warn(f"circusmeta proxy: {exc}")
             return EXIT_BIND
         for kind, address in binds.items():
-            followed = ", ".join(f"{f.node} ({f.address})" for f in feeds if f.kind == kind)
+            followed = ", ".join(f"{f.node} ({f.address}{', CURVE' if f.curve else ''})"
+                                 for f in feeds if f.kind == kind)
             log(f"{kind} on {address}, from {followed or 'no node'}")
+        if server is not None:
+            log(f"subscribers need CURVE: {server[0].path}'s public key and a client key in "
+                f"{meta.proxy_clients} ({server[1].summary()})")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

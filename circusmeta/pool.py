@@ -1,8 +1,9 @@
 """The pool file: which nodes make the pool, how to reach them, and named collections.
 
 Pure: :func:`parse_pool` takes the file's text; :func:`locate_pool` takes the environment.
-Errors are :class:`circus.config.ConfigError`, one ``file:line: [section] key: reason`` per
-problem, all of them at once, like a bad circusd configuration::
+:func:`load_pool` reads the file and the key files it names. Errors are
+:class:`circus.config.ConfigError`, one ``file:line: [section] key: reason`` per problem, all
+of them at once, like a bad circusd configuration::
 
     [meta]
     strategy = least_loaded      ; default placement strategy
@@ -10,14 +11,30 @@ problem, all of them at once, like a bad circusd configuration::
     stats_endpoint = tcp://127.0.0.1:5570    ; where `circusmeta proxy` republishes
     pubsub_endpoint = tcp://127.0.0.1:5571
     log_dir = /var/log/circusmeta           ; an audit file per changing run
+    client_key = keys/alice.key_secret      ; this client's CURVE key pair
     [node:web1]
     endpoint = tcp://10.0.0.11:5555
     pubsub_endpoint = tcp://10.0.0.11:5556
     stats_endpoint = tcp://10.0.0.11:5557
+    server_key = keys/web1.key   ; the node's public key: CURVE on all three endpoints
     tags = web, eu
     [collection:frontend]
     members = web1:nginx, web2:nginx, backend   ; node:watcher items or other collections
     mode = sequential            ; or parallel
+
+CURVE keys (see the security page of the docs). A node has one key pair for its control,
+events and stats endpoints, so its ``server_key`` serves all three. A node with a
+``server_key`` is reached with the client key pair of its section's ``client_key``, else of
+``[meta] client_key`` (a per-node one lets the same person be admin on one node and readonly on
+another, or keep one key per site); a node without ``server_key`` is reached without CURVE.
+``circusmeta proxy`` is a CURVE server when ``[meta] proxy_secret_key`` (its key pair) and
+``proxy_clients`` (a clients directory, any role may subscribe) are set; its subscribers
+(``circusmeta top --proxy``) use ``[meta] client_key`` and ``proxy_key``, the proxy's public key
+(default: the public half of ``proxy_secret_key``, when this file has it). ``[meta] insecure =
+true`` lets the proxy bind an address reachable from other machines without CURVE. Relative
+paths are relative to the pool file. :func:`load_pool` checks the files of the node keys, the
+client keys and ``proxy_key``; the proxy's own files are checked by :func:`proxy_server_keys`
+(who runs ``circusmeta status`` need not be able to read the proxy's secret key).
 """
 from __future__ import annotations
 
@@ -25,13 +42,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from circus.config.errors import ConfigError, Issues, did_you_mean
 from circus.config.ini import IniSection, IniValue, parse_ini
 
 __all__ = ["NodeSpec", "Member", "Collection", "MetaOptions", "PoolConfig", "parse_pool",
-           "load_pool", "locate_pool", "STRATEGIES", "DEFAULT_PATHS"]
+           "load_pool", "locate_pool", "client_keys_for", "node_keys", "proxy_client_keys",
+           "proxy_server_keys", "key_warnings", "STRATEGIES", "DEFAULT_PATHS"]
 
 STRATEGIES = ("round_robin", "least_loaded", "least_memory", "fewest_processes", "random")
 MODES = ("sequential", "parallel")
@@ -47,8 +65,9 @@ class NodeSpec:
     pubsub_endpoint: str | None = None
     stats_endpoint: str | None = None
     tags: tuple[str, ...] = ()
-    server_key: str | None = None
+    server_key: str | None = None      # the node's public key file: CURVE
     timeout: float | None = None       # this node's deadline; None: [meta] timeout
+    client_key: str | None = None      # this client's key pair for this node; None: [meta]'s
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,20 @@ class MetaOptions:
     stats_endpoint: str = "tcp://127.0.0.1:5570"
     pubsub_endpoint: str = "tcp://127.0.0.1:5571"
     log_dir: str | None = None
-    client_key: str | None = None
+    client_key: str | None = None       # this client's key pair (NAME.key_secret)
+    proxy_secret_key: str | None = None  # the proxy's key pair: its PUB sockets are CURVE servers
+    proxy_clients: str | None = None    # who may subscribe to the proxy (a clients directory)
+    proxy_key: str | None = None        # the proxy's public key, for its subscribers
+    insecure: bool = False              # the proxy may bind a network address without CURVE
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an option was set: for errors about the file it names."""
+
+    file: str
+    line: int | None
+    section: str
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,12 @@ class PoolConfig:
     nodes: Mapping[str, NodeSpec]
     collections: Mapping[str, Collection] = field(default_factory=dict)
     file: str = "<pool>"
+    #: (section, key) -> where it is set, for the key options ("meta" or "node:NAME")
+    origins: Mapping[tuple[str, str], Origin] = field(default_factory=dict, compare=False,
+                                                      repr=False)
+
+    def origin(self, section: str, key: str) -> Origin:
+        return self.origins.get((section, key), Origin(self.file, None, section))
 
     def deadline(self, node: NodeSpec) -> float:
         return node.timeout if node.timeout is not None else self.meta.timeout
@@ -110,14 +148,31 @@ class PoolConfig:
 
 # -- reading -------------------------------------------------------------------------------------
 
-_NODE_KEYS = ("endpoint", "pubsub_endpoint", "stats_endpoint", "tags", "server_key", "timeout")
-_META_KEYS = ("strategy", "timeout", "stats_endpoint", "pubsub_endpoint", "log_dir", "client_key")
+_NODE_KEYS = ("endpoint", "pubsub_endpoint", "stats_endpoint", "tags", "server_key", "timeout",
+              "client_key")
+_KEY_FILES = ("client_key", "proxy_secret_key", "proxy_clients", "proxy_key")
+_META_KEYS = ("strategy", "timeout", "stats_endpoint", "pubsub_endpoint", "log_dir",
+              *_KEY_FILES, "insecure")
 _COLLECTION_KEYS = ("members", "mode")
+_TRUE, _FALSE = ("1", "yes", "true", "on"), ("0", "no", "false", "off")
 
 
 class _Reader:
     def __init__(self, sections: list[IniSection], issues: Issues, filename: str) -> None:
         self.sections, self.issues, self.filename = sections, issues, filename
+        self.origins: dict[tuple[str, str], Origin] = {}
+
+    def path(self, where: str, section: IniSection, value: IniValue) -> str | None:
+        """A file option's value: ``~`` expanded, relative to the file that sets it."""
+        text = value.value.strip()
+        if not text:
+            return None
+        self.origins[(where, value.key.lower())] = Origin(value.file, value.line, section.header)
+        text = os.path.expanduser(text)
+        if not os.path.isabs(text) and value.file and not value.file.startswith("<"):
+            text = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(value.file)),
+                                                 text))
+        return text
 
     def bad(self, section: IniSection, value: IniValue | None, reason: str) -> None:
         line = value.line if value else section.line
@@ -170,9 +225,25 @@ class _Reader:
         for key in ("stats_endpoint", "pubsub_endpoint"):
             if key in values and (endpoint := self.endpoint(section, values[key])):
                 kwargs[key] = endpoint
-        for key in ("log_dir", "client_key"):
-            if key in values and values[key].value.strip():
-                kwargs[key] = os.path.expanduser(values[key].value.strip())
+        if "log_dir" in values and values["log_dir"].value.strip():
+            kwargs["log_dir"] = os.path.expanduser(values["log_dir"].value.strip())
+        for key in _KEY_FILES:
+            if key in values and (path := self.path("meta", section, values[key])):
+                kwargs[key] = path
+        if "insecure" in values:
+            word = values["insecure"].value.strip().lower()
+            if word not in _TRUE + _FALSE:
+                self.bad(section, values["insecure"], f"expected true or false, got "
+                         f"{values['insecure'].value!r}")
+            kwargs["insecure"] = word in _TRUE
+        if bool(kwargs.get("proxy_secret_key")) != bool(kwargs.get("proxy_clients")):
+            given = "proxy_secret_key" if kwargs.get("proxy_secret_key") else "proxy_clients"
+            missing = "proxy_clients" if given == "proxy_secret_key" else "proxy_secret_key"
+            self.bad(section, values[given], f"needs {missing} too (a CURVE proxy needs its "
+                     f"key pair and the directory of the client keys it admits)")
+        if kwargs.get("proxy_key") and not kwargs.get("client_key"):
+            self.bad(section, values["proxy_key"], "needs client_key too (the key pair this "
+                     "client subscribes to the proxy with)")
         return MetaOptions(**kwargs)
 
     def node(self, name: str, section: IniSection) -> NodeSpec | None:
@@ -185,13 +256,19 @@ class _Reader:
         timeout = self.number(section, values["timeout"]) if "timeout" in values else None
         tags = tuple(t for t in re.split(r"[\s,]+", values["tags"].value.strip()) if t) \
             if "tags" in values else ()
-        key = values.get("server_key")
+        where = f"node:{name}"
+        server_key = self.path(where, section, values["server_key"]) \
+            if "server_key" in values else None
+        client_key = self.path(where, section, values["client_key"]) \
+            if "client_key" in values else None
+        if client_key and not server_key:
+            self.bad(section, values["client_key"], "needs server_key too (the node's public "
+                     "key, its NODE.key file)")
         if endpoint is None:
             return None
         return NodeSpec(name, endpoint, self.endpoint(section, values.get("pubsub_endpoint")),
                         self.endpoint(section, values.get("stats_endpoint")), tags,
-                        os.path.expanduser(key.value.strip()) if key and key.value.strip() else None,
-                        timeout)
+                        server_key, timeout, client_key)
 
     def collection(self, name: str, section: IniSection) -> Collection | None:
         values = self.known(section, _COLLECTION_KEYS)
@@ -241,9 +318,15 @@ def parse_pool(text: str, filename: str) -> PoolConfig:
     meta = reader.meta(meta_section)
     if not nodes and not issues:
         issues.add(filename, None, None, None, "no [node:NAME] section: the pool is empty")
+    for name, spec in nodes.items():
+        if spec.server_key and not (spec.client_key or meta.client_key):
+            where = reader.origins[(f"node:{name}", "server_key")]
+            issues.add(where.file, where.line, where.section, "server_key", "needs a client key "
+                       "too: set [meta] client_key (or client_key in this section) to this "
+                       "client's NAME.key_secret file")
     _check_collections(sections, collections, nodes, issues)
     issues.raise_if_any([filename])
-    return PoolConfig(meta, nodes, collections, filename)
+    return PoolConfig(meta, nodes, collections, filename, reader.origins)
 
 
 def _check_collections(sections: list[IniSection], collections: dict[str, Collection],
@@ -299,12 +382,143 @@ def locate_pool(given: str | None, environ: Mapping[str, str],
 
 
 def load_pool(path: str) -> PoolConfig:
+    """The pool file at ``path``, its node and client key files checked (ConfigError naming
+    file, section and key for each one that is missing or malformed)."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError([_issue(path, f"cannot read the pool file: {exc.strerror or exc}")]) \
             from None
-    return parse_pool(text, path)
+    config = parse_pool(text, path)
+    issues = Issues()
+    loader = _KeyLoader(config, issues)
+    for name in config.nodes:
+        loader.client_keys(name)
+    if config.meta.proxy_key:
+        loader.public("meta", "proxy_key", config.meta.proxy_key)
+    issues.raise_if_any([path])
+    return config
+
+
+# -- keys (reading the key files) ----------------------------------------------------------------
+
+class _KeyLoader:
+    """Loads each key file once, reports each bad (section, key) once."""
+
+    def __init__(self, config: PoolConfig, issues: Issues) -> None:
+        self.config, self.issues = config, issues
+        self._cache: dict[tuple[str, bool], Any] = {}
+        self._reported: set[tuple[str, str]] = set()
+
+    def _load(self, section: str, key: str, path: str, secret: bool) -> Any:
+        from circus.security.keys import KeyFileError, load_keypair, load_public
+        if (path, secret) not in self._cache:
+            try:
+                self._cache[(path, secret)] = (load_keypair if secret else load_public)(path)
+            except KeyFileError as exc:
+                self._cache[(path, secret)] = exc
+        found = self._cache[(path, secret)]
+        if not isinstance(found, Exception):
+            return found
+        if (section, key) not in self._reported:
+            self._reported.add((section, key))
+            where = self.config.origin(section, key)
+            self.issues.add(where.file, where.line, where.section, key, str(found))
+        return None
+
+    def pair(self, section: str, key: str, path: str) -> Any:
+        return self._load(section, key, path, True)
+
+    def public(self, section: str, key: str, path: str) -> Any:
+        return self._load(section, key, path, False)
+
+    def client_keys(self, node: str) -> Any:
+        from circus.security.keys import ClientKeys
+        spec = self.config.nodes[node]
+        if not spec.server_key:
+            return None
+        section = f"node:{node}"
+        if spec.client_key:
+            own = self.pair(section, "client_key", spec.client_key)
+        elif self.config.meta.client_key:
+            own = self.pair("meta", "client_key", self.config.meta.client_key)
+        else:
+            where = self.config.origin(section, "server_key")
+            self.issues.add(where.file, where.line, where.section, "server_key",
+                            "needs a client key too: set [meta] client_key")
+            own = None
+        server = self.public(section, "server_key", spec.server_key)
+        if own is None or server is None:
+            return None
+        return ClientKeys(own.public, own.secret, server.public)
+
+
+def _loaded(config: PoolConfig, work: Callable[["_KeyLoader"], Any]) -> Any:
+    issues = Issues()
+    result = work(_KeyLoader(config, issues))
+    issues.raise_if_any([config.file])
+    return result
+
+
+def client_keys_for(config: PoolConfig, node_name: str) -> Any:
+    """The :class:`~circus.security.keys.ClientKeys` to reach ``node_name`` with, or ``None``
+    for a node without ``server_key`` (reached without CURVE). Raises ConfigError naming the
+    file, section and key of a key file that is missing or malformed, KeyError for a node that
+    is not in the pool."""
+    if node_name not in config.nodes:
+        raise KeyError(f"no node {node_name!r} in {config.file}")
+    return _loaded(config, lambda loader: loader.client_keys(node_name))
+
+
+def node_keys(config: PoolConfig) -> dict[str, Any]:
+    """Every node's ClientKeys (or None), all problems in one ConfigError."""
+    return _loaded(config, lambda loader: {n: loader.client_keys(n) for n in config.nodes})
+
+
+def proxy_client_keys(config: PoolConfig) -> Any:
+    """The ClientKeys a subscriber of ``circusmeta proxy`` uses (``[meta] client_key`` and
+    ``proxy_key``, else the public half of ``proxy_secret_key``), or None without them."""
+    from circus.security.keys import ClientKeys
+    meta = config.meta
+    server_file, server_key = (meta.proxy_key, "proxy_key") if meta.proxy_key else \
+        (meta.proxy_secret_key, "proxy_secret_key")
+    if not (server_file and meta.client_key):
+        return None
+
+    def work(loader: _KeyLoader) -> Any:
+        own = loader.pair("meta", "client_key", meta.client_key)
+        server = loader.public("meta", server_key, server_file)
+        return ClientKeys(own.public, own.secret, server.public) if own and server else None
+    return _loaded(config, work)
+
+
+def proxy_server_keys(config: PoolConfig) -> tuple[Any, Any] | None:
+    """(the proxy's KeyPair, its Keyring) from ``[meta] proxy_secret_key`` and
+    ``proxy_clients``, or None when the pool file does not make the proxy a CURVE server."""
+    meta = config.meta
+    if not (meta.proxy_secret_key and meta.proxy_clients):
+        return None
+    from circus.security.keyring import Keyring
+    from circus.security.keys import KeyFileError
+
+    def work(loader: _KeyLoader) -> Any:
+        pair = loader.pair("meta", "proxy_secret_key", meta.proxy_secret_key)
+        try:
+            keyring = Keyring.load(meta.proxy_clients, pair.public if pair else None)
+        except (KeyFileError, OSError) as exc:
+            where = config.origin("meta", "proxy_clients")
+            loader.issues.add(where.file, where.line, where.section, "proxy_clients", str(exc))
+            return None
+        return (pair, keyring) if pair else None
+    return _loaded(config, work)
+
+
+def key_warnings(config: PoolConfig) -> list[str]:
+    """A warning for each client secret key file that others than its owner can read."""
+    from circus.security.keys import secret_file_warning
+    paths = [config.meta.client_key] + [n.client_key for n in config.nodes.values()]
+    found = (secret_file_warning(p) for p in dict.fromkeys(p for p in paths if p))
+    return [w for w in found if w]
 
 
 def _issue(file: str, reason: str):
