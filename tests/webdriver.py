@@ -197,6 +197,7 @@ class Driver:
         caps = {"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
+            "unhandledPromptBehavior": "accept",       # a confirm() is answered yes
             "timeouts": {"implicit": 0, "pageLoad": 20000, "script": 10000},
             "goog:chromeOptions": {"binary": self.browser.chromium,
                                    "args": [*args, f"--user-data-dir={profile}"]},
@@ -301,6 +302,10 @@ class Session:
 
     def delete_cookies(self) -> None:
         self.cmd("DELETE", "/cookie")
+
+    def add_cookie(self, cookie: dict) -> None:
+        keep = ("name", "value", "path", "domain", "secure", "httpOnly", "expiry", "sameSite")
+        self.cmd("POST", "/cookie", {"cookie": {k: v for k, v in cookie.items() if k in keep}})
 
     def screenshot(self, path: str | os.PathLike | None = None) -> bytes:
         png = base64.b64decode(self.cmd("GET", "/screenshot"))
