@@ -430,6 +430,10 @@ def test_name_problem(name, problem):
     ("(?:a?a?a?a?){8}", f"more than {MAX_WAYS} ways to match"),
     ("a{0,16}" * 4, f"more than {MAX_WAYS} ways to match"),
     (r".*.*(x?){4}", f"more than {MAX_WAYS} ways to match"),
+    ("(a?){1000000}b", "a repetition of at least 1000000"),
+    ("(?:){1000000}", "a repetition of at least 1000000"),
+    ("(?:a?b?){200,300}c", "a repetition of at least 200"),
+    ("(?:a?){100}", f"more than {MAX_WAYS} ways to match"),
 ])
 def test_compile_match_refuses_unbounded_patterns(pattern, why):
     with pytest.raises(ProtocolError) as info:
@@ -441,7 +445,7 @@ def test_compile_match_refuses_unbounded_patterns(pattern, why):
 @pytest.mark.parametrize("pattern", [
     "web", "^web", "web.*", "^worker-[0-9]+$", r"(foo|bar)-\d{1,3}$", ".*-canary$", r"\w+\.\w+",
     "^(api|web|worker)", "a{2,5}b", "[a-z]*[0-9]*", r"(?:web|api)-\d+", "x?y?z?", r".*.*-?x",
-    "(?=web)w", "(?!test).*", "abc|def|ghi",
+    "(?=web)w", "(?!test).*", "abc|def|ghi", "x{128}", "(?:ab){1,64}", "(?:){100}",
 ])
 def test_compile_match_accepts_usual_patterns_case_insensitively(pattern):
     compiled = compile_match(pattern)

@@ -8,8 +8,8 @@ Pure. The frame size is bounded in :mod:`circus.protocol.messages`; here:
 * **regex**: a pattern has a bounded matching cost. Python's ``re`` backtracks and cannot be
   interrupted, so a pattern like ``(a+)+$`` would freeze circusd. Refused: a quantifier inside a
   quantified group, an alternation inside a quantified group, back-references, more than
-  :data:`MAX_UNBOUNDED` unbounded (or long) quantifiers, patterns over :data:`MAX_PATTERN`
-  characters, and patterns with more than :data:`MAX_WAYS` ways to match a name (each optional
+  :data:`MAX_UNBOUNDED` unbounded (or long) quantifiers, a quantifier asking for more than
+  :data:`MAX_NAME` repetitions, patterns over :data:`MAX_PATTERN` characters, and patterns with more than :data:`MAX_WAYS` ways to match a name (each optional
   or bounded part multiplies them: thirty ``a?`` in a row are 2**30 ways, and would freeze
   circusd as surely as ``(a+)+$``). What is left matches a name of :data:`MAX_NAME` characters
   in about a millisecond at most.
@@ -92,6 +92,8 @@ def _walk(items: Any, under_repeat: bool, counts: list[int]) -> str | None:
     for op, av in items:
         if op in _REPEATS:
             low, high, sub = av
+            if low > MAX_NAME:
+                return f"a repetition of at least {low} (a name has at most {MAX_NAME} characters)"
             if high > 1:
                 if under_repeat:
                     return "a quantifier inside a quantified group"
@@ -124,6 +126,7 @@ def _ways(items: Any) -> int:
         if op in _REPEATS:
             low, high, sub = av
             inner, reps = _ways(sub), min(high, MAX_NAME)
+            low = min(low, reps)
             if inner == 1:
                 factor = max(reps - low + 1, 1)
             else:                               # every repetition chooses again
