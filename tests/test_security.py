@@ -24,7 +24,8 @@ from circus.security.keys import (ClientKeys, KeyFileError, load_keypair, load_p
 
 def test_write_keypair_round_trip_and_modes(tmp_path):
     public, secret = write_keypair(str(tmp_path / "keys"), "alice")
-    assert (public, secret) == (str(tmp_path / "keys" / "alice.key"), str(tmp_path / "keys" / "alice.key_secret"))
+    keys = tmp_path / "keys"
+    assert (public, secret) == (str(keys / "alice.key"), str(keys / "alice.key_secret"))
     assert stat.S_IMODE(os.stat(public).st_mode) == 0o644
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "keys").st_mode) == 0o700

@@ -9,9 +9,10 @@ Pure. The frame size is bounded in :mod:`circus.protocol.messages`; here:
   interrupted, so a pattern like ``(a+)+$`` would freeze circusd. Refused: a quantifier inside a
   quantified group, an alternation inside a quantified group, back-references, more than
   :data:`MAX_UNBOUNDED` unbounded (or long) quantifiers, a quantifier asking for more than
-  :data:`MAX_NAME` repetitions, patterns over :data:`MAX_PATTERN` characters, and patterns with more than :data:`MAX_WAYS` ways to match a name (each optional
-  or bounded part multiplies them: thirty ``a?`` in a row are 2**30 ways, and would freeze
-  circusd as surely as ``(a+)+$``). What is left matches a name of :data:`MAX_NAME` characters
+  :data:`MAX_NAME` repetitions, patterns over :data:`MAX_PATTERN` characters, and patterns
+  with more than :data:`MAX_WAYS` ways to match a name (each optional or bounded part
+  multiplies them: thirty ``a?`` in a row are 2**30 ways, and would freeze circusd as surely
+  as ``(a+)+$``). What is left matches a name of :data:`MAX_NAME` characters
   in about a millisecond at most.
 """
 from __future__ import annotations
