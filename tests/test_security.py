@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from circus.config import ConfigError, load_config
 from circus.protocol import ErrorCode, ProtocolError, Role
@@ -459,3 +461,17 @@ def test_compile_match_reports_syntax_and_length():
     with pytest.raises(ProtocolError, match=f"longer than {MAX_PATTERN}"):
         compile_match("a" * (MAX_PATTERN + 1))
     assert compile_match("WEB").match("web-1")
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.text(alphabet="ab?*+|(){}0123456789,.\\w[]^$-", max_size=40))
+def test_compile_match_on_random_patterns_refuses_cleanly_or_matches(pattern):
+    """Whatever the text: a ProtocolError or a pattern that matches names (a freeze would hang
+    here; faulthandler_timeout reports it)."""
+    try:
+        compiled = compile_match(pattern)
+    except ProtocolError as exc:
+        assert exc.code is ErrorCode.INVALID_PROPERTY and repr(pattern) in exc.reason
+        return
+    for name in ("a" * MAX_NAME, "ab" * (MAX_NAME // 2), "a" * (MAX_NAME - 1) + "!", "web-1"):
+        compiled.match(name)

@@ -18,6 +18,7 @@ Pure. The frame size is bounded in :mod:`circus.protocol.messages`; here:
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 try:                                    # the parser of the re module, as used by re.compile
@@ -156,8 +157,10 @@ def compile_match(pattern: str) -> re.Pattern[str]:
     if len(pattern) > MAX_PATTERN:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"regex longer than {MAX_PATTERN} characters")
     try:
-        parsed = sre_parse.parse(pattern, re.IGNORECASE)
-        compiled = re.compile(pattern, re.IGNORECASE)
+        with warnings.catch_warnings():     # re's FutureWarnings ("possible nested set") are
+            warnings.simplefilter("ignore")  # about a client's text, not circusd's code
+            parsed = sre_parse.parse(pattern, re.IGNORECASE)
+            compiled = re.compile(pattern, re.IGNORECASE)
     except (re.error, RecursionError, OverflowError) as exc:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"invalid regex {pattern!r}: {exc}") from None
     counts = [0]
