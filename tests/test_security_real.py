@@ -17,6 +17,7 @@ import pytest
 import zmq
 
 from conftest import Circusd, Raw, proc_alive
+from circus.security.keys import ClientKeys, write_keypair
 from securenode import PLAIN_HEAD, Events, Keyed, NodeKeys
 
 pytestmark = pytest.mark.real
@@ -372,3 +373,21 @@ def test_add_with_an_unknown_user_names_the_user(plain):
     assert "no-such-user-here" in reply["reason"]
     assert _ok(c.call("list"))["watchers"] == ["sleeper"]
     assert _ok(c.call("get", name="sleeper", keys=["uid"]))["options"]["uid"] is None
+
+
+def test_reloadconfig_with_a_new_node_key_rebinds_under_it(fresh_secure):
+    node = fresh_secure
+    old_client = node.client("admin")
+    _ok(old_client.call("list"))
+    new_public, new_secret = write_keypair(str(node.keys.root / "node2"), "node")
+    text = node.d.config.read_text().replace(node.keys.node_secret, new_secret)
+    node.d.config.write_text(text)
+    _ok(old_client.call("reloadconfig", waiting=True))
+    renewed = ClientKeys.load(str(node.keys.root / "own" / "admin.key_secret"), new_public)
+    fresh = Keyed(node.ctx, node.control, renewed)
+    node._socks.append(fresh)
+    _ok(fresh.call("list"))             # queued until the rebind under the new key is done
+    assert node.client("admin").silent("list")             # the old server key is refused now
+    sub = Events(node.ctx, node.events, ("watcher.",), renewed)
+    node._socks.append(sub)
+    sub.sync()
