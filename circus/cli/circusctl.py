@@ -7,10 +7,17 @@ Exit codes (one place: :class:`Exit`):
 * 0 ok (also with ``--json``, whatever the reply says, as 0.19 did)
 * 1 no answer: timeout, unreachable endpoint, ssh tunnel failure (with 0.19's hint on timeout)
 * 2 usage error: unknown command, wrong arguments or flags (0.19 used 1 for a wrong number of
-  arguments and crashed with a traceback on a value it could not convert; nothing is sent then)
+  arguments and crashed with a traceback on a value it could not convert; nothing is sent then);
+  also a key file that cannot be used, ``--curve-key`` without ``--server-key`` (or the
+  reverse), and ``keygen`` refusing to replace existing files
 * 3 circusd answered with an error
 * ``tool NAME``: once the tool ran, its own exit code (128+N if killed by signal N, 124 if killed
   at its timeout); see :mod:`circus.cli.ctl_tool`
+
+CURVE: ``--curve-key`` and ``--server-key`` (or ``$CIRCUSCTL_CURVE_KEY`` / ``$CIRCUSCTL_SERVER_KEY``,
+or with ``--node`` the pool file's keys) apply to every socket circusctl opens: the control
+client, ``listen``, ``tail --follow``, the progress lines of waiting commands, ``tool``'s output,
+and the shell. ``keygen`` writes key pairs without contacting circusd.
 
 Imports are kept light (no asyncio, no psutil): ``circusctl list`` should cost the interpreter,
 pyzmq and little else. The shell and the event listener import what they need when used.
@@ -25,8 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence, TextIO
 
 from circus import __version__
-from circus.cli.ctl_forms import (USAGE, HelpRequested, UsageError, add_global_options, build_request,
-                                  command_help, command_names, summary)
+from circus.cli.ctl_forms import (LOCAL_COMMANDS, USAGE, HelpRequested, UsageError, add_global_options,
+                                  build_request, command_help, command_names, summary)
+from circus.cli.ctl_keys import ENV_CURVE_KEY, ENV_SERVER_KEY, KeyOptionError, client_keys
 from circus.cli.ctl_output import render, render_event, render_json, render_line
 from circus.client.errors import CallError, CallTimeout
 from circus.client.wire import DEFAULT_ENDPOINT_DEALER, DEFAULT_ENDPOINT_SUB
@@ -52,6 +60,21 @@ come back, increase your timeout option value
 """
 
 
+class KeyProblem(Exception):
+    """A key flag or key file that cannot be used: said as is, exit 2."""
+
+
+def load_keys(curve_key: str | None, server_key: str | None, err: TextIO | None = None) -> Any:
+    """The ClientKeys of ``--curve-key``/``--server-key``, ``None`` without keys; KeyProblem."""
+    if not (curve_key or server_key):
+        return None
+    from circus.security.keys import KeyFileError
+    try:
+        return client_keys(curve_key, server_key, err=err)
+    except (KeyOptionError, KeyFileError) as exc:
+        raise KeyProblem(str(exc)) from None
+
+
 class Exit(enum.IntEnum):
     OK = 0
     NO_ANSWER = 1
@@ -68,6 +91,9 @@ class Options:
     ssh: str | None = None
     ssh_keyfile: str | None = None
     progress: bool | None = None       # progress lines on stderr; None: when stderr is a terminal
+    curve_key: str | None = None       # as given with --curve-key (else the environment's)
+    server_key: str | None = None
+    curve: Any = None                  # the ClientKeys loaded from those; None: no CURVE
 
     def control_endpoint(self) -> str:
         return self.endpoint or os.environ.get("CIRCUSCTL_ENDPOINT") or DEFAULT_ENDPOINT_DEALER
@@ -89,10 +115,12 @@ class Session:
 
         if options is not self.options:
             return CircusClient(endpoint=options.control_endpoint(), timeout=options.timeout,
-                                ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile)
+                                ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile,
+                                curve=options.curve)
         if self._client is None:
             self._client = CircusClient(endpoint=options.control_endpoint(), timeout=options.timeout,
-                                        ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile)
+                                        ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile,
+                                        curve=options.curve)
         return self._client
 
     def close(self) -> None:
@@ -113,6 +141,10 @@ class Session:
             if name not in command_names():
                 raise UsageError(f"unknown command {name!r} (choose from {', '.join(command_names())})")
             props, overrides = build_request(name, words)
+            if name == "keygen":
+                from circus.cli.ctl_keys import keygen
+                return keygen(props["name"], props.get("dir"), props.get("force", False),
+                              self.out, self.err)
             options = self._with(overrides)
             if name == "listen":
                 return self.listen(props.get("topic") or [""], options, "endpoint" in overrides)
@@ -127,6 +159,9 @@ class Session:
         except UsageError as exc:
             self.print(str(exc), error=True)
             return Exit.USAGE
+        except KeyProblem as exc:
+            self.print(f"circusctl: {exc}", error=True)
+            return Exit.USAGE
         except CallTimeout as exc:
             self.print(f"{exc}{TIMEOUT_HINT}".rstrip("\n"), error=True)
             return Exit.NO_ANSWER
@@ -139,7 +174,10 @@ class Session:
     def _with(self, overrides: dict[str, Any]) -> Options:
         if not overrides:
             return self.options
-        return Options(**{**vars(self.options), **overrides})
+        options = Options(**{**vars(self.options), **overrides})
+        if "curve_key" in overrides or "server_key" in overrides:
+            options.curve = load_keys(options.curve_key, options.server_key, self.err)
+        return options
 
     def call(self, name: str, props: dict[str, Any], options: Options,
              keep: dict[str, Any] | None = None) -> int:
@@ -152,7 +190,8 @@ class Session:
         try:
             if props.get("waiting") and self._wants_progress(name, options):
                 from circus.cli.ctl_progress import Progress
-                with Progress(self._pubsub_endpoint(options), props.get("name"), self.err):
+                with Progress(self._pubsub_endpoint(options), props.get("name"), self.err,
+                              options.curve):
                     reply = client.call(make_message(name, **props))
             else:
                 reply = client.call(make_message(name, **props))
@@ -186,7 +225,7 @@ class Session:
         else:
             endpoint = options.endpoint or DEFAULT_ENDPOINT_SUB
         with CircusConsumer(topics, endpoint=endpoint, ssh_server=options.ssh,
-                            ssh_keyfile=options.ssh_keyfile) as consumer:
+                            ssh_keyfile=options.ssh_keyfile, curve=options.curve) as consumer:
             for topic, message in consumer:
                 self.print(render_event(topic, message))
         return Exit.OK
@@ -207,7 +246,7 @@ class Session:
         topic = output_topic(props["name"], props.get("stream") or "")
         endpoint = self._pubsub_endpoint(options)
         with CircusConsumer([topic], endpoint=endpoint, ssh_server=options.ssh,
-                            ssh_keyfile=options.ssh_keyfile) as consumer:
+                            ssh_keyfile=options.ssh_keyfile, curve=options.curve) as consumer:
             deadline = time.monotonic() + options.timeout
             while True:           # circusd answers a new output subscription on that very topic
                 left = deadline - time.monotonic()
@@ -316,22 +355,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Exit.NO_ANSWER
 
 
-def _node_endpoint(node: str, pool: str | None, events: bool) -> str:
-    """The endpoint of ``node`` in the pool file (ValueError saying what is wrong)."""
+def _node_target(node: str, pool: str | None, events: bool) -> tuple[str, Any]:
+    """The endpoint of ``node`` in the pool file and the ClientKeys the pool gives for it (or
+    ``None``); ValueError saying what is wrong."""
     from circus.config import ConfigError
-    from circusmeta.pool import load_pool, locate_pool
+    from circusmeta import pool as pools
     try:
-        config = load_pool(locate_pool(pool, os.environ))
+        config = pools.load_pool(pools.locate_pool(pool, os.environ))
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     spec = config.nodes.get(node)
     if spec is None:
         raise ValueError(f"no node {node!r} in {config.file} (nodes: {', '.join(config.nodes)})")
+    from circus.cli.ctl_keys import pool_keys
+    curve = pool_keys(config, node)
     if events:
         if not spec.pubsub_endpoint:
             raise ValueError(f"[node:{node}] in {config.file} has no pubsub_endpoint")
-        return spec.pubsub_endpoint
-    return spec.endpoint
+        return spec.pubsub_endpoint, curve
+    return spec.endpoint, curve
 
 
 def _main(args: list[str]) -> int:
@@ -343,14 +385,21 @@ def _main(args: list[str]) -> int:
     if ns.version:
         print(VERSION)
         return Exit.OK
-    if ns.node:
-        try:
-            ns.endpoint = _node_endpoint(ns.node, ns.pool, ns.command == "listen")
-        except ValueError as exc:
-            print(f"circusctl: {exc}", file=sys.stderr)
-            return Exit.USAGE
+    local = ns.help or ns.command in LOCAL_COMMANDS
+    curve_key = ns.curve_key or os.environ.get(ENV_CURVE_KEY) or None
+    server_key = ns.server_key or os.environ.get(ENV_SERVER_KEY) or None
+    curve = None
+    try:
+        if ns.node and not local:
+            ns.endpoint, curve = _node_target(ns.node, ns.pool, ns.command == "listen")
+        if not local and (curve is None or ns.curve_key or ns.server_key):
+            curve = load_keys(curve_key, server_key, sys.stderr)   # flags win over the pool
+    except (ValueError, KeyProblem) as exc:
+        print(f"circusctl: {exc}", file=sys.stderr)
+        return Exit.USAGE
     options = Options(endpoint=ns.endpoint, timeout=ns.timeout, json=ns.json, prettify=ns.prettify,
-                      ssh=ns.ssh, ssh_keyfile=ns.ssh_keyfile, progress=ns.progress)
+                      ssh=ns.ssh, ssh_keyfile=ns.ssh_keyfile, progress=ns.progress,
+                      curve_key=curve_key, server_key=server_key, curve=curve)
     session = Session(options)
     try:
         if ns.help:

@@ -14,10 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn, Sequence
 
+from circus.cli.ctl_keys import add_key_options
 from circus.cli.ctl_values import ValueProblem, convert_option
 from circus.protocol import COMMANDS, Command, Prop
 
-__all__ = ["UsageError", "HelpRequested", "Pos", "FORMS", "CLI_ONLY", "CLI_FLAGS", "command_names",
+__all__ = ["UsageError", "HelpRequested", "Pos", "FORMS", "CLI_ONLY", "CLI_FLAGS", "CLI_OPTIONS",
+           "LOCAL_COMMANDS", "command_names",
            "command_parser", "build_request", "command_help", "summary"]
 
 USAGE = "circusctl [options] command [args]"
@@ -100,6 +102,13 @@ INVERTED: dict[tuple[str, str], tuple[str, str]] = {
 #: flags of a protocol command that only circusctl acts on: command -> ((flag, help), ...)
 CLI_FLAGS: dict[str, tuple[tuple[str, str], ...]] = {
     "tail": (("follow", "then print new lines as they are written, until interrupted"),),
+    "keygen": (("force", "replace existing key files of that name"),),
+}
+
+#: flags with a value of commands that exist only in circusctl: command -> ((flag, metavar, help),)
+CLI_OPTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "keygen": (("dir", "DIR", "the directory to write the two files in (default: the current "
+                "directory)"),),
 }
 
 #: commands that exist only in circusctl: name -> (summary, positional form)
@@ -107,10 +116,16 @@ CLI_ONLY: dict[str, tuple[str, tuple[Pos, ...]]] = {
     "listen": ("Print events from the pubsub endpoint (topic prefixes, e.g. watcher.web.)",
                _p("[topic...]")),
     "help": ("Show the help of circusctl or of one command", _p("[command]")),
+    "keygen": ("Write a CURVE key pair, NAME.key and NAME.key_secret (no daemon contacted)",
+               _p("name")),
 }
 
+#: commands circusctl runs itself, without circusd (and without keys)
+LOCAL_COMMANDS = frozenset({"help", "keygen"})
+
 #: the global options, accepted after the command too
-GLOBAL_FLAGS = ("endpoint", "timeout", "json", "prettify", "progress", "ssh", "ssh_keyfile")
+GLOBAL_FLAGS = ("endpoint", "timeout", "json", "prettify", "progress", "ssh", "ssh_keyfile",
+                "curve_key", "server_key")
 
 
 def command_names() -> list[str]:
@@ -165,6 +180,7 @@ def _usage(name: str) -> str:
             else:
                 words.append(f"[--{flag} {prop.name.upper()}]")
     words += [f"[--{flag}]" for flag, _ in CLI_FLAGS.get(name, ())]
+    words += [f"[--{flag} {metavar}]" for flag, metavar, _ in CLI_OPTIONS.get(name, ())]
     positionals = [pos.label for pos in _form(name)]
     if any(pos.many == "argv" for pos in _form(name)):    # its flags only before the positionals
         words = [words[0], *words[1 + len(positionals):], *positionals]
@@ -182,8 +198,7 @@ def _description(name: str) -> str:
         lines += ["", "arguments:"]
         for pos in positionals:
             prop = props.get(pos.prop)
-            doc = _rst(prop.doc) if prop else {"topic": "event topic prefix (default: every event)",
-                                               "command": "a command name"}.get(pos.prop, "")
+            doc = _rst(prop.doc) if prop else _CLI_POSITIONALS.get(pos.prop, "")
             if prop is not None and prop.default not in (None, False, {}, ()):
                 doc += f" (default: {prop.default})"
             if pos.many == "pairs":
@@ -192,6 +207,11 @@ def _description(name: str) -> str:
     if command is not None and command.reply:
         lines += ["", "reply: " + _rst(command.reply)]
     return "\n".join(lines)
+
+
+_CLI_POSITIONALS = {"topic": "event topic prefix (default: every event)",
+                    "command": "a command name",
+                    "name": "the key's name: the files are NAME.key and NAME.key_secret"}
 
 
 def _typed(prop: Prop) -> Callable[[str], Any]:
@@ -257,6 +277,9 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     for flag, text in CLI_FLAGS.get(name, ()):
         parser.add_argument("--" + flag, dest=flag, action="store_true", default=argparse.SUPPRESS,
                             help=text)
+    for flag, metavar, text in CLI_OPTIONS.get(name, ()):
+        parser.add_argument("--" + flag, dest=flag, metavar=metavar, default=argparse.SUPPRESS,
+                            help=text)
     add_global_options(parser, hidden=True)
     return parser
 
@@ -283,6 +306,7 @@ def add_global_options(parser: argparse.ArgumentParser, hidden: bool = False) ->
     parser.add_argument("--ssh", default=default, help=h("ssh server, as user@host:port"))
     parser.add_argument("--ssh_keyfile", "--ssh-keyfile", dest="ssh_keyfile", default=default,
                         help=h("ssh key file"))
+    add_key_options(parser, hidden=hidden)
 
 
 def _timeout(text: str) -> float:

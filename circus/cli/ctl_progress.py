@@ -8,9 +8,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
 import zmq
+
+from circus.client.wire import setup_sub
 
 __all__ = ["Progress", "PROGRESS_COMMANDS", "describe"]
 
@@ -46,9 +48,10 @@ def describe(topic: str, payload: dict) -> str | None:
 class Progress(threading.Thread):
     """Follows a pubsub endpoint in a thread and prints progress lines until stopped."""
 
-    def __init__(self, endpoint: str, pattern: str | None, err: TextIO) -> None:
+    def __init__(self, endpoint: str, pattern: str | None, err: TextIO, curve: Any = None) -> None:
+        """``curve``: the ClientKeys of a CURVE-protected circusd, or ``None``."""
         super().__init__(name="circusctl-progress", daemon=True)
-        self.endpoint, self.err = endpoint, err
+        self.endpoint, self.err, self.curve = endpoint, err, curve
         self.pattern = (pattern or "*").lower()
         self._stop_event = threading.Event()
         self._ready = threading.Event()
@@ -56,9 +59,8 @@ class Progress(threading.Thread):
     def run(self) -> None:
         ctx = zmq.Context.instance()
         sub = ctx.socket(zmq.SUB)
-        sub.linger = 0
         try:
-            sub.setsockopt(zmq.SUBSCRIBE, b"watcher.")
+            setup_sub(sub, ["watcher."], self.curve)
             sub.connect(self.endpoint)
             self._ready.set()
             while not self._stop_event.is_set():

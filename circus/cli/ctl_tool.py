@@ -63,7 +63,8 @@ def run_tool(session: Any, props: dict[str, Any], options: Any) -> int:
     sub = None
     if not options.json:
         endpoint = session._pubsub_endpoint(options)
-        sub = setup_sub(client.context.socket(zmq.SUB), [f"tool.{name.lower()}.{run_id}"])
+        sub = setup_sub(client.context.socket(zmq.SUB), [f"tool.{name.lower()}.{run_id}"],
+                        options.curve)
         connect(sub, endpoint, options.ssh, options.ssh_keyfile)
     try:
         reply, printed = _call(session, client, request, sub, run_id, wait)
