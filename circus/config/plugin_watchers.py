@@ -2,7 +2,8 @@
 
 As in Circus 0.19 a plugin is a process of its own, supervised like any watcher (names are
 lower-cased, as a reload matches them). Its command line carries some ``[circus]`` options
-(:data:`PLUGIN_CIRCUS_KEYS`): a change of one of them restarts the plugins on reload. A plugin
+(:data:`PLUGIN_CIRCUS_KEYS`): a change of one of them restarts the plugins on reload. Under
+CURVE it carries the node's secret key file (see :mod:`.stats_watcher`). A plugin
 that exits 0 (``active = false``) is done: its restart policy is ``on-failure``.
 
 Pure: the interpreter's path is a parameter.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import shlex
 
 from .schema import CircusOptions, PluginConfig, WatcherConfig
-from .stats_watcher import HELPER_GRACE
+from .stats_watcher import HELPER_GRACE, helper_key_args
 
 __all__ = ["PLUGIN_PREFIX", "PLUGIN_CIRCUS_KEYS", "is_plugin_watcher", "plugin_config_arg",
            "plugin_argv", "plugin_watcher"]
@@ -20,7 +21,8 @@ __all__ = ["PLUGIN_PREFIX", "PLUGIN_CIRCUS_KEYS", "is_plugin_watcher", "plugin_c
 PLUGIN_PREFIX = "plugin:"
 
 #: the [circus] options a plugin's command line carries (a change restarts the plugins)
-PLUGIN_CIRCUS_KEYS = ("endpoint", "pubsub_endpoint", "check_delay", "loglevel", "debug")
+PLUGIN_CIRCUS_KEYS = ("endpoint", "pubsub_endpoint", "check_delay", "loglevel", "debug",
+                      "curve_secret_key")
 
 
 def is_plugin_watcher(name: str) -> bool:
@@ -37,7 +39,7 @@ def plugin_argv(circus: CircusOptions, plugin: PluginConfig, python: str) -> lis
     return [python, "-m", "circus.cli.plugin", "--endpoint", circus.endpoint,
             "--pubsub", circus.pubsub_endpoint, "--check-delay", repr(circus.check_delay),
             "--config", plugin_config_arg(plugin), "--log-level", circus.helper_log_level,
-            plugin.use]
+            *helper_key_args(circus), plugin.use]
 
 
 def plugin_watcher(circus: CircusOptions, plugin: PluginConfig, python: str) -> WatcherConfig:

@@ -5,6 +5,11 @@ As in Circus 0.19 it is an ordinary watcher called ``circusd-stats`` (listed by 
 ``[circus]`` options on its command line restarts it, and one that turns it off removes it. It
 runs the current interpreter on our own module with the arbiter's environment and ``sys.path``.
 
+Under CURVE (``curve_secret_key``) the helpers circusd starts hold the node's own secret key: it
+is their client key and, as the node's public key is in it, their server key
+(:func:`helper_key_args`); circusd admits it as ``circusd`` (admin). circusd-stats also gets the
+clients directory, for its own stats endpoint.
+
 Pure: the interpreter's path is a parameter.
 """
 from __future__ import annotations
@@ -13,7 +18,8 @@ import shlex
 
 from .schema import CircusOptions, WatcherConfig
 
-__all__ = ["STATS_WATCHER", "HELPER_GRACE", "stats_wanted", "stats_argv", "stats_watcher"]
+__all__ = ["STATS_WATCHER", "HELPER_GRACE", "stats_wanted", "stats_argv", "stats_watcher",
+           "helper_key_args"]
 
 STATS_WATCHER = "circusd-stats"
 
@@ -26,6 +32,12 @@ def stats_wanted(circus: CircusOptions) -> bool:
     return circus.statsd or circus.prometheus_endpoint is not None
 
 
+def helper_key_args(circus: CircusOptions) -> list[str]:
+    """``--curve-key S --server-key S`` (S: the node's secret key file) under CURVE, else none."""
+    secret = circus.curve_secret_key
+    return ["--curve-key", secret, "--server-key", secret] if secret else []
+
+
 def stats_argv(circus: CircusOptions, python: str) -> list[str]:
     argv = [python, "-m", "circus.cli.stats", "--endpoint", circus.endpoint,
             "--pubsub", circus.pubsub_endpoint, "--statspoint", circus.stats_endpoint,
@@ -34,6 +46,9 @@ def stats_argv(circus: CircusOptions, python: str) -> list[str]:
         argv.append("--legacy-topics")
     if circus.prometheus_endpoint is not None:
         argv += ["--prometheus", circus.prometheus_endpoint]
+    argv += helper_key_args(circus)
+    if circus.curve_secret_key and circus.curve_clients:
+        argv += ["--curve-clients", circus.curve_clients]
     return argv
 
 

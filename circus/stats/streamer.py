@@ -10,6 +10,14 @@ Every ``interval`` seconds (on a fixed schedule, not drifting with the sampling 
 in a worker thread, so events and ``/metrics`` scrapes keep being served meanwhile, and publishes
 the topics of :mod:`circus.stats.payloads`. The PUB socket never blocks: a subscriber that does
 not read loses samples (ZeroMQ's high-water mark), circusd-stats does not grow.
+
+CURVE: with ``curve`` (its :class:`~circus.security.keys.ClientKeys`) it talks to a CURVE-protected
+circusd; with ``server`` and ``keyring`` its PUB is a CURVE server of its own, a
+:class:`~circus.security.zap.Gate` on its own context admitting the keys of the clients
+directory (any role may read the stats). The directory is re-read, once per sample round, when
+the modification time of it or of one of its role subdirectories changed; when a key was removed
+the PUB socket is bound anew, so that every subscriber shakes hands again and the removed one is
+cut off at once (the others reconnect by themselves and miss about one round).
 """
 from __future__ import annotations
 
@@ -31,7 +39,7 @@ from circus.stats.nodestats import NodeSampler
 from circus.stats.procinfo import Sampler
 from circus.stats.sockstats import SocketSampler
 
-__all__ = ["Streamer", "Snapshot"]
+__all__ = ["Streamer", "Snapshot", "ClientsDirectory"]
 
 log = logging.getLogger("circus.stats")
 
@@ -44,6 +52,8 @@ _QUIET = frozenset({"state", "ready", "unhealthy", "healthy", "backoff", "respaw
                     "stop", "kill", "exhausted", "progress", "hook_success", "hook_failure",
                     "output"})
 SNDHWM = 20_000
+#: how long re-binding the stats endpoint (after a revoked key) may take before giving up
+REBIND_DEADLINE = 2.0
 
 
 class Snapshot:
@@ -62,7 +72,10 @@ class Snapshot:
 class Streamer:
     def __init__(self, endpoint: str, pubsub: str, statspoint: str, *, interval: float = 1.0,
                  legacy: bool = False, timeout: float = 5.0,
-                 on_snapshot: Callable[[Snapshot], None] | None = None) -> None:
+                 on_snapshot: Callable[[Snapshot], None] | None = None, curve: Any = None,
+                 server: Any = None, keyring: Any = None) -> None:
+        """``curve``: ClientKeys for circusd's sockets; ``server`` (a KeyPair) and ``keyring``
+        (a Keyring): the stats PUB is a CURVE server admitting the keyring's keys."""
         self.endpoint, self.pubsub, self.statspoint = endpoint, pubsub, statspoint
         self.interval = max(0.05, float(interval))
         self.legacy = legacy
@@ -82,6 +95,11 @@ class Streamer:
         self._context = zmq.asyncio.Context()
         self._pub: zmq.asyncio.Socket | None = None
         self._client: AsyncClient | None = None
+        self.curve = curve
+        self.server = server if keyring is not None else None
+        self._clients = ClientsDirectory(keyring, server.public) \
+            if keyring is not None and server is not None else None
+        self._gate: Any = None
 
     # -- what exists ------------------------------------------------------------------------------
 
@@ -199,15 +217,63 @@ class Streamer:
             if isinstance(payload, dict):
                 self.on_event(topic, payload)
 
+    # -- the stats socket ---------------------------------------------------------------------------
+
+    def _open_pub(self) -> zmq.asyncio.Socket:
+        pub = self._context.socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, SNDHWM)
+        pub.setsockopt(zmq.LINGER, 0)
+        if self.server is not None:
+            from circus.security.keys import configure_server
+            configure_server(pub, self.server)
+        try:
+            pub.bind(self.statspoint)
+        except zmq.ZMQError:
+            pub.close(linger=0)
+            raise
+        return pub
+
+    async def _rebind(self) -> None:
+        """A new PUB on the same endpoint: every subscriber's connection is dropped and it
+        shakes hands again (the old socket's port may take a moment to be free)."""
+        assert self._pub is not None
+        self._pub.close(linger=0)
+        self._pub = None
+        deadline = asyncio.get_running_loop().time() + REBIND_DEADLINE
+        while True:
+            try:
+                self._pub = self._open_pub()
+                return
+            except zmq.ZMQError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await asyncio.sleep(0.01)
+
+    async def check_clients(self) -> None:
+        """Re-read the clients directory if it changed (once per round)."""
+        if self._clients is None or self._gate is None:
+            return
+        removed = self._clients.reread()
+        if removed is None:
+            return
+        self._gate.replace(self._clients.keyring)
+        if removed:
+            await self._rebind()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set. An arbiter that does not answer is waited for."""
-        self._pub = self._context.socket(zmq.PUB)
-        self._pub.setsockopt(zmq.SNDHWM, SNDHWM)
-        self._pub.setsockopt(zmq.LINGER, 0)
-        self._pub.bind(self.statspoint)
-        self._client = AsyncClient(self.endpoint, timeout=self.timeout, context=self._context)
+        if self._clients is not None:
+            from circus.security.zap import Gate
+            self._gate = Gate(self._context, self._clients.keyring)   # before any handshake
+        try:
+            self._pub = self._open_pub()
+        except zmq.ZMQError:
+            self._close_gate()
+            raise
+        self._client = AsyncClient(self.endpoint, timeout=self.timeout, context=self._context,
+                                   curve=self.curve)
         consumer = AsyncConsumer(["watcher.", "arbiter."], endpoint=self.pubsub,
-                                 context=self._context)
+                                 context=self._context, curve=self.curve)
         follower = asyncio.ensure_future(self._follow(consumer))
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -218,6 +284,7 @@ class Streamer:
                 except (TimeoutError, RuntimeError, zmq.ZMQError) as exc:
                     self._dirty = True
                     log.warning("circusd-stats: no sample this time: %s", exc)
+                await self.check_clients()
                 next_at = start + self.interval * (int((loop.time() - start) / self.interval) + 1)
                 try:
                     await asyncio.wait_for(stop.wait(), max(0.0, next_at - loop.time()))
@@ -228,6 +295,56 @@ class Streamer:
             await asyncio.gather(follower, return_exceptions=True)
             consumer.close()
             self._client.close()
-            self._pub.close(linger=0)
+            if self._pub is not None:
+                self._pub.close(linger=0)
             self._executor.shutdown(wait=False, cancel_futures=True)
+            self._close_gate()
             self._context.term()
+
+    def _close_gate(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
+
+
+class ClientsDirectory:
+    """The clients directory behind a keyring, and the modification times it was read at."""
+
+    def __init__(self, keyring: Any, server_public: bytes | None) -> None:
+        self.keyring = keyring
+        self.server_public = server_public          # always admitted (the node's own helpers)
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> tuple[tuple[str, int], ...]:
+        from circus.security.keyring import ROLE_DIRS
+        out = []
+        for path in [self.keyring.directory,
+                     *(os.path.join(self.keyring.directory, role) for role in ROLE_DIRS)]:
+            try:
+                out.append((path, os.stat(path).st_mtime_ns))
+            except OSError:
+                out.append((path, -1))
+        return tuple(out)
+
+    def reread(self) -> set[str] | None:
+        """``None`` when nothing changed (or the directory cannot be read: the keys in force
+        are kept, and that is logged); else the keys removed (maybe none)."""
+        stamp = self._stamp()
+        if stamp == self.stamp:
+            return None
+        self.stamp = stamp
+        from circus.security.keyring import Keyring
+        from circus.security.keys import KeyFileError
+        try:
+            keyring = Keyring.load(self.keyring.directory, self.server_public)
+        except (KeyFileError, OSError) as exc:
+            log.error("circusd-stats: curve_clients not re-read, the keys in force are kept: %s",
+                      exc)
+            return None
+        for text in keyring.warnings:
+            log.warning("circusd-stats: curve_clients: %s", text)
+        removed = set(self.keyring.keys) - set(keyring.keys)
+        self.keyring = keyring
+        log.info("circusd-stats: curve_clients re-read: %s%s", keyring.summary(),
+                 f"; {len(removed)} key(s) revoked, subscribers reconnect" if removed else "")
+        return removed
