@@ -3,12 +3,17 @@
 ::
 
     circus-plugin [--endpoint E] [--pubsub P] [--config k:v:::k2:v2] [--check-delay 5]
+                  [--curve-key FILE --server-key FILE]
                   [--log-level L] [--log-output O] [--ssh S] [--version] FQN
+
+``--curve-key`` (the plugin's .key_secret) and ``--server-key`` (circusd's public .key) make the
+plugin's event subscription and its clients CURVE clients; circusd passes its own secret key
+file as both when it runs under CURVE.
 
 Exit codes: 0 the plugin stopped (SIGTERM, SIGINT, SIGQUIT, SIGHUP, or it stopped itself), or it
 is inactive (``active:false``); 1 it failed while running (``handle_init`` raised...); 2 usage:
-bad arguments, ``--ssh`` (not supported), a FQN that does not name a ``CircusPlugin`` subclass,
-or an option the plugin rejects.
+bad arguments, ``--ssh`` (not supported), a key file that cannot be used, a FQN that does not
+name a ``CircusPlugin`` subclass, or an option the plugin rejects.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import sys
 from typing import Any
 
 from circus import __version__
+from circus.cli.ctl_keys import KeyOptionError, add_key_options, client_keys
 from circus.cli.logsetup import LEVELS, configure
 from circus.client.wire import DEFAULT_ENDPOINT_DEALER, DEFAULT_ENDPOINT_SUB
 from circus.plugins import CircusPlugin, PluginConfigError, PluginError
@@ -50,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default="info", help="log level (default info)")
     p.add_argument("--log-output", dest="logoutput", default="-",
                    help="'-' or 'stdout', 'stderr', a file path, or syslog://HOST[:PORT]?FACILITY")
+    add_key_options(p, env=False)
     p.add_argument("--ssh", help="not supported: tunnel the endpoints yourself (ssh -L)")
     p.add_argument("--version", action="version", version=f"circus-plugin {__version__}")
     return p
@@ -76,6 +83,17 @@ def load_plugin_class(fqn: str) -> type[CircusPlugin]:
     if not (isinstance(cls, type) and issubclass(cls, CircusPlugin)):
         raise PluginError(f"{fqn!r} is not a subclass of circus.plugins.CircusPlugin")
     return cls
+
+
+def _keys(args: argparse.Namespace) -> Any:
+    """The ClientKeys of ``--curve-key``/``--server-key``, or None; ValueError naming the file."""
+    if not (args.curve_key or args.server_key):
+        return None
+    from circus.security.keys import KeyFileError
+    try:
+        return client_keys(args.curve_key, args.server_key, err=sys.stderr)
+    except KeyFileError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _install_signals(plugin: CircusPlugin) -> None:
@@ -105,8 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"circus-plugin: cannot log to {args.logoutput}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        curve = _keys(args)
+    except (KeyOptionError, ValueError) as exc:
+        log.error("circus-plugin: %s", exc)
+        print(f"circus-plugin: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         cls = load_plugin_class(args.plugin)
         plugin = cls(args.endpoint, args.pubsub, args.check_delay, None, **config)
+        if curve is not None:
+            plugin.curve = curve   # an attribute: a subclass's __init__ need not pass it on
     except PluginError as exc:     # PluginConfigError included: a usage error too
         log.error("%s", exc)
         print(f"circus-plugin: {exc}", file=sys.stderr)
@@ -115,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         plugin.start()            # says why it does not run
         return EXIT_OK
     _install_signals(plugin)
-    log.info("plugin %s (%s) starting: control %s, events %s", plugin.name, args.plugin,
-             args.endpoint, args.pubsub)
+    log.info("plugin %s (%s) starting: control %s, events %s%s", plugin.name, args.plugin,
+             args.endpoint, args.pubsub, ", CURVE" if curve is not None else "")
     try:
         plugin.start()
     except PluginConfigError as exc:

@@ -8,20 +8,27 @@ Exit codes: 0 ok; 1 nothing arrived from any endpoint within ``--wait`` (``--onc
 bad pool file, ``--ssh``, or no terminal for the screen; 4 ``--once`` heard some endpoints but
 not all (the snapshot is printed, the silent endpoints are named on stderr).
 
+CURVE: ``--curve-key``/``--server-key`` (or ``$CIRCUSCTL_CURVE_KEY``/``$CIRCUSCTL_SERVER_KEY``)
+for every endpoint; with ``--pool`` and no key flags, each node's keys from the pool file. A
+stats endpoint under CURVE sends nothing to a subscriber it does not admit: ``--once`` then
+reports it silent. A bad key file is a usage error.
+
 It reads the stream only: no psutil, no control socket.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from typing import Mapping, Sequence, TextIO
+from typing import Any, Mapping, Sequence, TextIO
 
 import zmq
 
 from circus import __version__
-from circus.cli.top_stream import DEFAULT_ENDPOINT, PoolError, Stream, read_pool
+from circus.cli.ctl_keys import KeyOptionError, add_key_options, client_keys
+from circus.cli.top_stream import DEFAULT_ENDPOINT, PoolError, Stream, read_pool, read_pool_keys
 from circus.stats.toprows import rows, snapshot, title
 from circus.stats.topview import Model, SortKey, View
 
@@ -50,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON")
     p.add_argument("--wait", type=float, default=3.0, metavar="S",
                    help="with --once: collect for at most S seconds (default 3)")
+    add_key_options(p)
     p.add_argument("--ssh", metavar="USER@HOST", help="not supported (use a CURVE-secured endpoint)")
     p.add_argument("--version", action="version", version=f"circus-top {__version__}")
     return p
@@ -74,15 +82,18 @@ def _has_round(model: Model, node: str) -> bool:
     return node in model.nodes and model.nodes[node].stats is not None
 
 
+_CURVE_HINT = " Is it CURVE-protected? Then give --curve-key and --server-key"
+
+
 def _once(args: argparse.Namespace, stream: Stream, view: View, out: TextIO, err: TextIO,
-          expect: Sequence[str] = (), prog: str = "circus-top") -> int:
+          expect: Sequence[str] = (), prog: str = "circus-top", keyed: bool = False) -> int:
     model = Model(args.process_timeout)
     collect_once(stream, model, args.wait, expect)
     silent = [e.name for e in stream.endpoints if e.messages == 0]
     if len(silent) == len(stream.endpoints):
         err.write(f"{prog}: no stats received within {args.wait:g} s from "
                   f"{', '.join(silent)} (is circusd running with statsd = true, and is this its "
-                  f"stats_endpoint?)\n")
+                  f"stats_endpoint?{'' if keyed else _CURVE_HINT})\n")
         return NOTHING
     for e in stream.endpoints:
         if e.messages and not e.complete:
@@ -134,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     endpoints = list(args.endpoint or [])
     prefixes: list[str] = []
     labels: dict[str, str] = {}
+    curve: Any = None
     if args.pool:
         try:
             nodes = read_pool(args.pool, args.node)
@@ -142,34 +154,62 @@ def main(argv: Sequence[str] | None = None) -> int:
             return USAGE
         endpoints += nodes.values()
         labels = {address: name for name, address in nodes.items()}
+        if not (args.curve_key or args.server_key):
+            try:
+                keys = read_pool_keys(args.pool, nodes)
+            except PoolError as exc:
+                err.write(f"circus-top: {exc}\n")
+                return USAGE
+            if any(k is not None for k in keys.values()):
+                curve = {nodes[name]: k for name, k in keys.items()}
     elif args.node:
         prefixes = [f"{name}/stat." for name in args.node]
     endpoints = list(dict.fromkeys(endpoints or [DEFAULT_ENDPOINT]))
     view = View(sort=SortKey(args.sort), filter=args.filter,
                 nodes=frozenset(args.node) if not args.pool else frozenset())
-    return run(args, endpoints, view, prefixes=prefixes, labels=labels)
+    return run(args, endpoints, view, prefixes=prefixes, labels=labels, curve=curve)
+
+
+def stream_keys(args: argparse.Namespace, environ: Mapping[str, str] | None = None,
+                err: TextIO | None = None) -> Any:
+    """The ClientKeys of ``--curve-key``/``--server-key`` (else the environment's), or None;
+    ValueError saying what is wrong."""
+    from circus.security.keys import KeyFileError
+    try:
+        return client_keys(getattr(args, "curve_key", None), getattr(args, "server_key", None),
+                           os.environ if environ is None else environ, err)
+    except (KeyOptionError, KeyFileError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def run(args: argparse.Namespace, endpoints: Sequence[str], view: View, *,
         prefixes: Sequence[str] = (), labels: Mapping[str, str] | None = None,
         expect: Sequence[str] = (), out: TextIO | None = None, err: TextIO | None = None,
-        prog: str = "circus-top") -> int:
+        prog: str = "circus-top", curve: Any = None) -> int:
     """circus-top on ``endpoints`` (``args`` from :func:`build_parser`, already checked).
 
     ``labels`` names the node behind an endpoint (messages say ``web1 (tcp://...)``, and its
     unprefixed 0.19 topics are read as that node's); ``expect`` lists nodes that ``--once``
     waits for and reports missing (several nodes behind one endpoint, as with a proxy).
+    ``curve``: ClientKeys for every endpoint, or a mapping endpoint -> ClientKeys (or None);
+    without it, the keys of ``args`` (flags, else the environment).
     """
     out = out or sys.stdout
     err = err or sys.stderr
+    if curve is None:
+        try:
+            curve = stream_keys(args, err=err)
+        except ValueError as exc:
+            err.write(f"{prog}: {exc}\n")
+            return USAGE
     try:
-        stream = Stream(endpoints, prefixes, labels)
+        stream = Stream(endpoints, prefixes, labels, curve)
     except zmq.ZMQError as exc:
         err.write(f"{prog}: cannot connect: {exc}\n")
         return USAGE
     try:
         if args.once:
-            return _once(args, stream, view, out, err, expect, prog)
+            return _once(args, stream, view, out, err, expect, prog, keyed=curve is not None)
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             err.write(f"{prog}: the live screen needs a terminal; use --once for scripts\n")
             return USAGE

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import zmq
 
+from circus.client.wire import setup_sub
 from circus.config.errors import Issues
 from circus.config.ini import parse_ini
 from circus.stats.topview import Kind, Model
 
-__all__ = ["Endpoint", "Stream", "PoolError", "read_pool", "DEFAULT_ENDPOINT"]
+__all__ = ["Endpoint", "Stream", "PoolError", "read_pool", "read_pool_keys", "DEFAULT_ENDPOINT"]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"   # circusd-stats 0.19's --statspoint
 _DRAIN = 5000                               # messages read per socket before the screen repaints
@@ -70,16 +71,17 @@ class Stream:
     """
 
     def __init__(self, addresses: Iterable[str], prefixes: Iterable[str] = (),
-                 labels: Mapping[str, str] | None = None) -> None:
+                 labels: Mapping[str, str] | None = None, curve: Any = None) -> None:
+        """``curve``: ClientKeys for every endpoint, or a mapping address -> ClientKeys (an
+        address not in it, or mapped to None, is read without CURVE)."""
         self.context = zmq.Context()
         self.endpoints: list[Endpoint] = []
         subscriptions = [p.encode() for p in prefixes] or [b""]
         try:
             for address in addresses:
                 sock = self.context.socket(zmq.SUB)
-                sock.linger = 0
-                for prefix in subscriptions:
-                    sock.setsockopt(zmq.SUBSCRIBE, prefix)
+                keys = curve.get(address) if isinstance(curve, Mapping) else curve
+                setup_sub(sock, subscriptions, keys)
                 self.endpoints.append(Endpoint(address, sock, (labels or {}).get(address)))
                 sock.connect(address)
         except zmq.ZMQError:
@@ -168,3 +170,42 @@ def read_pool(path: str, only: Iterable[str] = ()) -> dict[str, str]:
     if missing:
         raise PoolError(f"{path}: no [node:{missing[0]}] section (nodes: {', '.join(nodes)})")
     return {n: e for n, e in nodes.items() if not wanted or n in wanted}
+
+
+def read_pool_keys(path: str, nodes: Iterable[str]) -> dict[str, Any]:
+    """The CURVE keys of some nodes of a pool file, by node name: ClientKeys from the node's
+    ``server_key`` and the ``[meta] client_key``, or None for a node without ``server_key``.
+    A node with a server key needs the client key; a key file that cannot be used is an error
+    (:class:`PoolError`, naming the file)."""
+    import os
+
+    from circus.security.keys import ClientKeys, KeyFileError
+    text = Path(path).read_text()
+    issues = Issues()
+    sections = parse_ini(text, path, issues)
+    client_key = None
+    server_keys: dict[str, tuple[str, str]] = {}
+    for section in sections:
+        kind, _, name = section.header.partition(":")
+        value = section.values.get("client_key" if kind.strip() == "meta" else "server_key")
+        if value is None or not value.value.strip():
+            continue
+        if kind.strip() == "meta":
+            client_key = os.path.expanduser(value.value.strip())
+        elif kind.strip() == "node":
+            server_keys[name.strip()] = (os.path.expanduser(value.value.strip()),
+                                         f"{value.file}:{value.line}")
+    out: dict[str, Any] = {}
+    for name in nodes:
+        if name not in server_keys:
+            out[name] = None
+            continue
+        server_key, where = server_keys[name]
+        if client_key is None:
+            raise PoolError(f"{where}: [node:{name}] has a server_key but [meta] has no "
+                            f"client_key (this client's .key_secret file)")
+        try:
+            out[name] = ClientKeys.load(client_key, server_key)
+        except KeyFileError as exc:
+            raise PoolError(f"{path}: [node:{name}]: {exc}") from None
+    return out

@@ -22,7 +22,9 @@ Periodic work: :meth:`~CircusPlugin.every`. Tasks a plugin starts with
 :meth:`~CircusPlugin.create_task` are owned by it: cancelled at stop, their errors logged.
 
 The wire format and the sockets' options come from :mod:`circus.client`, shared with every
-other tool.
+other tool. CURVE: :attr:`CircusPlugin.curve` (a :class:`~circus.security.keys.ClientKeys`, set
+by ``circus-plugin --curve-key/--server-key`` or given as ``curve=``) applies to the event
+subscription and to every client the plugin opens.
 """
 from __future__ import annotations
 
@@ -104,9 +106,14 @@ class CircusPlugin:
     #: subscription prefixes on the pubsub endpoint
     topics: tuple[bytes, ...] = (b"watcher.",)
 
+    #: the ClientKeys of a CURVE-protected circusd, or None; set before :meth:`start`
+    curve: Any = None
+
     def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float | str,
-                 ssh_server: str | None = None, **config: Any) -> None:
+                 ssh_server: str | None = None, *, curve: Any = None, **config: Any) -> None:
         self.endpoint = endpoint
+        if curve is not None:
+            self.curve = curve
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = float(check_delay)
         self.ssh_server = ssh_server
@@ -203,7 +210,7 @@ class CircusPlugin:
 
     def _connect(self) -> None:
         actx = zmq.asyncio.Context.shadow(self._context_().underlying)
-        self._sub = setup_sub(actx.socket(zmq.SUB), list(self.topics))
+        self._sub = setup_sub(actx.socket(zmq.SUB), list(self.topics), self.curve)
         connect(self._sub, self.pubsub_endpoint, self.ssh_server)
 
     def _close(self) -> None:
@@ -277,7 +284,7 @@ class CircusPlugin:
         (default :attr:`timeout`, 5 s), then raises :class:`CallTimeout`."""
         if self._client is None:
             self._client = CircusClient(self._context_(), self.endpoint, self.timeout,
-                                        self.ssh_server)
+                                        self.ssh_server, curve=self.curve)
         limit = self.timeout if timeout is None else float(timeout)
         try:
             reply = self._client.call(make_message(command, **props), timeout=limit)
@@ -291,7 +298,7 @@ class CircusPlugin:
         """Send ``command`` and return at once; circusd never answers (not even an error)."""
         if self._client is None:
             self._client = CircusClient(self._context_(), self.endpoint, self.timeout,
-                                        self.ssh_server)
+                                        self.ssh_server, curve=self.curve)
         self._client.cast(command, **props)
 
     async def acall(self, command: str, *, timeout: float | None = None,
@@ -299,7 +306,7 @@ class CircusPlugin:
         """:meth:`call` for coroutines: the loop keeps handling events meanwhile."""
         if self._aclient is None:
             self._aclient = AsyncClient(self.endpoint, self.timeout, self._context_(),
-                                        self.ssh_server)
+                                        self.ssh_server, curve=self.curve)
         limit = self.timeout if timeout is None else float(timeout)
         try:
             return await self._aclient.call(command, timeout=limit, **props)
