@@ -77,31 +77,15 @@ def client_keys(curve_key: str | None, server_key: str | None,
 
 
 def pool_keys(config: Any, node: str) -> Any:
-    """The ClientKeys a pool file gives for ``node`` (its ``server_key``, the ``[meta]
-    client_key``), or ``None`` when it gives none; ValueError naming what is wrong."""
+    """The ClientKeys a pool file gives for ``node`` (circusmeta's reading: the node's
+    ``server_key`` and client key), or ``None`` for a node without CURVE; ValueError naming what
+    is wrong."""
     from circus.config import ConfigError
-    from circus.security.keys import KeyFileError
-    from circusmeta import pool as pools
-    keys_for = getattr(pools, "client_keys_for", None) or _pool_client_keys
+    from circusmeta.pool import client_keys_for
     try:
-        return keys_for(config, node)
-    except (KeyFileError, ConfigError) as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _pool_client_keys(config: Any, node: str) -> Any:
-    """What ``circusmeta.pool.client_keys_for`` does, for a circusmeta without it: a node with
-    a ``server_key`` needs the ``[meta] client_key``; a node without one is reached without
-    CURVE."""
-    from circus.security.keys import ClientKeys
-    server_key = config.nodes[node].server_key
-    client_key = config.meta.client_key
-    if not server_key:
-        return None                       # a node without CURVE
-    if not client_key:
-        raise ValueError(f"[node:{node}] in {config.file} has a server_key but [meta] has no "
-                         f"client_key (this client's .key_secret file)")
-    return ClientKeys.load(client_key, server_key)
+        return client_keys_for(config, node)
+    except (ConfigError, KeyError) as exc:
+        raise ValueError(str(exc).strip("'\"")) from None
 
 
 def keygen(name: str, directory: str | None, force: bool, out: TextIO, err: TextIO) -> int:

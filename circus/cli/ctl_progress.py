@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import threading
+import time
 from typing import Any, TextIO
 
 import zmq
@@ -45,6 +46,30 @@ def describe(topic: str, payload: dict) -> str | None:
     return None
 
 
+#: how long the command waits for the events connection (its handshake, CURVE's included), so
+#: that the first events are not published before the subscription is in place
+CONNECT_WAIT = 1.0
+_HANDSHAKE_DONE = zmq.EVENT_HANDSHAKE_SUCCEEDED
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                     zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def _connect_and_wait(sub: zmq.Socket, endpoint: str, timeout: float) -> None:
+    """Connect, and return once the handshake is done (or failed, or ``timeout`` passed)."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    monitor = sub.get_monitor_socket(_HANDSHAKE_DONE | _HANDSHAKE_FAILED)
+    try:
+        sub.connect(endpoint)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and monitor.poll(int(left * 1000) + 1):
+            if recv_monitor_message(monitor)["event"] & (_HANDSHAKE_DONE | _HANDSHAKE_FAILED):
+                return
+    finally:
+        sub.disable_monitor()
+        monitor.close(linger=0)
+
+
 class Progress(threading.Thread):
     """Follows a pubsub endpoint in a thread and prints progress lines until stopped."""
 
@@ -61,7 +86,7 @@ class Progress(threading.Thread):
         sub = ctx.socket(zmq.SUB)
         try:
             setup_sub(sub, ["watcher."], self.curve)
-            sub.connect(self.endpoint)
+            _connect_and_wait(sub, self.endpoint, CONNECT_WAIT)
             self._ready.set()
             while not self._stop_event.is_set():
                 if not sub.poll(100):
@@ -84,7 +109,7 @@ class Progress(threading.Thread):
 
     def __enter__(self) -> "Progress":
         self.start()
-        self._ready.wait(1.0)
+        self._ready.wait(CONNECT_WAIT + 0.5)
         return self
 
     def __exit__(self, *exc: object) -> None:

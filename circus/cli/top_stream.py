@@ -173,39 +173,45 @@ def read_pool(path: str, only: Iterable[str] = ()) -> dict[str, str]:
 
 
 def read_pool_keys(path: str, nodes: Iterable[str]) -> dict[str, Any]:
-    """The CURVE keys of some nodes of a pool file, by node name: ClientKeys from the node's
-    ``server_key`` and the ``[meta] client_key``, or None for a node without ``server_key``.
-    A node with a server key needs the client key; a key file that cannot be used is an error
-    (:class:`PoolError`, naming the file)."""
+    """The CURVE keys of some nodes of a pool file, by node name, read as circusmeta reads them:
+    ClientKeys from the node's ``server_key`` and its own ``client_key``, else the ``[meta]``
+    one (relative paths are relative to the pool file); None for a node without ``server_key``.
+    A node with a server key needs a client key; a key file that cannot be used is an error
+    (:class:`PoolError`, naming the file and the section)."""
     import os
 
     from circus.security.keys import ClientKeys, KeyFileError
-    text = Path(path).read_text()
     issues = Issues()
-    sections = parse_ini(text, path, issues)
-    client_key = None
-    server_keys: dict[str, tuple[str, str]] = {}
+    sections = parse_ini(Path(path).read_text(), path, issues)
+    base = os.path.dirname(os.path.abspath(path))
+
+    def value(section: Any, key: str) -> tuple[str, str] | None:
+        found = section.values.get(key)
+        if found is None or not found.value.strip():
+            return None
+        file = os.path.join(base, os.path.expanduser(found.value.strip()))
+        return file, f"{found.file}:{found.line}"
+
+    meta_client = None
+    node_keys: dict[str, tuple[Any, Any]] = {}
     for section in sections:
         kind, _, name = section.header.partition(":")
-        value = section.values.get("client_key" if kind.strip() == "meta" else "server_key")
-        if value is None or not value.value.strip():
-            continue
         if kind.strip() == "meta":
-            client_key = os.path.expanduser(value.value.strip())
+            meta_client = value(section, "client_key")
         elif kind.strip() == "node":
-            server_keys[name.strip()] = (os.path.expanduser(value.value.strip()),
-                                         f"{value.file}:{value.line}")
+            node_keys[name.strip()] = (value(section, "server_key"), value(section, "client_key"))
     out: dict[str, Any] = {}
     for name in nodes:
-        if name not in server_keys:
+        server, client = node_keys.get(name, (None, None))
+        if server is None:
             out[name] = None
             continue
-        server_key, where = server_keys[name]
-        if client_key is None:
-            raise PoolError(f"{where}: [node:{name}] has a server_key but [meta] has no "
-                            f"client_key (this client's .key_secret file)")
+        client = client or meta_client
+        if client is None:
+            raise PoolError(f"{server[1]}: [node:{name}] has a server_key but no client_key "
+                            f"(in the node's section or [meta]: this client's .key_secret file)")
         try:
-            out[name] = ClientKeys.load(client_key, server_key)
+            out[name] = ClientKeys.load(client[0], server[0])
         except KeyFileError as exc:
             raise PoolError(f"{path}: [node:{name}]: {exc}") from None
     return out
