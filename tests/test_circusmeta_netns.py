@@ -5,8 +5,11 @@
   the connection but never answers (``unresponsive``).
 - ``test_netns_*`` (root, ``ip`` from iproute2): three network namespaces joined to the root
   namespace by veth pairs on a bridge, in a private 10.231.X.0/24 subnet that only these
-  interfaces carry; one circusd per namespace on ``tcp://<its address>:5555``. A node is cut
-  off by setting its host-side veth down, frozen by SIGSTOP, and brought back.
+  interfaces carry; one circusd per namespace on ``tcp://<its address>:5555``, a CURVE node
+  (its key pair and clients directory made in tmp_path, the pool file with its ``server_key``
+  and an admin ``client_key``: a network address without CURVE would be refused). A node is
+  cut off by setting its host-side veth down, frozen by SIGSTOP, and brought back; a client
+  without keys gets no answer over the namespace address.
 
 circusmeta always runs as a subprocess, as an operator runs it. Every wait has a deadline; the
 daemons are ended by pid (with their children) and the namespaces and links deleted in the
@@ -79,13 +82,15 @@ def wait_states(pool: Path, wanted: dict[str, str], timeout: float = 15.0) -> Ru
         time.sleep(0.2)
 
 
-def answers(endpoint: str, timeout: float = 0.5) -> bool:
-    """One ``nodeinfo`` round trip to ``endpoint`` within ``timeout``."""
+def answers(endpoint: str, timeout: float = 0.5, curve=None) -> bool:
+    """One ``nodeinfo`` round trip to ``endpoint`` within ``timeout`` (``curve``: ClientKeys)."""
     import zmq
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
     try:
+        if curve is not None:
+            curve.apply(sock)
         sock.connect(endpoint)
         sock.send(json.dumps({"id": secrets.token_hex(8), "command": "nodeinfo",
                               "properties": {}}).encode())
@@ -101,10 +106,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_pool(path: Path, nodes: list[tuple[str, str, str]]) -> Path:
+def write_pool(path: Path, nodes: list[tuple[str, str, str]], client_key: Path | None = None,
+               server_keys: dict[str, Path] | None = None) -> Path:
     text = f"[meta]\ntimeout = {TIMEOUT:g}\n"
+    if client_key is not None:
+        text += f"client_key = {client_key}\n"
     for name, endpoint, tags in nodes:
         text += f"\n[node:{name}]\nendpoint = {endpoint}\ntags = {tags}\n"
+        if server_keys and name in server_keys:
+            text += f"server_key = {server_keys[name]}\n"
     path.write_text(text)
     return path
 
@@ -308,6 +318,18 @@ class NsNode:
     def log(self) -> Path:
         return self.dir / "circusd.log"
 
+    @property
+    def public_key(self) -> Path:
+        return self.dir / "keys" / f"{self.name}.key"
+
+    @property
+    def secret_key(self) -> Path:
+        return self.dir / "keys" / f"{self.name}.key_secret"
+
+    @property
+    def clients(self) -> Path:
+        return self.dir / "clients"
+
     def log_text(self) -> str:
         return self.log.read_text()[-3000:] if self.log.exists() else ""
 
@@ -323,6 +345,11 @@ class Netns:
         self.links: list[str] = []
         self.tmp = tmp_path
         self.count = count
+        self.admin_key = tmp_path / "operator" / "admin.key_secret"
+
+    def admin(self, node: NsNode):
+        from circus.security.keys import ClientKeys
+        return ClientKeys.load(str(self.admin_key), str(node.public_key))
 
     def setup(self) -> None:
         prefix = _pick_subnet()
@@ -348,6 +375,16 @@ class Netns:
             d = self.tmp / f"node{k}"
             d.mkdir()
             self.nodes.append(NsNode(f"node{k}", ns, host, address, d))
+        self.make_keys()
+
+    def make_keys(self) -> None:
+        """A key pair per node, one admin client key admitted by every node."""
+        from circus.security.keys import write_keypair
+        public, _ = write_keypair(str(self.admin_key.parent), "admin")
+        for node in self.nodes:
+            write_keypair(str(node.dir / "keys"), node.name)
+            (node.clients / "admin").mkdir(parents=True)
+            shutil.copy(public, node.clients / "admin" / "admin.key")
 
     def start(self, node: NsNode) -> None:
         config = node.dir / "circus.ini"
@@ -355,7 +392,8 @@ class Netns:
             [circus]
             endpoint = {node.endpoint}
             pubsub_endpoint = tcp://{node.address}:5556
-            insecure = true
+            curve_secret_key = {node.secret_key}
+            curve_clients = {node.clients}
             """) + WATCHER)
         node.proc = subprocess.Popen(
             ["ip", "netns", "exec", node.netns, sys.executable, "-m", "circus.cli.circusd",
@@ -373,7 +411,7 @@ class Netns:
                 out = node.proc.stdout.read().decode() if node.proc.stdout else ""
                 pytest.fail(f"{node.name}: circusd exited ({node.proc.returncode})\n{out}\n"
                             f"{node.log_text()}")
-            if answers(node.endpoint):
+            if answers(node.endpoint, curve=self.admin(node)):
                 todo.pop(0)
                 continue
             if time.monotonic() > deadline:
@@ -447,7 +485,8 @@ def netns_pool(ip_tool, tmp_path):
         net.wait_ready()
         pool = write_pool(tmp_path / "pool.ini",
                           [(n.name, n.endpoint, f"ns, n{k}") for k, n in
-                           enumerate(net.nodes, 1)])
+                           enumerate(net.nodes, 1)], net.admin_key,
+                          {n.name: n.public_key for n in net.nodes})
         yield pool, net
     finally:
         problems = net.close()
@@ -508,3 +547,26 @@ def test_netns_cut_frozen_and_back(netns_pool):
         ip("link", "set", cut.host_veth, "up")
     run = wait_states(pool, {n: "active" for n in names})
     assert run.code == 0, run
+
+
+def test_netns_a_client_without_keys_gets_no_answer(netns_pool, tmp_path):
+    """Over the node's real namespace address: no keys, or keys it does not admit, get nothing
+    (circusmeta: not_available, with the handshake's reason), while the keyed pool works."""
+    from circus.security.keys import ClientKeys, write_keypair
+
+    pool, net = netns_pool
+    node = net.nodes[0]
+    assert answers(node.endpoint, 1.0, net.admin(node))
+    assert not answers(node.endpoint, 1.0)
+    _, stranger = write_keypair(str(tmp_path / "stranger"), "stranger")
+    assert not answers(node.endpoint, 1.0, ClientKeys.load(stranger, str(node.public_key)))
+
+    bare = write_pool(tmp_path / "bare.ini", [(n.name, n.endpoint, "ns") for n in net.nodes])
+    run = meta(bare, "--json", "nodes")
+    assert run.code == 1, run
+    assert set(run.states().values()) == {"not_available"}, run
+    assert all("give its server_key" in r["error"] for r in run.json()["nodes"]), run
+
+    run = meta(pool, "--json", "nodes")
+    assert run.code == 0, run
+    assert set(run.states().values()) == {"active"}, run
