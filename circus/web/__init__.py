@@ -1,0 +1,15 @@
+"""circushttpd, the web dashboard: a tornado + jinja2 application that is only a client of the
+control protocol and of the stats and events streams, for one node or a pool.
+
+Imported only by ``circushttpd`` (:mod:`circus.cli.httpd`); tornado and jinja2 are the optional
+``web`` extra, so nothing else in Circus imports this package.
+
+- :mod:`.users` — the users file (scrypt-hashed passwords, roles, API tokens), the cookie secret
+- :mod:`.auth` — sessions, tokens, the login throttle
+- :mod:`.nodes` — the pool (or the one node) and the views the pages show
+- :mod:`.live` — the stats and events subscriptions, kept in bounded memory, pushed to pages
+- :mod:`.handlers` — the HTML pages and the action forms
+- :mod:`.api` — ``/api/``, ``/metrics``, the WebSocket
+- :mod:`.metrics` — the pool's Prometheus text
+- :mod:`.app` — routes and settings
+"""
