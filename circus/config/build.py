@@ -25,6 +25,7 @@ from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketCon
 from .plugin_watchers import plugin_watcher
 from .security import check_security, resolve_paths
 from .stats_watcher import stats_watcher
+from .httpd_watcher import httpd_watcher
 from .substitute import expand_vars, lower_keys, substitute_env
 from .watcher import Collector, Report, assemble_watcher
 
@@ -314,6 +315,7 @@ class _Builder:
         sections = {n.lower(): s for n, _, s in watchers}
         helpers = [stats_watcher(circus, sys.executable)]
         helpers += [plugin_watcher(circus, p, sys.executable) for p in plugins]
+        helpers.append(httpd_watcher(circus, sys.executable, source))
         for helper in (h for h in helpers if h is not None):
             if helper.name.lower() in sections:
                 self.reporter(sections[helper.name.lower()])(
