@@ -88,8 +88,12 @@ class Progress(threading.Thread):
             setup_sub(sub, ["watcher."], self.curve)
             _connect_and_wait(sub, self.endpoint, CONNECT_WAIT)
             self._ready.set()
-            while not self._stop_event.is_set():
+            # once stopped (the reply came), events already on their way are still read: the
+            # last step's event is published just before the reply and may arrive after it
+            while True:
                 if not sub.poll(100):
+                    if self._stop_event.is_set():
+                        break
                     continue
                 topic, body = sub.recv_multipart()[:2]
                 try:
