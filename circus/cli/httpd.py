@@ -160,16 +160,20 @@ async def _serve(args: argparse.Namespace, pool, single: bool, secret: bytes,
     from tornado.netutil import bind_sockets
 
     from circus.web.app import WebOptions, make_app
-    from circus.web.nodes import name_single_node
-    if single:
-        pool, problem = await name_single_node(pool)
-        if problem:
-            log.warning("the node did not answer (%s): calling it %s until it does",
-                        problem, next(iter(pool.nodes)))
-    app, web = make_app(WebOptions(pool=pool, users_path=args.users, secret=secret,
-                                   proxy=args.proxy, live=not args.no_live,
-                                   secure_cookies=bool(tls) or args.secure_cookies,
-                                   title=next(iter(pool.nodes)) if single else "pool"))
+    from circus.web.nodes import SetupError, name_single_node
+    try:
+        if single:
+            pool, problem = await name_single_node(pool)
+            if problem:
+                log.warning("the node did not answer (%s): calling it %s", problem,
+                            next(iter(pool.nodes)))
+        app, web = make_app(WebOptions(pool=pool, users_path=args.users, secret=secret,
+                                       proxy=args.proxy, live=not args.no_live,
+                                       secure_cookies=bool(tls) or args.secure_cookies,
+                                       title=next(iter(pool.nodes)) if single else "pool"))
+    except SetupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     server = HTTPServer(app, ssl_options=tls, xheaders=False)
     try:
         sockets = bind_sockets(args.port, args.host)

@@ -24,7 +24,7 @@ from circus.stats.toprows import human_age, human_bytes
 
 from . import api, handlers
 from .live import Live, LiveState
-from .nodes import Backend, KeyedPool, sources
+from .nodes import Backend, open_pool, sources
 from .auth import Throttle
 from .users import Users
 
@@ -61,7 +61,7 @@ class WebApp:
             log.warning("no users in %s: nobody can log in until 'circushttpd adduser NAME "
                         "--role admin --users %s' adds one", options.users_path,
                         options.users_path)
-        pool = KeyedPool(options.pool)
+        pool = open_pool(options.pool)
         self.live = Live(sources(options.pool, pool.keys, options.proxy) if options.live else (),
                          LiveState())
         self.live_enabled = options.live and bool(self.live.sources)

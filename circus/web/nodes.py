@@ -16,13 +16,13 @@ from typing import Any, Mapping
 from circus.config import ConfigError, load_config
 from circus.config.stats_watcher import stats_wanted
 from circusmeta.api import Pool
-from circusmeta.fanout import ACTIVE, NodeClient, NodeResult
-from circusmeta.pool import MetaOptions, NodeSpec, PoolConfig, load_pool
+from circusmeta.fanout import ACTIVE, NodeResult
+from circusmeta.pool import MetaOptions, NodeSpec, PoolConfig, load_pool, proxy_client_keys
 
 from .live import LiveState, Source
 
 __all__ = ["Backend", "SetupError", "pool_from_file", "pool_from_endpoint", "pool_from_circus",
-           "name_single_node", "ACTION_COMMANDS", "ACTION_DEADLINE"]
+           "name_single_node", "open_pool", "sources", "ACTION_COMMANDS", "ACTION_DEADLINE"]
 
 #: the page's action buttons and the command each runs (with ``waiting``)
 ACTION_COMMANDS: Mapping[str, tuple[str, dict[str, Any]]] = {
@@ -61,7 +61,7 @@ def pool_from_endpoint(endpoint: str, pubsub: str | None, stats: str | None,
     for flag, value in (("--endpoint", endpoint), ("--pubsub", pubsub), ("--stats", stats)):
         if value is not None and not value.startswith(("tcp://", "ipc://")):
             raise SetupError(f"{flag}: expected tcp://HOST:PORT or ipc://PATH, got {value!r}")
-    spec = NodeSpec(name, endpoint, pubsub, stats, server_key=server_key)
+    spec = NodeSpec(name, endpoint, pubsub, stats, server_key=server_key, client_key=client_key)
     return PoolConfig(MetaOptions(timeout=timeout, client_key=client_key), {name: spec},
                       file=endpoint)
 
@@ -85,7 +85,7 @@ async def name_single_node(pool: PoolConfig) -> tuple[PoolConfig, str | None]:
     """A pool of one named after the node (its ``nodeinfo``); the reason when it did not
     answer (then the name given stays)."""
     (spec,) = pool.nodes.values()
-    async with KeyedPool(pool) as probe:
+    async with open_pool(pool) as probe:
         result = await probe.call_one(spec.name, "nodeinfo")
     reported = result.reply.get("name") if result.ok and result.reply else None
     if not isinstance(reported, str) or not reported:
@@ -95,56 +95,28 @@ async def name_single_node(pool: PoolConfig) -> tuple[PoolConfig, str | None]:
 
 # -- calling -------------------------------------------------------------------------------------
 
-class KeyedPool(Pool):
-    """A :class:`Pool` whose node sockets get CURVE keys: ``[meta] client_key`` (this client's
-    .key_secret) with the node's ``server_key`` (its public .key)."""
-
-    def __init__(self, config: PoolConfig, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
-        self.keys = client_keys(config)
-
-    def client(self, node: str) -> NodeClient:
-        if node not in self._clients:
-            import zmq.asyncio
-            if self._context is None:
-                self._context = zmq.asyncio.Context()
-            spec = self.config.nodes[node]
-            keys = self.keys.get(node)
-
-            def configure(sock, spec, keys=keys):
-                if keys is not None:
-                    keys.apply(sock)
-            self._clients[node] = NodeClient(spec, self._context, self.config.deadline(spec),
-                                             configure=configure)
-        return self._clients[node]
+def open_pool(config: PoolConfig) -> Pool:
+    """A :class:`Pool` on ``config`` (its CURVE keys loaded: a node with ``server_key`` is
+    reached with its client key pair); SetupError naming a bad key file."""
+    try:
+        return Pool(config)
+    except ConfigError as exc:
+        raise SetupError(str(exc)) from None
 
 
-def client_keys(config: PoolConfig) -> dict[str, Any]:
-    """Each node's :class:`ClientKeys` (None for a node without ``server_key``)."""
-    out: dict[str, Any] = {}
-    keyed = [n for n, s in config.nodes.items() if s.server_key]
-    if not keyed:
-        return {n: None for n in config.nodes}
-    if not config.meta.client_key:
-        raise SetupError(f"{config.file}: node {keyed[0]} has a server_key but [meta] has no "
-                         "client_key (this client's .key_secret)")
-    from circus.security.keys import ClientKeys, KeyFileError
-    for name, spec in config.nodes.items():
-        if not spec.server_key:
-            out[name] = None
-            continue
-        try:
-            out[name] = ClientKeys.load(config.meta.client_key, spec.server_key)
-        except KeyFileError as exc:
-            raise SetupError(f"node {name}: {exc}") from None
-    return out
+def proxy_keys(config: PoolConfig) -> Any:
+    try:
+        return proxy_client_keys(config)
+    except ConfigError as exc:
+        raise SetupError(str(exc)) from None
 
 
 def sources(config: PoolConfig, keys: Mapping[str, Any], proxy: bool = False) -> list[Source]:
     """The streams to follow: each node's stats and events, or the pool's proxy."""
     if proxy:
-        return [Source("stats", config.meta.stats_endpoint),
-                Source("events", config.meta.pubsub_endpoint)]
+        curve = proxy_keys(config)
+        return [Source("stats", config.meta.stats_endpoint, curve=curve),
+                Source("events", config.meta.pubsub_endpoint, curve=curve)]
     out = []
     for name, spec in config.nodes.items():
         if spec.stats_endpoint:
@@ -162,7 +134,7 @@ def _age(started: Any, now: float) -> float | None:
 class Backend:
     """The pool and the live state, and the views the pages and the API show."""
 
-    pool: KeyedPool
+    pool: Pool
     live: LiveState
 
     @property

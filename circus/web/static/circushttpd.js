@@ -236,5 +236,7 @@
   }, 1000);
 
   qa("svg.sparkline").forEach(adopt);
+  var out = q("#output");
+  if (out) { out.scrollTop = out.scrollHeight; }
   if (node) { connect(1000); }
 })();
