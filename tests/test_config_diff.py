@@ -272,6 +272,7 @@ def test_circus_option_set_and_unset_values_are_readable():
     plan = plan_of(("check_delay = 5", "check_delay = 5\nhttpd = true\n"
                                         "multicast_endpoint = udp://237.219.251.97:12027"))
     assert plan.describe() == [
+        "+ watcher circushttpd (added)",      # httpd = true runs circushttpd as a helper watcher
         "~ [circus] multicast_endpoint: (unset) -> udp://237.219.251.97:12027",
         "~ [circus] httpd: false -> true",
     ]
