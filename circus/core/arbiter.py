@@ -174,11 +174,7 @@ class Arbiter:
         watcher.on_exit(pid, code)
 
     def _warn_not_yet_supported(self) -> None:
-        """Say which accepted 0.19 options this version parses but does not act on yet."""
-        c = self.config
-        pending = ["[circus] httpd"] if c.circus.httpd else []
-        for item in pending:
-            log.warning("%s is accepted but not acted on by this version yet", item)
+        """Say what in the configuration will not work as its author may expect."""
         self._warn_shared_probes()
 
     def _warn_shared_probes(self) -> None:
