@@ -481,10 +481,6 @@ def test_admin_node_page_forms_live_chart_and_watcher_page(browser, pool, shots)
     png_size(b.screenshot(shots / "web-watcher.png"))
 
 
-@pytest.mark.xfail(strict=True, reason="circus/web/static/circushttpd.js submit() fetches "
-                   "form.action, which is the hidden <input name=action> (DOM clobbering), so "
-                   "the POST goes to /node/[object HTMLInputElement] (404); it needs "
-                   "form.getAttribute('action')")
 def test_operator_restarts_a_watcher_and_sees_new_pids(browser, pool):
     b = browser
     alpha = pool.nodes["alpha"]

@@ -198,7 +198,7 @@
     var timer = setInterval(tick, 100);
     var buttons = qa("form.action button, #add-watcher button");
     buttons.forEach(function (b) { b.disabled = true; });
-    fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
+    fetch(form.getAttribute("action"), {method: "POST", body: new FormData(form), credentials: "same-origin",
                         headers: {Accept: "application/json"}})
       .then(function (r) { return r.json().then(function (j) { return {status: r.status, body: j}; }); })
       .then(function (res) {
