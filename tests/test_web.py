@@ -844,3 +844,38 @@ def test_the_web_example_runs_circushttpd_as_a_helper(circusd, tmp_path):
     assert b'id="login-form"' in _wait_http(d.proc, f"http://127.0.0.1:{port}/login", 20)
     assert "circushttpd" in _call(f"ipc://{tmp_path}/endpoint.sock", "list")
     assert d.stop() == 0
+
+
+def test_a_curve_protected_node_is_reached_with_the_keys(circusd, tmp_path):
+    import asyncio
+
+    from circus.security.keys import write_keypair
+    from circus.web.live import LiveState
+    from circus.web.nodes import Backend, open_pool, pool_from_endpoint
+    (tmp_path / "clients" / "admin").mkdir(parents=True)
+    server_public, server_secret = write_keypair(str(tmp_path / "keys"), "node")
+    client_public, client_secret = write_keypair(str(tmp_path / "keys"), "web")
+    os.replace(client_public, tmp_path / "clients" / "admin" / "web.key")
+    d = circusd(f"""
+        [circus]
+        endpoint = ipc://{tmp_path}/c.sock
+        pubsub_endpoint = ipc://{tmp_path}/p.sock
+        curve_secret_key = {server_secret}
+        curve_clients = {tmp_path}/clients
+        [watcher:sl]
+        cmd = sleep 300
+    """.replace("\n        ", "\n"))
+    d.wait(lambda: (tmp_path / "c.sock").exists(), what="control socket")
+
+    async def states(client_key, server_key):
+        pool = pool_from_endpoint(f"ipc://{tmp_path}/c.sock", None, None, client_key,
+                                  server_key, timeout=1.5, name="secure")
+        backend = Backend(open_pool(pool), LiveState())
+        try:
+            return (await backend.status())["nodes"]["secure"]
+        finally:
+            backend.close()
+    with_keys = asyncio.run(states(client_secret, server_public))
+    assert with_keys["state"] == "active" and with_keys["watchers"]["sl"] == "active"
+    without = asyncio.run(states(None, None))
+    assert without["state"] != "active" and without["watchers"] == {}
