@@ -622,6 +622,37 @@ class TestLive(WebCase):
             await asyncio.get_running_loop().run_in_executor(
                 None, _call, self.env.endpoint("n2"), "decr", "spare")
 
+    @gen_test(timeout=20)
+    async def test_a_watcher_page_socket_gets_its_processes_and_output_lines(self):
+        b = Browser(self)
+        b.keep(await self.http_client.fetch(self.get_url("/login"), raise_error=False))
+        b.keep(await self.http_client.fetch(
+            self.get_url("/login"), method="POST", headers=b.headers(), follow_redirects=False,
+            raise_error=False, body=urlencode({"username": "rita", "password": PASSWORDS["rita"],
+                                               "_xsrf": b.cookies["_xsrf"]})))
+        url = self.get_url("/ws?node=n1&watcher=talk").replace("http://", "ws://")
+        ws = await websocket_connect(HTTPRequest(url, headers=b.headers()))
+        seen: dict[str, dict] = {}
+        try:
+            async def collect():
+                while not {"output", "process"} <= set(seen):
+                    m = json.loads(await ws.read_message())
+                    if m["type"] == "output":
+                        assert m["watcher"] == "talk" and m["node"] == "n1"
+                        seen["output"] = m
+                    elif m["type"] == "stats" and "pid" in m:
+                        assert m["watcher"] == "talk"
+                        seen["process"] = m
+            await asyncio.wait_for(collect(), 10)
+            assert seen["output"]["line"] == f"line-{seen['output']['pid']}"
+        finally:
+            ws.close()
+        # the last page gone, the subscription to the output lines is dropped
+        deadline = time.monotonic() + 5
+        while self.web.live._following and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert not self.web.live._following
+
     @gen_test(timeout=10)
     async def test_websocket_needs_a_session(self):
         url = self.get_url("/ws?node=n1").replace("http://", "ws://")

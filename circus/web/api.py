@@ -138,7 +138,7 @@ class MetricsHandler(ApiHandler):
 
 class LiveSocket(AuthMixin, tornado.websocket.WebSocketHandler):
     """``/ws?node=NAME[&watcher=W]``: the node's stats aggregates, sockets, machine view and
-    events; with a watcher, also its processes' samples. A session is required (the cookie is
+    events; with a watcher, also its processes' samples and its output lines. A session is required (the cookie is
     sent by the browser; SameSite=Strict and the Origin check keep other sites out)."""
 
     QUEUE = 1000
@@ -161,9 +161,13 @@ class LiveSocket(AuthMixin, tornado.websocket.WebSocketHandler):
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.QUEUE)
         self.sender = asyncio.get_running_loop().create_task(self._send())
         self.web.live.listeners.add(self.offer)
+        self.following = bool(self.node and self.watcher and
+                              self.web.live.follow_output(self.node, self.watcher))
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.node is not None and message.get("node") != self.node:
+            return
+        if message["type"] == "output" and message.get("watcher") != self.watcher:
             return
         if message["type"] == "stats" and "pid" in message and \
                 (self.watcher is None or message.get("watcher") != self.watcher):
@@ -186,6 +190,9 @@ class LiveSocket(AuthMixin, tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self.web.live.listeners.discard(self.offer)
+        if getattr(self, "following", False):
+            self.following = False
+            self.web.live.unfollow_output(self.node, self.watcher)
         sender = getattr(self, "sender", None)
         if sender is not None:
             sender.cancel()

@@ -11,6 +11,7 @@ machine view and sockets, the recent events of each watcher) and handed to the l
     {"type": "socket", "node", "fd", "name", "address", "queue", "connections", "accepted"}
     {"type": "node", "node", "load", "cpu", "mem_percent", ...}          the machine view
     {"type": "event", "node", "topic", "data", "text"}                   a lifecycle event
+    {"type": "output", "node", "watcher", "pid", "stream", "line", "time"}  an output line
 
 :class:`LiveState` is pure (fed topic and payload, with the time given); :class:`Live` owns the
 sockets and their reader tasks.
@@ -29,6 +30,7 @@ import zmq
 import zmq.asyncio
 
 from circus.cli.ctl_progress import describe
+from circus.protocol import output_topic, topic_name
 from circus.stats.payloads import split_topic
 
 __all__ = ["LiveState", "Live", "Source", "HISTORY", "EVENTS"]
@@ -98,8 +100,15 @@ class LiveState:
         return {"type": "stats", "node": node, "watcher": watcher, **sample}
 
     def feed_event(self, node: str, topic: str, payload: Any, now: float) -> dict | None:
+        """A lifecycle event (``watcher.<name>.<event>``: the name as topics write it, lower
+        case) or an output line (``output.<name>.<stream>``, only pushed, not kept)."""
         if not isinstance(payload, dict):
             payload = {"value": payload}
+        if topic.startswith("output."):
+            if not isinstance(payload.get("watcher"), str):
+                return None
+            return {"type": "output", "node": node, "watcher": payload["watcher"],
+                    **{k: payload.get(k) for k in ("pid", "stream", "time", "seq", "line")}}
         parts = topic.split(".")
         if len(parts) < 3 or parts[0] != "watcher":
             return None
@@ -131,7 +140,7 @@ class LiveState:
         return dict(procs)
 
     def recent_events(self, node: str, watcher: str) -> list[dict[str, Any]]:
-        return list(self.events.get((node, watcher), ()))
+        return list(self.events.get((node, topic_name(watcher)), ()))
 
     def node_sockets(self, node: str) -> dict[int, dict[str, Any]]:
         return dict(self.sockets.get(node, {}))
@@ -160,6 +169,8 @@ class Live:
         self._context: zmq.asyncio.Context | None = None
         self._sockets: list[zmq.asyncio.Socket] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._events: dict[str, zmq.asyncio.Socket] = {}     # node -> its events socket
+        self._following: dict[tuple[str, str], int] = {}
 
     @property
     def has_stats(self) -> bool:
@@ -178,6 +189,8 @@ class Live:
             for topic in topics:
                 sock.setsockopt(zmq.SUBSCRIBE, topic)
             sock.connect(source.endpoint)
+            if source.kind == "events" and source.node:
+                self._events[source.node] = sock
             self._sockets.append(sock)
             self._tasks.append(asyncio.get_running_loop().create_task(self._read(source, sock)))
 
@@ -219,6 +232,29 @@ class Live:
             return self.state.feed_event(node, rest, payload, now)
         return self.state.feed_event(source.node, topic, payload, now)
 
+    def follow_output(self, node: str, watcher: str) -> bool:
+        """Subscribe to a watcher's output lines (circusd publishes them only while somebody
+        subscribes); False when the node's events are not followed directly."""
+        sock = self._events.get(node)
+        if sock is None or sock.closed:
+            return False
+        key = (node, topic_name(watcher))
+        self._following[key] = self._following.get(key, 0) + 1
+        if self._following[key] == 1:
+            sock.setsockopt(zmq.SUBSCRIBE, output_topic(watcher).encode())
+        return True
+
+    def unfollow_output(self, node: str, watcher: str) -> None:
+        key = (node, topic_name(watcher))
+        count = self._following.get(key, 0) - 1
+        if count > 0:
+            self._following[key] = count
+            return
+        self._following.pop(key, None)
+        sock = self._events.get(node)
+        if count == 0 and sock is not None and not sock.closed:
+            sock.setsockopt(zmq.UNSUBSCRIBE, output_topic(watcher).encode())
+
     def publish(self, message: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             try:
@@ -234,6 +270,7 @@ class Live:
             sock.close(linger=0)
         self._tasks.clear()
         self._sockets.clear()
+        self._events.clear()
         if self._context is not None:
             self._context.term()
             self._context = None

@@ -104,9 +104,28 @@
     if (load && m.load) { load.textContent = m.load.join(" "); }
   }
 
+  function topicName(name) { return String(name).toLowerCase().replace(/ /g, "_"); }
+
+  function onOutput(m) {
+    var out = q("#output");
+    if (!out || m.watcher !== watcher) { return; }
+    var atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+    var span = document.createElement("span");
+    span.className = m.stream || "";
+    var t = document.createElement("span");
+    t.className = "muted";
+    t.textContent = new Date((m.time || Date.now() / 1000) * 1000).toTimeString().slice(0, 8) + " " + m.pid;
+    span.appendChild(t);
+    span.appendChild(document.createTextNode(" " + m.line + "\n"));
+    out.appendChild(span);
+    while (out.children.length > 200) { out.removeChild(out.firstChild); }
+    out.setAttribute("data-lines", String((parseInt(out.getAttribute("data-lines") || "0", 10)) + 1));
+    if (atEnd) { out.scrollTop = out.scrollHeight; }
+  }
+
   var refreshTimer = null;
   function onEvent(m) {
-    if (watcher && m.watcher === watcher) {
+    if (watcher && m.watcher === topicName(watcher)) {
       var list = q("#events");
       if (list) {
         var li = document.createElement("li");
@@ -122,7 +141,7 @@
         if (note) { note.remove(); }
       }
     }
-    if (running && (!running.watcher || running.watcher === m.watcher)) { progressLine(m.text); }
+    if (running && (!running.watcher || topicName(running.watcher) === m.watcher)) { progressLine(m.text); }
     if (["spawn", "reap", "state", "ready", "added", "removed", "stop", "start"].indexOf(m.event) >= 0) {
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(refresh, 400);
@@ -142,6 +161,7 @@
       else if (m.type === "event") { onEvent(m); }
       else if (m.type === "socket") { onSocket(m); }
       else if (m.type === "node") { onNode(m); }
+      else if (m.type === "output") { onOutput(m); }
     };
     ws.onclose = function () {
       document.body.setAttribute("data-live", "closed");
@@ -158,7 +178,7 @@
       })
       .then(function (text) {
         var doc = new DOMParser().parseFromString(text, "text/html");
-        ["#watchers tbody", "#processes tbody", "#sockets tbody", ".titlebar", "#output"].forEach(function (sel) {
+        ["#watchers tbody", "#processes tbody", "#sockets tbody", ".titlebar"].forEach(function (sel) {
           var old = q(sel), fresh = q(sel, doc);
           if (old && fresh) { old.replaceWith(document.importNode(fresh, true)); }
         });
