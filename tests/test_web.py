@@ -910,3 +910,16 @@ def test_a_curve_protected_node_is_reached_with_the_keys(circusd, tmp_path):
     assert with_keys["state"] == "active" and with_keys["watchers"]["sl"] == "active"
     without = asyncio.run(states(None, None))
     assert without["state"] != "active" and without["watchers"] == {}
+
+
+def test_the_core_never_imports_the_web_side(tmp_path):
+    """circusd with httpd = true only builds a command line: tornado, jinja2 and circus.web
+    stay out of its process (they are an optional extra)."""
+    config = tmp_path / "c.ini"
+    config.write_text("[circus]\nhttpd = true\n[watcher:a]\ncmd = sleep 1\n")
+    code = ("import os, sys; from circus.config import load_config; import circus.cli.circusd; "
+            f"c = load_config({str(config)!r}, os.environ); "
+            "print([w.name for w in c.watchers]); "
+            "print(sorted(m for m in ('tornado', 'jinja2', 'circus.web') if m in sys.modules))")
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.stdout.splitlines() == ["['a', 'circushttpd']", "[]"], r.stderr

@@ -202,11 +202,10 @@ async def _serve(args: argparse.Namespace, pool, single: bool, secret: bytes,
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        import jinja2  # noqa: F401
-        import tornado  # noqa: F401
-    except ImportError as exc:
-        print(f"{PROG}: {exc.name} is not installed: pip install 'circus[web]'",
+    from importlib.util import find_spec
+    missing = [name for name in ("tornado", "jinja2") if find_spec(name) is None]
+    if missing:
+        print(f"{PROG}: {' and '.join(missing)} not installed: pip install 'circus[web]'",
               file=sys.stderr)
         return 2
     if argv and argv[0] in ("adduser", "token"):
