@@ -7,7 +7,6 @@ terminal together.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -15,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import zmq
 
 from circus.client.wire import setup_sub
+from circus.protocol import read_event
 from circus.config.errors import Issues
 from circus.config.ini import parse_ini
 from circus.stats.topview import Kind, Model
@@ -101,13 +101,10 @@ class Stream:
                     frames = endpoint.socket.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                if len(frames) != 2:
+                event = read_event(frames)
+                if event is None:
                     continue
-                try:
-                    topic = frames[0].decode("utf-8")
-                    payload = json.loads(frames[1])
-                except (UnicodeDecodeError, ValueError):
-                    continue
+                topic, payload = event
                 if topic.startswith("stat."):
                     if (endpoint.prefixed or not endpoint.label or not isinstance(payload, dict)
                             or "node" in payload):

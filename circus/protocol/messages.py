@@ -21,7 +21,7 @@ from circus.protocol.errors import ErrorCode, ProtocolError
 from circus.protocol.limits import MAX_DEPTH, check_depth
 
 __all__ = ["Request", "decode_request", "ok_reply", "error_reply", "encode", "decode",
-           "make_request", "encode_event", "decode_event", "MAX_FRAME", "output_topic", "topic_name"]
+           "make_request", "encode_event", "decode_event", "read_event", "MAX_FRAME", "output_topic", "topic_name"]
 
 #: largest control frame accepted, in bytes
 MAX_FRAME = 1 << 20
@@ -113,6 +113,17 @@ def output_topic(watcher: str, stream: str = "") -> str:
     """The topic of a watcher's output lines, ``output.<watcher>.<stream>``; without a stream,
     the prefix of both."""
     return f"output.{topic_name(watcher)}.{stream}"
+
+
+def read_event(frames: list[bytes]) -> tuple[str, Any] | None:
+    """``(topic, payload)`` of a two-frame event, or ``None`` for anything else (a wrong frame
+    count, a topic that is not UTF-8, a body that is not JSON): what a subscriber skips."""
+    if len(frames) != 2:
+        return None
+    try:
+        return frames[0].decode("utf-8"), json.loads(frames[1])
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def decode_event(frames: list[bytes]) -> tuple[str, dict[str, Any]]:

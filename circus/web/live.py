@@ -19,7 +19,6 @@ sockets and their reader tasks.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -30,7 +29,7 @@ import zmq
 import zmq.asyncio
 
 from circus.cli.ctl_progress import describe
-from circus.protocol import output_topic, topic_name
+from circus.protocol import output_topic, read_event, topic_name
 from circus.stats.payloads import split_topic
 
 __all__ = ["LiveState", "Live", "Source", "HISTORY", "EVENTS"]
@@ -197,14 +196,10 @@ class Live:
     async def _read(self, source: Source, sock: zmq.asyncio.Socket) -> None:
         try:
             while True:
-                frames = await sock.recv_multipart()
-                if len(frames) != 2:
+                event = read_event(await sock.recv_multipart())
+                if event is None:
                     continue
-                try:
-                    topic = frames[0].decode("utf-8")
-                    payload = json.loads(frames[1])
-                except (UnicodeDecodeError, ValueError):
-                    continue
+                topic, payload = event
                 message = self.feed(source, topic, payload)
                 if message is not None:
                     self.publish(message)
