@@ -1,0 +1,276 @@
+"""Fault injection against a real circusd: children that misbehave, resources that run out, a
+subscriber that never reads, a pool node that freezes during a rolling restart.
+
+Run alone with ``pytest -m fault``. Every daemon and child is ended by pid in teardown; every
+wait has a deadline and fails at once when circusd died.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import zmq
+
+from conftest import ROOT, Circusd, Raw, proc_alive, proc_children, proc_cmdline, proc_state
+
+pytestmark = [pytest.mark.fault, pytest.mark.real]
+
+PY = sys.executable
+FAULTY = f"{PY} {Path(__file__).parent / 'workers' / 'faulty.py'}"
+HEAD = """
+[circus]
+endpoint = ipc://{dir}/control.sock
+pubsub_endpoint = ipc://{dir}/events.sock
+stats_endpoint = ipc://{dir}/stats.sock
+statsd = false
+"""
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def ctl_argv(d: Circusd, *args: str) -> list[str]:
+    return [PY, "-m", "circus.cli.circusctl", "--endpoint", f"ipc://{d.dir}/control.sock", *args]
+
+
+def ctl(d: Circusd, *args: str, timeout: float = 30) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CIRCUSCTL_ENDPOINT"}
+    r = subprocess.run(ctl_argv(d, *args), capture_output=True, text=True, timeout=timeout,
+                       env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout, r.stderr
+
+
+class Node:
+    """A circusd started on HEAD + ``body`` with a Raw client on its control socket."""
+
+    def __init__(self, make, body: str, *extra: str, sub: bool = False) -> None:
+        self.ctx = zmq.Context()
+        probe = make(None, start=False)
+        self.d: Circusd = probe
+        probe.write(HEAD.format(dir=probe.dir) + textwrap.dedent(body))
+        self.events: zmq.Socket | None = None
+        if sub:                                   # subscribed before circusd starts: no event missed
+            self.events = self.ctx.socket(zmq.SUB)
+            self.events.linger = 0
+            self.events.setsockopt(zmq.SUBSCRIBE, b"")
+            self.events.connect(f"ipc://{probe.dir}/events.sock")
+        probe.start(None, *extra)
+        probe.wait(lambda: (probe.dir / "control.sock").exists(), what="control socket")
+        self.c = Raw(self.ctx, f"ipc://{probe.dir}/control.sock")
+
+    def call(self, command: str, wait: float = 10.0, **props) -> dict:
+        assert self.d.proc.poll() is None, f"circusd died\n{self.d.log_text()[-3000:]}"
+        return self.c.call(command, wait=wait, **props)
+
+    def pids(self, name: str) -> list[int]:
+        return sorted(self.call("list", name=name)["pids"])
+
+    def status(self, name: str) -> dict:
+        return self.call("status", name=name)
+
+    def next_events(self, timeout: float = 0.0) -> list[tuple[str, dict]]:
+        assert self.events is not None
+        out = []
+        while self.events.poll(int(timeout * 1000)):
+            topic, body = self.events.recv_multipart()
+            out.append((topic.decode(), json.loads(body)))
+            timeout = 0
+        return out
+
+    def close(self) -> None:
+        self.c.close()
+        if self.events is not None:
+            self.events.close()
+        self.ctx.term()
+
+
+@pytest.fixture
+def node(circusd):
+    nodes: list[Node] = []
+
+    def start(body: str, *extra: str, sub: bool = False) -> Node:
+        n = Node(circusd, body, *extra, sub=sub)
+        nodes.append(n)
+        return n
+    yield start
+    for n in nodes:
+        n.close()
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def zombies_under(pid: int) -> list[int]:
+    return [p for p in proc_children(pid) if proc_state(p) == "Z"]
+
+
+# -- 1. a child that ignores SIGTERM ---------------------------------------------------------------
+
+STUBBORN = """
+[watcher:stubborn]
+cmd = {faulty} ignore-term {dir}/ready.$(circus.wid)
+numprocesses = 2
+graceful_timeout = 0.5
+
+[watcher:other]
+cmd = sleep 3600
+"""
+
+
+def test_sigterm_ignored_stop_kills_after_graceful_timeout_and_control_keeps_answering(node, tmp_path):
+    n = node(STUBBORN.format(faulty=FAULTY, dir=tmp_path), sub=True)
+    d = n.d
+    d.wait(lambda: (tmp_path / "ready.1").exists() and (tmp_path / "ready.2").exists()
+           and len(n.pids("other")) == 1, what="2 stubborn children and 'other'")
+    stubborn = n.pids("stubborn")
+    other = n.pids("other")
+    n.next_events(0.2)                                  # drop the start-up events
+    # the stop goes through circusctl; status of the other watcher is asked while it runs
+    t0 = time.monotonic()
+    stop = subprocess.Popen(ctl_argv(d, "stop", "stubborn", "--waiting"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        answered_during_stop = 0
+        deadline = time.monotonic() + 15
+        while stop.poll() is None and time.monotonic() < deadline:
+            if all(proc_alive(p) for p in stubborn):   # the stop is in progress (SIGTERM ignored)
+                assert n.status("other")["status"] == "active"
+                assert n.pids("other") == other
+                answered_during_stop += int(stop.poll() is None and
+                                            all(proc_alive(p) for p in stubborn))
+            time.sleep(0.02)
+        out, err = stop.communicate(timeout=15)
+    finally:
+        if stop.poll() is None:
+            stop.kill()
+            stop.wait(5)
+    elapsed = time.monotonic() - t0
+    assert stop.returncode == 0, out + err
+    assert answered_during_stop > 0, "no status answered while the stop was in progress"
+    assert not any(proc_alive(p) for p in stubborn)
+    assert elapsed >= 0.5                               # they got their graceful_timeout
+    assert elapsed < 10, f"stop took {elapsed:.1f} s"   # against a hang, not a speed target
+    events = n.next_events(1.0)
+    # one ``kill`` event when SIGTERM is sent, one when SIGKILL is, graceful_timeout apart
+    kills: dict[int, list[float]] = {}
+    for t, e in events:
+        if t == "watcher.stubborn.kill":
+            kills.setdefault(e["process_pid"], []).append(e["time"])
+    reaped = {e["process_pid"]: e["exit_code"] for t, e in events if t == "watcher.stubborn.reap"}
+    assert sorted(kills) == stubborn and all(len(v) == 2 for v in kills.values()), events
+    gaps = [v[1] - v[0] for v in kills.values()]
+    assert all(g >= 0.45 for g in gaps), gaps
+    assert reaped == {p: -signal.SIGKILL for p in stubborn}, events
+    assert n.status("stubborn")["status"] == "stopped"
+    assert n.pids("other") == other and all(proc_alive(p) for p in other)
+    sys.stderr.write(f"[fault 1] stop: SIGTERM->SIGKILL {max(gaps):.3f} s, stop {elapsed:.2f} s, "
+                     f"{answered_during_stop} status answers during the stop\n")
+
+
+def test_sigterm_ignored_quit_kills_after_graceful_timeout(node, tmp_path):
+    n = node(STUBBORN.format(faulty=FAULTY, dir=tmp_path))
+    d = n.d
+    d.wait(lambda: (tmp_path / "ready.1").exists() and (tmp_path / "ready.2").exists()
+           and len(n.pids("other")) == 1, what="children")
+    kids = n.pids("stubborn") + n.pids("other")
+    t0 = time.monotonic()
+    code, out, err = ctl(d, "quit", "--waiting")
+    assert code == 0, out + err
+    assert d.proc.wait(15) == 0
+    elapsed = time.monotonic() - t0
+    assert not any(proc_alive(p) for p in kids)
+    assert 0.5 <= elapsed < 10, elapsed
+    sys.stderr.write(f"[fault 1] quit with SIGTERM ignored: {elapsed:.2f} s\n")
+
+
+# -- 2. a double-forking daemon --------------------------------------------------------------------
+
+def test_a_double_forking_worker_its_daemons_are_reaped_adopted_and_killed_at_quit(node, tmp_path):
+    pids_file = tmp_path / "daemons"
+    n = node(f"""
+        [watcher:forker]
+        cmd = {FAULTY} daemon {pids_file}
+        max_retry = 2
+        backoff_initial = 0.05
+        graceful_timeout = 0.5
+
+        [watcher:other]
+        cmd = sleep 3600
+    """)
+    d = n.d
+    # the worker exits at once, every time: the watcher respawns it per max_retry, then gives up
+    d.wait(lambda: n.status("forker")["status"] == "fatal", timeout=15, what="forker fatal")
+    reason = n.status("forker")["reason"]
+    assert "exited 3 times in" in reason, reason
+    daemons = [int(x) for x in pids_file.read_text().split()]
+    assert len(daemons) == 3, daemons                   # one daemon per spawn: 1 + max_retry
+    # each daemon was re-parented to circusd (the subreaper): its direct children now
+    d.wait(lambda: all(p in d.children() for p in daemons), what="daemons adopted by circusd")
+    for p in daemons:
+        assert proc_alive(p)
+        # in the session the middle child made: neither circusd's nor the worker's group
+        assert os.getsid(p) == os.getpgid(p) != os.getsid(d.pid) and os.getsid(p) != p
+        assert p not in n.pids("forker")                # not one of the watcher's processes
+    # the worker and the middle child were reaped: no zombie under circusd while it runs
+    d.wait(lambda: not zombies_under(d.pid), timeout=5, what="no zombie under circusd")
+    assert n.status("other")["status"] == "active"
+    code, out, err = ctl(d, "quit", "--waiting")
+    assert code == 0, out + err
+    assert d.proc.wait(15) == 0
+    assert [p for p in daemons if proc_alive(p)] == [], "a daemon survived quit"
+    assert "orphaned descendant" in d.log_text()
+
+
+# -- 3. the binary disappears ----------------------------------------------------------------------
+
+def test_binary_removed_respawn_fails_with_the_reason_then_start_works_again(node, tmp_path):
+    binary = tmp_path / "mysleep"
+    shutil.copy("/bin/sleep", binary)
+    n = node(f"""
+        [watcher:vanish]
+        cmd = {binary} 3600
+        max_retry = 2
+        backoff_initial = 0.05
+
+        [watcher:other]
+        cmd = sleep 3600
+    """)
+    d = n.d
+    d.wait(lambda: len(n.pids("vanish")) == 1 and len(n.pids("other")) == 1, what="both watchers")
+    other = n.pids("other")
+    victim = n.pids("vanish")[0]
+    binary.unlink()
+    os.kill(victim, signal.SIGKILL)
+    d.wait(lambda: n.status("vanish")["status"] == "fatal", timeout=15, what="vanish fatal")
+    reason = n.status("vanish")["reason"]
+    assert f"command not found: '{binary}'" in reason, reason
+    assert "failed to start" in reason, reason
+    code, out, err = ctl(d, "status")
+    assert code == 0 and "vanish" in out and "fatal" in out and "command not found" in out, out + err
+    assert f"vanish: could not spawn process 1: command not found: '{binary}'" in d.log_text()
+    # the rest goes on
+    assert n.pids("other") == other and n.status("other")["status"] == "active"
+    assert n.pids("vanish") == []
+    # the binary back: start works again
+    shutil.copy("/bin/sleep", binary)
+    code, out, err = ctl(d, "start", "vanish", "--waiting")
+    assert code == 0, out + err
+    d.wait(lambda: len(n.pids("vanish")) == 1, what="vanish running again")
+    assert n.status("vanish")["status"] == "active"
+    assert proc_cmdline(n.pids("vanish")[0])[0] == str(binary)
+    d.stop()

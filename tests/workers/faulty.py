@@ -1,0 +1,65 @@
+"""Misbehaving workers for tests/test_faults.py.
+
+    faulty.py ignore-term READY          ignores SIGTERM, creates READY, sleeps
+    faulty.py daemon PIDS                double fork: the grandchild setsid()s, appends its pid to
+                                         PIDS and sleeps; the worker and the middle child exit
+    faulty.py flood BYTES                writes BYTES bytes of 100-byte lines to stdout, then one
+                                         ``tick N`` line every 20 ms for ever
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+
+def ignore_term(ready: str) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    open(ready, "w").close()
+    while True:
+        time.sleep(3600)
+
+
+def daemon(pids: str) -> None:
+    if os.fork():
+        os._exit(0)                       # the worker exits at once
+    os.setsid()
+    if os.fork():
+        os._exit(0)                       # the middle child too
+    fd = os.open(pids, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.close(fd)
+    for fd in (0, 1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    while True:
+        time.sleep(3600)
+
+
+def flood(total: int) -> None:
+    line = b"x" * 99 + b"\n"
+    out = sys.stdout.buffer
+    for _ in range(total // len(line)):
+        out.write(line)
+    out.flush()
+    n = 0
+    while True:
+        n += 1
+        out.write(f"tick {n}\n".encode())
+        out.flush()
+        time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    mode, arg = sys.argv[1], sys.argv[2]
+    if mode == "ignore-term":
+        ignore_term(arg)
+    elif mode == "daemon":
+        daemon(arg)
+    elif mode == "flood":
+        flood(int(arg))
+    else:
+        sys.exit(f"unknown mode {mode!r}")
