@@ -274,3 +274,80 @@ def test_binary_removed_respawn_fails_with_the_reason_then_start_works_again(nod
     assert n.status("vanish")["status"] == "active"
     assert proc_cmdline(n.pids("vanish")[0])[0] == str(binary)
     d.stop()
+
+
+# -- 4. disk full under a log stream ---------------------------------------------------------------
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} needs root and CI runs as root")
+        pytest.skip(f"{what} needs root (CI runs as root)")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 256 KiB tmpfs mounted in tmp_path, unmounted by path in teardown."""
+    _need_root("mounting a tmpfs")
+    if shutil.which("mount") is None:
+        pytest.fail("no `mount` command")
+    where = tmp_path / "full"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs: {r.stderr}")
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True, timeout=30).returncode:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+def test_disk_full_under_a_file_stream_circusd_serves_logs_it_and_writing_resumes(small_tmpfs, node):
+    out = small_tmpfs / "out.log"
+    n = node(f"""
+        [watcher:flood]
+        cmd = {FAULTY} flood 2000000
+        stdout_stream.class = FileStream
+        stdout_stream.filename = {out}
+
+        [watcher:other]
+        cmd = sleep 3600
+    """)
+    d = n.d
+    d.wait(lambda: len(n.pids("flood")) == 1 and len(n.pids("other")) == 1, what="both watchers")
+    flood, other = n.pids("flood"), n.pids("other")
+    # 2 MB into 256 KiB: ENOSPC, said once in circusd's log with what was lost
+    d.wait_log(f"flood stdout ({out}): write failed, ", timeout=20)
+    line = next(x for x in d.log_text().splitlines() if "flood stdout (" in x and "write failed" in x)
+    assert "No space left on device" in line and "line(s) lost so far" in line, line
+    assert shutil.disk_usage(small_tmpfs).free < 8192
+    # circusd answers, nothing was stopped or restarted, the child still runs and still writes:
+    # the lost lines are dropped, its pipe is read on (it is not blocked on a full pipe)
+    assert n.status("flood")["status"] == "active" and n.status("other")["status"] == "active"
+    assert n.pids("flood") == flood and n.pids("other") == other
+    code, out_, err = ctl(d, "status")
+    assert code == 0 and "flood" in out_, out_ + err
+    tail = lambda: n.call("tail", name="flood", lines=1)["lines"]        # noqa: E731
+    first = d.wait(lambda: [x for x in tail() if "tick" in json.dumps(x)], timeout=20,
+                   what="ticks read from the full-disk child")
+    d.wait(lambda: tail() != first, timeout=10, what="more ticks")
+    # space freed (the file emptied): writing resumes by itself, on the same descriptor
+    size_full = out.stat().st_size
+    os.truncate(out, 0)
+    d.wait(lambda: b"tick " in out.read_bytes(), timeout=10, what="ticks in the emptied file")
+    assert out.stat().st_size < size_full
+    # the file removed (its space is only freed when circusd closes it) + reopen: a new file
+    os.unlink(out)
+    code, out_, err = ctl(d, "reopen")
+    assert code == 0, out_ + err
+    d.wait(lambda: out.exists() and b"tick " in out.read_bytes(), timeout=10,
+           what="ticks in the reopened file")
+    assert n.pids("flood") == flood
+    lost = [x for x in d.log_text().splitlines() if "flood stdout (" in x and "write failed, " in x]
+    sys.stderr.write(f"[fault 4] {lost[0].split('): ', 1)[1]}; "
+                     f"{len(lost)} error line(s)\n")
+    d.stop()
