@@ -351,3 +351,80 @@ def test_disk_full_under_a_file_stream_circusd_serves_logs_it_and_writing_resume
     sys.stderr.write(f"[fault 4] {lost[0].split('): ', 1)[1]}; "
                      f"{len(lost)} error line(s)\n")
     d.stop()
+
+
+# -- 5. file descriptors run out -------------------------------------------------------------------
+
+NOFILE = 64
+LIMITED = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({n}, {n})); "
+           "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_fd_exhaustion_spawns_fail_with_emfile_control_answers_and_lowering_recovers(circusd, tmp_path):
+    d = circusd(None, start=False)
+    d.write(HEAD.format(dir=tmp_path) + textwrap.dedent("""
+        [watcher:many]
+        cmd = sleep 3600
+        max_retry = -1
+        backoff_initial = 0.05
+        backoff_max = 0.5
+        stdout_stream.class = StdoutStream
+        stderr_stream.class = StdoutStream
+
+        [watcher:other]
+        cmd = sleep 3601
+    """))
+    # circusd itself under RLIMIT_NOFILE 64 (exec'd in place: same pid)
+    d.argv = lambda *extra: [PY, "-c", LIMITED.format(n=NOFILE), PY,
+                             *Circusd.argv(d, *extra)[1:]]
+    d.start()
+    d.wait(lambda: (tmp_path / "control.sock").exists(), what="control socket")
+    ctx = zmq.Context()
+    c = Raw(ctx, f"ipc://{tmp_path}/control.sock")
+    try:
+        with open(f"/proc/{d.pid}/limits") as fh:
+            assert any(line.startswith("Max open files") and line.split()[3] == str(NOFILE)
+                       for line in fh)
+        d.wait(lambda: len(c.call("list", name="other")["pids"]) == 1, what="other running")
+        other = c.call("list", name="other")["pids"]
+        baseline = open_fds(d.pid)
+        # each process costs circusd two pipe ends kept open (stdout, stderr), a spawn six at once
+        code, out, err = ctl(d, "incr", "many", "59")
+        assert code == 0, out + err
+        reason = lambda: c.call("status", name="many")["reason"]         # noqa: E731
+        d.wait(lambda: "Too many open files" in reason(), timeout=15, what="EMFILE as the reason")
+        assert "in backoff" in reason(), reason()
+        running = c.call("list", name="many")["pids"]
+        assert 1 <= len(running) < 60 and all(proc_alive(p) for p in running)
+        assert "many: could not spawn process" in d.log_text()
+        assert ": could not start 'sleep': Too many open files" in d.log_text()
+        # the daemon goes on: new control connections, the status of everything, stats
+        for _ in range(3):
+            code, out, err = ctl(d, "status")
+            assert code == 0 and "Too many open files" in out and "other: active" in out, out + err
+        assert c.call("stats", name="other")["info"].keys() == {str(other[0])}
+        assert c.call("list", name="other")["pids"] == other
+        exhausted = open_fds(d.pid)
+        assert exhausted > NOFILE - 8, (baseline, exhausted)        # really at the limit
+        # lowering numprocesses frees the descriptors: the watcher is healthy again
+        code, out, err = ctl(d, "decr", "many", "55")
+        assert code == 0, out + err
+        d.wait(lambda: (lambda r: (r["status"], r["reason"]))(c.call("status", name="many"))
+               == ("active", ""), timeout=10,
+               what="many active without a reason")
+        d.wait(lambda: len(c.call("list", name="many")["pids"]) == 5, what="5 processes")
+        code, out, err = ctl(d, "incr", "many", "2", "--waiting")
+        assert code == 0, out + err
+        d.wait(lambda: len(c.call("list", name="many")["pids"]) == 7, what="7 processes")
+        assert c.call("status", name="many")["reason"] == ""
+        assert open_fds(d.pid) < exhausted
+        sys.stderr.write(f"[fault 5] fds: {baseline} at start, {exhausted}/{NOFILE} exhausted with "
+                         f"{len(running)} processes running, {open_fds(d.pid)} with 7\n")
+    finally:
+        c.close()
+        ctx.term()
+    d.stop()
