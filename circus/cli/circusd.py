@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="node name (default: [circus] name, else the host name)")
     p.add_argument("--check-config", action="store_true",
                    help="validate the configuration, print a summary (exit 0) or the errors (exit 2)")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore [circus] state_file: start from the configuration alone and end "
+                        "the processes an earlier circusd left running")
     p.add_argument("--version", action="version", version=f"circusd {__version__}")
     return p
 
@@ -108,6 +111,8 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     from circus.cli.pidfile import Pidfile, PidfileError
     from circus.core.arbiter import Arbiter, python_path
     from circus.core.controller import BindError
+    from circus.core.keeper import handover_path, start_keeper
+    from circus.core.lineage import Lineage
     from circus.core.sockets import inherited_sockets
     from circus.core.spawner import RealOS, become_subreaper
 
@@ -131,12 +136,17 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
             log.error("%s", exc)
             return EXIT_FAILED
     node = args.name or opts.name or socket.gethostname()
+    state_file = state_path(config)
+    lineage = Lineage.for_config(config.source)
+    keeper = start_keeper("keeper" if state_file else "warden", lineage,
+                          handover_path(state_file) if state_file else None)
     become_subreaper()
     if os.getpid() == 1:
         log.info("running as PID 1: reaping every orphan, TERM stops everything")
     arbiter = Arbiter(config, os_=RealOS(), environ=os.environ, node_name=node,
                       python_path=python_path(), reopen_logs=logsetup.reopen,
-                      inherited_sockets=inherited_sockets(os.environ, os.getpid()))
+                      inherited_sockets=inherited_sockets(os.environ, os.getpid()),
+                      keeper=keeper, lineage=lineage, state_file=state_file, fresh=args.fresh)
     log.info("circusd %s starting on node %r (pid %d)", __version__, node, os.getpid())
     try:
         code = asyncio.run(_serve(arbiter, report))
@@ -150,6 +160,15 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     report("circusd stopped during startup")
     log.info("circusd stopped")
     return code
+
+
+def state_path(config) -> str | None:
+    """``[circus] state_file``, relative to the configuration file's directory."""
+    path = config.circus.state_file
+    if not path:
+        return None
+    base = os.path.dirname(os.path.abspath(config.source)) if config.source else os.getcwd()
+    return os.path.join(base, os.path.expanduser(path))
 
 
 async def _serve(arbiter, report: Callable[[str | None], None]) -> int:

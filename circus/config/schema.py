@@ -111,6 +111,10 @@ class CircusOptions:
     debug: bool = opt(False, c.BOOL, "helper processes log to circusd's stdout")
     debug_gc: bool = opt(False, c.BOOL, "garbage-collector leak debugging")
     pidfile: str | None = opt(None, _ANY_TEXT, "pid file (the command line wins)")
+    state_file: str | None = opt(
+        None, _ANY_TEXT, "*new*: where circusd records runtime changes and its running processes; "
+        "a circusd started again re-adopts them ('circusd --fresh' ignores it); relative to the "
+        "configuration file's directory; unset = a SIGKILLed circusd's processes are ended")
     loglevel: str = opt("info", c.choice("debug", "info", "warning", "error", "critical"),
                         "log level (the command line wins)")
     logoutput: str = opt("-", c.TEXT, "log output: '-' for stdout, a path, or syslog://")

@@ -18,7 +18,11 @@ from typing import Awaitable, Callable, Iterable, Mapping
 
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
 from circus.config.diff import ReloadPlan, diff
+from circus.core.adoption import Restore, sweep_strays
 from circus.core.deps import start_order, stop_order
+from circus.core.keeper import KeeperLink, collect_handover, handover_path
+from circus.core.lineage import MARKER, Lineage, start_ticks
+from circus.core.persist import StateFile, plan_restore, snapshot
 from circus.core.reloader import apply_plan
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
@@ -61,6 +65,10 @@ class Arbiter:
         rng: random.Random | None = None,
         reopen_logs: Callable[[], None] | None = None,
         inherited_sockets: Mapping | None = None,
+        keeper: KeeperLink | None = None,
+        lineage: Lineage | None = None,
+        state_file: str | None = None,
+        fresh: bool = False,
     ) -> None:
         self.config = config
         self.os = os_
@@ -95,6 +103,14 @@ class Arbiter:
         self._done = asyncio.Event()
         self._quitting: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the keeper process (``circus.core.keeper``) and the lineage marker of our children
+        self.keeper = keeper
+        self.lineage = lineage
+        self._child_env = {MARKER: lineage.value} if lineage is not None else {}
+        self.state = StateFile(state_file) if state_file else None
+        self.fresh = fresh
+        self._keep_stopped: set[str] = set()     # restored as stopped: not autostarted once
+        self._pidfds: dict[int, int] = {}
         for cfg in config.watchers:
             self.watchers[cfg.name.lower()] = Watcher(cfg, self)
 
@@ -120,12 +136,40 @@ class Arbiter:
     def random(self) -> float:
         return self.rng.random()
 
+    def child_env(self) -> dict[str, str]:
+        """What every child gets in its environment: our lineage marker."""
+        return self._child_env
+
+    def track(self, pid: int, pipes: dict[str, int]) -> None:
+        """A new (or adopted) process: the keeper learns about it (and holds its pipes)."""
+        if self.keeper is not None:
+            self.keeper.hold(pid, pipes)
+
+    def watch_exit(self, pid: int) -> None:
+        """Exit detection of a process that is not our child (adopted): a pidfd."""
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            loop.call_soon(self._on_exit, pid, None)
+            return
+        self._pidfds[pid] = fd
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if self._pidfds.pop(pid, None) is not None:
+                self._on_exit(pid, None)
+        loop.add_reader(fd, gone)
+
     def wants_output(self, watcher: str) -> bool:
         """Must ``watcher``'s output go through circusd (a notification searches its lines)?"""
         return self.notifier.wants_output(watcher)
 
     def publish(self, topic: str, payload: dict) -> None:
         self.views.clear()                 # every state change publishes an event
+        if self.state is not None and self._loop is not None and not self.quitting:
+            self.state.changed(self.snapshot)
         payload = {**payload, "node": self.node}
         for listener in list(self.listeners):
             try:
@@ -169,8 +213,10 @@ class Arbiter:
             return
         watcher = self._owners.pop(pid, None)
         if watcher is None:
-            log.debug("reaped orphan %d (exit %d)", pid, code)
+            log.debug("reaped orphan %d (exit %s)", pid, code)
             return
+        if self.keeper is not None:
+            self.keeper.drop(pid)
         watcher.on_exit(pid, code)
 
     def _warn_not_yet_supported(self) -> None:
@@ -193,10 +239,53 @@ class Arbiter:
         """Attach to the running loop and start the autostart watchers by priority."""
         self._warn_not_yet_supported()
         self._loop = asyncio.get_running_loop()
-        self.sockets.bind_all(self.config.sockets, self.inherited_sockets)
+        restore = await self._restore() if self.state is not None else None
+        held = restore.handover.sockets if restore is not None else {}
+        self.sockets.bind_all(self.config.sockets, self.inherited_sockets, held)
+        if self.keeper is not None:
+            for bound in self.sockets.bound():
+                self.keeper.hold_socket(bound.name, bound.fd)
         self.os.start_reaping(self._loop, self._on_exit)
+        if self.lineage is not None:
+            adopted = restore.adopt(self) if restore is not None else set()
+            self.command_task(sweep_strays(self.os, self.lineage, adopted), "sweep strays")
         self.publish(f"arbiter.{self.node}.start", {"time": time.time()})
         await self.start_watchers()
+        self._keep_stopped.clear()
+        if self.state is not None:
+            self.state.changed(self.snapshot)
+
+    async def _restore(self) -> "Restore":
+        """Read the state file (unless --fresh) and the keeper's handover; re-create the watchers
+        as they were (runtime changes on top of the file)."""
+        assert self.state is not None
+        handover = collect_handover(handover_path(self.state.path))
+        document = None if self.fresh else self.state.load()
+        if self.fresh:
+            log.info("--fresh: the state in %s is ignored", self.state.path)
+        if document is None:
+            return Restore(handover, {})
+        plan = plan_restore(document, list(self.config.watchers), self.environ)
+        for note in plan.notes:
+            log.warning("state_file: %s", note)
+        self.watchers = {cfg.name.lower(): Watcher(cfg, self) for cfg in plan.watchers}
+        for key, count in plan.numprocesses.items():
+            w = self.watchers[key]
+            w.numprocesses = min(count, 1) if w.cfg.singleton else count
+        self._keep_stopped = set(plan.stopped)
+        log.info("state_file %s: restored %d watcher(s) (%s)", self.state.path, len(self.watchers),
+                 document.get("written") and time.strftime(
+                     "written %Y-%m-%d %H:%M:%S", time.localtime(document["written"])) or "")
+        return Restore(handover, plan.processes)
+
+    def snapshot(self) -> dict:
+        """The state document of now (see ``circus.core.persist``)."""
+        for w in self.watchers.values():
+            for p in w.slots.values():
+                if p.live and p.pid is not None and p.start_ticks is None:
+                    p.start_ticks = start_ticks(p.pid)
+        return snapshot(self.node, self.lineage.value if self.lineage else "",
+                        self.config.watchers, self.watchers.values())
 
     async def start_watchers(self) -> None:
         """Autostart watchers in dependency order (then priority, high first), each after the
@@ -204,7 +293,9 @@ class Arbiter:
         delay = self.config.circus.warmup_delay
         first = True
         for watcher in self.by_start_order():
-            if not watcher.cfg.autostart or self.quitting:
+            adopted = any(p.adopted and p.live for p in watcher.slots.values())
+            if self.quitting or not (watcher.cfg.autostart or adopted) or \
+                    (watcher.name.lower() in self._keep_stopped and not adopted):
                 continue
             if watcher.cfg.on_demand:
                 self._arm_on_demand(watcher)
@@ -289,8 +380,14 @@ class Arbiter:
             log.info("stopping every watcher")
             self.publish(f"arbiter.{self.node}.stop", {"time": time.time()})
             try:
+                final = self.snapshot() if self.state is not None else None
                 for group in self.by_stop_order():
                     await asyncio.gather(*(w.close() for w in group), return_exceptions=True)
+                if self.state is not None and final is not None:
+                    final["processes"] = {}       # what runs now: nothing (stopped on purpose)
+                    self.state.flush(final)
+                if self.keeper is not None:
+                    self.keeper.bye()
                 await self.tools.close()
                 await self.notifier.close()
                 await self._sweep_orphans()

@@ -51,6 +51,9 @@ class Process:
     exited: asyncio.Future[int] | None = field(default=None, repr=False)
     ready_waiter: asyncio.Future[str] | None = field(default=None, repr=False)
     io: Any = field(default=None, repr=False)          # readiness.ProcessIO when captured
+    start_ticks: int | None = None     # start time in clock ticks since boot (its identity)
+    adopted: bool = False              # started by an earlier circusd, re-adopted
+    adopted_pipes: dict[str, int] | None = field(default=None, repr=False)  # to reattach
 
     def apply(self, event: ProcessEvent) -> ProcessState:
         self.state = apply(PROCESS_TRANSITIONS, self.state, event, f"process {self.wid}")

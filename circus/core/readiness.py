@@ -79,6 +79,16 @@ class ProcessIO:
         if self.notify is not None:
             self.notify.start(asyncio.get_running_loop())
 
+    @property
+    def read_ends(self) -> dict[str, int]:
+        """The pipes' read ends (before :meth:`spawned` hands them to the pump)."""
+        return {name: fd for fd, name in self._read}
+
+    def reattach(self, pid: int, pipes: dict[str, int], pump: OutputPump) -> None:
+        """An adopted process: read the pipes an earlier circusd's keeper handed over."""
+        self._read = [(fd, name) for name, fd in pipes.items()]
+        self.spawned(pid, pump)
+
     def abandon(self) -> None:
         """The spawn failed: close everything."""
         self._close_write_ends()

@@ -83,15 +83,31 @@ def _resolve(cfg: SocketConfig) -> tuple[int, tuple | str]:
     return family, infos[0][4]
 
 
-def bind(cfg: SocketConfig, inherited: Mapping[tuple, socket.socket] | None = None) -> BoundSocket:
-    """Bind and listen (never raises: a failure is recorded in ``error``)."""
+def _matches(sock: socket.socket, family: int, kind: int, address: tuple | str, port: int) -> bool:
+    """Is ``sock`` (kept by the keeper of an earlier circusd) the socket this section binds?"""
+    if sock.family != family or sock.type != kind:
+        return False
+    if isinstance(address, tuple) and port == 0:       # an ephemeral port: any one is it
+        return _norm(sock.getsockname())[0] == _norm(address)[0]
+    return _norm(sock.getsockname()) == _norm(address)
+
+
+def bind(cfg: SocketConfig, inherited: Mapping[tuple, socket.socket] | None = None,
+         held: socket.socket | None = None) -> BoundSocket:
+    """Bind and listen (never raises: a failure is recorded in ``error``). ``held``: the socket
+    of this name an earlier circusd bound (handed over by its keeper), used if it still matches."""
     bound = BoundSocket(cfg)
     try:
         family, address = _resolve(cfg)
         key = (family, getattr(socket, cfg.type), _norm(address))
-        if inherited and key in inherited:
+        if held is not None and _matches(held, family, key[1], address, cfg.port or 0):
+            bound.sock = held
+            log.info("socket %s: kept from the previous circusd", cfg.name)
+        elif inherited and key in inherited:
             bound.sock, bound.inherited = inherited[key], True
         else:
+            if held is not None:
+                held.close()
             bound.sock = _new_socket(cfg, family, address)
         bound.sock.set_inheritable(True)
         bound.sock.setblocking(cfg.blocking)
@@ -186,9 +202,16 @@ class SocketRegistry:
     def __init__(self) -> None:
         self.sockets: dict[str, BoundSocket] = {}
 
-    def bind_all(self, configs: Iterable[SocketConfig], inherited: Mapping | None = None) -> None:
+    def bind_all(self, configs: Iterable[SocketConfig], inherited: Mapping | None = None,
+                 held: Mapping[str, socket.socket] | None = None) -> None:
+        held = {k.lower(): v for k, v in (held or {}).items()}
         for cfg in configs:
-            self.sockets[cfg.name.lower()] = bind(cfg, inherited)
+            self.sockets[cfg.name.lower()] = bind(cfg, inherited, held.pop(cfg.name.lower(), None))
+        for sock in held.values():            # sections that no longer exist
+            sock.close()
+
+    def bound(self) -> list[BoundSocket]:
+        return [b for b in self.sockets.values() if b.sock is not None]
 
     def fds_for(self, cfg: WatcherConfig) -> dict[str, int]:
         """``{name: fd}`` of the sockets ``cfg``'s processes get; SpawnError if one is unusable."""

@@ -26,7 +26,7 @@ from circus.core.command import build_spec, resolve_ids, spawn_values
 from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
 from circus.core.process import Process, drain_group, terminate
 from circus.core.hookpoints import HooksMixin
-from circus.core.readiness import ReadinessMixin
+from circus.core.readiness import ProcessIO, ReadinessMixin
 from circus.core.rollout import RolloutMixin
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
@@ -62,6 +62,9 @@ class WatcherHost(Protocol):
     def claim(self, pid: int, watcher: "Watcher") -> None: ...
     def emit(self, watcher: str, event: str, payload: dict) -> None: ...
     def random(self) -> float: ...
+    def child_env(self) -> dict[str, str]: ...
+    def track(self, pid: int, pipes: dict[str, int]) -> None: ...
+    def watch_exit(self, pid: int) -> None: ...
 
 
 class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
@@ -260,6 +263,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         for slot in list(self.slots.values()):       # leftovers of a fatal run
             if not slot.live:
                 self._discard(slot)
+        self._reattach()
         before = set(self.pids())
         await self._converge()
         try:
@@ -376,6 +380,44 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
             self._set_state(WatcherEvent.STOPPED, "all processes exited")
             self.host.emit(self.name, "stop", {"time": time.time()})
 
+    # -- adoption (state_file) ---------------------------------------------------------------------
+
+    def adopt(self, wid: int, pid: int, ticks: int, create_time: float,
+              pipes: dict[str, int] | None) -> Process:
+        """Take over a process an earlier circusd started (still running: checked by the caller).
+        It counts toward numprocesses at the next start; its pipes are read once streams are open."""
+        loop = asyncio.get_running_loop()
+        p = Process(wid)
+        p.apply(ProcessEvent.SPAWN)
+        p.apply(ProcessEvent.READY)
+        age = max(0.0, time.time() - create_time) if create_time else 0.0
+        p.pid, p.start_ticks, p.create_time = pid, ticks, create_time or time.time()
+        p.started_at, p.spawns, p.adopted = loop.time() - age, 1, True
+        p.adopted_pipes = pipes or None
+        p.exited = loop.create_future()
+        p.ready_waiter = loop.create_future()
+        p.ready_waiter.set_result("adopted")
+        if self.cfg.max_age > 0:
+            p.expires_at = p.started_at + self.cfg.max_age + self.host.random() * self.cfg.max_age_variance
+            self._timer(max(p.expires_at, loop.time()))
+        self.slots[wid] = p
+        self._by_pid[pid] = p
+        self.host.claim(pid, self)
+        self.host.track(pid, dict(pipes or {}))
+        self.host.watch_exit(pid)
+        log.info("%s: adopted process %d (wid %d), running for %.0f s", self.name, pid, wid, age)
+        self.host.emit(self.name, "adopt", {"process_pid": pid, "time": time.time(), "wid": wid})
+        return p
+
+    def _reattach(self) -> None:
+        """Read the output of adopted processes through the streams opened now."""
+        for p in self.slots.values():
+            if p.adopted_pipes and p.pid is not None:
+                pipes, p.adopted_pipes = p.adopted_pipes, None
+                io = ProcessIO(None, capture=(), output=self.output, descendant=self.host.is_descendant)
+                io.reattach(p.pid, pipes, self.host.pump)
+                p.io = io
+
     async def _gather(self, aws: list[Awaitable[None]]) -> None:
         await asyncio.gather(*aws)
         self.kick()
@@ -396,6 +438,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
             context = self.host.spawn_context(self)
             io = self._make_io(self.cfg.ready, spawn_values(self.cfg, p.wid, context["sockets"]))
             spec = build_spec(self.cfg, wid=p.wid, extra_env=io.env if io else None, **context)
+            spec = dataclasses.replace(spec, env={**spec.env, **self.host.child_env()})
             if io is not None:
                 spec = dataclasses.replace(spec, stdout_fd=io.stdout_w, stderr_fd=io.stderr_w)
             pid = self.host.os.spawn(spec)
@@ -405,9 +448,11 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
             log.error("%s: could not spawn process %d: %s", self.name, p.wid, exc)
             self._after_exit(p, None, None, str(exc))
             return
+        self.host.track(pid, io.read_ends if io is not None else {})
         if io is not None:
             io.spawned(pid, self.host.pump)
         p.io, p.abort_reason = io, ""
+        p.start_ticks, p.adopted = None, False
         p.ready_waiter = loop.create_future()
         p.ready_waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
         p.apply(ProcessEvent.SPAWN)
@@ -431,20 +476,23 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         else:
             self._own(loop.create_task(self._become_ready(p, pid)))
 
-    def on_exit(self, pid: int, code: int) -> None:
-        """Called by the arbiter when one of this watcher's processes has been reaped."""
+    def on_exit(self, pid: int, code: int | None) -> None:
+        """Called by the arbiter when one of this watcher's processes has been reaped (``code``
+        None: an adopted process, whose exit status went to its new parent, not to us)."""
         p = self._by_pid.pop(pid, None)
         if p is None:
             return
         loop = asyncio.get_running_loop()
         uptime = loop.time() - p.started_at
         p.last_exit = code
-        self.exits[code] = self.exits.get(code, 0) + 1
+        if code is not None:
+            self.exits[code] = self.exits.get(code, 0) + 1
         self.host.emit(self.name, "reap", {"process_pid": pid, "time": time.time(), "exit_code": code})
         self._reap_hooks(pid, code)
         if p.exited is not None and not p.exited.done():
             p.exited.set_result(code)
-        what = p.abort_reason or describe_exit(code)
+        what = p.abort_reason or (describe_exit(code) if code is not None
+                                  else "exited (status unknown: an adopted process)")
         if p.io is not None:
             p.io.close()
             what = p.io.failure(what) if p.state is PS.STARTING else what
@@ -464,8 +512,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
             # a process that never became ready is a failed start, however long it tried
             counted_uptime = 0.0 if p.state is PS.STARTING else uptime
             self._after_exit(p, code, counted_uptime, what.split("\n", 1)[0])
-        log.info("%s: process %d exited after %.2f s: %s", self.name, pid, uptime,
-                 p.reason or describe_exit(code))
+        log.info("%s: process %d exited after %.2f s: %s", self.name, pid, uptime, p.reason or what)
         self._changed()
         self.kick()
 

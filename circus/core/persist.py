@@ -1,0 +1,245 @@
+"""``[circus] state_file``: what circusd must not forget when it restarts.
+
+The state is a JSON document written atomically (temporary file in the same directory, fsync,
+rename) a moment after anything changed (:data:`DEBOUNCE`): the runtime changes of the
+configuration and the processes that run.
+
+* ``added``: watchers created with ``add`` (every option), re-created at the next start unless the
+  file now defines a watcher of that name (the file wins);
+* ``set``: options changed with ``set`` on a watcher of the file, each as ``[file value, runtime
+  value]``: restored only if the file still says what it said then (a file edited since wins);
+* ``removed``: watchers of the file removed with ``rm``;
+* ``numprocesses`` and ``stopped`` per watcher;
+* ``processes``: ``{watcher: [{pid, wid, ticks, create_time}]}``, the identity of each live
+  process (pid + start time in clock ticks, see :mod:`circus.core.lineage`).
+
+:func:`snapshot` and :func:`plan_restore` are pure (no I/O but the reads of ``/proc`` done by the
+caller); :class:`StateFile` does the file.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from circus.config import ConfigError, WatcherConfig
+from circus.config.options import watcher_from_options
+from circus.config.view import watcher_options
+
+__all__ = ["StateFile", "snapshot", "plan_restore", "RestorePlan", "DEBOUNCE", "VERSION"]
+
+log = logging.getLogger("circus")
+
+VERSION = 1
+#: seconds between a change and the write that records it (changes in between are coalesced)
+DEBOUNCE = 0.2
+
+
+def _options(cfg: WatcherConfig) -> dict[str, Any]:
+    return {k: v for k, v in watcher_options(cfg).items() if v is not None}
+
+
+def snapshot(node: str, lineage: str, file_watchers: Iterable[WatcherConfig],
+             watchers: Iterable[Any]) -> dict:
+    """The state document of now. ``watchers`` are the arbiter's (``cfg``, ``numprocesses``,
+    ``state``, ``slots``); a slot's ``start_ticks`` must be filled in by the caller."""
+    base = {cfg.name.lower(): cfg for cfg in file_watchers}
+    added: dict[str, dict] = {}
+    changed: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    stopped: list[str] = []
+    processes: dict[str, list[dict]] = {}
+    present = set()
+    for w in watchers:
+        key = w.name.lower()
+        present.add(key)
+        now = _options(w.cfg)
+        origin = base.get(key)
+        if origin is None:
+            added[w.name] = now
+        else:
+            then = _options(origin)
+            diff = {k: [then.get(k), v] for k, v in now.items() if then.get(k) != v}
+            diff.update({k: [v, None] for k, v in then.items() if k not in now})
+            if diff:
+                changed[w.name] = diff
+        counts[w.name] = w.numprocesses
+        if str(w.state) == "stopped":
+            stopped.append(w.name)
+        live = [{"pid": p.pid, "wid": p.wid, "ticks": p.start_ticks, "create_time": p.create_time}
+                for p in w.slots.values()
+                if p.live and p.pid is not None and p.start_ticks is not None]
+        if live:
+            processes[w.name] = sorted(live, key=lambda r: r["wid"])
+    removed = sorted(cfg.name for key, cfg in base.items() if key not in present)
+    return {"version": VERSION, "node": node, "lineage": lineage, "written": time.time(),
+            "added": added, "set": changed, "removed": removed, "numprocesses": counts,
+            "stopped": sorted(stopped), "processes": processes}
+
+
+@dataclass
+class RestorePlan:
+    """What a state document means for the configuration loaded now."""
+
+    watchers: list[WatcherConfig]                      # the file's, with runtime changes applied
+    numprocesses: dict[str, int] = field(default_factory=dict)     # by lower-case name
+    stopped: set[str] = field(default_factory=set)                 # lower-case names
+    processes: dict[str, list[dict]] = field(default_factory=dict)  # lower-case name -> records
+    notes: list[str] = field(default_factory=list)                  # what was not restored, why
+
+
+def plan_restore(state: Mapping[str, Any], file_watchers: list[WatcherConfig],
+                 environ: Mapping[str, str]) -> RestorePlan:
+    """Apply a state document to the watchers of the file (pure; bad entries become notes)."""
+    notes: list[str] = []
+    by_key = {cfg.name.lower(): cfg for cfg in file_watchers}
+    removed = {str(n).lower() for n in state.get("removed", ())}
+    for key in removed & set(by_key):
+        del by_key[key]
+    for name, diff in dict(state.get("set") or {}).items():
+        cfg = by_key.get(name.lower())
+        if cfg is None or not isinstance(diff, Mapping):
+            continue
+        current = _options(cfg)
+        merged = dict(current)
+        kept = []
+        for key, pair in diff.items():
+            if not (isinstance(pair, list) and len(pair) == 2):
+                continue
+            then, value = pair
+            if current.get(key) != then:
+                notes.append(f"{cfg.name}: {key} changed in the file since it was set at runtime: "
+                             "the file's value is kept")
+                continue
+            kept.append(key)
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if kept:
+            rebuilt = _build(cfg.name, merged, environ, notes)
+            if rebuilt is not None:
+                by_key[cfg.name.lower()] = rebuilt
+    for name, options in dict(state.get("added") or {}).items():
+        if name.lower() in by_key:
+            notes.append(f"{name}: added at runtime, but the file now defines it: the file wins")
+            continue
+        cfg = _build(name, dict(options), environ, notes) if isinstance(options, Mapping) else None
+        if cfg is not None:
+            by_key[name.lower()] = cfg
+    plan = RestorePlan(list(by_key.values()), notes=notes)
+    for name, count in dict(state.get("numprocesses") or {}).items():
+        if name.lower() in by_key and isinstance(count, int) and count >= 0:
+            plan.numprocesses[name.lower()] = count
+    plan.stopped = {str(n).lower() for n in state.get("stopped", ()) if str(n).lower() in by_key}
+    for name, records in dict(state.get("processes") or {}).items():
+        if name.lower() in by_key and isinstance(records, list):
+            plan.processes[name.lower()] = [r for r in records if _record_ok(r)]
+    return plan
+
+
+def _record_ok(record: object) -> bool:
+    return isinstance(record, Mapping) and all(isinstance(record.get(k), int) and
+                                               not isinstance(record.get(k), bool)
+                                               for k in ("pid", "wid", "ticks")) \
+        and record["pid"] > 1 and record["wid"] >= 1
+
+
+def _build(name: str, options: dict, environ: Mapping[str, str], notes: list[str]) -> WatcherConfig | None:
+    options = dict(options)
+    cmd, args = options.pop("cmd", None), options.pop("args", None)
+    try:
+        return watcher_from_options(name, cmd, args, options, environ)
+    except ConfigError as exc:
+        notes.append(f"{name}: its recorded options are no longer valid, not restored: {exc}")
+        return None
+
+
+class StateFile:
+    """Reads and (debounced, atomically) writes the state document."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._handle: asyncio.TimerHandle | None = None
+        self._make = None
+        self.writes = 0
+        self.failed = False
+
+    def load(self) -> dict | None:
+        """The recorded state; None when there is none. A corrupt file is renamed aside."""
+        try:
+            with open(self.path, "rb") as fh:
+                data = json.loads(fh.read())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.error("state_file %s cannot be read (%s): starting from the configuration only",
+                      self.path, exc.strerror)
+            return None
+        except ValueError as exc:
+            aside = f"{self.path}.corrupt-{int(time.time())}"
+            log.error("state_file %s is not valid JSON (%s): moved to %s, starting from the "
+                      "configuration only", self.path, exc, aside)
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                pass
+            return None
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            log.error("state_file %s: unknown format (version %r): ignored", self.path,
+                      data.get("version") if isinstance(data, dict) else None)
+            return None
+        return data
+
+    def write_now(self, document: dict) -> bool:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".circus-state.", dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(json.dumps(document, separators=(",", ":")).encode())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError as exc:
+            if not self.failed:
+                log.error("cannot write state_file %s: %s (runtime changes would be lost at a "
+                          "restart)", self.path, exc.strerror or exc)
+            self.failed = True
+            return False
+        if self.failed:
+            log.info("state_file %s written again", self.path)
+        self.failed = False
+        self.writes += 1
+        return True
+
+    def changed(self, make) -> None:
+        """Something changed: write ``make()`` soon (coalesced)."""
+        self._make = make
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_later(DEBOUNCE, self._flush)
+
+    def _flush(self) -> None:
+        self._handle = None
+        if self._make is not None:
+            self.write_now(self._make())
+
+    def flush(self, document: dict) -> None:
+        """Write ``document`` now, instead of anything pending (at shutdown)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._make = None
+        self.write_now(document)
