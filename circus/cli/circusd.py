@@ -136,6 +136,7 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
             log.error("%s", exc)
             return EXIT_FAILED
     node = args.name or opts.name or socket.gethostname()
+    raise_nofile()
     state_file = state_path(config)
     lineage = Lineage.for_config(config.source)
     keeper = start_keeper("keeper" if state_file else "warden", lineage,
@@ -160,6 +161,26 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     report("circusd stopped during startup")
     log.info("circusd stopped")
     return code
+
+
+#: circusd's own RLIMIT_NOFILE soft limit is raised up to this (when the hard limit allows)
+NOFILE_TARGET = 1 << 20
+
+
+def raise_nofile() -> None:
+    """Raise our soft RLIMIT_NOFILE to the hard limit: each captured process costs circusd two
+    pipe fds, so the usual soft 1024 would stop at ~500 processes. Children inherit the raised
+    limit (as with supervisord's minfds); ``rlimit_nofile`` in a watcher sets theirs."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = NOFILE_TARGET if hard == resource.RLIM_INFINITY else min(hard, NOFILE_TARGET)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.debug("RLIMIT_NOFILE soft limit raised from %d to %d", soft, target)
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise RLIMIT_NOFILE from %d: %s", soft, exc)
 
 
 def state_path(config) -> str | None:
