@@ -1,8 +1,9 @@
 """Misbehaving workers for tests/test_faults.py.
 
     faulty.py ignore-term READY          ignores SIGTERM, creates READY, sleeps
-    faulty.py daemon PIDS                double fork: the grandchild setsid()s, appends its pid to
-                                         PIDS and sleeps; the worker and the middle child exit
+    faulty.py daemon PIDS                double fork: the middle child setsid()s, the grandchild
+                                         appends its pid to PIDS and sleeps; the middle child and
+                                         then the worker exit
     faulty.py flood BYTES                writes BYTES bytes of 100-byte lines to stdout, then one
                                          ``tick N`` line every 20 ms for ever
 """
@@ -22,14 +23,23 @@ def ignore_term(ready: str) -> None:
 
 
 def daemon(pids: str) -> None:
+    # like a forking daemon that systemd would call Type=forking: the worker exits once the
+    # daemon is set up (a worker that exits before its middle child called setsid() would have
+    # that child killed with the worker's process group, which circusd stops after the exit)
+    ready_r, ready_w = os.pipe()
     if os.fork():
-        os._exit(0)                       # the worker exits at once
+        os.close(ready_w)
+        os.read(ready_r, 1)
+        os._exit(0)                       # the worker exits
+    os.close(ready_r)
     os.setsid()
     if os.fork():
         os._exit(0)                       # the middle child too
     fd = os.open(pids, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(fd, f"{os.getpid()}\n".encode())
     os.close(fd)
+    os.write(ready_w, b"!")
+    os.close(ready_w)
     for fd in (0, 1, 2):
         try:
             os.close(fd)
