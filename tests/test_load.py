@@ -21,6 +21,7 @@ import pytest
 import zmq
 
 from circus.client import CallError, CircusClient, make_message
+from circus.protocol.messages import read_event
 from conftest import proc_alive, proc_children, proc_cmdline, proc_state
 
 pytestmark = [pytest.mark.load, pytest.mark.real, pytest.mark.slow]
@@ -228,14 +229,13 @@ def test_a_thousand_captured_processes_start_restart_and_stop(circusd, n_watcher
     assert d.stop(30) == 0
     print(f"\n[load] {n_watchers}x{per_watcher}: start {started:.2f} s, stats {stats_time:.2f} s, "
           f"restart {restart_time:.2f} s, stop {stop_time:.2f} s; circusd {fds} fds, "
-          f"RSS {rss // 1024} MB at {total} processes; {fds_after} fds after stop")
+          f"RSS {rss // 1024} MB at {total} processes; {fds_after} fds after stop; "
+          f"{stderr_noise(d).count('signal wakeup fd')} 'signal wakeup fd' warnings on its stderr")
 
 
-@pytest.mark.xfail(strict=True, reason="bugs-load.md #1: circusd keeps the soft RLIMIT_NOFILE it "
-                   "was started with, so ~500 captured processes exhaust a soft limit of 1024")
 def test_a_thousand_captured_processes_fit_under_the_usual_soft_nofile_of_1024(circusd):
     """The usual default is soft 1024 / hard much higher: circusd needs ~2 fds per captured
-    process, so it has to raise its own soft limit (bugs-load.md #1)."""
+    process, so it has to raise its own soft limit (it stopped at ~500 before it did)."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard < 2300:
         pytest.skip(f"hard RLIMIT_NOFILE {hard} is too low for 1000 captured processes")
@@ -291,6 +291,7 @@ graceful_timeout = 2
     errors: list[list[tuple[str, dict, str]]] = [[] for _ in range(CLIENTS)]   # unexpected
     refused: list[int] = [0] * CLIENTS                                          # clean errors
     failures: list[BaseException] = []
+    by_command: dict[str, list[float]] = {}     # list.append is atomic: shared by the threads
     start = threading.Barrier(CLIENTS + 1)
     with c:
         d.wait(lambda: len(call(c, "list", name="busy")["pids"]) == 4, 30, "busy watcher")
@@ -310,6 +311,7 @@ graceful_timeout = 2
                             errors[i].append((command, props, f"no reply: {exc}"))
                             continue
                         latencies[i].append(time.perf_counter() - t)
+                        by_command.setdefault(command, []).append(latencies[i][-1])
                         if answered(command, props, reply):
                             continue
                         if command == "list" and props.get("name") == "no-such-watcher" \
@@ -354,9 +356,51 @@ graceful_timeout = 2
           f"({len(lat) / elapsed:.0f}/s) while 5 watchers crash-loop ({crash_restarts} respawns): "
           f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {lat[-1] * 1000:.1f} ms; "
           f"{sum(refused)} clean error replies")
+    worst = sorted(((sorted(v)[int(len(v) * 0.99) - 1], k) for k, v in by_command.items()), reverse=True)
+    print("[load] p99 by command: " + ", ".join(f"{k} {v * 1000:.1f} ms" for v, k in worst))
 
 
 # ---------------------------------------------------------------- 3. a spawn storm
+
+class SpawnEvents:
+    """Counts the pids of ``watcher.<name>.spawn`` / ``.reap`` events, read in a thread."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, name: str) -> None:
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.rcvhwm = 0                       # never drop on our side
+        self.sock.linger = 0
+        self.sock.setsockopt_string(zmq.SUBSCRIBE, "watcher.")
+        self.sock.connect(endpoint)
+        self.prefix = f"watcher.{name}."
+        self.spawned: set[int] = set()
+        self.reaped: set[int] = set()
+        self.stopping = threading.Event()
+        self.seen = threading.Event()              # any event at all: the subscription works
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while not self.stopping.is_set():
+            if not self.sock.poll(100):
+                continue
+            event = read_event(self.sock.recv_multipart())
+            if event is None:
+                continue
+            topic, payload = event
+            self.seen.set()
+            if not topic.startswith(self.prefix):
+                continue
+            kind = topic[len(self.prefix):]
+            if kind == "spawn":
+                self.spawned.add(payload["process_pid"])
+            elif kind == "reap":
+                self.reaped.add(payload["process_pid"])
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+        self.sock.close()
+
 
 def _restarts(c: CircusClient, name: str) -> int:
     return call(c, "processes", name=name)["watchers"][name]["restarts"]
@@ -386,7 +430,7 @@ def _churn(d, c, name: str, until: int, deadline: float) -> int:
         time.sleep(0.05)
 
 
-def test_thousands_of_spawns_leak_no_fd_no_memory_no_zombie(circusd):
+def test_thousands_of_spawns_leak_no_fd_no_memory_no_zombie(circusd, request):
     d, c = launch(circusd, """
 [watcher:churn]
 cmd = sh -c 'exit 0'
@@ -410,11 +454,30 @@ graceful_timeout = 1
         d.wait(lambda: not zombies(d.pid), 10, "no zombie after the warm-up")
         fds0, rss0 = fd_count(d.pid), rss_kb(d.pid)
 
+        ctx = zmq.Context()
+        request.addfinalizer(lambda: ctx.destroy(linger=0))
+        events = SpawnEvents(ctx, f"ipc://{d.dir}/events.sock", "churn")
+        request.addfinalizer(events.close)
+        # the subscription is live once an event of the steady watcher comes through
+        for n in range(1, 51):
+            call(c, "incr", name="steady", nb=1, waiting=True)
+            if events.seen.wait(0.2):
+                break
+        else:
+            pytest.fail("no event reached the subscriber")
+        call(c, "decr", name="steady", nb=n, waiting=True)
         t0 = time.monotonic()
         call(c, "start", name="churn", waiting=True)
         total = _churn(d, c, "churn", warm + 5000, DEADLINE)
         churn_time = time.monotonic() - t0
         call(c, "stop", name="churn", waiting=True)
+        # the events saw thousands of distinct real pids, each of them reaped
+        d.wait(lambda: len(events.reaped) >= len(events.spawned) >= 5000, 10,
+               f"5000 spawn events and their reaps (got {len(events.spawned)} spawned, "
+               f"{len(events.reaped)} reaped)")
+        assert events.spawned <= events.reaped
+        events.close()
+        ctx.destroy(linger=0)
         d.wait(lambda: not zombies(d.pid), 10, "no zombie after the churn")
         fds1, rss1 = fd_count(d.pid), rss_kb(d.pid)
         live = workers(d)
@@ -426,6 +489,7 @@ graceful_timeout = 1
         call(c, "stop", waiting=True)
     assert d.stop(30) == 0
     noise = stderr_noise(d).count("signal wakeup fd")
-    print(f"\n[load] churn: {total - warm} respawns in {churn_time:.1f} s ({total} in all); "
+    print(f"\n[load] churn: {total - warm} respawns in {churn_time:.1f} s ({total} in all; "
+          f"{len(events.spawned)} distinct pids in spawn events, all reaped); "
           f"circusd fds {fds0} -> {fds1}, RSS {rss0} -> {rss1} kB; "
           f"{noise} 'signal wakeup fd' warnings on circusd's stderr")
