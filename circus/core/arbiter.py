@@ -240,7 +240,7 @@ class Arbiter:
         self._warn_not_yet_supported()
         self._loop = asyncio.get_running_loop()
         restore = await self._restore() if self.state is not None else None
-        held = restore.handover.sockets if restore is not None else {}
+        held = restore.handover.take_sockets() if restore is not None else {}
         self.sockets.bind_all(self.config.sockets, self.inherited_sockets, held)
         if self.keeper is not None:
             for bound in self.sockets.bound():

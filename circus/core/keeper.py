@@ -46,8 +46,8 @@ def handover_path(state_file: str) -> str:
 class KeeperLink:
     """circusd's end of the link to its keeper. Sending never raises: a dead keeper is logged."""
 
-    def __init__(self, sock: socket.socket | None, mode: str) -> None:
-        self.sock, self.mode = sock, mode
+    def __init__(self, sock: socket.socket | None, mode: str, pid: int = 0) -> None:
+        self.sock, self.mode, self.pid = sock, mode, pid
 
     @property
     def holds_pipes(self) -> bool:
@@ -88,12 +88,6 @@ class KeeperLink:
             self.sock.close()
             self.sock = None
 
-    def detach(self) -> None:
-        """circusd leaves its processes running on purpose: the keeper keeps them for the next."""
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
 
 def start_keeper(mode: str, lineage: Lineage, path: str | None) -> KeeperLink:
     """Fork the keeper (call before any thread or event loop exists, and before circusd becomes
@@ -109,13 +103,24 @@ def start_keeper(mode: str, lineage: Lineage, path: str | None) -> KeeperLink:
                 code = 0
             else:
                 _become_keeper(theirs)
+                theirs.send(str(os.getpid()).encode())
                 code = Keeper(theirs, mode, lineage, path).run()
         finally:
             os._exit(code)
     os.waitpid(middle, 0)
     theirs.close()
+    ours.settimeout(5.0)
+    try:
+        pid = int(ours.recv(32))
+    except (OSError, ValueError) as exc:
+        log.error("the keeper process did not start (%s): a SIGKILL of circusd would leave its "
+                  "processes running unsupervised until the next start", exc)
+        ours.close()
+        return KeeperLink(None, mode)
     ours.settimeout(2.0)
-    return KeeperLink(ours, mode)
+    log.info("keeper process %d (%s)", pid, "holds pipes and sockets for the next circusd"
+             if mode == "keeper" else "ends the processes if circusd is killed")
+    return KeeperLink(ours, mode, pid)
 
 
 def _become_keeper(sock: socket.socket) -> None:   # pragma: no cover - runs in the child
@@ -280,6 +285,11 @@ class Handover:
     lineage: str = ""
     pipes: dict[int, dict[str, int]] = field(default_factory=dict)
     sockets: dict[str, socket.socket] = field(default_factory=dict)
+
+    def take_sockets(self) -> dict[str, socket.socket]:
+        """The sockets, now owned by the caller."""
+        taken, self.sockets = self.sockets, {}
+        return taken
 
     def close(self) -> None:
         for pipes in self.pipes.values():
