@@ -428,3 +428,133 @@ def test_fd_exhaustion_spawns_fail_with_emfile_control_answers_and_lowering_reco
         c.close()
         ctx.term()
     d.stop()
+
+
+# -- 6. an events subscriber that never reads ------------------------------------------------------
+
+class Counter:
+    """A SUB on every event that does read: how many events circusd published."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.linger = 0
+        self.sock.rcvhwm = 0
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+        self.count = 0
+        self.topics: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.sock.poll(50):
+                while True:
+                    try:
+                        topic, _ = self.sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self.count += 1
+                    kind = topic.decode().rsplit(".", 1)[-1]
+                    self.topics[kind] = self.topics.get(kind, 0) + 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        assert not self._thread.is_alive()
+        self.sock.close()
+
+
+def stalled_sub(ctx: zmq.Context, endpoint: str, *topics: bytes) -> zmq.Socket:
+    """Subscribes and never calls recv; its own queue is kept tiny so that the backlog stays
+    on circusd's side of the connection."""
+    sock = ctx.socket(zmq.SUB)
+    sock.linger = 0
+    sock.rcvhwm = 1
+    sock.setsockopt(zmq.RCVBUF, 4096)
+    for t in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, t)
+    sock.connect(endpoint)
+    return sock
+
+
+def test_a_subscriber_that_never_reads_20000_events_rss_stays_bounded(node, tmp_path):
+    n = node("""
+        [watcher:crash]
+        cmd = sh -c "exit 1"
+        numprocesses = 4
+        max_retry = -1
+        backoff_initial = 0.001
+        backoff_max = 0.01
+
+        [watcher:pool]
+        cmd = sleep 3600
+        graceful_timeout = 0.5
+    """)
+    d = n.d
+    endpoint = f"ipc://{d.dir}/events.sock"
+    stalled = stalled_sub(n.ctx, endpoint, b"")
+    counter = Counter(n.ctx, endpoint)
+    try:
+        d.wait(lambda: counter.count > 200, timeout=15, what="the crash loop's events")
+        before = rss_kb(d.pid)
+        deadline = time.monotonic() + 45
+        rounds = 0
+        while counter.count < 20_000:
+            assert time.monotonic() < deadline, f"only {counter.count} events in 45 s"
+            n.call("incr", name="pool", nb=3)
+            n.call("decr", name="pool", nb=3)
+            rounds += 1
+        code, out, err = ctl(d, "--timeout", "30", "status")
+        assert code == 0 and "crash: active" in out and "pool: active" in out, out + err
+        assert n.call("numprocesses", name="pool")["numprocesses"] >= 1
+        after = rss_kb(d.pid)
+        growth_mb = (after - before) / 1024
+        sys.stderr.write(f"[fault 6] {counter.count} events ({rounds} incr/decr rounds, "
+                         f"{dict(sorted(counter.topics.items()))}): RSS {before} -> {after} kB "
+                         f"({growth_mb:+.1f} MB)\n")
+        assert growth_mb < 30, f"RSS grew {growth_mb:.1f} MB with a subscriber that never reads"
+    finally:
+        counter.close()
+        stalled.close()
+    d.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="bugs-fault.md #1: the events socket's high-water mark "
+                   "counts messages (10,000), and an output event carries a whole line (up to "
+                   "64 KiB): a subscriber to output.* that never reads makes circusd hold ~650 MB")
+def test_a_subscriber_to_output_that_never_reads_long_lines_rss_stays_bounded(node, tmp_path):
+    n = node(f"""
+        [watcher:long]
+        cmd = {FAULTY} long-lines 1000
+        stdout_stream.class = StdoutStream
+        autostart = false
+    """)
+    d = n.d
+    endpoint = f"ipc://{d.dir}/events.sock"
+    # subscribed to its output lines explicitly (as `circusctl tail --follow` does), never read
+    stalled = stalled_sub(n.ctx, endpoint, b"", b"output.long")
+    confirm = n.ctx.socket(zmq.SUB)       # circusd confirms each output subscription it sees
+    confirm.linger = 0
+    confirm.setsockopt(zmq.SUBSCRIBE, b"output.long")
+    confirm.connect(endpoint)
+    try:
+        assert confirm.poll(10_000), "no output subscription confirmed"
+        assert json.loads(confirm.recv_multipart()[1]).get("subscribed") == "output.long"
+        confirm.close()
+        before = rss_kb(d.pid)
+        n.call("start", name="long")
+        d.wait(lambda: any(x.get("line") == "done" for x in n.call("tail", name="long", lines=1)
+                           ["lines"]), timeout=30, what="1000 long lines read by circusd")
+        code, out, err = ctl(d, "--timeout", "30", "status")
+        assert code == 0 and "long: active" in out, out + err
+        after = rss_kb(d.pid)
+        growth_mb = (after - before) / 1024
+        sys.stderr.write(f"[fault 6] 1000 lines of 65,000 bytes to a stalled output subscriber: "
+                         f"RSS {before} -> {after} kB ({growth_mb:+.1f} MB)\n")
+        assert growth_mb < 30, f"RSS grew {growth_mb:.1f} MB with a subscriber that never reads"
+    finally:
+        confirm.close()
+        stalled.close()
+    d.stop()

@@ -6,6 +6,7 @@
                                          then the worker exit
     faulty.py flood BYTES                writes BYTES bytes of 100-byte lines to stdout, then one
                                          ``tick N`` line every 20 ms for ever
+    faulty.py long-lines N               writes N lines of 65,000 bytes, then ``done``, sleeps
 """
 from __future__ import annotations
 
@@ -63,12 +64,25 @@ def flood(total: int) -> None:
         time.sleep(0.02)
 
 
+def long_lines(count: int) -> None:
+    line = b"y" * 65000 + b"\n"
+    out = sys.stdout.buffer
+    for _ in range(count):
+        out.write(line)
+    out.write(b"done\n")
+    out.flush()
+    while True:
+        time.sleep(3600)
+
+
 if __name__ == "__main__":
     mode, arg = sys.argv[1], sys.argv[2]
     if mode == "ignore-term":
         ignore_term(arg)
     elif mode == "daemon":
         daemon(arg)
+    elif mode == "long-lines":
+        long_lines(int(arg))
     elif mode == "flood":
         flood(int(arg))
     else:
