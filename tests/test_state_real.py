@@ -442,3 +442,38 @@ def test_the_sweep_spares_processes_of_other_nodes_and_of_live_instances(node, t
             assert MARKER.encode() + b"=" in fh.read()
     finally:
         other.cleanup()
+
+
+def test_quit_keep_leaves_everything_running_for_the_next_circusd(node, tmp_path):
+    """An upgrade of circusd: ``quit --keep``, start the new one, nothing restarted."""
+    out = tmp_path / "out.log"
+    node.start(families(tmp_path, "state_file = state.json", 3) + f"""
+[watcher:talker]
+cmd = sh -c 'while true; do echo "line $$"; sleep 0.05; done'
+stdout_stream.class = FileStream
+stdout_stream.filename = {out}
+""")
+    fam = node.wait_pids("fam", 3)
+    [talker] = node.wait_pids("talker", 1)
+    ctl = subprocess.run([sys.executable, "-m", "circus.cli.circusctl", "--endpoint",
+                          f"ipc://{tmp_path}/c.sock", "quit", "--keep"],
+                         capture_output=True, text=True, timeout=30)
+    assert ctl.returncode == 0, ctl.stdout + ctl.stderr
+    assert node.current.proc.wait(15) == 0
+    assert all(_live(p) for p in fam + [talker])
+    assert "leaving 4 process(es) running" in node.current.log_text()
+    d2 = node.start()
+    assert node.wait_pids("fam", 3) == fam and node.wait_pids("talker", 1) == [talker]
+    size = out.stat().st_size
+    wait_until(lambda: out.stat().st_size > size + 100, 10, "output after the upgrade")
+    assert d2.stop() == 0
+    assert not any(_live(p) for p in fam + [talker])
+
+
+def test_quit_keep_needs_a_state_file(node, tmp_path):
+    node.start(families(tmp_path, "", 1))
+    [pid] = node.wait_pids("fam", 1)
+    reply = node.call("quit", keep=True)
+    assert reply["status"] == "error" and "state_file" in reply["reason"]
+    assert node.pids("fam") == [pid]           # refused: nothing changed, still serving
+    assert node.current.stop() == 0

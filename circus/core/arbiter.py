@@ -373,12 +373,19 @@ class Arbiter:
     def quitting(self) -> bool:
         return self._quitting is not None
 
-    async def quit(self) -> None:
-        """Stop everything (preempting any operation) and end :meth:`serve`."""
+    async def quit(self, keep: bool = False) -> None:
+        """Stop everything (preempting any operation) and end :meth:`serve`. ``keep``: leave the
+        processes running for the next circusd (state file + keeper)."""
         if self._quitting is None:
             self._quitting = asyncio.current_task()
+            self.publish(f"arbiter.{self.node}.stop", {"time": time.time(), "keep": keep})
+            if keep and self.state is not None:
+                try:
+                    await self._leave_running()
+                finally:
+                    self._done.set()
+                return
             log.info("stopping every watcher")
-            self.publish(f"arbiter.{self.node}.stop", {"time": time.time()})
             try:
                 final = self.snapshot() if self.state is not None else None
                 for group in self.by_stop_order():
@@ -400,6 +407,21 @@ class Arbiter:
                 self._done.set()
         else:
             await self._done.wait()
+
+    async def _leave_running(self) -> None:
+        """``quit --keep``: record everything, let the keeper hold the pipes and sockets, exit."""
+        for w in self.watchers.values():
+            w.abandon()
+        self.state.flush(self.snapshot())
+        log.info("exiting and leaving %d process(es) running for the next circusd (state in %s)",
+                 sum(len(w.pids()) for w in self.watchers.values()), self.state.path)
+        if self.keeper is not None:
+            self.keeper.leave()
+        await self.tools.close()
+        await self.notifier.close()
+        self.pump.close()
+        await asyncio.gather(*(w.output.shut() for w in self.watchers.values()))
+        await flush_consoles(timeout=2.0)
 
     async def _sweep_orphans(self) -> None:
         """Grandchildren re-parented to us (subreaper) that outlived their process: end them."""

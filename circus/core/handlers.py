@@ -151,7 +151,10 @@ async def _reloadconfig(arbiter, ops, p):
 
 @handler("quit")
 async def _quit(arbiter, ops, p):
-    await ops.run(p, arbiter.quit(), "quit")
+    if p["keep"] and arbiter.state is None:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY,
+                            "keep: needs [circus] state_file (where the next circusd finds them)")
+    await ops.run(p, arbiter.quit(keep=p["keep"]), "quit")
     return {}
 
 

@@ -81,6 +81,12 @@ class KeeperLink:
         if self.holds_pipes:
             self._send({"op": "socket", "name": name}, [fd])
 
+    def leave(self) -> None:
+        """circusd exits on purpose leaving its processes running: the keeper keeps them."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
     def bye(self) -> None:
         """circusd stops cleanly: the keeper lets go of everything and exits."""
         self._send({"op": "bye"})

@@ -232,6 +232,18 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         if self._background:
             await asyncio.wait(self._background)
 
+    def abandon(self) -> None:
+        """circusd exits leaving the processes running (``quit --keep``): end every task of the
+        watcher, touch no process."""
+        for task in list(self._ops) + list(self._background):
+            task.cancel()
+        if self._pass is not None:
+            self._pass.cancel()
+        self._cancel_timers()
+        for p in self.slots.values():
+            if p.io is not None:
+                p.io.close()
+
     # -- implementation ---------------------------------------------------------------------------
 
     def _set_state(self, event: WatcherEvent, reason: str = "") -> None:

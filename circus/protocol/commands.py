@@ -120,7 +120,10 @@ _COMMANDS = [
     Command("reloadconfig", "Re-read the configuration file and apply what changed", Role.ADMIN, (
         WAITING, Prop("dry_run", (bool,), "*new*: only return the plan", default=False)),
         waiting=True, reply="*new*: ``plan`` (what changed and what was done)"),
-    Command("quit", "Stop every watcher and exit", Role.ADMIN, (WAITING,), waiting=True),
+    Command("quit", "Stop every watcher and exit", Role.ADMIN, (
+        Prop("keep", (bool,), "*new*: exit but leave every process running, for the next circusd "
+             "to re-adopt (needs [circus] state_file): an upgrade of circusd without a restart "
+             "of what it runs", default=False), WAITING), waiting=True),
     Command("incr", "Add processes to a watcher", Role.OPERATOR, (
         NAME_REQ, Prop("nb", (int,), "how many", default=1), WAITING), waiting=True,
         reply="``numprocesses`` (the new target)"),
