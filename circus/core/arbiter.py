@@ -8,6 +8,7 @@ like a control request does, and ``quit`` preempts whatever is in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -191,7 +192,7 @@ class Arbiter:
 
     def start_helper(self, spec: SpawnSpec) -> tuple[int, asyncio.Future[int]]:
         """Spawn a helper command (probe, tool, notification); the future gets its exit code."""
-        pid = self.os.spawn(spec)
+        pid = self.os.spawn(dataclasses.replace(spec, env={**spec.env, **self._child_env}))
         done = asyncio.get_running_loop().create_future()
         self._helpers[pid] = done
         return pid, done
@@ -509,6 +510,9 @@ class Arbiter:
     def apply_circus_options(self, opts: CircusOptions) -> None:
         """A reloaded ``[circus]`` section: node name now, endpoints through the listeners."""
         old = self.config.circus
+        if opts.state_file != old.state_file:
+            log.warning("state_file changed to %r: it takes effect at the next start of circusd",
+                        opts.state_file)
         if opts.name and opts.name != old.name:
             log.info("node renamed %r -> %r", self.node, opts.name)
             self.node = opts.name

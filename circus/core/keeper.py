@@ -35,6 +35,8 @@ log = logging.getLogger("circus")
 MAX_MESSAGE = 65536
 #: seconds the warden gives the processes between SIGTERM and SIGKILL
 WARDEN_GRACE = 2.0
+#: while waiting for the next circusd, how often the keeper checks that something still runs
+HANDOVER_CHECK = 2.0
 
 
 def handover_path(state_file: str) -> str:
@@ -216,8 +218,15 @@ class Keeper:                                      # pragma: no cover - runs in 
         finally:
             os.umask(old_umask)
         server.listen(1)
+        server.settimeout(HANDOVER_CHECK)
         while True:
-            conn, _ = server.accept()
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                if any(running(pid) for pid in self.pipes):
+                    continue
+                break                    # everything it kept for has ended: nothing to hand over
+            conn.setblocking(True)
             try:
                 conn.settimeout(10.0)
                 inventory = {"lineage": self.lineage.value,
