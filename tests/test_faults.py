@@ -503,8 +503,17 @@ def test_a_subscriber_that_never_reads_20000_events_rss_stays_bounded(node, tmp_
         rounds = 0
         while counter.count < 20_000:
             assert time.monotonic() < deadline, f"only {counter.count} events in 45 s"
-            n.call("incr", name="pool", nb=3)
-            n.call("decr", name="pool", nb=3)
+            n.call("incr", name="pool", nb=3)         # spawn events
+            n.call("decr", name="pool", nb=3)         # kill and reap events
+            # and 100 audit events without a fork: SIGCONT to the pool, pipelined
+            ids = []
+            for _ in range(100):
+                ids.append(uuid.uuid4().hex)
+                n.c.send_raw(json.dumps({"id": ids[-1], "command": "signal", "properties":
+                                         {"name": "pool", "signum": "SIGCONT"}}).encode())
+            replies = [n.c.recv(10) for _ in ids]
+            assert sorted(r["id"] for r in replies) == sorted(ids)
+            assert all(r["status"] == "ok" for r in replies), replies[0]
             rounds += 1
         code, out, err = ctl(d, "--timeout", "30", "status")
         assert code == 0 and "crash: active" in out and "pool: active" in out, out + err
