@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -517,7 +517,7 @@ def test_a_subscriber_that_never_reads_20000_events_rss_stays_bounded(node, tmp_
             rounds += 1
         code, out, err = ctl(d, "--timeout", "30", "status")
         assert code == 0 and "crash: active" in out and "pool: active" in out, out + err
-        assert n.call("numprocesses", name="pool")["numprocesses"] >= 1
+        d.wait(lambda: len(n.pids("pool")) == 1, what="pool back to its 1 process")
         after = rss_kb(d.pid)
         growth_mb = (after - before) / 1024
         sys.stderr.write(f"[fault 6] {counter.count} events ({rounds} incr/decr rounds, "
@@ -567,3 +567,139 @@ def test_a_subscriber_to_output_that_never_reads_long_lines_rss_stays_bounded(no
         confirm.close()
         stalled.close()
     d.stop()
+
+
+# -- 7. a pool node frozen (SIGSTOP) during a rolling restart --------------------------------------
+
+POOL_NAMES = ("n1", "n2", "n3")
+POOL_NODE = """
+[watcher:w]
+cmd = sleep 3600
+numprocesses = 2
+graceful_timeout = 0.5
+"""
+# n2's workers ignore SIGTERM: its restart answers only after graceful_timeout (old ones killed)
+SLOW_NODE = """
+[watcher:w]
+cmd = {faulty} ignore-term {dir}/ready.$(circus.wid)
+numprocesses = 2
+graceful_timeout = 1.5
+"""
+
+
+@pytest.fixture
+def frozen_pool(circusd, tmp_path):
+    """Three circusd nodes on ipc:// in tmp_path; whatever a test SIGSTOPped is SIGCONTed and
+    stopped (by pid, with its children) in teardown."""
+    nodes: dict[str, Node] = {}
+    try:
+        for i, name in enumerate(POOL_NAMES):
+            where = tmp_path / f"d{i}" if i else tmp_path          # the circusd fixture's dirs
+            body = SLOW_NODE.format(faulty=FAULTY, dir=where) if name == "n2" else POOL_NODE
+            nodes[name] = Node(circusd, body, "--name", name)
+            assert nodes[name].d.dir == where
+        for n in nodes.values():
+            n.d.wait(lambda n=n: len(n.pids("w")) == 2, what="2 workers")
+        yield nodes
+    finally:
+        for n in nodes.values():
+            if n.d.proc is not None and n.d.proc.poll() is None:
+                os.kill(n.d.pid, signal.SIGCONT)
+        for n in nodes.values():
+            n.close()
+
+
+def write_pool(tmp_path: Path, nodes: dict[str, Node], order: tuple[str, ...]) -> Path:
+    pool = tmp_path / "pool.ini"
+    pool.write_text("[meta]\ntimeout = 1\n\n" + "".join(
+        f"[node:{name}]\nendpoint = ipc://{nodes[name].d.dir}/control.sock\n\n" for name in order))
+    return pool
+
+
+def rolling(pool: Path, *args: str, deadline: float = 30.0) -> tuple[int, dict, str, float]:
+    t0 = time.monotonic()
+    r = subprocess.run([PY, "-m", "circusmeta.cli", "--pool", str(pool), "--json", *args],
+                       capture_output=True, text=True, timeout=deadline, cwd=ROOT,
+                       stdin=subprocess.DEVNULL)
+    wall = time.monotonic() - t0
+    try:
+        report = json.loads(r.stdout)
+    except ValueError:
+        pytest.fail(f"exit {r.returncode}, no JSON report\n{r.stdout}\n{r.stderr}")
+    return r.returncode, report, r.stderr, wall
+
+
+def test_a_node_frozen_before_the_rolling_restart_fails_in_its_turn_the_others_restart(
+        frozen_pool, tmp_path):
+    nodes = frozen_pool
+    pool = write_pool(tmp_path, nodes, ("n1", "n3", "n2"))          # the frozen node goes last
+    before = {name: n.pids("w") for name, n in nodes.items()}
+    os.kill(nodes["n2"].d.pid, signal.SIGSTOP)
+    nodes["n2"].d.wait(lambda: proc_state(nodes["n2"].d.pid) == "T", what="n2 stopped")
+    code, report, err, wall = rolling(pool, "restart", "--rolling", "w", "--step-timeout", "2")
+    assert code == 4, (report, err)                                  # partial
+    assert report["items"] == ["n1:w", "n3:w", "n2:w"], report
+    assert report["done"] == ["n1:w", "n3:w"] and report["not_done"] == [], report
+    failed = report["failed"]["n2:w"]
+    assert failed["state"] in ("unresponsive", "not_available"), failed
+    assert failed["reason"], failed
+    assert "n2" in err, err                                          # named when it was asked
+    assert wall < 20, wall                                           # against a hang only
+    after = {name: nodes[name].pids("w") for name in ("n1", "n3")}
+    for name in ("n1", "n3"):
+        assert len(after[name]) == 2 and not set(after[name]) & set(before[name]), name
+    # n2, thawed, serves on with its old processes: it was frozen before the connection's
+    # handshake, so the restart never left circusmeta (nothing is done late)
+    os.kill(nodes["n2"].d.pid, signal.SIGCONT)
+    n2 = nodes["n2"]
+    n2.d.wait(lambda: n2.status("w")["status"] == "active", what="n2 answering after SIGCONT")
+    assert n2.pids("w") == before["n2"] and all(proc_alive(p) for p in before["n2"])
+    sys.stderr.write(f"[fault 7] frozen before: exit {code} in {wall:.1f} s, n2:w "
+                     f"{failed['state']}: {failed['reason']}\n")
+
+
+def test_a_node_frozen_during_the_rolling_restart_fails_at_its_deadline(frozen_pool, tmp_path):
+    nodes = frozen_pool
+    pool = write_pool(tmp_path, nodes, POOL_NAMES)
+    before = {name: n.pids("w") for name, n in nodes.items()}
+    proc = subprocess.Popen([PY, "-m", "circusmeta.cli", "--pool", str(pool), "restart",
+                             "--rolling", "w", "--step-timeout", "2.5"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        t0 = time.monotonic()
+        # n2 answered the plan's `list`; it freezes as soon as n1's step is over, while its
+        # own restart (at least its 1.5 s graceful_timeout) is running
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"[1/3] n1:w restart ... ok" not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            if select.select([proc.stdout], [], [], 0.05)[0]:
+                seen += os.read(proc.stdout.fileno(), 65536)
+        os.kill(nodes["n2"].d.pid, signal.SIGSTOP)
+        rest, err_b = proc.communicate(timeout=30)
+        out, err = (seen + rest).decode(), err_b.decode()
+        wall = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 4, out + err
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert lines[0].startswith("[1/3] n1:w restart ... ok"), out
+    assert lines[-1].startswith("[2/3] n2:w restart ... failed"), out
+    summary = out.splitlines()[-1]
+    assert summary.startswith("done: n1:w; failed: n2:w (") and summary.endswith(
+        "; not done: n3:w"), out
+    assert "unresponsive" in summary and "within 2.5 s" in summary, summary
+    assert wall < 20, wall
+    os.kill(nodes["n2"].d.pid, signal.SIGCONT)
+    # thawed, n2 still serves (it may have done the restart it was sent: "it may still finish")
+    nodes["n2"].d.wait(lambda: len(nodes["n2"].pids("w")) == 2 and
+                       nodes["n2"].status("w")["status"] == "active", timeout=15,
+                       what="n2 serving")
+    assert nodes["n3"].pids("w") == before["n3"]                     # never touched
+    late = nodes["n2"].pids("w") != before["n2"]
+    sys.stderr.write(f"[fault 7] frozen during: exit {proc.returncode} in {wall:.1f} s; "
+                     f"{summary}; after SIGCONT n2 "
+                     f"{'finished the restart late' if late else 'kept its processes'}\n")
