@@ -213,27 +213,32 @@ def test_a_double_forking_worker_its_daemons_are_reaped_adopted_and_killed_at_qu
         cmd = sleep 3600
     """)
     d = n.d
-    # the worker exits at once, every time: the watcher respawns it per max_retry, then gives up
-    d.wait(lambda: n.status("forker")["status"] == "fatal", timeout=15, what="forker fatal")
-    reason = n.status("forker")["reason"]
-    assert "exited 3 times in" in reason, reason
-    daemons = [int(x) for x in pids_file.read_text().split()]
-    assert len(daemons) == 3, daemons                   # one daemon per spawn: 1 + max_retry
-    # each daemon was re-parented to circusd (the subreaper): its direct children now
-    d.wait(lambda: all(p in d.children() for p in daemons), what="daemons adopted by circusd")
-    for p in daemons:
-        assert proc_alive(p)
-        # in the session the middle child made: neither circusd's nor the worker's group
-        assert os.getsid(p) == os.getpgid(p) != os.getsid(d.pid) and os.getsid(p) != p
-        assert p not in n.pids("forker")                # not one of the watcher's processes
-    # the worker and the middle child were reaped: no zombie under circusd while it runs
-    d.wait(lambda: not zombies_under(d.pid), timeout=5, what="no zombie under circusd")
-    assert n.status("other")["status"] == "active"
-    code, out, err = ctl(d, "quit", "--waiting")
-    assert code == 0, out + err
-    assert d.proc.wait(15) == 0
-    assert [p for p in daemons if proc_alive(p)] == [], "a daemon survived quit"
-    assert "orphaned descendant" in d.log_text()
+    try:
+        # the worker exits at once, every time: the watcher respawns it per max_retry, then gives up
+        d.wait(lambda: n.status("forker")["status"] == "fatal", timeout=15, what="forker fatal")
+        reason = n.status("forker")["reason"]
+        assert "exited 3 times in" in reason, reason
+        daemons = [int(x) for x in pids_file.read_text().split()]
+        assert len(daemons) == 3, daemons                   # one daemon per spawn: 1 + max_retry
+        # each daemon was re-parented to circusd (the subreaper): its direct children now
+        d.wait(lambda: all(p in d.children() for p in daemons), what="daemons adopted by circusd")
+        for p in daemons:
+            assert proc_alive(p)
+            # in the session the middle child made: neither circusd's nor the worker's group
+            assert os.getsid(p) == os.getpgid(p) != os.getsid(d.pid) and os.getsid(p) != p
+            assert p not in n.pids("forker")                # not one of the watcher's processes
+        # the worker and the middle child were reaped: no zombie under circusd while it runs
+        d.wait(lambda: not zombies_under(d.pid), timeout=5, what="no zombie under circusd")
+        assert n.status("other")["status"] == "active"
+        code, out, err = ctl(d, "quit", "--waiting")
+        assert code == 0, out + err
+        assert d.proc.wait(15) == 0
+        assert [p for p in daemons if proc_alive(p)] == [], "a daemon survived quit"
+        assert "orphaned descendant" in d.log_text()
+    finally:       # a daemon is no child of circusd's group: ended by its pid if a check failed
+        for p in (int(x) for x in (pids_file.read_text().split() if pids_file.exists() else [])):
+            if proc_alive(p):
+                os.kill(p, signal.SIGKILL)
 
 
 # -- 3. the binary disappears ----------------------------------------------------------------------
