@@ -498,8 +498,6 @@ graceful_timeout = 1
 
 # ---------------------------------------------------------------- 4. signal bursts
 
-@pytest.mark.xfail(strict=True, reason="bugs-load.md #2: a TERM arriving while asyncio's self-pipe "
-                   "is full of SIGCHLD bytes is dropped, circusd never quits")
 def test_sigterm_in_a_burst_of_sigchld_is_not_lost(circusd):
     """Hundreds of children exiting at once fill asyncio's self-pipe (one byte per signal,
     ~280 fit in a socketpair); a TERM that comes then must still stop circusd. The burst is
@@ -521,8 +519,6 @@ def test_sigterm_in_a_burst_of_sigchld_is_not_lost(circusd):
         assert not any(proc_alive(p) for p in pids)
 
 
-@pytest.mark.xfail(strict=True, reason="bugs-load.md #3: each burst of exits prints 'Exception "
-                   "ignored when trying to write to the signal wakeup fd' tracebacks on stderr")
 def test_mass_restarts_write_no_traceback_to_stderr(circusd):
     """The conftest fixture gives circusd a stdout/stderr pipe nobody reads, as a parent that
     only reads it at the end would. Restarting 1000 processes must not write to it: 64 kB of

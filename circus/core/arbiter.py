@@ -564,9 +564,13 @@ class Arbiter:
     async def serve(self, on_ready: Callable[[], None] | None = None) -> int:
         """Start, run until ``quit``, clean up. Returns the exit code."""
         loop = asyncio.get_running_loop()
+        # asyncio hands a signal to the loop as one byte in its self-pipe; a burst of SIGCHLD
+        # (hundreds of exits at once) fills it, and a TERM arriving then would be dropped with its
+        # byte. The Python-level handler runs whatever became of the byte: take the command
+        # signals there and schedule them on the loop.
         for signum in SIGNAL_COMMANDS:
-            loop.add_signal_handler(signum, self.handle_signal, signum)
-        loop.add_signal_handler(signal.SIGWINCH, lambda: None)
+            signal.signal(signum, lambda s, _frame: loop.call_soon_threadsafe(self.handle_signal, s))
+        loop.add_signal_handler(signal.SIGWINCH, lambda: None)   # also keeps the wakeup fd set
         try:
             await self.start()
             if on_ready is not None and not self.quitting:
@@ -575,8 +579,10 @@ class Arbiter:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=5)
         finally:
-            for signum in (*SIGNAL_COMMANDS, signal.SIGWINCH):
-                loop.remove_signal_handler(signum)
+            for signum in SIGNAL_COMMANDS:
+                signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                              else signal.SIG_DFL)
+            loop.remove_signal_handler(signal.SIGWINCH)
             self.os.stop_reaping(loop)
         return 0
 

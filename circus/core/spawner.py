@@ -161,6 +161,9 @@ class RealOS:
                 on_exit(pid, os.waitstatus_to_exitcode(status))
 
         loop.add_signal_handler(signal.SIGCHLD, reap)
+        # a burst of exits fills asyncio's self-pipe: the dropped SIGCHLD bytes are harmless (one
+        # pending byte reaps them all) but CPython would print a traceback on stderr for each
+        signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
         reap()   # children that died before the handler existed
 
     def stop_reaping(self, loop: asyncio.AbstractEventLoop) -> None:
