@@ -709,9 +709,13 @@ def test_a_node_frozen_during_the_rolling_restart_fails_at_its_deadline(frozen_p
                      f"{'finished the restart late' if late else 'kept its processes'}\n")
 
 
-@pytest.mark.xfail(strict=True, reason="bugs-fault.md #2: incr/decr resolve the new count when "
-                   "the request arrives, not when the queued operation runs: updates are lost")
 def test_incr_then_decr_without_waiting_ends_where_it_started(node, tmp_path):
+    # bugs-fault.md #2: the count was resolved when the request arrived, and queued updates were
+    # lost (numprocesses 0 after incr 3 / decr 3 rounds). The fix (Watcher.retarget) is landing
+    # with the core changes; until then this is skipped rather than marked xfail.
+    from circus.core.watcher import Watcher
+    if not hasattr(Watcher, "retarget"):
+        pytest.skip("bugs-fault.md #2 is not fixed in this tree yet (no Watcher.retarget)")
     n = node("""
         [watcher:pool]
         cmd = sleep 3600
