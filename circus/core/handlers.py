@@ -164,8 +164,10 @@ async def _resize(arbiter, ops, p, sign: int):
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'nb' must be positive")
     if w.cfg.singleton:
         return {"numprocesses": w.numprocesses, "singleton": True}
-    result = await ops.run(p, w.set_numprocesses(w.numprocesses + sign * p["nb"]), "resize")
-    return {"numprocesses": result} if result is not None else {}
+    if not p.get("waiting"):            # 0.19 replies ok at once: the target changes now
+        w.retarget(w.numprocesses + sign * p["nb"])
+        return {}
+    return {"numprocesses": await ops.run(p, w.set_numprocesses(delta=sign * p["nb"]), "resize")}
 
 
 @handler("incr")
