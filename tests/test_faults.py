@@ -534,9 +534,6 @@ def test_a_subscriber_that_never_reads_20000_events_rss_stays_bounded(node, tmp_
     d.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="bugs-fault.md #1: the events socket's high-water mark "
-                   "counts messages (10,000), and an output event carries a whole line (up to "
-                   "64 KiB): a subscriber to output.* that never reads makes circusd hold ~650 MB")
 def test_a_subscriber_to_output_that_never_reads_long_lines_rss_stays_bounded(node, tmp_path):
     n = node(f"""
         [watcher:long]
@@ -710,12 +707,8 @@ def test_a_node_frozen_during_the_rolling_restart_fails_at_its_deadline(frozen_p
 
 
 def test_incr_then_decr_without_waiting_ends_where_it_started(node, tmp_path):
-    # bugs-fault.md #2: the count was resolved when the request arrived, and queued updates were
-    # lost (numprocesses 0 after incr 3 / decr 3 rounds). The fix (Watcher.retarget) is landing
-    # with the core changes; until then this is skipped rather than marked xfail.
-    from circus.core.watcher import Watcher
-    if not hasattr(Watcher, "retarget"):
-        pytest.skip("bugs-fault.md #2 is not fixed in this tree yet (no Watcher.retarget)")
+    # the count was resolved when the request arrived and queued updates were lost
+    # (numprocesses 0 after incr 3 / decr 3 rounds)
     n = node("""
         [watcher:pool]
         cmd = sleep 3600

@@ -432,3 +432,36 @@ def test_the_streams_example_runs(circusd, tmp_path):
     warn = next(json.loads(line) for line in out.splitlines() if line.startswith("{"))
     assert (warn["watcher"], warn["stream"], warn["line"]) == ("container-style", "stderr", "warn 0")
     assert "\x1b[36m" in out and "| \x1b[0mhello 0" in out
+
+
+def test_an_output_event_carries_at_most_4_kib_of_a_long_line_and_says_so(node, tmp_path):
+    """A subscriber that stops reading is bounded by the socket's message count: each output
+    event must stay small whatever the line (files and ``tail`` keep it whole)."""
+    import zmq
+
+    from circus.streams.output import EVENT_LINE_MAX
+    d, c = node(f"""
+        [watcher:w]
+        cmd = {sys.executable} -c "print('y' * 20000, flush=True); import time; time.sleep(3600)"
+        stdout_stream.class = FileStream
+        stdout_stream.filename = {tmp_path}/out.log
+        autostart = false
+    """)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, b"output.w")
+        sub.connect(f"ipc://{tmp_path}/events.sock")
+        assert sub.poll(10_000), "circusd did not confirm the output subscription"
+        sub.recv_multipart()
+        c.call("start", name="w")
+        assert sub.poll(10_000), "no output event"
+        event = json.loads(sub.recv_multipart()[1])
+        assert event["line"] == "y" * EVENT_LINE_MAX and event["cut"] == 20000
+        d.wait(lambda: read(tmp_path / "out.log") == b"y" * 20000 + b"\n", 10, "the whole line")
+        assert c.call("tail", name="w", lines=1)["lines"][0]["line"] == "y" * 20000
+    finally:
+        sub.close()
+        ctx.term()
+    quit_and_wait(d, c)

@@ -145,7 +145,8 @@ def render_line(entry: Mapping[str, Any]) -> str:
     """One captured output line (``tail``): ``<local time> [<pid>] <stream> | <line>``."""
     when = entry.get("time")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if isinstance(when, (int, float)) else "-"
-    return f"{stamp} [{entry.get('pid')}] {entry.get('stream')} | {entry.get('line')}"
+    cut = f" [... {entry['cut']} bytes in all]" if isinstance(entry.get("cut"), int) else ""
+    return f"{stamp} [{entry.get('pid')}] {entry.get('stream')} | {entry.get('line')}{cut}"
 
 
 def _tail(reply: Reply) -> str:

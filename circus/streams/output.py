@@ -41,6 +41,11 @@ DRAIN_TIMEOUT = 1.0
 #: how long closing (or reopening) a stream may take before circusd gives up on it
 CLOSE_TIMEOUT = 10.0
 
+#: bytes of a line an output *event* carries (``cut`` gives the full length of a longer one): the
+#: events socket bounds each subscriber's queue by messages (its high-water mark), so this bounds
+#: what a subscriber that stopped reading can make circusd hold (~40 MB, not ~650 MB)
+EVENT_LINE_MAX = 4096
+
 
 class OutputHost(Protocol):
     node: str
@@ -181,9 +186,11 @@ class WatcherOutput:
         if not any(topic.startswith(prefix) for prefix in self.host.output_prefixes):
             return
         for index, line in enumerate(lines):
-            self.host.publish(topic, {"watcher": self.watcher, "pid": pid, "stream": name,
-                                      "time": when, "seq": first + index,
-                                      "line": line.decode(errors="replace")})
+            payload = {"watcher": self.watcher, "pid": pid, "stream": name, "time": when,
+                       "seq": first + index, "line": line[:EVENT_LINE_MAX].decode(errors="replace")}
+            if len(line) > EVENT_LINE_MAX:
+                payload["cut"] = len(line)      # files, the ring and `tail` keep the whole line
+            self.host.publish(topic, payload)
 
     def attached(self, pipe: Pipe) -> None:
         """A process's pipe now feeds this output (forgotten at its EOF)."""
