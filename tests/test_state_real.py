@@ -477,3 +477,27 @@ def test_quit_keep_needs_a_state_file(node, tmp_path):
     assert reply["status"] == "error" and "state_file" in reply["reason"]
     assert node.pids("fam") == [pid]           # refused: nothing changed, still serving
     assert node.current.stop() == 0
+
+
+def test_an_adopted_process_is_health_checked_like_the_others(node, tmp_path):
+    flag = tmp_path / "healthy"
+    flag.touch()
+    node.start(HEAD.format(dir=tmp_path, state="state_file = state.json") + f"""
+[watcher:checked]
+cmd = sleep 3600
+health = exec:test -e {flag}
+health_interval = 0.2
+health_failures = 2
+graceful_timeout = 1
+""")
+    [pid] = node.wait_pids("checked", 1)
+    recorded(tmp_path, "checked", 1)
+    node.kill9()
+    d2 = node.start()
+    assert node.wait_pids("checked", 1) == [pid]
+    flag.unlink()
+    wait_until(lambda: pid not in node.pids("checked") and len(node.pids("checked")) == 1, 15,
+               "the unhealthy adopted process replaced")
+    assert f"process {pid}: " in d2.log_text()
+    flag.touch()
+    assert d2.stop() == 0

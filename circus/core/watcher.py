@@ -434,13 +434,16 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         return p
 
     def _reattach(self) -> None:
-        """Read the output of adopted processes through the streams opened now."""
+        """Adopted processes: read their output through the streams opened now, and check their
+        health (``health = ...``) as for the processes this circusd started."""
         for p in self.slots.values():
-            if p.adopted_pipes and p.pid is not None:
-                pipes, p.adopted_pipes = p.adopted_pipes, None
-                io = ProcessIO(None, capture=(), output=self.output, descendant=self.host.is_descendant)
-                io.reattach(p.pid, pipes, self.host.pump)
-                p.io = io
+            if not p.adopted or p.io is not None or p.pid is None:
+                continue
+            pipes, p.adopted_pipes = p.adopted_pipes or {}, None
+            p.io = ProcessIO(None, capture=(), output=self.output, descendant=self.host.is_descendant)
+            p.io.reattach(p.pid, pipes, self.host.pump)
+            if self.cfg.health:
+                self._own(asyncio.get_running_loop().create_task(self._watch_health(p, p.pid)))
 
     async def _gather(self, aws: list[Awaitable[None]]) -> None:
         await asyncio.gather(*aws)
