@@ -1,6 +1,7 @@
 """The docs and examples stay true: generated pages are current, every example config loads."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,66 @@ def test_the_stats_example_publishes_and_serves_metrics(circusd, tmp_path):
         sub.close()
         ctx.term()
         d.stop()
+
+
+@pytest.mark.real
+def test_the_upgrade_example_keeps_serving_across_quit_keep_and_sigkill(tmp_path):
+    import urllib.request
+
+    from conftest import Circusd, proc_alive
+
+    port = _free_port()
+    text = (ROOT / "examples" / "upgrade.ini").read_text()
+    text = text.replace("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/c.sock")
+    text = text.replace("tcp://127.0.0.1:5556", f"ipc://{tmp_path}/p.sock")
+    text = text.replace("port = 8000", f"port = {port}")
+    text = text.replace("python3 examples/webapp.py", f"{sys.executable} {ROOT}/examples/webapp.py")
+    ctl = [sys.executable, "-m", "circus.cli.circusctl", "--endpoint", f"ipc://{tmp_path}/c.sock",
+           "--timeout", "30"]
+    daemons: list[Circusd] = []
+    workers: set[int] = set()
+
+    def start() -> Circusd:
+        d = Circusd(tmp_path)
+        d.log = tmp_path / f"circusd-{len(daemons)}.log"
+        daemons.append(d)
+        d.start(text if not daemons[:-1] else None)
+        d.wait(lambda: "web: active" in d.log_text(), timeout=30, what="web active")
+        return d
+
+    def pids() -> set[int]:
+        out = subprocess.run([*ctl, "list", "web"], capture_output=True, text=True, timeout=30).stdout
+        found = {int(p) for p in out.strip().split(",") if p}
+        workers.update(found)
+        return found
+
+    def served() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            return r.read().decode()
+
+    try:
+        d = start()
+        first = pids()
+        assert len(first) == 2 and served().startswith("hello from worker")
+        r = subprocess.run([*ctl, "quit", "--keep"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert d.proc.wait(15) == 0
+        assert served().startswith("hello from worker")         # no circusd, still served
+        d = start()
+        assert pids() == first
+        d.proc.kill()                                            # a crash of circusd
+        d.proc.wait(10)
+        assert served().startswith("hello from worker")
+        d = start()
+        assert pids() == first
+        assert (tmp_path / "upgrade.state.json").exists()
+        assert d.stop() == 0
+        assert not any(proc_alive(p) for p in first)
+    finally:
+        for d in daemons:
+            d.cleanup()
+        for pid in workers:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
