@@ -56,6 +56,24 @@ def proc_state(pid: int) -> str:
         return "-"
 
 
+def proc_rss_kb(pid: int) -> int:
+    """VmRSS of ``pid`` in kB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def proc_fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_zombies(pid: int) -> list[int]:
+    """Children of ``pid`` that died and were not reaped."""
+    return [p for p in proc_children(pid) if proc_state(p) == "Z"]
+
+
 class Circusd:
     """A circusd subprocess on a config written to tmp_path; its log goes to a file."""
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from conftest import ROOT, Circusd, Raw, proc_alive, proc_children, proc_cmdline, proc_state
+from conftest import (ROOT, Circusd, Raw, proc_alive, proc_children,
+                      proc_cmdline, proc_state, proc_rss_kb, proc_zombies)
 
 pytestmark = [pytest.mark.fault, pytest.mark.real]
 
@@ -105,18 +106,6 @@ def node(circusd):
     yield start
     for n in nodes:
         n.close()
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def zombies_under(pid: int) -> list[int]:
-    return [p for p in proc_children(pid) if proc_state(p) == "Z"]
 
 
 # -- 1. a child that ignores SIGTERM ---------------------------------------------------------------
@@ -228,7 +217,7 @@ def test_a_double_forking_worker_its_daemons_are_reaped_adopted_and_killed_at_qu
             assert os.getsid(p) == os.getpgid(p) != os.getsid(d.pid) and os.getsid(p) != p
             assert p not in n.pids("forker")                # not one of the watcher's processes
         # the worker and the middle child were reaped: no zombie under circusd while it runs
-        d.wait(lambda: not zombies_under(d.pid), timeout=5, what="no zombie under circusd")
+        d.wait(lambda: not proc_zombies(d.pid), timeout=5, what="no zombie under circusd")
         assert n.status("other")["status"] == "active"
         code, out, err = ctl(d, "quit", "--waiting")
         assert code == 0, out + err
@@ -503,7 +492,7 @@ def test_a_subscriber_that_never_reads_20000_events_rss_stays_bounded(node, tmp_
     counter = Counter(n.ctx, endpoint)
     try:
         d.wait(lambda: counter.count > 200, timeout=15, what="the crash loop's events")
-        before = rss_kb(d.pid)
+        before = proc_rss_kb(d.pid)
         deadline = time.monotonic() + 45
         rounds = 0
         while counter.count < 20_000:
@@ -522,7 +511,7 @@ def test_a_subscriber_that_never_reads_20000_events_rss_stays_bounded(node, tmp_
             rounds += 1
         code, out, err = ctl(d, "--timeout", "30", "status")
         assert code == 0 and "crash: active" in out and "pool: active" in out, out + err
-        after = rss_kb(d.pid)
+        after = proc_rss_kb(d.pid)
         growth_mb = (after - before) / 1024
         sys.stderr.write(f"[fault 6] {counter.count} events ({rounds} incr/decr rounds, "
                          f"{dict(sorted(counter.topics.items()))}): RSS {before} -> {after} kB "
@@ -553,13 +542,13 @@ def test_a_subscriber_to_output_that_never_reads_long_lines_rss_stays_bounded(no
         assert confirm.poll(10_000), "no output subscription confirmed"
         assert json.loads(confirm.recv_multipart()[1]).get("subscribed") == "output.long"
         confirm.close()
-        before = rss_kb(d.pid)
+        before = proc_rss_kb(d.pid)
         n.call("start", name="long")
         d.wait(lambda: any(x.get("line") == "done" for x in n.call("tail", name="long", lines=1)
                            ["lines"]), timeout=30, what="1000 long lines read by circusd")
         code, out, err = ctl(d, "--timeout", "30", "status")
         assert code == 0 and "long: active" in out, out + err
-        after = rss_kb(d.pid)
+        after = proc_rss_kb(d.pid)
         growth_mb = (after - before) / 1024
         sys.stderr.write(f"[fault 6] 1000 lines of 65,000 bytes to a stalled output subscriber: "
                          f"RSS {before} -> {after} kB ({growth_mb:+.1f} MB)\n")

@@ -23,7 +23,8 @@ import zmq
 
 from circus.client import CallError, CircusClient, make_message
 from circus.protocol.messages import read_event
-from conftest import proc_alive, proc_children, proc_cmdline, proc_state
+from conftest import (proc_alive, proc_children, proc_cmdline, proc_state, proc_rss_kb,
+                      proc_zombies, proc_fd_count)
 
 pytestmark = [pytest.mark.load, pytest.mark.real, pytest.mark.slow]
 
@@ -81,22 +82,6 @@ def workers(d) -> list[int]:
     """circusd's live children but its warden (a fork of circusd: same command line)."""
     own = proc_cmdline(d.pid)
     return [p for p in proc_children(d.pid) if proc_alive(p) and proc_cmdline(p) != own]
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def zombies(pid: int) -> list[int]:
-    return [p for p in proc_children(pid) if proc_state(p) == "Z"]
 
 
 def soft_nofile_of(pid: int) -> int:
@@ -201,7 +186,7 @@ def test_a_thousand_captured_processes_start_restart_and_stop(circusd, n_watcher
         stats_time = time.monotonic() - t1
         assert sorted(int(p) for name in names for p in infos[name]) == sorted(old)
 
-        fds, rss = fd_count(d.pid), rss_kb(d.pid)
+        fds, rss = proc_fd_count(d.pid), proc_rss_kb(d.pid)
         assert 2 * total <= fds <= 2 * total + 200, f"{fds} fds for {total} captured processes"
         assert rss < 400 * 1024, f"circusd RSS {rss} kB with {total} processes"
 
@@ -224,8 +209,8 @@ def test_a_thousand_captured_processes_start_restart_and_stop(circusd, n_watcher
         assert all(call(c, "list", name=n)["pids"] == [] for n in names)
         alive = [p for p in old + new if proc_alive(p)]
         assert not alive, f"{len(alive)} processes alive after stop: {alive[:10]}"
-        d.wait(lambda: not zombies(d.pid), 10, "no zombie left")
-        fds_after = fd_count(d.pid)
+        d.wait(lambda: not proc_zombies(d.pid), 10, "no zombie left")
+        fds_after = proc_fd_count(d.pid)
         assert fds_after < 100, f"{fds_after} fds left open after stopping everything"
     assert d.stop(30) == 0
     print(f"\n[load] {n_watchers}x{per_watcher}: start {started:.2f} s, stats {stats_time:.2f} s, "
@@ -452,8 +437,8 @@ graceful_timeout = 1
         # warm-up: caches, buffers and lazily made objects exist after the first thousand
         warm = _churn(d, c, "churn", 1000, DEADLINE)
         call(c, "stop", name="churn", waiting=True)
-        d.wait(lambda: not zombies(d.pid), 10, "no zombie after the warm-up")
-        fds0, rss0 = fd_count(d.pid), rss_kb(d.pid)
+        d.wait(lambda: not proc_zombies(d.pid), 10, "no zombie after the warm-up")
+        fds0, rss0 = proc_fd_count(d.pid), proc_rss_kb(d.pid)
 
         ctx = zmq.Context()
         request.addfinalizer(lambda: ctx.destroy(linger=0))
@@ -479,8 +464,8 @@ graceful_timeout = 1
         assert events.spawned <= events.reaped
         events.close()
         ctx.destroy(linger=0)
-        d.wait(lambda: not zombies(d.pid), 10, "no zombie after the churn")
-        fds1, rss1 = fd_count(d.pid), rss_kb(d.pid)
+        d.wait(lambda: not proc_zombies(d.pid), 10, "no zombie after the churn")
+        fds1, rss1 = proc_fd_count(d.pid), proc_rss_kb(d.pid)
         live = workers(d)
         assert [proc_cmdline(p) for p in live] == [["sleep", "3600"]], "only the steady worker is left"
         assert call(c, "status", name="steady")["state"] == "active"

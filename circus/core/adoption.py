@@ -14,13 +14,19 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from circus.core.keeper import Handover
+from circus.core.keeper import Handover, collect_handover, handover_path
 from circus.core.lineage import Lineage, running, scan, start_ticks
+from circus.core.persist import plan_restore, snapshot
+from circus.core.process import Process
+from circus.core.readiness import ProcessIO
+from circus.core.states import ProcessEvent
+from circus.streams.console import flush_consoles
 
-__all__ = ["Restore", "sweep_strays", "STRAY_GRACE"]
+__all__ = ["Restore", "sweep_strays", "STRAY_GRACE", "ArbiterSurvival", "WatcherAdoption"]
 
 log = logging.getLogger("circus")
 
@@ -87,3 +93,137 @@ async def sweep_strays(os_: Any, me: Lineage, adopted: set[int]) -> int:
             os_.kill(stray.pid, signal.SIGKILL)
     return len(strays)
 
+
+
+class ArbiterSurvival:
+    """The arbiter's side: lineage marker, keeper, pidfds, the state document, ``quit --keep``."""
+
+    def child_env(self) -> dict[str, str]:
+        """What every child gets in its environment: our lineage marker."""
+        return self._child_env
+
+    def track(self, pid: int, pipes: dict[str, int]) -> None:
+        """A new (or adopted) process: the keeper learns about it (and holds its pipes)."""
+        if self.keeper is not None:
+            self.keeper.hold(pid, pipes)
+
+    def watch_exit(self, pid: int) -> None:
+        """Exit detection of a process that is not our child (adopted): a pidfd."""
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            loop.call_soon(self._on_exit, pid, None)
+            return
+        self._pidfds[pid] = fd
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if self._pidfds.pop(pid, None) is not None:
+                self._on_exit(pid, None)
+        loop.add_reader(fd, gone)
+
+    async def _restore(self) -> "Restore":
+        """Read the state file (unless --fresh) and the keeper's handover; re-create the watchers
+        as they were (runtime changes on top of the file)."""
+        assert self.state is not None
+        handover = collect_handover(handover_path(self.state.path))
+        document = None if self.fresh else self.state.load()
+        if self.fresh:
+            log.info("--fresh: the state in %s is ignored", self.state.path)
+        if document is None:
+            return Restore(handover, {})
+        plan = plan_restore(document, list(self.config.watchers), self.environ)
+        for note in plan.notes:
+            log.warning("state_file: %s", note)
+        from circus.core.watcher import Watcher     # the watcher module imports this one
+
+        self.watchers = {cfg.name.lower(): Watcher(cfg, self) for cfg in plan.watchers}
+        for key, count in plan.numprocesses.items():
+            w = self.watchers[key]
+            w.numprocesses = min(count, 1) if w.cfg.singleton else count
+        self._keep_stopped = set(plan.stopped)
+        log.info("state_file %s: restored %d watcher(s) (%s)", self.state.path, len(self.watchers),
+                 document.get("written") and time.strftime(
+                     "written %Y-%m-%d %H:%M:%S", time.localtime(document["written"])) or "")
+        return Restore(handover, plan.processes)
+
+    def snapshot(self) -> dict:
+        """The state document of now (see ``circus.core.persist``)."""
+        for w in self.watchers.values():
+            for p in w.slots.values():
+                if p.live and p.pid is not None and p.start_ticks is None:
+                    p.start_ticks = start_ticks(p.pid)
+        return snapshot(self.node, self.lineage.value if self.lineage else "",
+                        self.config.watchers, self.watchers.values())
+
+    async def _leave_running(self) -> None:
+        """``quit --keep``: record everything, let the keeper hold the pipes and sockets, exit."""
+        for w in self.watchers.values():
+            w.abandon()
+        self.state.flush(self.snapshot())
+        log.info("exiting and leaving %d process(es) running for the next circusd (state in %s)",
+                 sum(len(w.pids()) for w in self.watchers.values()), self.state.path)
+        if self.keeper is not None:
+            self.keeper.leave()
+        await self.tools.close()
+        await self.notifier.close()
+        self.pump.close()
+        await asyncio.gather(*(w.output.shut() for w in self.watchers.values()))
+        await flush_consoles(timeout=2.0)
+
+
+class WatcherAdoption:
+    """The watcher's side: adopting a process, reattaching its output, leaving it running."""
+
+    def adopt(self, wid: int, pid: int, ticks: int, create_time: float,
+              pipes: dict[str, int] | None) -> Process:
+        """Take over a process an earlier circusd started (still running: checked by the caller).
+        It counts toward numprocesses at the next start; its pipes are read once streams are open."""
+        loop = asyncio.get_running_loop()
+        p = Process(wid)
+        p.apply(ProcessEvent.SPAWN)
+        p.apply(ProcessEvent.READY)
+        age = max(0.0, time.time() - create_time) if create_time else 0.0
+        p.pid, p.start_ticks, p.create_time = pid, ticks, create_time or time.time()
+        p.started_at, p.spawns, p.adopted = loop.time() - age, 1, True
+        p.adopted_pipes = pipes or None
+        p.exited = loop.create_future()
+        p.ready_waiter = loop.create_future()
+        p.ready_waiter.set_result("adopted")
+        if self.cfg.max_age > 0:
+            p.expires_at = p.started_at + self.cfg.max_age + self.host.random() * self.cfg.max_age_variance
+            self._timer(max(p.expires_at, loop.time()))
+        self.slots[wid] = p
+        self._by_pid[pid] = p
+        self.host.claim(pid, self)
+        self.host.track(pid, dict(pipes or {}))
+        self.host.watch_exit(pid)
+        log.info("%s: adopted process %d (wid %d), running for %.0f s", self.name, pid, wid, age)
+        self.host.emit(self.name, "adopt", {"process_pid": pid, "time": time.time(), "wid": wid})
+        return p
+
+    def _reattach(self) -> None:
+        """Adopted processes: read their output through the streams opened now, and check their
+        health (``health = ...``) as for the processes this circusd started."""
+        for p in self.slots.values():
+            if not p.adopted or p.io is not None or p.pid is None:
+                continue
+            pipes, p.adopted_pipes = p.adopted_pipes or {}, None
+            p.io = ProcessIO(None, capture=(), output=self.output, descendant=self.host.is_descendant)
+            p.io.reattach(p.pid, pipes, self.host.pump)
+            if self.cfg.health:
+                self._own(asyncio.get_running_loop().create_task(self._watch_health(p, p.pid)))
+
+    def abandon(self) -> None:
+        """circusd exits leaving the processes running (``quit --keep``): end every task of the
+        watcher, touch no process."""
+        for task in list(self._ops) + list(self._background):
+            task.cancel()
+        if self._pass is not None:
+            self._pass.cancel()
+        self._cancel_timers()
+        for p in self.slots.values():
+            if p.io is not None:
+                p.io.close()

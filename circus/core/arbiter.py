@@ -19,11 +19,11 @@ from typing import Awaitable, Callable, Iterable, Mapping
 
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
 from circus.config.diff import ReloadPlan, diff
-from circus.core.adoption import Restore, sweep_strays
+from circus.core.adoption import ArbiterSurvival, sweep_strays
 from circus.core.deps import start_order, stop_order
-from circus.core.keeper import KeeperLink, collect_handover, handover_path
-from circus.core.lineage import MARKER, Lineage, start_ticks
-from circus.core.persist import StateFile, plan_restore, snapshot
+from circus.core.keeper import KeeperLink
+from circus.core.lineage import MARKER, Lineage
+from circus.core.persist import StateFile
 from circus.core.reloader import apply_plan
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
@@ -54,7 +54,7 @@ SIGNAL_COMMANDS: Mapping[int, str] = {
 ORPHAN_GRACE = 1.0
 
 
-class Arbiter:
+class Arbiter(ArbiterSurvival):
     def __init__(
         self,
         config: Config,
@@ -136,32 +136,6 @@ class Arbiter:
 
     def random(self) -> float:
         return self.rng.random()
-
-    def child_env(self) -> dict[str, str]:
-        """What every child gets in its environment: our lineage marker."""
-        return self._child_env
-
-    def track(self, pid: int, pipes: dict[str, int]) -> None:
-        """A new (or adopted) process: the keeper learns about it (and holds its pipes)."""
-        if self.keeper is not None:
-            self.keeper.hold(pid, pipes)
-
-    def watch_exit(self, pid: int) -> None:
-        """Exit detection of a process that is not our child (adopted): a pidfd."""
-        loop = asyncio.get_running_loop()
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            loop.call_soon(self._on_exit, pid, None)
-            return
-        self._pidfds[pid] = fd
-
-        def gone() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
-            if self._pidfds.pop(pid, None) is not None:
-                self._on_exit(pid, None)
-        loop.add_reader(fd, gone)
 
     def wants_output(self, watcher: str) -> bool:
         """Must ``watcher``'s output go through circusd (a notification searches its lines)?"""
@@ -255,38 +229,6 @@ class Arbiter:
         self._keep_stopped.clear()
         if self.state is not None:
             self.state.changed(self.snapshot)
-
-    async def _restore(self) -> "Restore":
-        """Read the state file (unless --fresh) and the keeper's handover; re-create the watchers
-        as they were (runtime changes on top of the file)."""
-        assert self.state is not None
-        handover = collect_handover(handover_path(self.state.path))
-        document = None if self.fresh else self.state.load()
-        if self.fresh:
-            log.info("--fresh: the state in %s is ignored", self.state.path)
-        if document is None:
-            return Restore(handover, {})
-        plan = plan_restore(document, list(self.config.watchers), self.environ)
-        for note in plan.notes:
-            log.warning("state_file: %s", note)
-        self.watchers = {cfg.name.lower(): Watcher(cfg, self) for cfg in plan.watchers}
-        for key, count in plan.numprocesses.items():
-            w = self.watchers[key]
-            w.numprocesses = min(count, 1) if w.cfg.singleton else count
-        self._keep_stopped = set(plan.stopped)
-        log.info("state_file %s: restored %d watcher(s) (%s)", self.state.path, len(self.watchers),
-                 document.get("written") and time.strftime(
-                     "written %Y-%m-%d %H:%M:%S", time.localtime(document["written"])) or "")
-        return Restore(handover, plan.processes)
-
-    def snapshot(self) -> dict:
-        """The state document of now (see ``circus.core.persist``)."""
-        for w in self.watchers.values():
-            for p in w.slots.values():
-                if p.live and p.pid is not None and p.start_ticks is None:
-                    p.start_ticks = start_ticks(p.pid)
-        return snapshot(self.node, self.lineage.value if self.lineage else "",
-                        self.config.watchers, self.watchers.values())
 
     async def start_watchers(self) -> None:
         """Autostart watchers in dependency order (then priority, high first), each after the
@@ -408,21 +350,6 @@ class Arbiter:
                 self._done.set()
         else:
             await self._done.wait()
-
-    async def _leave_running(self) -> None:
-        """``quit --keep``: record everything, let the keeper hold the pipes and sockets, exit."""
-        for w in self.watchers.values():
-            w.abandon()
-        self.state.flush(self.snapshot())
-        log.info("exiting and leaving %d process(es) running for the next circusd (state in %s)",
-                 sum(len(w.pids()) for w in self.watchers.values()), self.state.path)
-        if self.keeper is not None:
-            self.keeper.leave()
-        await self.tools.close()
-        await self.notifier.close()
-        self.pump.close()
-        await asyncio.gather(*(w.output.shut() for w in self.watchers.values()))
-        await flush_consoles(timeout=2.0)
 
     async def _sweep_orphans(self) -> None:
         """Grandchildren re-parented to us (subreaper) that outlived their process: end them."""

@@ -26,7 +26,8 @@ from circus.core.command import build_spec, resolve_ids, spawn_values
 from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
 from circus.core.process import Process, drain_group, terminate
 from circus.core.hookpoints import HooksMixin
-from circus.core.readiness import ProcessIO, ReadinessMixin
+from circus.core.adoption import WatcherAdoption
+from circus.core.readiness import ReadinessMixin
 from circus.core.rollout import RolloutMixin
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
@@ -67,7 +68,7 @@ class WatcherHost(Protocol):
     def watch_exit(self, pid: int) -> None: ...
 
 
-class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
+class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
     def __init__(self, cfg: WatcherConfig, host: WatcherHost) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -244,18 +245,6 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
         if self._background:
             await asyncio.wait(self._background)
 
-    def abandon(self) -> None:
-        """circusd exits leaving the processes running (``quit --keep``): end every task of the
-        watcher, touch no process."""
-        for task in list(self._ops) + list(self._background):
-            task.cancel()
-        if self._pass is not None:
-            self._pass.cancel()
-        self._cancel_timers()
-        for p in self.slots.values():
-            if p.io is not None:
-                p.io.close()
-
     # -- implementation ---------------------------------------------------------------------------
 
     def _set_state(self, event: WatcherEvent, reason: str = "") -> None:
@@ -403,47 +392,6 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin):
             await self.output.close()
             self._set_state(WatcherEvent.STOPPED, "all processes exited")
             self.host.emit(self.name, "stop", {"time": time.time()})
-
-    # -- adoption (state_file) ---------------------------------------------------------------------
-
-    def adopt(self, wid: int, pid: int, ticks: int, create_time: float,
-              pipes: dict[str, int] | None) -> Process:
-        """Take over a process an earlier circusd started (still running: checked by the caller).
-        It counts toward numprocesses at the next start; its pipes are read once streams are open."""
-        loop = asyncio.get_running_loop()
-        p = Process(wid)
-        p.apply(ProcessEvent.SPAWN)
-        p.apply(ProcessEvent.READY)
-        age = max(0.0, time.time() - create_time) if create_time else 0.0
-        p.pid, p.start_ticks, p.create_time = pid, ticks, create_time or time.time()
-        p.started_at, p.spawns, p.adopted = loop.time() - age, 1, True
-        p.adopted_pipes = pipes or None
-        p.exited = loop.create_future()
-        p.ready_waiter = loop.create_future()
-        p.ready_waiter.set_result("adopted")
-        if self.cfg.max_age > 0:
-            p.expires_at = p.started_at + self.cfg.max_age + self.host.random() * self.cfg.max_age_variance
-            self._timer(max(p.expires_at, loop.time()))
-        self.slots[wid] = p
-        self._by_pid[pid] = p
-        self.host.claim(pid, self)
-        self.host.track(pid, dict(pipes or {}))
-        self.host.watch_exit(pid)
-        log.info("%s: adopted process %d (wid %d), running for %.0f s", self.name, pid, wid, age)
-        self.host.emit(self.name, "adopt", {"process_pid": pid, "time": time.time(), "wid": wid})
-        return p
-
-    def _reattach(self) -> None:
-        """Adopted processes: read their output through the streams opened now, and check their
-        health (``health = ...``) as for the processes this circusd started."""
-        for p in self.slots.values():
-            if not p.adopted or p.io is not None or p.pid is None:
-                continue
-            pipes, p.adopted_pipes = p.adopted_pipes or {}, None
-            p.io = ProcessIO(None, capture=(), output=self.output, descendant=self.host.is_descendant)
-            p.io.reattach(p.pid, pipes, self.host.pump)
-            if self.cfg.health:
-                self._own(asyncio.get_running_loop().create_task(self._watch_health(p, p.pid)))
 
     async def _gather(self, aws: list[Awaitable[None]]) -> None:
         await asyncio.gather(*aws)
