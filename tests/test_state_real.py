@@ -394,8 +394,10 @@ def test_without_a_state_file_a_sigkilled_circusd_takes_its_100_families_with_it
     node.seen.update(kids)
     assert all(read_marker(p) for p in pids + kids)      # the lineage marker is inherited
     keeper = node.keeper_pid()
+    t0 = time.monotonic()
     node.kill9()
     wait_until(lambda: not any(_live(p) for p in pids + kids), 10, "every process ended")
+    sys.stderr.write(f"[state] 200 processes ended {time.monotonic() - t0:.2f} s after the SIGKILL\n")
     wait_until(lambda: not _live(keeper), 10, "the keeper to leave")
 
 
