@@ -169,3 +169,10 @@ def test_start_ticks_and_markers_of_real_processes(tmp_path):
         child.kill()
         child.wait()
     assert start_ticks(child.pid) is None
+
+
+def test_processes_of_another_boot_are_not_adopted():
+    doc = {"version": 1, "boot_id": "old-boot", "processes": {"db": [{"pid": 50, "wid": 1, "ticks": 9}]}}
+    plan = plan_restore(doc, FILE, {}, boot="this-boot")
+    assert plan.processes == {} and any("another boot" in n for n in plan.notes)
+    assert plan_restore(doc, FILE, {}, boot="old-boot").processes["db"][0]["pid"] == 50

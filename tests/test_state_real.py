@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from circus.client import CircusClient
-from circus.core.lineage import MARKER, read_marker, start_ticks
+from circus.core.lineage import MARKER, boot_id, read_marker, start_ticks
 from conftest import Circusd, proc_alive, proc_children, proc_state
 
 pytestmark = [pytest.mark.real, pytest.mark.fault]
@@ -339,7 +339,8 @@ def test_a_reused_pid_is_not_adopted(node, tmp_path):
     """The state names a live process that is not ours (another start time): it is left alone."""
     stranger = subprocess.Popen(["sleep", "3600"], start_new_session=True)
     try:
-        state = {"version": 1, "node": "x", "lineage": "", "written": time.time(), "added": {},
+        state = {"version": 1, "node": "x", "lineage": "", "boot_id": boot_id(),
+                 "written": time.time(), "added": {},
                  "set": {}, "removed": [], "numprocesses": {"fam": 1}, "stopped": [],
                  "processes": {"fam": [{"pid": stranger.pid, "wid": 1,
                                         "ticks": start_ticks(stranger.pid) - 1,
@@ -503,3 +504,57 @@ graceful_timeout = 1
     assert f"process {pid}: " in d2.log_text()
     flag.touch()
     assert d2.stop() == 0
+
+
+def test_a_state_file_others_may_write_is_not_trusted(node, tmp_path):
+    """It says what circusd runs: group/world-writable, it is ignored."""
+    (tmp_path / "state.json").write_text(json.dumps({
+        "version": 1, "added": {"evil": {"cmd": "sleep 3700"}}}))
+    (tmp_path / "state.json").chmod(0o666)
+    d = node.start(families(tmp_path, "state_file = state.json", 1))
+    node.wait_pids("fam", 1)
+    assert "evil" not in node.call("list")["watchers"]
+    assert "is ignored: writable by others" in d.log_text()
+    assert d.stop() == 0
+
+
+def test_a_state_document_of_the_wrong_shape_never_stops_circusd(node, tmp_path):
+    (tmp_path / "state.json").write_text(json.dumps({
+        "version": 1, "set": [], "numprocesses": "x", "removed": 5, "written": "x",
+        "processes": {"fam": [{"pid": 1, "wid": 1, "ticks": 1, "create_time": "soon"}]}}))
+    d = node.start(families(tmp_path, "state_file = state.json", 1))
+    node.wait_pids("fam", 1)
+    assert d.stop() == 0
+
+
+def test_a_handover_path_that_is_not_a_socket_is_left_alone(node, tmp_path):
+    (tmp_path / "state.json.keeper").mkdir()
+    d = node.start(families(tmp_path, "state_file = state.json", 1))
+    node.wait_pids("fam", 1)
+    assert "is not a socket: no handover" in d.log_text()
+    assert (tmp_path / "state.json.keeper").is_dir()
+    assert d.stop() == 0
+
+
+def test_adopted_processes_of_an_on_demand_watcher_are_supervised_and_stopped(node, tmp_path):
+    worker = Path(__file__).parent / "workers" / "httpworker.py"
+    node.start(HEAD.format(dir=tmp_path, state="state_file = state.json") + f"""
+[socket:web]
+host = 127.0.0.1
+port = 0
+
+[watcher:web]
+cmd = {sys.executable} {worker} --fd $(circus.sockets.web)
+use_sockets = true
+on_demand = true
+""")
+    port = _port(node)
+    wait_until(lambda: _get(port), 20, "a worker started on demand")
+    [pid] = node.wait_pids("web", 1)
+    recorded(tmp_path, "web", 1)
+    node.kill9()
+    d2 = node.start()
+    assert node.wait_pids("web", 1) == [pid]           # not merely armed: supervised
+    assert node.call("status", name="web")["status"] == "active"
+    assert d2.stop() == 0
+    assert not _live(pid)                              # a clean stop ends it

@@ -139,6 +139,10 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     raise_nofile()
     state_file = state_path(config)
     lineage = Lineage.for_config(config.source)
+    if state_file and len(os.fsencode(handover_path(state_file))) >= 108:
+        log.warning("state_file path too long for the keeper's unix socket %s (limit 107 bytes): "
+                    "after a SIGKILL of circusd the processes are still re-adopted, but their "
+                    "output pipes and listening sockets are not handed over", handover_path(state_file))
     keeper = start_keeper("keeper" if state_file else "warden", lineage,
                           handover_path(state_file) if state_file else None)
     become_subreaper()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from circus.core.keeper import Handover, collect_handover, handover_path
-from circus.core.lineage import Lineage, running, scan, start_ticks
+from circus.core.lineage import Lineage, boot_id, read_marker, running, scan, start_ticks
 from circus.core.persist import plan_restore, snapshot
 from circus.core.process import Process
 from circus.core.readiness import ProcessIO
@@ -32,12 +32,22 @@ log = logging.getLogger("circus")
 
 #: seconds a stray process gets between SIGTERM and SIGKILL
 STRAY_GRACE = 2.0
+#: how often the exit of an adopted process is polled where pidfds are not available
+POLL_EXIT = 0.5
 
 
 @dataclass
 class Restore:
     handover: Handover
     processes: dict[str, list[dict]] = field(default_factory=dict)   # lower-case watcher name
+
+    node_id: str = ""
+
+    def _ours(self, pid: int) -> bool:
+        """Not marked by another node (a process that rewrote its environment, as setproctitle
+        does, has no marker left: pid, start time and boot id then decide)."""
+        marker = read_marker(pid)
+        return marker is None or not self.node_id or marker.startswith(self.node_id + ".")
 
     def adopt(self, arbiter: Any) -> set[int]:
         """Adopt what still runs; return the adopted pids. Pipes nobody claims are closed."""
@@ -51,7 +61,7 @@ class Restore:
                 pid, wid = record["pid"], record["wid"]
                 if wid in wids or pid in adopted:
                     continue
-                if start_ticks(pid) != record["ticks"]:
+                if start_ticks(pid) != record["ticks"] or not self._ours(pid):
                     log.info("%s: recorded process %d is gone (or its pid was reused): not adopted",
                              watcher.name, pid)
                     continue
@@ -107,12 +117,20 @@ class ArbiterSurvival:
         if self.keeper is not None:
             self.keeper.hold(pid, pipes)
 
-    def watch_exit(self, pid: int) -> None:
-        """Exit detection of a process that is not our child (adopted): a pidfd."""
+    def watch_exit(self, pid: int, ticks: int | None = None) -> None:
+        """Exit detection of a process that is not our child (adopted): a pidfd, checked against
+        the start ticks once open (the pid is then pinned); polling where pidfds do not exist."""
         loop = asyncio.get_running_loop()
         try:
             fd = os.pidfd_open(pid)
-        except OSError:
+        except ProcessLookupError:
+            loop.call_soon(self._on_exit, pid, None)
+            return
+        except OSError:                    # no pidfd (old kernel, seccomp): poll its identity
+            self._own_poll(pid, ticks)
+            return
+        if ticks is not None and start_ticks(pid) != ticks:
+            os.close(fd)
             loop.call_soon(self._on_exit, pid, None)
             return
         self._pidfds[pid] = fd
@@ -124,6 +142,13 @@ class ArbiterSurvival:
                 self._on_exit(pid, None)
         loop.add_reader(fd, gone)
 
+    def _own_poll(self, pid: int, ticks: int | None) -> None:
+        async def poll() -> None:
+            while start_ticks(pid) == ticks and running(pid):
+                await asyncio.sleep(POLL_EXIT)
+            self._on_exit(pid, None)
+        self.command_task(poll(), f"exit of adopted {pid}")
+
     async def _restore(self) -> "Restore":
         """Read the state file (unless --fresh) and the keeper's handover; re-create the watchers
         as they were (runtime changes on top of the file)."""
@@ -134,7 +159,13 @@ class ArbiterSurvival:
             log.info("--fresh: the state in %s is ignored", self.state.path)
         if document is None:
             return Restore(handover, {})
-        plan = plan_restore(document, list(self.config.watchers), self.environ)
+        try:
+            plan = plan_restore(document, list(self.config.watchers), self.environ, boot_id())
+        except Exception as exc:  # a document of the right version but of the wrong shape
+            log.error("state_file %s cannot be applied (%s: %s): starting from the configuration "
+                      "only", self.state.path, type(exc).__name__, exc)
+            self.state.set_aside()
+            return Restore(handover, {})
         for note in plan.notes:
             log.warning("state_file: %s", note)
         from circus.core.watcher import Watcher     # the watcher module imports this one
@@ -144,9 +175,10 @@ class ArbiterSurvival:
             w = self.watchers[key]
             w.numprocesses = min(count, 1) if w.cfg.singleton else count
         self._keep_stopped = set(plan.stopped)
-        log.info("state_file %s: restored %d watcher(s) (%s)", self.state.path, len(self.watchers),
-                 document.get("written") and time.strftime(
-                     "written %Y-%m-%d %H:%M:%S", time.localtime(document["written"])) or "")
+        written = document.get("written")
+        log.info("state_file %s: restored %d watcher(s)%s", self.state.path, len(self.watchers),
+                 time.strftime(" (written %Y-%m-%d %H:%M:%S)", time.localtime(written))
+                 if isinstance(written, (int, float)) and not isinstance(written, bool) else "")
         return Restore(handover, plan.processes)
 
     def snapshot(self) -> dict:
@@ -156,7 +188,7 @@ class ArbiterSurvival:
                 if p.live and p.pid is not None and p.start_ticks is None:
                     p.start_ticks = start_ticks(p.pid)
         return snapshot(self.node, self.lineage.value if self.lineage else "",
-                        self.config.watchers, self.watchers.values())
+                        self.config.watchers, self.watchers.values(), self._boot)
 
     async def _leave_running(self) -> None:
         """``quit --keep``: record everything, let the keeper hold the pipes and sockets, exit."""
@@ -199,7 +231,7 @@ class WatcherAdoption:
         self._by_pid[pid] = p
         self.host.claim(pid, self)
         self.host.track(pid, dict(pipes or {}))
-        self.host.watch_exit(pid)
+        self.host.watch_exit(pid, ticks)
         log.info("%s: adopted process %d (wid %d), running for %.0f s", self.name, pid, wid, age)
         self.host.emit(self.name, "adopt", {"process_pid": pid, "time": time.time(), "wid": wid})
         return p

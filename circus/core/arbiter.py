@@ -22,7 +22,7 @@ from circus.config.diff import ReloadPlan, diff
 from circus.core.adoption import ArbiterSurvival, sweep_strays
 from circus.core.deps import start_order, stop_order
 from circus.core.keeper import KeeperLink
-from circus.core.lineage import MARKER, Lineage
+from circus.core.lineage import MARKER, Lineage, boot_id
 from circus.core.persist import StateFile
 from circus.core.reloader import apply_plan
 from circus.core.sockets import SocketRegistry
@@ -112,6 +112,7 @@ class Arbiter(ArbiterSurvival):
         self.fresh = fresh
         self._keep_stopped: set[str] = set()     # restored as stopped: not autostarted once
         self._pidfds: dict[int, int] = {}
+        self._boot = boot_id() if state_file else ""
         for cfg in config.watchers:
             self.watchers[cfg.name.lower()] = Watcher(cfg, self)
 
@@ -143,7 +144,8 @@ class Arbiter(ArbiterSurvival):
 
     def publish(self, topic: str, payload: dict) -> None:
         self.views.clear()                 # every state change publishes an event
-        if self.state is not None and self._loop is not None and not self.quitting:
+        if self.state is not None and self._loop is not None and not self.quitting \
+                and not topic.startswith("output."):     # output lines change no state
             self.state.changed(self.snapshot)
         payload = {**payload, "node": self.node}
         for listener in list(self.listeners):
@@ -220,8 +222,11 @@ class Arbiter(ArbiterSurvival):
         if self.keeper is not None:
             for bound in self.sockets.bound():
                 self.keeper.hold_socket(bound.name, bound.fd)
+            self.sockets.listeners.append(self.keeper.hold_socket)
         self.os.start_reaping(self._loop, self._on_exit)
         if self.lineage is not None:
+            if restore is not None:
+                restore.node_id = self.lineage.node_id
             adopted = restore.adopt(self) if restore is not None else set()
             self.command_task(sweep_strays(self.os, self.lineage, adopted), "sweep strays")
         self.publish(f"arbiter.{self.node}.start", {"time": time.time()})
@@ -240,10 +245,11 @@ class Arbiter(ArbiterSurvival):
             if self.quitting or not (watcher.cfg.autostart or adopted) or \
                     (watcher.name.lower() in self._keep_stopped and not adopted):
                 continue
-            if watcher.cfg.on_demand:
+            if watcher.cfg.on_demand and not adopted:
                 self._arm_on_demand(watcher)
                 continue
-            if not await self._dependencies_met(watcher):
+            # adopted processes run already: their dependencies were met when they started
+            if not adopted and not await self._dependencies_met(watcher):
                 continue
             if not first and delay > 0:
                 await asyncio.sleep(delay)

@@ -154,6 +154,9 @@ async def _quit(arbiter, ops, p):
     if p["keep"] and arbiter.state is None:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY,
                             "keep: needs [circus] state_file (where the next circusd finds them)")
+    if p["keep"] and (arbiter.keeper is None or not arbiter.keeper.alive):
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, "keep: the keeper process is gone: "
+                            "nobody would hold the processes' pipes and sockets")
     await ops.run(p, arbiter.quit(keep=p["keep"]), "quit")
     return {}
 

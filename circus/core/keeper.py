@@ -23,10 +23,12 @@ import logging
 import os
 import signal
 import socket
+import stat
+import struct
 import time
 from dataclasses import dataclass, field
 
-from circus.core.lineage import MARKER, Lineage, read_marker, running
+from circus.core.lineage import Lineage, read_marker, running, same_pid_namespace, start_ticks
 
 __all__ = ["KeeperLink", "start_keeper", "Handover", "collect_handover", "handover_path"]
 
@@ -64,11 +66,18 @@ class KeeperLink:
                 self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
             else:
                 self.sock.send(data)
+        except TimeoutError:        # the keeper is slow (stopped?): this message is lost, not it
+            log.warning("the keeper process did not take a message within 2 s: %s lost",
+                        message.get("op"))
         except OSError as exc:
             log.error("the keeper process is gone (%s): a SIGKILL of circusd would now leave its "
                       "processes running unsupervised until the next start", exc)
             self.sock.close()
             self.sock = None
+
+    @property
+    def alive(self) -> bool:
+        return self.sock is not None
 
     def hold(self, pid: int, pipes: dict[str, int]) -> None:
         """A new process (and, in keeper mode, its pipes' read ends, which circusd keeps too)."""
@@ -79,9 +88,10 @@ class KeeperLink:
     def drop(self, pid: int) -> None:
         self._send({"op": "drop", "pid": pid})
 
-    def hold_socket(self, name: str, fd: int) -> None:
+    def hold_socket(self, name: str, fd: int | None) -> None:
+        """A socket bound (``fd``) or closed (None) under ``name``."""
         if self.holds_pipes:
-            self._send({"op": "socket", "name": name}, [fd])
+            self._send({"op": "socket", "name": name}, [fd] if fd is not None else [])
 
     def leave(self) -> None:
         """circusd exits on purpose leaving its processes running: the keeper keeps them."""
@@ -154,7 +164,12 @@ class Keeper:                                      # pragma: no cover - runs in 
     lineage: Lineage
     path: str | None
     pipes: dict[int, dict[str, int]] = field(default_factory=dict)
+    ticks: dict[int, int | None] = field(default_factory=dict)   # pid -> start ticks (identity)
     sockets: dict[str, int] = field(default_factory=dict)
+
+    def ours(self, pid: int) -> bool:
+        """Is ``pid`` still the process circusd told us about (not a reused pid)?"""
+        return running(pid) and start_ticks(pid) == self.ticks.get(pid)
 
     def run(self) -> int:
         while True:
@@ -169,15 +184,19 @@ class Keeper:                                      # pragma: no cover - runs in 
             if op == "bye":
                 return 0
             if op == "hold":
-                self.pipes[message["pid"]] = dict(zip(message["names"], fds))
+                pid = message["pid"]
+                self.pipes[pid] = dict(zip(message["names"], fds))
+                self.ticks[pid] = start_ticks(pid)
             elif op == "drop":
+                self.ticks.pop(message["pid"], None)
                 for fd in self.pipes.pop(message["pid"], {}).values():
                     os.close(fd)
             elif op == "socket":
                 old = self.sockets.pop(message["name"], None)
                 if old is not None:
                     os.close(old)
-                self.sockets[message["name"]] = fds[0]
+                if fds:
+                    self.sockets[message["name"]] = fds[0]
             else:
                 for fd in fds:
                     os.close(fd)
@@ -190,15 +209,17 @@ class Keeper:                                      # pragma: no cover - runs in 
     def end_everything(self) -> None:
         """circusd died without a state file: stop what it supervised, by group and by lineage."""
         def victims() -> list[int]:
-            found = [pid for pid in self.pipes if running(pid)]
+            found = [pid for pid in self.pipes if self.ours(pid)]
             for entry in os.listdir("/proc"):
-                if entry.isdigit() and read_marker(int(entry)) == self.lineage.value:
+                if entry.isdigit() and read_marker(int(entry)) == self.lineage.value \
+                        and same_pid_namespace(int(entry)):
                     found.append(int(entry))
             return found
 
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in self.pipes:
-                _signal_group(pid, sig)
+                if self.ours(pid):             # its group leader is still the one: the group too
+                    _signal_group(pid, sig)
             for pid in victims():
                 _signal(pid, sig)
             deadline = time.monotonic() + (WARDEN_GRACE if sig == signal.SIGTERM else 1.0)
@@ -215,6 +236,11 @@ class Keeper:                                      # pragma: no cover - runs in 
         old_umask = os.umask(0o077)
         try:
             server.bind(self.path)
+        except OSError:               # cannot offer them: at least keep the pipes open meanwhile
+            server.close()
+            while any(self.ours(pid) for pid in self.pipes):
+                time.sleep(HANDOVER_CHECK)
+            return 1
         finally:
             os.umask(old_umask)
         server.listen(1)
@@ -223,10 +249,13 @@ class Keeper:                                      # pragma: no cover - runs in 
             try:
                 conn, _ = server.accept()
             except TimeoutError:
-                if any(running(pid) for pid in self.pipes):
+                if any(self.ours(pid) for pid in self.pipes):
                     continue
                 break                    # everything it kept for has ended: nothing to hand over
             conn.setblocking(True)
+            if not _trusted_peer(conn):
+                conn.close()
+                continue
             try:
                 conn.settimeout(10.0)
                 inventory = {"lineage": self.lineage.value,
@@ -269,12 +298,14 @@ def _send_fds(conn: socket.socket, message: dict, fds: list[int]) -> None:
         conn.sendmsg([data])
 
 
-def _alive(pid: int) -> bool:
+def _trusted_peer(conn: socket.socket) -> bool:
+    """Only root or our own user may take (or give) the pipes and sockets."""
     try:
-        os.kill(pid, 0)
-        return True
+        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
     except OSError:
         return False
+    return uid in (0, os.geteuid())
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -321,6 +352,12 @@ def collect_handover(path: str, timeout: float = 5.0) -> Handover:
     found = Handover()
     if not os.path.exists(path):
         return found
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            log.error("%s is not a socket: no handover from a keeper (left as it is)", path)
+            return found
+    except OSError:
+        return found
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.settimeout(timeout)
     try:
@@ -333,23 +370,38 @@ def collect_handover(path: str, timeout: float = 5.0) -> Handover:
         except OSError:
             pass
         return found
+    stray: list[int] = []
     try:
-        data, _ = _receive(conn)
-        found.lineage = json.loads(data).get("lineage", "")
+        if not _trusted_peer(conn):
+            raise OSError("the socket is not held by root or circusd's user")
+        data, stray = _receive(conn)
+        found.lineage = str(json.loads(data).get("lineage", ""))
         while True:
             data, fds = _receive(conn)
+            stray = list(fds)
             if not data:
                 raise OSError("the keeper hung up during the handover")
             message = json.loads(data)
             if message.get("end"):
                 break
             if "pid" in message:
-                found.pipes[int(message["pid"])] = dict(zip(message["names"], fds))
+                names = [str(n) for n in message["names"]][:len(fds)]
+                found.pipes[int(message["pid"])] = dict(zip(names, fds))
+                stray = fds[len(names):]
             elif "socket" in message and fds:
-                found.sockets[message["socket"]] = socket.socket(fileno=fds[0])
+                stray = fds[1:]
+                found.sockets[str(message["socket"])] = socket.socket(fileno=fds[0])
+            for fd in stray:
+                os.close(fd)
+            stray = []
         conn.send(b"ok")
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # whatever the peer sent: no handover, nothing leaked, no crash
         log.error("the handover from the keeper on %s failed: %s", path, exc)
+        for fd in stray:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         found.close()
         found = Handover()
     finally:
@@ -357,5 +409,3 @@ def collect_handover(path: str, timeout: float = 5.0) -> Handover:
     return found
 
 
-def marker_env(lineage: Lineage) -> dict[str, str]:
-    return {MARKER: lineage.value}

@@ -13,7 +13,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-__all__ = ["MARKER", "Lineage", "start_ticks", "read_marker", "running", "scan", "Stray"]
+__all__ = ["MARKER", "Lineage", "start_ticks", "read_marker", "running", "scan", "Stray", "boot_id",
+           "same_pid_namespace"]
 
 #: the environment variable every child of circusd carries
 MARKER = "CIRCUS_ARBITER"
@@ -32,6 +33,29 @@ def start_ticks(pid: int) -> int | None:
         return int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def boot_id() -> str:
+    """This boot's id (pids and start ticks only identify a process within one boot)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _pid_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def same_pid_namespace(pid: int) -> bool:
+    """Is ``pid`` in our pid namespace? (A container's circusd has its own pids and start times:
+    its processes must never be judged by ours.)"""
+    mine = _pid_ns("self")
+    return mine is None or _pid_ns(pid) == mine
 
 
 def running(pid: int) -> bool:
@@ -118,7 +142,7 @@ def scan(me: Lineage) -> list[Stray]:
         if value is None or not value.startswith(me.node_id + "."):
             continue
         owner = Lineage.parse(value)
-        if owner is None or owner == me:
+        if owner is None or owner == me or not same_pid_namespace(pid):
             continue
         if owner not in dead:
             dead[owner] = not owner.alive()

@@ -45,7 +45,7 @@ def _options(cfg: WatcherConfig) -> dict[str, Any]:
 
 
 def snapshot(node: str, lineage: str, file_watchers: Iterable[WatcherConfig],
-             watchers: Iterable[Any]) -> dict:
+             watchers: Iterable[Any], boot: str = "") -> dict:
     """The state document of now. ``watchers`` are the arbiter's (``cfg``, ``numprocesses``,
     ``state``, ``slots``); a slot's ``start_ticks`` must be filled in by the caller."""
     base = {cfg.name.lower(): cfg for cfg in file_watchers}
@@ -77,7 +77,7 @@ def snapshot(node: str, lineage: str, file_watchers: Iterable[WatcherConfig],
         if live:
             processes[w.name] = sorted(live, key=lambda r: r["wid"])
     removed = sorted(cfg.name for key, cfg in base.items() if key not in present)
-    return {"version": VERSION, "node": node, "lineage": lineage, "written": time.time(),
+    return {"version": VERSION, "node": node, "lineage": lineage, "boot_id": boot, "written": time.time(),
             "added": added, "set": changed, "removed": removed, "numprocesses": counts,
             "stopped": sorted(stopped), "processes": processes}
 
@@ -93,15 +93,26 @@ class RestorePlan:
     notes: list[str] = field(default_factory=list)                  # what was not restored, why
 
 
+def _mapping(state: Mapping[str, Any], key: str) -> dict:
+    value = state.get(key)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _names(state: Mapping[str, Any], key: str) -> set[str]:
+    value = state.get(key)
+    return {n.lower() for n in value if isinstance(n, str)} if isinstance(value, list) else set()
+
+
 def plan_restore(state: Mapping[str, Any], file_watchers: list[WatcherConfig],
-                 environ: Mapping[str, str]) -> RestorePlan:
-    """Apply a state document to the watchers of the file (pure; bad entries become notes)."""
+                 environ: Mapping[str, str], boot: str = "") -> RestorePlan:
+    """Apply a state document to the watchers of the file (pure; bad entries become notes).
+    ``boot``: this boot's id; processes recorded in another boot are not ours (pids restart)."""
     notes: list[str] = []
     by_key = {cfg.name.lower(): cfg for cfg in file_watchers}
-    removed = {str(n).lower() for n in state.get("removed", ())}
+    removed = _names(state, "removed")
     for key in removed & set(by_key):
         del by_key[key]
-    for name, diff in dict(state.get("set") or {}).items():
+    for name, diff in _mapping(state, "set").items():
         cfg = by_key.get(name.lower())
         if cfg is None or not isinstance(diff, Mapping):
             continue
@@ -125,7 +136,7 @@ def plan_restore(state: Mapping[str, Any], file_watchers: list[WatcherConfig],
             rebuilt = _build(cfg.name, merged, environ, notes)
             if rebuilt is not None:
                 by_key[cfg.name.lower()] = rebuilt
-    for name, options in dict(state.get("added") or {}).items():
+    for name, options in _mapping(state, "added").items():
         if name.lower() in by_key:
             notes.append(f"{name}: added at runtime, but the file now defines it: the file wins")
             continue
@@ -133,11 +144,16 @@ def plan_restore(state: Mapping[str, Any], file_watchers: list[WatcherConfig],
         if cfg is not None:
             by_key[name.lower()] = cfg
     plan = RestorePlan(list(by_key.values()), notes=notes)
-    for name, count in dict(state.get("numprocesses") or {}).items():
-        if name.lower() in by_key and isinstance(count, int) and count >= 0:
+    for name, count in _mapping(state, "numprocesses").items():
+        if name.lower() in by_key and isinstance(count, int) and not isinstance(count, bool) \
+                and count >= 0:
             plan.numprocesses[name.lower()] = count
-    plan.stopped = {str(n).lower() for n in state.get("stopped", ()) if str(n).lower() in by_key}
-    for name, records in dict(state.get("processes") or {}).items():
+    plan.stopped = {n for n in _names(state, "stopped") if n in by_key}
+    processes = _mapping(state, "processes")
+    if processes and boot and state.get("boot_id") != boot:
+        notes.append("the recorded processes are of another boot of the machine: none adopted")
+        processes = {}
+    for name, records in processes.items():
         if name.lower() in by_key and isinstance(records, list):
             plan.processes[name.lower()] = [r for r in records if _record_ok(r)]
     return plan
@@ -147,7 +163,8 @@ def _record_ok(record: object) -> bool:
     return isinstance(record, Mapping) and all(isinstance(record.get(k), int) and
                                                not isinstance(record.get(k), bool)
                                                for k in ("pid", "wid", "ticks")) \
-        and record["pid"] > 1 and record["wid"] >= 1
+        and record["pid"] > 1 and record["wid"] >= 1 \
+        and isinstance(record.get("create_time", 0.0), (int, float))
 
 
 def _build(name: str, options: dict, environ: Mapping[str, str], notes: list[str]) -> WatcherConfig | None:
@@ -158,6 +175,15 @@ def _build(name: str, options: dict, environ: Mapping[str, str], notes: list[str
     except ConfigError as exc:
         notes.append(f"{name}: its recorded options are no longer valid, not restored: {exc}")
         return None
+
+
+def _unsafe(st: os.stat_result) -> str:
+    """Why a state file may not be trusted: written by someone else than circusd's user."""
+    if st.st_uid not in (0, os.geteuid()):
+        return f"owned by uid {st.st_uid}, not by circusd's user"
+    if st.st_mode & 0o022:
+        return f"writable by others (mode {st.st_mode & 0o777:o})"
+    return ""
 
 
 class StateFile:
@@ -174,6 +200,11 @@ class StateFile:
         """The recorded state; None when there is none. A corrupt file is renamed aside."""
         try:
             with open(self.path, "rb") as fh:
+                problem = _unsafe(os.fstat(fh.fileno()))
+                if problem:
+                    log.error("state_file %s is ignored: %s (it says what circusd runs)",
+                              self.path, problem)
+                    return None
                 data = json.loads(fh.read())
         except FileNotFoundError:
             return None
@@ -182,19 +213,23 @@ class StateFile:
                       self.path, exc.strerror)
             return None
         except ValueError as exc:
-            aside = f"{self.path}.corrupt-{int(time.time())}"
-            log.error("state_file %s is not valid JSON (%s): moved to %s, starting from the "
-                      "configuration only", self.path, exc, aside)
-            try:
-                os.replace(self.path, aside)
-            except OSError:
-                pass
+            log.error("state_file %s is not valid JSON (%s): starting from the configuration only",
+                      self.path, exc)
+            self.set_aside()
             return None
         if not isinstance(data, dict) or data.get("version") != VERSION:
             log.error("state_file %s: unknown format (version %r): ignored", self.path,
                       data.get("version") if isinstance(data, dict) else None)
             return None
         return data
+
+    def set_aside(self) -> None:
+        aside = f"{self.path}.corrupt-{int(time.time())}"
+        try:
+            os.replace(self.path, aside)
+            log.error("state_file %s moved to %s", self.path, aside)
+        except OSError:
+            pass
 
     def write_now(self, document: dict) -> bool:
         directory = os.path.dirname(os.path.abspath(self.path))

@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from circus.config import SocketConfig, WatcherConfig
 from circus.errors import SpawnError
@@ -98,7 +98,12 @@ def bind(cfg: SocketConfig, inherited: Mapping[tuple, socket.socket] | None = No
     of this name an earlier circusd bound (handed over by its keeper), used if it still matches."""
     bound = BoundSocket(cfg)
     try:
-        family, address = _resolve(cfg)
+        try:
+            family, address = _resolve(cfg)
+        except BaseException:
+            if held is not None:
+                held.close()
+            raise
         key = (family, getattr(socket, cfg.type), _norm(address))
         if held is not None and _matches(held, family, key[1], address, cfg.port or 0):
             bound.sock = held
@@ -201,6 +206,13 @@ class SocketRegistry:
 
     def __init__(self) -> None:
         self.sockets: dict[str, BoundSocket] = {}
+        #: told ``(name, fd)`` when a socket is bound, ``(name, None)`` when it is closed
+        self.listeners: list[Callable[[str, int | None], None]] = []
+
+    def _tell(self, name: str, bound: BoundSocket | None) -> None:
+        fd = bound.fd if bound is not None and bound.sock is not None else None
+        for listener in self.listeners:
+            listener(name, fd)
 
     def bind_all(self, configs: Iterable[SocketConfig], inherited: Mapping | None = None,
                  held: Mapping[str, socket.socket] | None = None) -> None:
@@ -231,12 +243,15 @@ class SocketRegistry:
     def replace(self, cfg: SocketConfig) -> None:
         old = self.sockets.pop(cfg.name.lower(), None)
         if old is not None:
+            self._tell(old.name, None)
             old.close()
-        self.sockets[cfg.name.lower()] = bind(cfg)
+        self.sockets[cfg.name.lower()] = bound = bind(cfg)
+        self._tell(cfg.name, bound)
 
     def remove(self, name: str) -> None:
         old = self.sockets.pop(name.lower(), None)
         if old is not None:
+            self._tell(old.name, None)
             old.close()
 
     def close_all(self) -> None:

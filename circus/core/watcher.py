@@ -65,7 +65,7 @@ class WatcherHost(Protocol):
     def random(self) -> float: ...
     def child_env(self) -> dict[str, str]: ...
     def track(self, pid: int, pipes: dict[str, int]) -> None: ...
-    def watch_exit(self, pid: int) -> None: ...
+    def watch_exit(self, pid: int, ticks: int | None = None) -> None: ...
 
 
 class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
@@ -188,6 +188,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
         pass with the net change, not N converges."""
         if not self.cfg.singleton:
             self.numprocesses = max(0, n)
+            self.host.emit(self.name, "updated", {"time": time.time(), "key": "numprocesses"})
             self.kick()
         return self.numprocesses
 
@@ -293,6 +294,8 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
     async def _stop(self) -> None:
         self._cancel_timers()
         if self.state is WS.STOPPED:
+            if any(p.live for p in self.slots.values()):    # adopted, the watcher never started
+                await self._stop_all()
             return
         if self.state is WS.FATAL:
             for slot in list(self.slots.values()):
