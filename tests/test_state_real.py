@@ -219,9 +219,10 @@ stdout_stream.filename = {out}
     assert not _live(pid)
 
 
-def test_a_listening_socket_is_kept_across_the_restart(node, tmp_path):
+def web_on_a_socket(tmp_path, extra: str = "") -> str:
+    """An HTTP worker on a port-0 socket circusd binds, with a state file."""
     worker = Path(__file__).parent / "workers" / "httpworker.py"
-    node.start(HEAD.format(dir=tmp_path, state="state_file = state.json") + f"""
+    return HEAD.format(dir=tmp_path, state="state_file = state.json") + f"""
 [socket:web]
 host = 127.0.0.1
 port = 0
@@ -229,7 +230,12 @@ port = 0
 [watcher:web]
 cmd = {sys.executable} {worker} --fd $(circus.sockets.web)
 use_sockets = true
-""")
+{extra}
+"""
+
+
+def test_a_listening_socket_is_kept_across_the_restart(node, tmp_path):
+    node.start(web_on_a_socket(tmp_path))
     [pid] = node.wait_pids("web", 1)
     port = _port(node)
     assert _get(port) == str(pid)
@@ -537,17 +543,7 @@ def test_a_handover_path_that_is_not_a_socket_is_left_alone(node, tmp_path):
 
 
 def test_adopted_processes_of_an_on_demand_watcher_are_supervised_and_stopped(node, tmp_path):
-    worker = Path(__file__).parent / "workers" / "httpworker.py"
-    node.start(HEAD.format(dir=tmp_path, state="state_file = state.json") + f"""
-[socket:web]
-host = 127.0.0.1
-port = 0
-
-[watcher:web]
-cmd = {sys.executable} {worker} --fd $(circus.sockets.web)
-use_sockets = true
-on_demand = true
-""")
+    node.start(web_on_a_socket(tmp_path, "on_demand = true"))
     port = _port(node)
     wait_until(lambda: _get(port), 20, "a worker started on demand")
     [pid] = node.wait_pids("web", 1)

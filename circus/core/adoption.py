@@ -40,8 +40,7 @@ POLL_EXIT = 0.5
 class Restore:
     handover: Handover
     processes: dict[str, list[dict]] = field(default_factory=dict)   # lower-case watcher name
-
-    node_id: str = ""
+    node_id: str = ""                                                 # our lineage's
 
     def _ours(self, pid: int) -> bool:
         """Not marked by another node (a process that rewrote its environment, as setproctitle
@@ -158,14 +157,14 @@ class ArbiterSurvival:
         if self.fresh:
             log.info("--fresh: the state in %s is ignored", self.state.path)
         if document is None:
-            return Restore(handover, {})
+            return Restore(handover, {}, self._node_id)
         try:
             plan = plan_restore(document, list(self.config.watchers), self.environ, boot_id())
         except Exception as exc:  # a document of the right version but of the wrong shape
             log.error("state_file %s cannot be applied (%s: %s): starting from the configuration "
                       "only", self.state.path, type(exc).__name__, exc)
             self.state.set_aside()
-            return Restore(handover, {})
+            return Restore(handover, {}, self._node_id)
         for note in plan.notes:
             log.warning("state_file: %s", note)
         from circus.core.watcher import Watcher     # the watcher module imports this one
@@ -179,7 +178,11 @@ class ArbiterSurvival:
         log.info("state_file %s: restored %d watcher(s)%s", self.state.path, len(self.watchers),
                  time.strftime(" (written %Y-%m-%d %H:%M:%S)", time.localtime(written))
                  if isinstance(written, (int, float)) and not isinstance(written, bool) else "")
-        return Restore(handover, plan.processes)
+        return Restore(handover, plan.processes, self._node_id)
+
+    @property
+    def _node_id(self) -> str:
+        return self.lineage.node_id if self.lineage is not None else ""
 
     def snapshot(self) -> dict:
         """The state document of now (see ``circus.core.persist``)."""

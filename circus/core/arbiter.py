@@ -225,8 +225,6 @@ class Arbiter(ArbiterSurvival):
             self.sockets.listeners.append(self.keeper.hold_socket)
         self.os.start_reaping(self._loop, self._on_exit)
         if self.lineage is not None:
-            if restore is not None:
-                restore.node_id = self.lineage.node_id
             adopted = restore.adopt(self) if restore is not None else set()
             self.command_task(sweep_strays(self.os, self.lineage, adopted), "sweep strays")
         self.publish(f"arbiter.{self.node}.start", {"time": time.time()})

@@ -20,15 +20,20 @@ __all__ = ["MARKER", "Lineage", "start_ticks", "read_marker", "running", "scan",
 MARKER = "CIRCUS_ARBITER"
 
 
-def start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot, or None when it is gone."""
+def _stat(pid: int | str) -> list[bytes]:
+    """The fields of ``/proc/PID/stat`` after the command name (field 3 first); [] if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
-        return None
+        return []
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(b")") + 2:].split()
+    return data[data.rfind(b")") + 2:].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot, or None when it is gone."""
+    fields = _stat(pid)
     try:
         return int(fields[19])
     except (IndexError, ValueError):
@@ -60,16 +65,8 @@ def same_pid_namespace(pid: int) -> bool:
 
 def running(pid: int) -> bool:
     """Is ``pid`` a live process (not a zombie waiting to be reaped)?"""
-    return _state(pid) not in ("Z", "X", "")
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return ""
-    return data[data.rfind(b")") + 2:][:1].decode()
+    fields = _stat(pid)
+    return bool(fields) and fields[0] not in (b"Z", b"X")
 
 
 def read_marker(pid: int) -> str | None:

@@ -1,5 +1,6 @@
-"""How a watcher replaces its processes: 0.19's reloads, graceful rolling restarts, and applying
-new options (``set``): a resize, a rolling reload, or nothing, depending on the keys.
+"""How a watcher changes what runs: 0.19's reloads, graceful rolling restarts, resizes
+(``incr``/``decr``/``numprocesses``), and applying new options (``set``): a resize, a rolling
+reload, or nothing, depending on the keys.
 
 ``reload`` keeps 0.19's meanings: not graceful = stop everything then start; ``send_hup`` = SIGHUP
 every process; ``sequential`` = one at a time, stop then start. The default is a *rollout*: start
@@ -18,7 +19,7 @@ from circus.core.policy import batch_size
 from circus.core.process import Process
 from circus.config import WatcherConfig
 from circus.core.states import WatcherState as WS
-from circus.errors import NotReady
+from circus.errors import NotReady, StreamError
 
 __all__ = ["RolloutMixin", "RELOAD_KEYS"]
 
@@ -100,6 +101,42 @@ class RolloutMixin:
             self.host.emit(self.name, "progress", {"time": time.time(), "done": done,
                                                    "total": len(old)})
             log.info("%s: rolling restart %d/%d", self.name, done, len(old))
+
+    def retarget(self, n: int) -> int:
+        """Set the number of processes *now*, in the order requests arrive (so that incr/decr
+        compose), and let the coalescing reconcile pass apply it: N queued resizes cost one
+        pass with the net change, not N converges."""
+        if not self.cfg.singleton:
+            self.numprocesses = max(0, n)
+            self.host.emit(self.name, "updated", {"time": time.time(), "key": "numprocesses"})
+            self.kick()
+        return self.numprocesses
+
+    async def set_numprocesses(self, n: int | None = None, *, delta: int = 0) -> int:
+        """Set the number of processes to ``n`` (or change it by ``delta``, resolved when the
+        operation runs, after those queued before it) and wait until the new processes are ready
+        and the stopped ones are gone."""
+        async def body() -> int:
+            if self.cfg.singleton:
+                return self.numprocesses
+            self.numprocesses = max(0, self.numprocesses + delta if n is None else n)
+            before = set(self.slots.values())
+            await self._converge()
+            await self._wait_ready([p for p in self.slots.values() if p not in before])
+            return self.numprocesses
+        return await self._run("numprocesses", body)
+
+    async def _swap_streams(self, old: WatcherConfig) -> None:
+        """New stream options while running: the new streams take over at once (the processes are
+        then replaced, so that each pipe is captured as the new options say). If they cannot be
+        opened, the old options and streams stay."""
+        await self.output.shut()
+        try:
+            self._open_output()
+        except StreamError:
+            self.cfg = old
+            self._open_output()
+            raise
 
     async def update(self, cfg: WatcherConfig, keys: tuple[str, ...]) -> None:
         """Apply a new configuration (``set``): resize, reload or just remember, per key."""

@@ -182,42 +182,6 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
                      batch: int | str | None = None) -> dict:
         return await self._run("reload", lambda: self._reload(graceful, sequential, batch))
 
-    def retarget(self, n: int) -> int:
-        """Set the number of processes *now*, in the order requests arrive (so that incr/decr
-        compose), and let the coalescing reconcile pass apply it: N queued resizes cost one
-        pass with the net change, not N converges."""
-        if not self.cfg.singleton:
-            self.numprocesses = max(0, n)
-            self.host.emit(self.name, "updated", {"time": time.time(), "key": "numprocesses"})
-            self.kick()
-        return self.numprocesses
-
-    async def set_numprocesses(self, n: int | None = None, *, delta: int = 0) -> int:
-        """Set the number of processes to ``n`` (or change it by ``delta``, resolved when the
-        operation runs, after those queued before it) and wait until the new processes are ready
-        and the stopped ones are gone."""
-        async def body() -> int:
-            if self.cfg.singleton:
-                return self.numprocesses
-            self.numprocesses = max(0, self.numprocesses + delta if n is None else n)
-            before = set(self.slots.values())
-            await self._converge()
-            await self._wait_ready([p for p in self.slots.values() if p not in before])
-            return self.numprocesses
-        return await self._run("numprocesses", body)
-
-    async def _swap_streams(self, old: WatcherConfig) -> None:
-        """New stream options while running: the new streams take over at once (the processes are
-        then replaced, so that each pipe is captured as the new options say). If they cannot be
-        opened, the old options and streams stay."""
-        await self.output.shut()
-        try:
-            self._open_output()
-        except StreamError:
-            self.cfg = old
-            self._open_output()
-            raise
-
     def _open_output(self) -> None:
         try:
             uid, gid, _ = resolve_ids(self.cfg.uid, self.cfg.gid)
