@@ -14,7 +14,7 @@ configuration and the processes that run.
   process (pid + start time in clock ticks, see :mod:`circus.core.lineage`).
 
 :func:`snapshot` and :func:`plan_restore` are pure (no I/O but the reads of ``/proc`` done by the
-caller); :class:`StateFile` does the file.
+caller); :class:`StateFile` does the file, writing it from one thread off the event loop.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -193,6 +194,7 @@ class StateFile:
         self.path = path
         self._handle: asyncio.TimerHandle | None = None
         self._make = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="circus-state")
         self.writes = 0
         self.failed = False
 
@@ -269,12 +271,17 @@ class StateFile:
     def _flush(self) -> None:
         self._handle = None
         if self._make is not None:
-            self.write_now(self._make())
+            document = self._make()            # on the loop: it reads the arbiter's state
+            # the write and its fsync (milliseconds, more on a slow disk) off the loop; one
+            # writer thread keeps the writes in order
+            self._writer.submit(self.write_now, document)
 
     def flush(self, document: dict) -> None:
-        """Write ``document`` now, instead of anything pending (at shutdown)."""
+        """Write ``document`` now, after any write in progress, instead of anything pending (at
+        shutdown)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self._make = None
+        self._writer.shutdown(wait=True)
         self.write_now(document)
