@@ -34,12 +34,14 @@ from typing import Any
 import zmq
 
 from circus.config import CircusOptions, ConfigError
+from circus.core.connwatch import ConnectionWatch
 from circus.core.handlers import HANDLERS, Ops
 from circus.core.watcher import OP_DEADLINE
-from circus.errors import (CircusError, Interrupted, NotReady, OperationTimeout, SpawnError, UnknownWatcher,
-                           WatcherError)
+from circus.errors import (CircusError, Interrupted, LimitExceeded, NotReady, OperationTimeout, SpawnError,
+                           UnknownWatcher, WatcherError)
 from circus.protocol import (MAX_FRAME, BadRequest, ErrorCode, ProtocolError, Role, decode_request, encode,
                              encode_event, error_reply, get_command, ok_reply, validate_properties)
+from circus.protocol.limits import MAX_SUBSCRIPTIONS, MAXMSG_FACTOR, READ_BATCH, READ_BYTES
 from circus.security.audit import audit_record, audit_topic, describe
 from circus.security.exposure import INSECURE_WARNING, exposed, is_local
 from circus.security.keyring import ANONYMOUS, Identity
@@ -52,11 +54,8 @@ log = logging.getLogger("circus")
 FLUSH_TIMEOUT = 2.0
 #: events queued for a slow subscriber before they are dropped (per subscriber, by libzmq)
 PUB_HWM = 10_000
-#: requests read per wake-up before yielding to the rest of the loop (fairness under floods)
-READ_BATCH = 200
-#: a message this many times over the frame limit is cut by libzmq (the peer is disconnected)
-#: instead of being read into memory to be answered with ``oversize``
-MAXMSG_FACTOR = 4
+#: subscription messages read per wake-up of the events socket
+SUBS_BATCH = 1000
 #: binding the same address again after closing it (new CURVE keys): attempts, 50 ms apart
 REBIND_TRIES = 40
 
@@ -81,6 +80,7 @@ class Controller:
         self._own_ctx = context is None
         self.max_frame = max_frame
         self.router: zmq.Socket | None = None
+        self._watch: ConnectionWatch | None = None
         self._pub: zmq.Socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._check_pending = False
@@ -205,6 +205,10 @@ class Controller:
         self.router, self._pub = router, pub
         self.arbiter.output_prefixes = set()        # a new XPUB has no subscribers yet
         assert self._loop is not None
+        if self._watch is not None:
+            self._watch.close()
+        self._watch = ConnectionWatch(router, self.max_frame * MAXMSG_FACTOR, self._readable)
+        self._watch.attach(self._loop)
         self._loop.add_reader(router.getsockopt(zmq.FD), self._readable)
         self._loop.add_reader(pub.getsockopt(zmq.FD), self._subscribed)
         self._readable()              # messages may have arrived before the reader existed
@@ -259,6 +263,9 @@ class Controller:
                 self._close_socket(sock, linger=0)
 
     def _close_socket(self, sock: zmq.Socket, linger: int) -> None:
+        if sock is self.router and self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if sock.type in (zmq.ROUTER, zmq.XPUB) and self._loop is not None:
             self._loop.remove_reader(sock.getsockopt(zmq.FD))
         sock.close(linger=linger)
@@ -271,7 +278,9 @@ class Controller:
         pub = self._pub
         prefixes = set(self.arbiter.output_prefixes)
         new: list[str] = []
-        while pub is not None and not pub.closed and pub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        for _ in range(SUBS_BATCH):
+            if pub is None or pub.closed or not pub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                break
             try:
                 message = pub.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -280,10 +289,16 @@ class Controller:
                 continue
             topic = message[1:].decode(errors="replace")
             if message[0] == 1:
+                if topic not in prefixes and len(prefixes) >= MAX_SUBSCRIPTIONS:
+                    log.warning("not following the output subscription %r: %d output topics are "
+                                "followed already", topic[:80], MAX_SUBSCRIPTIONS)
+                    continue
                 prefixes.add(topic)
                 new.append(topic)
             elif message[0] == 0:
                 prefixes.discard(topic)   # XPUB_VERBOSE: only the last one unsubscribing is seen
+        else:
+            self._check_subs_soon()        # more may be waiting: after the rest of the loop
         self.arbiter.output_prefixes = prefixes
         for topic in new:
             self.publish(topic, {"subscribed": topic})
@@ -299,7 +314,10 @@ class Controller:
         """The ROUTER's fd is edge-triggered: read until no message is left (or a batch is done)."""
         router = self.router
         self._check_pending = False
+        if self._reading:                 # called back from inside a read (connection watch)
+            return
         self._reading = True
+        budget = READ_BYTES
         try:
             for _ in range(READ_BATCH):
                 if router is None or router.closed or not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
@@ -308,8 +326,14 @@ class Controller:
                     frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     return
+                if self._watch is not None:
+                    self._watch.spoke(frames[-1])
                 identity, peer = self._caller(frames[-1])
-                self._handle([f.bytes for f in frames], router, identity, peer)
+                body = frames[-1].bytes
+                self._handle([*(f.bytes for f in frames[:-1]), body], router, identity, peer)
+                budget -= len(body)
+                if budget <= 0:
+                    break
         finally:
             self._reading = False
         self._check_soon()
@@ -462,6 +486,7 @@ class Controller:
 #: foreign and internal errors -> wire codes, most specific first (converted at the boundary)
 _ERROR_CODES: tuple[tuple[type[BaseException], ErrorCode], ...] = (
     (UnknownWatcher, ErrorCode.UNKNOWN_WATCHER),
+    (LimitExceeded, ErrorCode.INVALID_PROPERTY),
     (OperationTimeout, ErrorCode.TIMEOUT),
     (NotReady, ErrorCode.NOT_READY),
     (Interrupted, ErrorCode.INTERRUPTED),
