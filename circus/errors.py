@@ -10,7 +10,9 @@
      │    ├── UnknownWatcher         no watcher by that name
      │    ├── Interrupted            preempted by a stop or quit before it finished
      │    ├── NotReady               a new process exited or failed its probe before it was ready
-     │    └── StreamError            an output stream could not be opened (file, custom class)
+     │    ├── StreamError            an output stream could not be opened (file, custom class)
+     │    └── Removed                the watcher was removed: it takes no more operations
+     ├── LimitExceeded               a request asks for more than a documented limit allows
      └── OperationTimeout            an operation did not finish before its deadline
 
 Each error names who is at fault in its message; wire codes are attached by the protocol layer.
@@ -26,6 +28,8 @@ __all__ = [
     "Interrupted",
     "NotReady",
     "StreamError",
+    "Removed",
+    "LimitExceeded",
     "OperationTimeout",
 ]
 
@@ -68,6 +72,14 @@ class NotReady(WatcherError):
 
 class StreamError(WatcherError):
     """A watcher's stdout/stderr stream could not be opened: its file or its class."""
+
+
+class Removed(WatcherError):
+    """The watcher was removed (``rm``, ``reloadconfig``, ``quit``): nothing more runs on it."""
+
+
+class LimitExceeded(CircusError):
+    """A request asks for more than a documented limit (``circus.protocol.limits``) allows."""
 
 
 class OperationTimeout(CircusError):

@@ -112,8 +112,8 @@ timeout = 0
         "m.ini:7: [notify:a.b] watchers: unknown watcher 'wbe'",
         "m.ini:8: [notify:a.b] events: unknown event 'boom'; expected some of fatal, backoff, "
         "unhealthy, restart",
-        "m.ini:9: [notify:a.b] match: invalid regular expression '(': missing ), unterminated "
-        "subpattern at position 0",
+        "m.ini:9: [notify:a.b] match: invalid regular expression '(': missing ): ( (RE2 syntax: "
+        "Python's without back-references or look-around)",
         "m.ini:10: [notify:a.b] destination: unknown destination 'ftp://x'; expected "
         "smtp://HOST[:PORT], smtps://HOST[:PORT], exec:COMMAND or an http(s):// webhook URL",
         "m.ini:11: [notify:a.b] colour: unknown option",

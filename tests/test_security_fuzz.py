@@ -191,6 +191,16 @@ requests = st.fixed_dictionaries({
 })
 
 
+def _strict_json(body: str) -> bool:
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+    try:
+        json.loads(body, parse_constant=refuse)
+    except ValueError:
+        return False
+    return True
+
+
 def test_random_requests_with_a_readonly_key_change_nothing(secure):
     before = secure.snapshot("readonly")
     ro = secure.client("readonly")
@@ -199,9 +209,14 @@ def test_random_requests_with_a_readonly_key_change_nothing(secure):
     @settings(FUZZ, max_examples=600)
     @given(requests)
     def run(request):
-        ro.send_raw(json.dumps(request).encode())
+        body = json.dumps(request)
+        ro.send_raw(body.encode())
         assert ro.sock.poll(5000), f"no reply to {request!r}"
         reply = json.loads(ro.sock.recv())
+        if not _strict_json(body):              # Infinity is not JSON: refused before anything
+            assert reply["code"] == "invalid_json" and reply["id"] is None, reply
+            outcomes["invalid_json"] = outcomes.get("invalid_json", 0) + 1
+            return
         assert reply["id"] == request["id"]
         command = COMMANDS.get(request["command"].lower()) if isinstance(request["command"], str) else None
         if reply["status"] == "error":

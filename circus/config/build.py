@@ -17,7 +17,7 @@ from dataclasses import MISSING, fields, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
-from circus.protocol.limits import name_problem
+from circus.protocol.limits import MAX_NUMPROCESSES, MAX_WATCHERS, name_problem, numprocesses_problem
 
 from .errors import Issues, did_you_mean
 from .ini import IniSection, IniValue
@@ -47,6 +47,7 @@ class _Builder:
         self.global_env: IniSection | None = None
         self.env_sections: list[tuple[tuple[str, ...], IniSection]] = []
         self.named: dict[str, list[tuple[str, IniSection]]] = {kind: [] for kind in _NAMED}
+        self.max_numprocesses = MAX_NUMPROCESSES
         for section in sections.values():
             if section.values:
                 self.classify(section)
@@ -243,6 +244,10 @@ class _Builder:
         if watcher is None:
             return None
         ok = True
+        problem = numprocesses_problem(watcher.numprocesses, self.max_numprocesses)
+        if problem:
+            report(_where(section, "numprocesses"), "numprocesses", problem)
+            ok = False
         refs = [("sockets", s) for s in watcher.sockets]
         refs += [("stdin_socket", watcher.stdin_socket)] if watcher.stdin_socket else []
         texts = {"cmd": watcher.cmd, "args": str(watcher.args), "ready": watcher.ready or "",
@@ -298,13 +303,18 @@ class _Builder:
 
     def build(self, source: str, files: tuple[str, ...]) -> Config:
         circus = self.circus_options()
+        self.max_numprocesses = circus.max_numprocesses
         global_env, _ = self.env_for(None)
         socket_sections = self.unique("socket", fold=True)
         sockets = [self.socket(n, s) for n, s in socket_sections]
         names = {name for name, _ in socket_sections}
         plugins = [self.plugin(n, s) for n, s in self.unique("plugin", fold=False)]
-        watchers = [(n, self.watcher(n, s, names), s)
-                    for n, s in self.unique("watcher", fold=False)]
+        sections = self.unique("watcher", fold=False)
+        if len(sections) > MAX_WATCHERS:
+            name, section = sections[MAX_WATCHERS]
+            self.reporter(section)(None, None, f"{len(sections)} watchers: at most {MAX_WATCHERS}")
+            sections = sections[:MAX_WATCHERS]
+        watchers = [(n, self.watcher(n, s, names), s) for n, s in sections]
         built = self.dependencies(watchers)
         defined = {n.lower(): (w.name if w else n) for n, w, _ in watchers}
         notifications = [self.notification(n, s, defined)

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from circus.notify.spec import NOTIFY_EVENTS, parse_destination, split_command
 from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, parse_probe
+from circus.protocol.limits import compile_line_pattern
 
 from .substitute import fill_placeholders
 
@@ -387,10 +388,7 @@ def _regex(raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
         return None
-    try:
-        re.compile(raw)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {raw!r}: {exc}") from None
+    compile_line_pattern(raw)       # searched in output lines: linear time (RE2)
     return raw
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from circus.protocol.limits import MAX_OPTIONS
+
 from .errors import ConfigError, Issues
 from .schema import WatcherConfig
 from .substitute import expand_vars
@@ -47,6 +49,9 @@ def watcher_from_options(name: str, cmd: str, args: object, options: Mapping[str
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
         report(None, "options", "expected a JSON object")
         options = {}
+    if len(options) > MAX_OPTIONS:
+        report(None, "options", f"{len(options)} options: at most {MAX_OPTIONS} in one request")
+        issues.raise_if_any()
     items: list[tuple[str, object, Any]] = [("cmd", cmd, None)]
     if args is not None:
         items.append(("args", args, None))

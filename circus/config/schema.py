@@ -14,6 +14,8 @@ import signal
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from circus.protocol.limits import MAX_NUMPROCESSES, MAX_NUMPROCESSES_CEILING
+
 from . import convert as c
 
 __all__ = [
@@ -100,6 +102,10 @@ class CircusOptions:
         "format (a bare PORT means 127.0.0.1); setting it runs circusd-stats; unset = off")
     multicast_endpoint: str | None = opt(
         None, c.OPT_ENDPOINT, "UDP multicast discovery endpoint; unset or empty = off (0.19: on)")
+    max_numprocesses: int = opt(
+        MAX_NUMPROCESSES, c.integer(1, MAX_NUMPROCESSES_CEILING),
+        f"*new*: most processes one watcher may have (numprocesses, incr, set, add); above it a "
+        f"request is refused (at most {MAX_NUMPROCESSES_CEILING:,})")
     check_delay: float = opt(5.0, c.number(0.0), "seconds between periodic checks")
     warmup_delay: float = opt(0.0, c.number(0.0), "seconds between starting two watchers")
     include: tuple[str, ...] = opt((), c.WORDS, "space-separated globs of files to include")

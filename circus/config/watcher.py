@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import MISSING, fields
 from typing import Any
 
+from circus.protocol.limits import MAX_ARGS, MAX_ENV, MAX_EXEC_BYTES, MAX_VALUE
+
 from . import convert as c
 from .errors import did_you_mean
 from .schema import HOOK_NAMES, STREAM_CLASSES, STREAM_OPTIONS, WatcherConfig, schema_fields
@@ -273,6 +275,8 @@ def _cross_check(watcher: str, col: Collector, report: Report,
         bad("watchdog_timeout", "requires ready = notify")
     if any(dep.lower() == watcher.lower() for dep, _ in v.get("depends_on", ())):
         bad("depends_on", f"watcher {watcher!r} cannot depend on itself")
+    for name, problem in _size_problems(v):
+        bad(name, problem)
     if "restart_policy" in v and "respawn" in v:
         if v["respawn"] != (v["restart_policy"] != "never"):
             bad("restart_policy", f"contradicts respawn = {str(v['respawn']).lower()}")
@@ -281,6 +285,41 @@ def _cross_check(watcher: str, col: Collector, report: Report,
     elif not col.given("restart_policy"):
         v["restart_policy"] = "always" if v.get("respawn", True) else "never"
     return v if ok else None
+
+
+def _size_problems(v: dict[str, Any]) -> list[tuple[str, str]]:
+    """Options over the size limits of ``circus.protocol.limits`` (what each spawn copies)."""
+    problems = []
+    for name, value in v.items():
+        if isinstance(value, str) and len(value) > MAX_VALUE:
+            problems.append((name, f"{len(value)} characters: at most {MAX_VALUE}"))
+    args = v.get("args", ())
+    items = args if isinstance(args, tuple) else str(args).split()
+    for item in items if isinstance(args, tuple) else ():
+        if len(item) > MAX_VALUE:
+            problems.append(("args", f"an argument of {len(item)} characters: at most {MAX_VALUE}"))
+            break
+    count = len(str(v.get("cmd", "")).split()) + len(items)
+    if count > MAX_ARGS:
+        problems.append(("args", f"{count} arguments: at most {MAX_ARGS}"))
+    return problems
+
+
+def env_problems(env: dict[str, str]) -> list[str]:
+    """Why ``env`` is over the size limits (``circus.protocol.limits``), or []."""
+    problems = []
+    if len(env) > MAX_ENV:
+        problems.append(f"{len(env)} variables: at most {MAX_ENV}")
+    long = next((k for k, value in env.items() if len(k) + len(value) > MAX_VALUE), None)
+    if long is not None:
+        problems.append(f"{long[:40]!r} is over {MAX_VALUE} characters")
+    return problems
+
+
+def _exec_bytes(watcher: WatcherConfig) -> int:
+    args = watcher.args if isinstance(watcher.args, tuple) else (watcher.args,)
+    return len(watcher.cmd) + sum(len(a) + 1 for a in args) + \
+        sum(len(k) + len(v) + 2 for k, v in watcher.env.items())
 
 
 def assemble_watcher(name: str, items: Iterable[Item], mode: str, report: Report,
@@ -295,6 +334,15 @@ def assemble_watcher(name: str, items: Iterable[Item], mode: str, report: Report
     col.check_required(section_where)
     extra = composite.finish()
     values = _cross_check(name, col, report, section_where)
-    if values is None or not (col.ok and composite.ok and "cmd" in values):
+    env_ok = True
+    for problem in env_problems(env):
+        report(section_where, "env", problem)
+        env_ok = False
+    if values is None or not (col.ok and composite.ok and env_ok and "cmd" in values):
         return None
-    return WatcherConfig(name=name, env=env, **extra, **values)
+    watcher = WatcherConfig(name=name, env=env, **extra, **values)
+    if _exec_bytes(watcher) > MAX_EXEC_BYTES:
+        report(section_where, "env", f"the command, its arguments and its environment are "
+               f"{_exec_bytes(watcher)} bytes: at most {MAX_EXEC_BYTES}")
+        return None
+    return watcher

@@ -21,9 +21,11 @@ from typing import Any
 from circus.core.keeper import Handover, collect_handover, handover_path
 from circus.core.lineage import Lineage, boot_id, read_marker, running, scan, start_ticks
 from circus.core.persist import plan_restore, snapshot
+from circus.core.slots import MAX_WID
 from circus.core.process import Process
 from circus.core.readiness import ProcessIO
 from circus.core.states import ProcessEvent
+from circus.errors import LimitExceeded
 from circus.streams.console import flush_consoles
 
 __all__ = ["Restore", "sweep_strays", "STRAY_GRACE", "ArbiterSurvival", "WatcherAdoption"]
@@ -58,7 +60,7 @@ class Restore:
             wids: set[int] = set()
             for record in records:
                 pid, wid = record["pid"], record["wid"]
-                if wid in wids or pid in adopted:
+                if wid in wids or pid in adopted or not 1 <= wid <= MAX_WID:
                     continue
                 if start_ticks(pid) != record["ticks"] or not self._ours(pid):
                     log.info("%s: recorded process %d is gone (or its pid was reused): not adopted",
@@ -169,10 +171,20 @@ class ArbiterSurvival:
             log.warning("state_file: %s", note)
         from circus.core.watcher import Watcher     # the watcher module imports this one
 
-        self.watchers = {cfg.name.lower(): Watcher(cfg, self) for cfg in plan.watchers}
+        self.watchers = {}
+        for cfg in plan.watchers:
+            try:
+                self.watchers[cfg.name.lower()] = Watcher(cfg, self)
+            except LimitExceeded as exc:
+                log.error("state_file: %s: not restored", exc)
         for key, count in plan.numprocesses.items():
-            w = self.watchers[key]
-            w.numprocesses = min(count, 1) if w.cfg.singleton else count
+            w = self.watchers.get(key)
+            if w is None:
+                continue
+            try:
+                w._target(min(count, 1) if w.cfg.singleton else count)
+            except LimitExceeded as exc:
+                log.warning("state_file: %s: keeping %d", exc, w.numprocesses)
         self._keep_stopped = set(plan.stopped)
         written = document.get("written")
         log.info("state_file %s: restored %d watcher(s)%s", self.state.path, len(self.watchers),
@@ -230,7 +242,7 @@ class WatcherAdoption:
         if self.cfg.max_age > 0:
             p.expires_at = p.started_at + self.cfg.max_age + self.host.random() * self.cfg.max_age_variance
             self._timer(max(p.expires_at, loop.time()))
-        self.slots[wid] = p
+        self.slots.put(p)
         self._by_pid[pid] = p
         self.host.claim(pid, self)
         self.host.track(pid, dict(pipes or {}))

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, Iterable, Mapping
 
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
 from circus.config.diff import ReloadPlan, diff
+from circus.core import stall
 from circus.core.adoption import ArbiterSurvival, sweep_strays
 from circus.core.deps import start_order, stop_order
 from circus.core.keeper import KeeperLink
@@ -117,6 +118,10 @@ class Arbiter(ArbiterSurvival):
             self.watchers[cfg.name.lower()] = Watcher(cfg, self)
 
     # -- WatcherHost ------------------------------------------------------------------------------
+
+    @property
+    def max_numprocesses(self) -> int:
+        return self.config.circus.max_numprocesses
 
     def spawn_context(self, watcher: Watcher) -> dict:
         return {"environ": self.environ, "python_path": self.python_path,
@@ -326,6 +331,8 @@ class Arbiter(ArbiterSurvival):
         if self._quitting is None:
             self._quitting = asyncio.current_task()
             self.publish(f"arbiter.{self.node}.stop", {"time": time.time(), "keep": keep})
+            for watcher in self.watchers.values():      # from now on, nothing starts
+                watcher.closed = watcher.closed or "circusd is stopping"
             if keep and self.state is not None:
                 try:
                     await self._leave_running()
@@ -381,14 +388,25 @@ class Arbiter(ArbiterSurvival):
         self.emit(cfg.name, "add", {"time": time.time()})
         return watcher
 
-    async def remove_watcher(self, watcher: Watcher, stop: bool = True) -> None:
+    def detach_watcher(self, watcher: Watcher) -> bool:
+        """Take ``watcher`` out of the node at once: its name is free, it is not listed, and it
+        refuses every new operation; :meth:`remove_watcher` then stops it."""
         if self.watchers.get(watcher.name.lower()) is not watcher:
-            return
+            return False
         del self.watchers[watcher.name.lower()]
+        watcher.closed = "the watcher was removed"
         self.emit(watcher.name, "remove", {"time": time.time()})
+        return True
+
+    async def remove_watcher(self, watcher: Watcher, stop: bool = True) -> None:
+        """Remove ``watcher`` (detached already, or now) and stop its processes (``stop``) or
+        forget them (they keep running, unsupervised, as 0.19's ``rm --nostop``)."""
+        if not self.detach_watcher(watcher) and not watcher.closed:
+            return
         if stop:
             await watcher.close()
         else:
+            watcher.abandon()            # its processes go on, nothing of the watcher runs
             for pid in list(self._owners):
                 if self._owners[pid] is watcher:
                     del self._owners[pid]
@@ -406,10 +424,11 @@ class Arbiter(ArbiterSurvival):
 
     def plan_reload(self) -> ReloadPlan:
         """What ``reloadconfig`` would do (raises ConfigError if the file is wrong)."""
-        return diff(self.config, self._read_config())
+        return diff(self.config, self.read_config())
 
-    async def reload_config(self) -> ReloadPlan:
-        new = self._read_config()
+    async def reload_config(self, new: Config | None = None) -> ReloadPlan:
+        """Apply the configuration file (``new``: already read from it) where it changed."""
+        new = new if new is not None else self.read_config()
         self._reloaded()
         plan = diff(self.config, new)
         log.info("reloadconfig: %s", "; ".join(plan.describe()))
@@ -417,7 +436,7 @@ class Arbiter(ArbiterSurvival):
         self.publish(f"arbiter.{self.node}.reloadconfig", {"time": time.time(), "plan": plan.to_dict()})
         return plan
 
-    def _read_config(self) -> Config:
+    def read_config(self) -> Config:
         try:
             return load_config(self.config.source, self.environ)
         except ConfigError as exc:
@@ -486,6 +505,7 @@ class Arbiter(ArbiterSurvival):
         self.publish(f"arbiter.{self.node}.reopen", {"time": time.time()})
 
     def handle_signal(self, signum: int) -> None:
+        stall.disarm()                   # the loop runs: the stop goes the ordinary way
         name = SIGNAL_COMMANDS[signum]
         log.info("got signal %s: %s", signal.Signals(signum).name, name)
         self.command(name)
@@ -499,8 +519,13 @@ class Arbiter(ArbiterSurvival):
         # (hundreds of exits at once) fills it, and a TERM arriving then would be dropped with its
         # byte. The Python-level handler runs whatever became of the byte: take the command
         # signals there and schedule them on the loop.
+        def on_signal(signum: int, _frame: object) -> None:
+            if SIGNAL_COMMANDS[signum] == "quit":
+                stall.arm()              # ends circusd if the loop cannot take the quit
+            loop.call_soon_threadsafe(self.handle_signal, signum)
+
         for signum in SIGNAL_COMMANDS:
-            signal.signal(signum, lambda s, _frame: loop.call_soon_threadsafe(self.handle_signal, s))
+            signal.signal(signum, on_signal)
         loop.add_signal_handler(signal.SIGWINCH, lambda: None)   # also keeps the wakeup fd set
         try:
             await self.start()

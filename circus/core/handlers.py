@@ -26,7 +26,9 @@ from circus.core.states import ProcessState
 from circus.core.watcher import Watcher
 from circus.errors import SpawnError
 from circus.protocol import ErrorCode, ProtocolError, output_topic
-from circus.protocol.limits import check_name, compile_match
+from circus.protocol.limits import (MAX_ARGS, MAX_ISSUES, MAX_OPTIONS, MAX_TAIL, MAX_VALUE,
+                                    MAX_WATCHERS, check_glob, check_name, check_numprocesses,
+                                    compile_match)
 
 __all__ = ["HANDLERS", "Ops", "select"]
 
@@ -73,6 +75,7 @@ def select(arbiter: Any, name: str | None, match: str = "glob") -> list[Watcher]
     if match == "simple" or (match == "glob" and not any(c in name for c in "*?[")):
         found = [watchers[key]] if key in watchers else []
     elif match == "glob":
+        check_glob(name)
         found = [w for k, w in watchers.items() if fnmatch.fnmatchcase(k, key)]
     else:
         pattern = compile_match(name)
@@ -145,7 +148,8 @@ async def _reloadconfig(arbiter, ops, p):
     if p["dry_run"]:
         plan = arbiter.plan_reload()
         return {"plan": plan.to_dict(), "changes": plan.describe()}
-    result = await ops.run(p, arbiter.reload_config(), "reloadconfig")
+    new = arbiter.read_config()         # a wrong file is an error reply, waiting or not
+    result = await ops.run(p, arbiter.reload_config(new), "reloadconfig")
     return {"plan": result.to_dict(), "changes": result.describe()} if result is not None else {}
 
 
@@ -167,6 +171,8 @@ async def _resize(arbiter, ops, p, sign: int):
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'nb' must be positive")
     if w.cfg.singleton:
         return {"numprocesses": w.numprocesses, "singleton": True}
+    if sign > 0:        # refused now, doing nothing (with waiting, checked again when it runs)
+        check_numprocesses(w.numprocesses + p["nb"], arbiter.max_numprocesses)
     if not p.get("waiting"):            # 0.19 replies ok at once: the target changes now
         w.retarget(w.numprocesses + sign * p["nb"])
         return {}
@@ -190,14 +196,24 @@ async def _add(arbiter, ops, p):
     try:
         cfg = watcher_from_options(p["name"], p["cmd"], p["args"], options, arbiter.environ)
     except ConfigError as exc:
-        raise ProtocolError(ErrorCode.INVALID_OPTION, "; ".join(i.reason if not i.key else
-                            f"{i.key}: {i.reason}" for i in exc.issues)) from None
+        raise ProtocolError(ErrorCode.INVALID_OPTION, _issues_text(exc)) from None
+    check_numprocesses(cfg.numprocesses, arbiter.max_numprocesses)
+    if len(arbiter.watchers) >= MAX_WATCHERS:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"this node has {len(arbiter.watchers)} "
+                            f"watchers: at most {MAX_WATCHERS}")
     _check_owner(arbiter.config.circus, cfg, "add")
     _check_ids(cfg)
     watcher = arbiter.add_watcher(cfg)
     if p["start"]:
         await ops.run(p, watcher.start(), "add")
     return {}
+
+
+def _issues_text(exc: ConfigError) -> str:
+    """The problems of ``exc`` for an error reply: the first MAX_ISSUES, then how many more."""
+    shown = [f"{i.key}: {i.reason}" if i.key else i.reason for i in exc.issues[:MAX_ISSUES]]
+    more = len(exc.issues) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
 def _check_ids(cfg: Any) -> None:
@@ -255,6 +271,7 @@ def _is_user(uid: object, owner: str) -> bool:
 @handler("rm")
 async def _rm(arbiter, ops, p):
     watcher = _one(arbiter, p["name"])
+    arbiter.detach_watcher(watcher)      # gone from now on, waiting or not; then it stops
     await ops.run(p, arbiter.remove_watcher(watcher, stop=not p["nostop"]), "rm")
     return {}
 
@@ -265,6 +282,9 @@ async def _set(arbiter, ops, p):
     changes = p["options"]
     if not changes:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'options' is empty")
+    if len(changes) > MAX_OPTIONS:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"{len(changes)} options: at most "
+                            f"{MAX_OPTIONS} in one request")
     merged = {k: v for k, v in watcher_options(w.cfg).items() if v is not None}
     if "respawn" in changes and "restart_policy" not in changes:
         merged.pop("restart_policy", None)
@@ -284,8 +304,8 @@ async def _set(arbiter, ops, p):
     try:
         cfg = watcher_from_options(w.name, cmd, args, merged, arbiter.environ)
     except ConfigError as exc:
-        raise ProtocolError(ErrorCode.INVALID_OPTION, "; ".join(
-            f"{i.key}: {i.reason}" if i.key else i.reason for i in exc.issues)) from None
+        raise ProtocolError(ErrorCode.INVALID_OPTION, _issues_text(exc)) from None
+    check_numprocesses(cfg.numprocesses, arbiter.max_numprocesses)
     _check_owner(arbiter.config.circus, cfg, "set", changes)
     _check_ids(cfg)
     await ops.run(p, w.update(cfg, tuple(changes)), "set")
@@ -298,6 +318,9 @@ def _get(arbiter, ops, p):
     view = watcher_options(w.cfg)
     view["numprocesses"] = w.numprocesses
     out = {}
+    if len(p["keys"]) > MAX_OPTIONS:
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"{len(p['keys'])} keys: at most "
+                            f"{MAX_OPTIONS} in one request")
     for key in p["keys"]:
         if not isinstance(key, str) or key not in view:
             raise ProtocolError(ErrorCode.UNKNOWN_OPTION, f"{key!r} option not found")
@@ -446,7 +469,7 @@ def _tail(arbiter, ops, p):
                             "(class = StdoutStream passes the lines on unchanged)")
     if p["lines"] < 0:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'lines' must be >= 0")
-    return {"lines": w.output.last(p["lines"], captured), "streams": captured,
+    return {"lines": w.output.last(min(p["lines"], MAX_TAIL), captured), "streams": captured,
             "topic": output_topic(w.name, p["stream"] or "")}
 
 
@@ -515,8 +538,12 @@ async def _kill(arbiter, ops, p):
     return {}
 
 
+#: processes whose descendants are looked up (in /proc) before the signal handler yields
+SIGNAL_BATCH = 64
+
+
 @handler("signal")
-def _signal(arbiter, ops, p):
+async def _signal(arbiter, ops, p):
     w = _one(arbiter, p["name"])
     sig = _signum(p["signum"])
     pids = w.pids()
@@ -528,7 +555,9 @@ def _signal(arbiter, ops, p):
     elif p["childpid"] is not None:
         raise ProtocolError(ErrorCode.MISSING_PROPERTY, "'childpid' needs 'pid'")
     targets: list[int] = []
-    for pid in pids:
+    for done, pid in enumerate(pids, start=1):
+        if done % SIGNAL_BATCH == 0:
+            await asyncio.sleep(0)         # up to max_numprocesses walks of /proc: in steps
         children = arbiter.os.descendants(pid) if p["recursive"] else \
             [c for c in arbiter.os.descendants(pid) if _parent(c) == pid]
         if p["childpid"] is not None:
@@ -572,6 +601,9 @@ async def _tool(arbiter, ops, p):
     args = p["args"]
     if not all(isinstance(a, str) for a in args):
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'args' must be a list of strings")
+    if len(args) > MAX_ARGS or any(len(a) > MAX_VALUE for a in args):
+        raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"property 'args': at most {MAX_ARGS} "
+                            f"arguments of at most {MAX_VALUE} characters")
     run_id = arbiter.tools.new_run_id(p["run_id"])
     result = await ops.run(p, arbiter.tools.run(tool, list(args), run_id), f"tool {tool.name}")
     return result.to_reply() if result is not None else {"tool": tool.name, "run_id": run_id}

@@ -107,7 +107,7 @@ class RolloutMixin:
         compose), and let the coalescing reconcile pass apply it: N queued resizes cost one
         pass with the net change, not N converges."""
         if not self.cfg.singleton:
-            self.numprocesses = max(0, n)
+            self._target(max(0, n))
             self.host.emit(self.name, "updated", {"time": time.time(), "key": "numprocesses"})
             self.kick()
         return self.numprocesses
@@ -119,7 +119,7 @@ class RolloutMixin:
         async def body() -> int:
             if self.cfg.singleton:
                 return self.numprocesses
-            self.numprocesses = max(0, self.numprocesses + delta if n is None else n)
+            self._target(max(0, self.numprocesses + delta if n is None else n))
             before = set(self.slots.values())
             await self._converge()
             await self._wait_ready([p for p in self.slots.values() if p not in before])
@@ -148,7 +148,7 @@ class RolloutMixin:
             if cfg.singleton:
                 self.numprocesses = min(self.numprocesses, 1)
             if "numprocesses" in keys:
-                self.numprocesses = min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses
+                self._target(min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses)
             for key in keys:
                 self.host.emit(self.name, "updated", {"time": time.time(), "key": key})
             if self.state is WS.ACTIVE and any(_needs_reload(k) for k in keys):

@@ -32,7 +32,10 @@ from circus.core.rollout import RolloutMixin
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
-from circus.errors import Interrupted, NotReady, OperationTimeout, SpawnError, StreamError, WatcherError
+from circus.core.slots import SlotTable
+from circus.errors import (Interrupted, LimitExceeded, NotReady, OperationTimeout, Removed, SpawnError,
+                           StreamError, WatcherError)
+from circus.protocol.limits import numprocesses_problem
 from circus.streams.output import WatcherOutput, owner_of
 from circus.streams.pump import OutputPump
 
@@ -45,6 +48,8 @@ PS, WS = ProcessState, WatcherState
 
 #: spawns in a row before a reconcile pass yields to the event loop (commands, exits)
 SPAWN_BATCH = 16
+#: new slots made in a row before a reconcile pass yields to the event loop
+SLOT_BATCH = 256
 
 #: loop time by which a queued operation must have started (set per request by the controller)
 OP_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("op_deadline", default=None)
@@ -56,6 +61,7 @@ class WatcherHost(Protocol):
     node: str
     pump: OutputPump
     output_prefixes: set[str]
+    max_numprocesses: int
 
     def publish(self, topic: str, payload: dict) -> None: ...
     def wants_output(self, watcher: str) -> bool: ...
@@ -73,11 +79,13 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
         self.cfg = cfg
         self.name = cfg.name
         self.host = host
-        self.numprocesses = min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses
+        self.numprocesses = 0
+        self._target(min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses)
+        self.closed = ""                           # why no operation runs any more ("": open)
         self.state = WS.STOPPED
         self._state_text = self.state.value        # cached: status is asked often
         self.reason = ""
-        self.slots: dict[int, Process] = {}
+        self.slots = SlotTable()
         self._by_pid: dict[int, Process] = {}
         self._lock = asyncio.Lock()
         self._ops: set[asyncio.Task] = set()
@@ -123,7 +131,18 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
 
     # -- serialization ----------------------------------------------------------------------------
 
+    def _target(self, n: int) -> int:
+        """The one way the number of processes is set (file, add, set, incr, decr): never above
+        the node's ``max_numprocesses``."""
+        problem = numprocesses_problem(n, self.host.max_numprocesses)
+        if problem:
+            raise LimitExceeded(f"{self.name}: {problem}")
+        self.numprocesses = n
+        return n
+
     async def _run(self, what: str, body: Callable[[], Awaitable[T]], *, preempt: bool = False) -> T:
+        if self.closed and not preempt:
+            raise Removed(f"{what} of {self.name!r} not done: {self.closed}")
         if preempt:
             self._preempt()
         task = asyncio.get_running_loop().create_task(self._locked(body), name=f"{self.name}:{what}")
@@ -200,8 +219,11 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
             self.kick()
         await self._run("kill", body)
 
-    async def close(self) -> None:
-        """Stop everything and cancel the watcher's own tasks (arbiter shutdown)."""
+    async def close(self, why: str = "the watcher was removed") -> None:
+        """Stop everything and cancel the watcher's own tasks (``rm``, arbiter shutdown). From
+        the first moment on, the watcher takes no more operations: those queued are cancelled by
+        the stop, those that arrive later are refused (:class:`~circus.errors.Removed`)."""
+        self.closed = self.closed or why
         await self.stop()
         for handle in self._timers:
             handle.cancel()
@@ -282,6 +304,8 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
 
     def kick(self) -> None:
         """Ask for a reconcile pass (cheap; coalesces)."""
+        if self.closed and self.state is WS.STOPPED:
+            return
         self._dirty = True
         if self._pass is None or self._pass.done():
             loop = asyncio.get_running_loop()
@@ -316,9 +340,10 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
             for p in victims:
                 p.retiring = True
                 stops.append(self._stop_slot(p))
-        for _ in range(-surplus):
-            wid = next(i for i in range(1, 2 * len(self.slots) + 2) if i not in self.slots)
-            self.slots[wid] = Process(wid)
+        for made in range(-surplus):          # at most max_numprocesses, in bounded steps
+            self.slots.new()
+            if made % SLOT_BATCH == SLOT_BATCH - 1:
+                await asyncio.sleep(0)
         if stops:
             task = loop.create_task(self._gather(stops))
             self._own(task)
@@ -521,8 +546,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
         self._forget(p)
 
     def _forget(self, p: Process) -> None:
-        if self.slots.get(p.wid) is p:
-            del self.slots[p.wid]
+        self.slots.remove(p)
 
     def _timer(self, when: float) -> None:
         loop = asyncio.get_running_loop()

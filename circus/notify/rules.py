@@ -13,7 +13,7 @@ Rules:
   ``restart`` (``respawn``: a process that had been running exited on its own and is replaced at
   once). A stop, restart or reload asked for by an operator is none of these.
 * Lines (``match =``): every line a covered watcher writes on stdout or stderr is searched for the
-  regex (``re.search``); a matching line is an occurrence of the event ``match``.
+  regex (searched by RE2, in linear time); a matching line is an occurrence of the event ``match``.
 * Throttle, per notification: the first occurrence is sent at once and opens a window of
   ``throttle`` seconds. Occurrences inside the window are held back and counted (the latest few
   kept as examples); when the window ends with something held back, one message says how many and
@@ -22,7 +22,6 @@ Rules:
 """
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from typing import Any, Mapping
 
 from circus.config import NotifyConfig
 from circus.notify.spec import EVENT_TOPICS
+from circus.protocol.limits import compile_line_pattern
 
 __all__ = ["Occurrence", "Rule", "Throttle", "Batch", "render_text", "render_data", "KEEP"]
 
@@ -64,7 +64,7 @@ class Rule:
         self.cfg = cfg
         self.name = cfg.name
         self.watchers = frozenset(w.lower() for w in cfg.watchers)
-        self.regex = re.compile(cfg.match) if cfg.match else None
+        self.regex = compile_line_pattern(cfg.match) if cfg.match else None
         self.events = frozenset(cfg.events)
 
     def covers(self, watcher: str) -> bool:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import shlex
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from circus.protocol.limits import compile_line_pattern
 
 from ..errors import CircusError
 from .spec import ExecProbe, HttpProbe, TcpProbe
@@ -52,10 +54,10 @@ class ProbeFailed(CircusError):
 
 
 class LogMatcher:
-    """Readiness from output: `feed` each line; True when the line matches (``re.search``)."""
+    """Readiness from output: `feed` each line; True when the line matches (a search, in linear time: RE2)."""
 
-    def __init__(self, pattern: str | re.Pattern[str]) -> None:
-        self.regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    def __init__(self, pattern: str | Any) -> None:
+        self.regex = compile_line_pattern(pattern) if isinstance(pattern, str) else pattern
 
     @property
     def pattern(self) -> str:

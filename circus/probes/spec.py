@@ -21,15 +21,17 @@ import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import Any, ClassVar, Union
 from urllib.parse import urlsplit
+
+from circus.protocol.limits import MAX_LINE_PATTERN, compile_line_pattern
 
 __all__ = [
     "TcpProbe", "HttpProbe", "ExecProbe", "NotifyProbe", "LogProbe", "Probe", "parse_probe",
     "PROBE_KINDS", "READINESS_KINDS", "LIVENESS_KINDS", "MAX_PATTERN_LENGTH",
 ]
 
-MAX_PATTERN_LENGTH = 500
+MAX_PATTERN_LENGTH = MAX_LINE_PATTERN
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 _SYNTAX = "expected tcp:HOST:PORT, http:URL, exec:COMMAND, notify or log:REGEX"
 
@@ -91,8 +93,8 @@ class LogProbe:
     pattern: str
 
     @property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile(self.pattern)
+    def regex(self) -> Any:
+        return compile_line_pattern(self.pattern)
 
     def __str__(self) -> str:
         return f"log:{self.pattern}"
@@ -168,13 +170,7 @@ def _exec(command: str) -> ExecProbe:
 def _log(pattern: str) -> LogProbe:
     if not pattern:
         raise ValueError("log: needs a regular expression, e.g. log:listening on")
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"pattern too long: {len(pattern)} characters, at most "
-                         f"{MAX_PATTERN_LENGTH}")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    compile_line_pattern(pattern)       # ValueError with the reason
     return LogProbe(pattern)
 
 

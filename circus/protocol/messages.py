@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from circus.protocol.errors import ErrorCode, ProtocolError
-from circus.protocol.limits import MAX_DEPTH, check_depth
+from circus.protocol.limits import MAX_FRAME, shape_problem
 
 __all__ = ["Request", "decode_request", "ok_reply", "error_reply", "encode", "decode",
            "make_request", "encode_event", "decode_event", "read_event", "MAX_FRAME", "output_topic", "topic_name"]
 
-#: largest control frame accepted, in bytes
-MAX_FRAME = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,13 +46,16 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
     if len(body) > max_size:
         raise BadRequest(ErrorCode.OVERSIZE, f"message of {len(body)} bytes exceeds {max_size}")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NotJSON as exc:
+        raise BadRequest(ErrorCode.INVALID_JSON, f"json invalid: {exc}") from None
     except (ValueError, RecursionError):
         raise BadRequest(ErrorCode.INVALID_JSON, "json invalid") from None
     if not isinstance(data, dict):
         raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: not a JSON object")
-    if not check_depth(data):
-        raise BadRequest(ErrorCode.INVALID_MESSAGE, f"message invalid: nested deeper than {MAX_DEPTH}")
+    problem = shape_problem(data)
+    if problem:
+        raise BadRequest(ErrorCode.INVALID_MESSAGE, f"message invalid: {problem}")
     req_id = data.get("id")
     cast = data.get("msg_type") == "cast"
     command = data.get("command")
@@ -67,6 +68,22 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
         raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: 'properties' must be an object",
                          req_id, cast)
     return Request(req_id, command, props, cast)
+
+
+class _NotJSON(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's json accepts them)."""
+    raise _NotJSON(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotJSON(f"{text[:40]} is too large for a number")
+    return value
 
 
 def ok_reply(req_id: Any, fields: Mapping[str, Any], node: str) -> dict[str, Any]:
@@ -83,7 +100,23 @@ def error_reply(req_id: Any, code: ErrorCode, reason: str, node: str) -> dict[st
 
 
 def encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+    """Strict JSON: a non-finite float (a sampler's NaN...) is sent as ``null``, never as the
+    ``NaN``/``Infinity`` that other parsers refuse."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":"), default=str,
+                          allow_nan=False).encode()
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def decode(body: bytes) -> Any:
