@@ -155,15 +155,17 @@ class Dropped:
 @dataclass
 class Found:
     """What a run of discovery heard: the nodes kept, the answers dropped (the first
-    :data:`MAX_REMARKS`) and how many more were dropped."""
+    :data:`MAX_REMARKS` different ones) and how many more were dropped (repeats included)."""
 
     answers: list[Answer] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
     more_dropped: int = 0
 
     def drop(self, responder: str, reason: str) -> None:
-        if len(self.dropped) < MAX_REMARKS:
-            self.dropped.append(Dropped(responder, reason))
+        dropped = Dropped(responder, reason)
+        # said once (the same answer comes on both interfaces), at most MAX_REMARKS: counted
+        if dropped not in self.dropped and len(self.dropped) < MAX_REMARKS:
+            self.dropped.append(dropped)
         else:
             self.more_dropped += 1
 
@@ -306,6 +308,7 @@ def sections(found: Found | Iterable[Answer]) -> str:
     if found.dropped_count:
         lines = [f"# dropped {d}" for d in found.dropped]
         if found.more_dropped:
-            lines.append(f"# dropped {found.more_dropped} more answer(s)")
+            lines.append(f"# dropped {found.more_dropped} more answer(s) (repeats, or beyond "
+                         f"the first {MAX_REMARKS} remarks)")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + ("\n" if blocks else "")

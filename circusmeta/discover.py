@@ -22,7 +22,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from .answers import MAX_ANSWER_BYTES, Answer, Dropped, Found, parse_answers, sections
+from .answers import MAX_ANSWER_BYTES, MAX_REMARKS, Answer, Dropped, Found, parse_answers, sections
 
 __all__ = ["discover_cli", "discover", "Answer", "Dropped", "Found", "parse_answers",
            "sections", "parse_group", "DEFAULT_MULTICAST", "MAX_DATAGRAMS"]
@@ -142,7 +142,8 @@ async def discover_cli(ctx: Any, words: list[str]) -> int:
     for dropped in found.dropped:              # escaped: printable ASCII on one line
         ctx.warn(f"circusmeta discover: dropped {dropped}")
     if found.more_dropped:
-        ctx.warn(f"circusmeta discover: dropped {found.more_dropped} more answer(s)")
+        ctx.warn(f"circusmeta discover: dropped {found.more_dropped} more answer(s) (repeats, "
+                 f"or beyond the first {MAX_REMARKS} remarks)")
     if ctx.json or args.json:
         ctx.print(json.dumps([a.to_dict() for a in answers], indent=2))
     elif answers or found.dropped_count:

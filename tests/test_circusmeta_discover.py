@@ -196,13 +196,18 @@ def test_a_flood_of_answers_is_bounded():
     from circusmeta.answers import MAX_NODES, MAX_REMARKS
     raw = [(json.dumps({"endpoint": f"tcp://10.1.{i // 250}.{i % 250 + 1}:5555",
                         "node": f"n{i}"}).encode(), ("10.1.0.1", 1)) for i in range(MAX_NODES + 50)]
-    raw += [(b"junk", ("10.1.0.2", 1))] * 100
+    raw += [(b"junk", ("10.1.0.2", port)) for port in range(1, 101)]
     found = parse_answers(raw)
     assert len(found.answers) == MAX_NODES
     assert len(found.dropped) == MAX_REMARKS and found.dropped_count == 150
     text = sections(found)
     assert len(read_back(text)) == MAX_NODES
-    assert text.rstrip().endswith(f"# dropped {150 - MAX_REMARKS} more answer(s)")
+    assert text.rstrip().endswith(f"# dropped {150 - MAX_REMARKS} more answer(s) (repeats, or "
+                                  f"beyond the first {MAX_REMARKS} remarks)")
+    # the same bad answer again and again: said once, counted
+    found = parse_answers([HONEST] + [(b"junk", ("10.1.0.2", 1))] * 10)
+    assert [str(d) for d in found.dropped] == ["the answer from 10.1.0.2:1: not JSON: b'junk'"]
+    assert found.dropped_count == 10
 
 
 # -- fuzz --------------------------------------------------------------------------------------
