@@ -291,22 +291,30 @@ def parse_answers(raw: Iterable[tuple[Any, Any]]) -> Found:
     return found
 
 
+def _comment(text: str) -> str:
+    """A comment line: anything but printable ASCII escaped (it cannot end the line)."""
+    return "# " + "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in text)
+
+
 def sections(found: Found | Iterable[Answer]) -> str:
     """The pool file's ``[node:NAME]`` sections for the answers, each with its comments, then
     the dropped answers as comments (pure). Nothing else is written: no key but
-    :data:`WRITTEN_KEYS`, no other section."""
+    :data:`WRITTEN_KEYS`, no other section; ValueError for an answer (made by hand) whose name
+    or endpoint would not pass :func:`check_name` / :func:`check_endpoint`."""
     if not isinstance(found, Found):
         found = Found(list(found))
     blocks = []
     for a in found.answers:
-        lines = [f"# answered from {a.responder[0]}:{a.responder[1]}"]
+        check_name(a.name)                  # an Answer made by hand is held to the same rules
+        check_endpoint(a.endpoint)
+        lines = [_comment(f"answered from {a.responder[0]}:{a.responder[1]}")]
         if a.reported:
-            lines.append(f"# the node calls itself {a.reported!r}")
-        lines += [f"# {r}" for r in (a.remark, *a.notes) if r]
+            lines.append(_comment(f"the node calls itself {a.reported!r}"))
+        lines += [_comment(r) for r in (a.remark, *a.notes) if r]
         lines += [f"[node:{a.name}]", f"endpoint = {a.endpoint}"]
         blocks.append("\n".join(lines))
     if found.dropped_count:
-        lines = [f"# dropped {d}" for d in found.dropped]
+        lines = [_comment(f"dropped {d}") for d in found.dropped]
         if found.more_dropped:
             lines.append(f"# dropped {found.more_dropped} more answer(s) (repeats, or beyond "
                          f"the first {MAX_REMARKS} remarks)")

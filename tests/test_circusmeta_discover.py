@@ -190,6 +190,16 @@ def test_valid_answers_are_kept_as_they_came_and_remarked_where_useful():
     assert json.loads(json.dumps([a.to_dict() for a in found.answers]))[2]["reported_name"] \
         == "web1"
     assert sections(parse_answers([])) == ""
+    # answers made by hand are held to the same rules; their comments cannot break a line
+    from circusmeta.answers import Answer
+    with pytest.raises(ValueError):
+        sections([Answer("web1", "tcp://10.0.0.1:5555\n[meta]", ("10.0.0.1", 1))])
+    with pytest.raises(ValueError):
+        sections([Answer("web 1", "tcp://10.0.0.1:5555", ("10.0.0.1", 1))])
+    text = sections([Answer("web1", "tcp://10.0.0.1:5555", ("10.0.0.1", 1),
+                            remark="a\n[meta]\u2028x = y")])
+    assert read_back(text) == {"web1": "tcp://10.0.0.1:5555"}
+    assert "# a\\n[meta]\\u2028x = y\n" in text
 
 
 def test_a_flood_of_answers_is_bounded():
