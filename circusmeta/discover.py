@@ -4,9 +4,12 @@ discovery) and print them as pool-file sections.
 One datagram goes to the group (``udp://237.219.251.97:12027`` by default, 0.19's), sent on the
 default interface and on loopback (TTL 1: the local network only); every circusd with that
 ``[circus] multicast_endpoint`` answers by unicast with ``{"endpoint": ..., "node": ...}``
-(0.19 sends only ``endpoint``). Answers are collected for ``--wait`` seconds.
+(0.19 sends only ``endpoint``). Answers are collected for ``--wait`` seconds, at most
+:data:`MAX_DATAGRAMS` of them (the others are counted).
 
-:func:`sections` (pure) turns the answers into the pool file's text.
+Anyone on the network can answer: :mod:`circusmeta.answers` checks every answer and drops those
+that are not of the strict shape a pool file may hold; discovery finds candidates, it never
+vouches for them (no key is ever taken from an answer).
 """
 from __future__ import annotations
 
@@ -14,114 +17,55 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import re
 import socket
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlparse
 
-from circus.core.discovery import parse_multicast
+from .answers import MAX_ANSWER_BYTES, MAX_REMARKS, Answer, Dropped, Found, parse_answers, sections
 
-__all__ = ["discover_cli", "discover", "Answer", "sections", "DEFAULT_MULTICAST"]
+__all__ = ["discover_cli", "discover", "Answer", "Dropped", "Found", "parse_answers",
+           "sections", "parse_group", "DEFAULT_MULTICAST", "MAX_DATAGRAMS"]
 
 DEFAULT_MULTICAST = "udp://237.219.251.97:12027"
 EXIT_FOUND, EXIT_NONE, EXIT_USAGE = 0, 1, 2
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+#: datagrams read per run; later ones are counted as dropped
+MAX_DATAGRAMS = 4096
 
 
 class MulticastUnavailable(OSError):
     """The datagram could not be sent on any interface (no route for multicast)."""
 
 
-@dataclass(frozen=True)
-class Answer:
-    """One node's answer: its name (the pool's, unique among the answers), where to reach it,
-    who answered, and a remark when the endpoint needs a look."""
-
-    name: str
-    endpoint: str
-    responder: tuple[str, int]
-    reported: str | None = None       # the name the node gave, if not the one used
-    remark: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"node": self.name, "endpoint": self.endpoint,
-                "responder": f"{self.responder[0]}:{self.responder[1]}",
-                "reported_name": self.reported, "remark": self.remark}
-
-
-def _endpoint(endpoint: str, host: str) -> tuple[str, str | None]:
-    """The endpoint to write down, and a remark: a wildcard address becomes the responder's."""
+def parse_group(endpoint: str) -> tuple[str, int]:
+    """(group, port) of ``udp://GROUP:PORT``; ValueError unless GROUP is an IPv4 multicast
+    address and PORT 1 to 65535."""
     url = urlparse(endpoint)
-    if url.scheme == "ipc":
-        return endpoint, None if _loopback(host) else \
-            "an ipc endpoint: reachable only on that machine"
-    if url.scheme == "tcp" and url.hostname in ("0.0.0.0", "*", "::"):
-        return f"tcp://{host}:{url.port}", \
-            f"circusd binds {endpoint}; using the responder's address"
-    if url.scheme == "tcp" and url.hostname and _loopback(url.hostname) and not _loopback(host):
-        return endpoint, "a loopback endpoint: reachable only on that machine"
-    return endpoint, None
-
-
-def _loopback(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        port = url.port
     except ValueError:
-        return host == "localhost"
-
-
-def parse_answers(raw: Iterable[tuple[bytes, tuple[str, int]]]) -> list[Answer]:
-    """Answers from datagrams (pure): malformed ones skipped, the same node once, names made
-    valid and unique (``node-10-0-0-11`` when a 0.19 node gives none)."""
-    out: list[Answer] = []
-    seen: set[tuple[str | None, str]] = set()
-    names: set[str] = set()
-    for data, addr in raw:
-        try:
-            reply = json.loads(data)
-        except (UnicodeDecodeError, ValueError):
-            continue
-        if not isinstance(reply, dict) or not isinstance(reply.get("endpoint"), str):
-            continue
-        given = reply.get("node") if isinstance(reply.get("node"), str) else None
-        key = (given, reply["endpoint"])
-        if key in seen:                       # it answered on both interfaces
-            continue
-        seen.add(key)
-        endpoint, remark = _endpoint(reply["endpoint"], addr[0])
-        base = _NAME_BAD.sub("-", given)[:64] if given else "node-" + addr[0].replace(".", "-")
-        name, n = base or "node", 2
-        while name in names:
-            name, n = f"{base[:60]}-{n}", n + 1
-        names.add(name)
-        out.append(Answer(name, endpoint, addr, given if given != name else None, remark))
-    return out
-
-
-def sections(answers: Iterable[Answer]) -> str:
-    """The pool file's ``[node:NAME]`` sections for the answers (pure)."""
-    blocks = []
-    for a in answers:
-        lines = [f"# answered from {a.responder[0]}:{a.responder[1]}"]
-        if a.reported:
-            lines.append(f"# the node calls itself {a.reported!r}")
-        if a.remark:
-            lines.append(f"# {a.remark}")
-        lines += [f"[node:{a.name}]", f"endpoint = {a.endpoint}"]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + ("\n" if blocks else "")
+        port = None
+    if url.scheme != "udp" or not url.hostname or not port:
+        raise ValueError(f"multicast endpoint must be udp://GROUP:PORT, got {endpoint!r}")
+    try:
+        group = ipaddress.IPv4Address(url.hostname)
+    except ValueError:
+        raise ValueError(f"{url.hostname} is not an IPv4 multicast address (224.0.0.0/4)") \
+            from None
+    if not group.is_multicast:
+        raise ValueError(f"{url.hostname} is not a multicast address (224.0.0.0/4)")
+    return str(group), port
 
 
 async def discover(multicast: str = DEFAULT_MULTICAST, wait: float = 2.0,
-                   payload: bytes = b'"circusmeta discover"') -> tuple[list[Answer], list[str]]:
+                   payload: bytes = b'"circusmeta discover"') -> tuple[Found, list[str]]:
     """Send one datagram per interface and collect answers for ``wait`` seconds.
 
-    Returns (answers, the interfaces it was sent on); raises :class:`MulticastUnavailable`
-    when it could be sent on none, ValueError for a bad ``multicast``.
+    Returns (what was found: the checked answers and the dropped ones, the interfaces it was
+    sent on); raises :class:`MulticastUnavailable` when it could be sent on none, ValueError
+    for a bad ``multicast``.
     """
-    group, port = parse_multicast(multicast)
+    group, port = parse_group(multicast)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
@@ -142,15 +86,24 @@ async def discover(multicast: str = DEFAULT_MULTICAST, wait: float = 2.0,
             raise MulticastUnavailable(f"cannot send to {group}:{port}: {'; '.join(errors)}")
         loop = asyncio.get_running_loop()
         raw: list[tuple[bytes, tuple[str, int]]] = []
+        ignored = 0
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             try:
-                raw.append(await asyncio.wait_for(loop.sock_recvfrom(sock, 65536), left))
+                # one byte more than an answer may have: a longer one is seen and dropped
+                got = await asyncio.wait_for(loop.sock_recvfrom(sock, MAX_ANSWER_BYTES + 1),
+                                             left)
             except (asyncio.TimeoutError, TimeoutError):
                 break
             except OSError:                 # e.g. an ICMP error for one of the datagrams
                 continue
-        return parse_answers(raw), sent
+            if len(raw) < MAX_DATAGRAMS:
+                raw.append(got)
+            else:
+                ignored += 1
+        found = parse_answers(raw)
+        found.more_dropped += ignored           # beyond MAX_DATAGRAMS: counted, not read
+        return found, sent
     finally:
         sock.close()
 
@@ -174,7 +127,7 @@ async def discover_cli(ctx: Any, words: list[str]) -> int:
         ctx.warn("circusmeta discover: --wait must be > 0")
         return EXIT_USAGE
     try:
-        answers, sent = await discover(args.multicast, args.wait)
+        found, sent = await discover(args.multicast, args.wait)
     except ValueError as exc:
         ctx.warn(f"circusmeta discover: {exc}")
         return EXIT_USAGE
@@ -185,14 +138,22 @@ async def discover_cli(ctx: Any, words: list[str]) -> int:
     except OSError as exc:
         ctx.warn(f"circusmeta discover: {exc}")
         return EXIT_NONE
+    answers = found.answers
+    for dropped in found.dropped:              # escaped: printable ASCII on one line
+        ctx.warn(f"circusmeta discover: dropped {dropped}")
+    if found.more_dropped:
+        ctx.warn(f"circusmeta discover: dropped {found.more_dropped} more answer(s) (repeats, "
+                 f"or beyond the first {MAX_REMARKS} remarks)")
     if ctx.json or args.json:
         ctx.print(json.dumps([a.to_dict() for a in answers], indent=2))
-    elif answers:
-        ctx.out.write(sections(answers))
+    elif answers or found.dropped_count:
+        ctx.out.write(sections(found))
         ctx.out.flush()
     if not answers:
+        dropped = f"; {found.dropped_count} invalid answer(s) dropped" \
+            if found.dropped_count else ""
         ctx.warn(f"circusmeta discover: no circusd answered on {args.multicast} within "
                  f"{args.wait:g} s (sent on: {', '.join(sent)}; a node answers only with "
-                 f"[circus] multicast_endpoint set to this group)")
+                 f"[circus] multicast_endpoint set to this group{dropped})")
         return EXIT_NONE
     return EXIT_FOUND

@@ -72,11 +72,14 @@ class NodeResult:
     error: str | None = None        # why there is no reply
     rtt: float | None = None        # seconds, request to reply
     endpoint: str = ""
+    #: why the node's ok is not borne out by a look at it afterwards (rolling operations)
+    unconfirmed: str | None = None
 
     @property
     def ok(self) -> bool:
         # ``status name=W`` answers with the state in "status" (0.19's shape): only "error" fails
-        return self.reply is not None and self.reply.get("status") != "error"
+        return self.reply is not None and self.reply.get("status") != "error" and \
+            self.unconfirmed is None
 
     @property
     def refused(self) -> bool:
@@ -94,6 +97,8 @@ class NodeResult:
 
     @property
     def reason(self) -> str:
+        if self.unconfirmed is not None:
+            return self.unconfirmed
         if self.reply is not None:
             return str(self.reply.get("reason", "")) if self.refused else ""
         return self.error or self.state
@@ -103,6 +108,8 @@ class NodeResult:
                                "ok": self.ok, "rtt": self.rtt, "reply": self.reply}
         if self.error:
             out["error"] = self.error
+        if self.unconfirmed:
+            out["unconfirmed"] = self.unconfirmed
         if self.name_mismatch:
             out["reported_name"] = self.reported_name
         return out

@@ -17,13 +17,18 @@ batch: 1, or every item for a collection with ``mode = parallel``.
 Each item is one control command, sent with ``waiting: true`` (the node replies when the work
 is done — for restart/reload when the replacements are ready, see readiness.rst), ``match:
 simple`` (the name, not a pattern) and, where the command has it, ``graceful: true``
-(replacements first: the node keeps serving). A step fails when one of its items gets an error
-reply, no answer within the step's deadline (unresponsive) or no connection (not_available);
-nothing after that step is sent. A node that could not be asked whether it has the watcher
-stays in the list: its turn fails, so a node that is down is never skipped silently.
+(replacements first: the node keeps serving). An item is done when the node answered ``ok``
+*and* a look at the node right after bears it out (``confirm.py``: the watcher is still there,
+still the one the command ran on, and stopped after a stop). A step fails when one of its items
+gets an error reply, an ``ok`` the look afterwards contradicts (the watcher was removed or
+replaced meanwhile), no answer within the step's deadline (unresponsive) or no connection
+(not_available); nothing after that step is sent. A node that could not be asked whether it has
+the watcher stays in the list: its turn fails, so a node that is down is never skipped
+silently. An item is tried once per run, however often the target names it.
 
 Exit codes: 0 all done; 1 nothing reached (no node of the first step answered); 3 the first
-step refused (an error reply, nothing done); 4 partial (some done, then a failure).
+step failed on a node that answered (an error reply, or an ok not borne out); 4 partial (some
+done, then a failure).
 """
 from __future__ import annotations
 
@@ -35,8 +40,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import zmq
 
 from .api import SelectionError
+from .confirm import confirm, note
 from .fanout import (ACTIVE, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, EXIT_UNREACHABLE, NOT_AVAILABLE,
-                     NodeResult)
+                     UNRESPONSIVE, NodeResult)
 
 __all__ = ["rolling", "rolling_cli", "RollingReport", "Step", "Progress", "Item", "UnknownTarget",
            "ACTIONS", "DEFAULT_STEP_TIMEOUT", "STATE_EVERY", "plan_steps", "resolve"]
@@ -172,9 +178,13 @@ def _first_line(text: str) -> str:
 
 
 def _why(r: NodeResult) -> str:
+    if r.unconfirmed:
+        return r.unconfirmed
     if r.refused:
         return r.reason or "error reply"
-    return f"{r.state}: {r.reason}" if r.reason and r.reason != r.state else r.state
+    why = f"{r.state}: {r.reason}" if r.reason and r.reason != r.state else r.state
+    # the request went out: the node may finish it after we stopped waiting
+    return why + " (sent; the node may still be doing it)" if r.state == UNRESPONSIVE else why
 
 
 # -- pure: the plan --------------------------------------------------------------------------------
@@ -191,6 +201,8 @@ async def resolve(pool: Any, target: str, nodes: Iterable[str] | None = None
     """(kind, items, mode, unchecked) for ``target``; raises UnknownTarget."""
     config = pool.config
     wanted = None if nodes is None else list(nodes)
+    if wanted:                                   # each node once, in pool-file order
+        wanted = pool.select(wanted)
     if target in config.collections:
         members = config.expand(target)
         items = [Item(m.node, m.watcher) for m in members
@@ -249,12 +261,14 @@ def command_props(action: str) -> dict[str, Any]:
 
 async def _call_item(pool: Any, item: Item, action: str, deadline: float,
                      props: Mapping[str, Any]) -> NodeResult:
+    """The node's answer, and when it is ok, whether a look at the node bears it out."""
     try:
-        return await pool.call_one(item.node, action, deadline=deadline, name=item.watcher,
-                                   **props)
+        result = await pool.call_one(item.node, action, deadline=deadline, name=item.watcher,
+                                     **props)
     except (zmq.ZMQError, OSError) as exc:
         return NodeResult(item.node, NOT_AVAILABLE, error=str(exc),
                           endpoint=pool.config.nodes[item.node].endpoint)
+    return await confirm(pool, item.watcher, action, result)
 
 
 async def _run_step(pool: Any, report: RollingReport, step: Step, items: list[Item],
@@ -340,9 +354,11 @@ TARGET   a watcher (every selected node that has it, in pool-file order), a coll
   --state-every S     a "still running" line every S seconds of a long step (default 5)
   --node/--tag/--all  only the items on these nodes
 
-A progress line per step, then "done: ...; failed: ... (why); not done: ...". It stops at the
-first failed step (error reply, unresponsive, not_available). Exit: 0 all done, 1 nothing
-reached, 2 usage, 3 the first step refused, 4 partial, 130 interrupted.
+A progress line per step, then "done: ...; failed: ... (why); not done: ...". An item is done
+when its node answered ok and a look at the node right after bears it out (the watcher is still
+there and still the one the command ran on). It stops at the first failed step (error reply, an
+ok not borne out, unresponsive, not_available). Exit: 0 all done, 1 nothing reached, 2 usage,
+3 the first step failed on a node that answered, 4 partial, 130 interrupted.
 """
 
 
@@ -390,6 +406,9 @@ def _progress_printer(ctx: Any) -> Callable[[Progress], None]:
         elif p.kind == "done":
             if step.ok:
                 out(f"{head} ... ok ({_seconds(step.elapsed)})")
+                for item, r in step.results.items():
+                    if (said := note(report.action, r.reply)) is not None:
+                        out(f"  {item}: {said}")
             else:
                 good = [i for i, r in step.results.items() if r.ok]
                 out(f"{head} ... failed ({_seconds(step.elapsed)})"

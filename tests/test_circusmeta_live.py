@@ -1,18 +1,13 @@
-"""circusmeta's live side: ``top`` over the pool, the ``proxy`` republishing the pool's stats and
-events, and multicast ``discover``; first the pure rewriting and parsing, then real circusd
-nodes on ipc:// endpoints in tmp_path, each with its own name and circusd-stats.
+"""circusmeta's live side: ``top`` over the pool and the ``proxy`` republishing the pool's stats
+and events; first the pure rewriting and parsing, then real circusd nodes on ipc:// endpoints in
+tmp_path, each with its own name and circusd-stats (``discover``: test_circusmeta_discover.py).
 
 Every wait has a deadline and fails as soon as a child died; what is started is stopped by pid.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
-import os
-import random
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -22,7 +17,6 @@ from pathlib import Path
 import pytest
 import zmq
 
-from circusmeta.discover import parse_answers, sections
 from circusmeta.live import FeedState, event_topic, stats_topic
 from tests.conftest import ROOT
 
@@ -55,24 +49,6 @@ def test_event_topics_are_prefixed_with_the_name_the_node_gives():
         b"web1/watcher.web.spawn"
 
 
-def test_discovery_answers_become_unique_pool_sections():
-    raw = [(b'{"endpoint": "tcp://10.0.0.11:5555", "node": "web1"}', ("10.0.0.11", 4000)),
-           (b'{"endpoint": "tcp://10.0.0.11:5555", "node": "web1"}', ("10.0.0.11", 4000)),
-           (b'{"endpoint": "tcp://0.0.0.0:5555"}', ("10.0.0.12", 4000)),       # 0.19: no node
-           (b'{"endpoint": "tcp://10.0.0.13:5555", "node": "web1"}', ("10.0.0.13", 4000)),
-           (b'{"endpoint": "tcp://127.0.0.1:5555", "node": "we b"}', ("10.0.0.14", 4000)),
-           (b"garbage", ("10.0.0.15", 4000)), (b'{"node": "x"}', ("10.0.0.16", 4000))]
-    answers = parse_answers(raw)
-    assert [(a.name, a.endpoint) for a in answers] == [
-        ("web1", "tcp://10.0.0.11:5555"), ("node-10-0-0-12", "tcp://10.0.0.12:5555"),
-        ("web1-2", "tcp://10.0.0.13:5555"), ("we-b", "tcp://127.0.0.1:5555")]
-    text = sections(answers)
-    assert "# answered from 10.0.0.11:4000\n[node:web1]\nendpoint = tcp://10.0.0.11:5555\n" in text
-    assert "circusd binds tcp://0.0.0.0:5555" in text
-    assert "# the node calls itself 'web1'\n" in text and "loopback endpoint" in text
-    assert sections([]) == ""
-
-
 # -- real nodes ----------------------------------------------------------------------------------
 
 NODE_INI = """
@@ -82,7 +58,6 @@ pubsub_endpoint = ipc://{dir}/events.sock
 stats_endpoint = ipc://{dir}/stats.sock
 statsd = true
 stats_interval = 0.2
-{multicast}
 
 [watcher:{watcher}]
 cmd = {sleep}
@@ -98,14 +73,12 @@ def meta(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
 class Pool:
     """Two circusd nodes, web1 (watcher alpha) and web2 (watcher beta), and their pool file."""
 
-    def __init__(self, circusd, tmp_path: Path, multicast: str = "") -> None:
+    def __init__(self, circusd, tmp_path: Path) -> None:
         self.tmp = tmp_path
         self.nodes = {}
         for name, watcher in (("web1", "alpha"), ("web2", "beta")):
             d = circusd(start=False)
-            d.write(NODE_INI.format(dir=d.dir, watcher=watcher, sleep=SLEEP,
-                                    multicast=f"multicast_endpoint = {multicast}"
-                                    if multicast else ""))
+            d.write(NODE_INI.format(dir=d.dir, watcher=watcher, sleep=SLEEP))
             d.start(None, "--name", name)
             self.nodes[name] = d
         for name in self.nodes:
@@ -340,83 +313,3 @@ def test_proxy_usage_and_bind_errors(tmp_path):
     assert res.returncode == 1 and f"cannot bind stats on {bad}" in res.stderr, res.stderr
     res = meta("--pool", str(file), "proxy", "--stats-endpoint", f"ipc://{tmp_path}/a-stats.sock")
     assert res.returncode == 2 and "is where the proxy binds" in res.stderr
-
-
-# -- discovery -----------------------------------------------------------------------------------
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
-
-
-def _loopback_multicast(group: str, port: int) -> str | None:
-    """None if a datagram sent to ``group`` on loopback comes back; else why not."""
-    recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        recv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        recv.bind((group, port))
-        recv.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                        struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton("127.0.0.1")))
-        send.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-        send.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-        send.sendto(b"probe", (group, port))
-        recv.settimeout(1.0)
-        recv.recvfrom(100)
-        return None
-    except OSError as exc:
-        return f"multicast on loopback refused: {exc}"
-    finally:
-        recv.close()
-        send.close()
-
-
-@pytest.fixture
-def multicast():
-    """A random group of 239.255.0.0/16 and a free port, usable on loopback (else a skip with
-    the reason); adds a 224.0.0.0/4 route on lo if there is none and we are root, and removes
-    it afterwards."""
-    group = str(ipaddress.IPv4Address("239.255.0.0") + random.randrange(1, 65535))
-    port = _free_udp_port()
-    added = False
-    why = _loopback_multicast(group, port)
-    if why is not None and os.geteuid() == 0:
-        routes = subprocess.run(["ip", "route", "show", "224.0.0.0/4"], capture_output=True,
-                                text=True, timeout=5)
-        default = subprocess.run(["ip", "route", "show", "default"], capture_output=True,
-                                 text=True, timeout=5)
-        if routes.returncode == 0 and not routes.stdout.strip() and not default.stdout.strip():
-            added = subprocess.run(["ip", "route", "add", "224.0.0.0/4", "dev", "lo"],
-                                   capture_output=True, timeout=5).returncode == 0
-            why = _loopback_multicast(group, port) if added else why
-    try:
-        if why is not None:
-            pytest.skip(why)
-        yield f"udp://{group}:{port}"
-    finally:
-        if added:
-            subprocess.run(["ip", "route", "del", "224.0.0.0/4", "dev", "lo"],
-                           capture_output=True, timeout=5)
-
-
-def test_discover_finds_both_nodes_and_prints_pool_sections(circusd, tmp_path, multicast):
-    pool = Pool(circusd, tmp_path, multicast)
-    for d in pool.nodes.values():
-        d.wait_log("answering discovery on", 10)
-    res = meta("discover", "--multicast", multicast, "--wait", "1")
-    assert res.returncode == 0, res.stderr
-    for name, d in pool.nodes.items():
-        assert f"[node:{name}]\nendpoint = ipc://{d.dir}/control.sock\n" in res.stdout, res.stdout
-    assert res.stdout.count("[node:") == 2 and "# answered from " in res.stdout
-
-    res = meta("--json", "discover", "--multicast", multicast, "--wait", "1")
-    assert res.returncode == 0, res.stderr
-    found = {a["node"]: a["endpoint"] for a in json.loads(res.stdout)}
-    assert found == {n: f"ipc://{d.dir}/control.sock" for n, d in pool.nodes.items()}
-
-    group = multicast.rsplit(":", 1)[0]
-    res = meta("discover", "--multicast", f"{group}:{_free_udp_port()}", "--wait", "0.5")
-    assert res.returncode == 1 and "no circusd answered" in res.stderr
-    res = meta("discover", "--multicast", "udp://10.0.0.1:5")
-    assert res.returncode == 2 and "not a multicast address" in res.stderr
