@@ -278,6 +278,7 @@ class Controller:
         pub = self._pub
         prefixes = set(self.arbiter.output_prefixes)
         new: list[str] = []
+        refused = 0
         for _ in range(SUBS_BATCH):
             if pub is None or pub.closed or not pub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 break
@@ -290,8 +291,7 @@ class Controller:
             topic = message[1:].decode(errors="replace")
             if message[0] == 1:
                 if topic not in prefixes and len(prefixes) >= MAX_SUBSCRIPTIONS:
-                    log.warning("not following the output subscription %r: %d output topics are "
-                                "followed already", topic[:80], MAX_SUBSCRIPTIONS)
+                    refused += 1
                     continue
                 prefixes.add(topic)
                 new.append(topic)
@@ -299,6 +299,9 @@ class Controller:
                 prefixes.discard(topic)   # XPUB_VERBOSE: only the last one unsubscribing is seen
         else:
             self._check_subs_soon()        # more may be waiting: after the rest of the loop
+        if refused:
+            log.warning("not following %d output subscription(s): %d output topics are followed "
+                        "already (their subscribers get no lines)", refused, MAX_SUBSCRIPTIONS)
         self.arbiter.output_prefixes = prefixes
         for topic in new:
             self.publish(topic, {"subscribed": topic})
