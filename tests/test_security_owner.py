@@ -191,6 +191,7 @@ def test_the_owner_gets_no_group_environment_socket_or_limit_of_roots(circusd, s
         "a root-only working_dir": {**base, "working_dir": "/root"},
         "a raised hard limit": {**base, "rlimit_nofile": hard + 1},
         "circusd's sockets": {**base, "use_sockets": True},
+        "a socket on stdin": {**base, "stdin_socket": "web"},
         "QueueStream": {**base, "stdout_stream": {"class": "QueueStream"}},
         "a custom stream": {**base, "stdout_stream": {"class": "os.getcwd"}},
     }

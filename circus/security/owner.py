@@ -63,9 +63,9 @@ OWNER_RULES: dict[str, str] = {
     "copy_env": "false only (circusd's environment is root's)",
     "copy_path": "false only (it needs copy_env, refused; circusd's sys.path)",
     "env": "any variables; a value may not refer to circusd's environment ($NAME, ${NAME})",
-    "virtualenv": "a directory the owner can read (checked as the owner); taken literally, "
-                  "not as a pattern",
-    "virtualenv_py_ver": _ANY + " (taken literally)",
+    "virtualenv": "unset (it needs copy_env, refused); a path is taken literally, never as a "
+                  "pattern",
+    "virtualenv_py_ver": _ANY + " (taken literally; unused without virtualenv)",
     "autostart": _ANY,
     "respawn": _ANY,
     "on_demand": _ANY + " (without sockets it never triggers)",
@@ -195,8 +195,6 @@ def check_owner(opts: Any, cfg: Any, command: str, changes: Iterable[str] | None
     _check_rlimits(cfg, owner, refuse)
     paths = _check_streams(cfg, refuse)
     dirs = [("working_dir", cfg.working_dir) if cfg.working_dir else (_CWD, os.getcwd())]
-    if cfg.virtualenv:
-        dirs.append(("virtualenv", cfg.virtualenv))
     try:
         problems, _ = run_as(login, _probe, dirs, paths)
     except OSError as exc:
@@ -263,16 +261,15 @@ def _check_streams(cfg: Any, refuse: Any) -> list[tuple[str, str]]:
 
 
 def _probe(dirs: list[tuple[str, str]], files: list[tuple[str, str]]) -> tuple[list, list]:
-    """Run as the owner: what of ``dirs`` (to enter or read) and ``files`` (to append to, or to
-    create) the owner cannot use, as [key, path, errno, text]. Changes nothing (it may run in
-    circusd itself, when circusd is the owner)."""
+    """Run as the owner: what of ``dirs`` (to enter) and ``files`` (to append to, or to create)
+    the owner cannot use, as [key, path, errno, text]. Changes nothing (it may run in circusd
+    itself, when circusd is the owner)."""
     problems: list[list[Any]] = []
     for key, path in dirs:
         try:
             if not stat.S_ISDIR(os.stat(path).st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-            wanted = os.X_OK if key in ("working_dir", _CWD) else os.R_OK | os.X_OK
-            if not os.access(path, wanted):         # the real ids: the owner's in the child
+            if not os.access(path, os.X_OK):        # the real ids: the owner's in the child
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         except OSError as exc:
             problems.append([key, path, exc.errno, exc.strerror or str(exc)])
