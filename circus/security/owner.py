@@ -58,8 +58,9 @@ OWNER_RULES: dict[str, str] = {
                    "and entered after the switch to the owner at every spawn; unset: circusd's "
                    "working directory, under the same rule",
     "uid": "the owner only (name or number)",
-    "gid": "one of the owner's groups (primary, or a supplementary group of the group "
-           "database); unset: the owner's primary group; the owner's supplementary groups",
+    "gid": "one of the owner's groups (primary, or supplementary in the group database); "
+           "unset: the owner's primary group; the processes get the owner's supplementary "
+           "groups, never circusd's",
     "copy_env": "false only (circusd's environment is root's)",
     "copy_path": "false only (it needs copy_env, refused; circusd's sys.path)",
     "env": "any variables; a value may not refer to circusd's environment ($NAME, ${NAME})",
