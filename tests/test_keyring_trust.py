@@ -37,7 +37,8 @@ def test_a_clients_directory_others_can_write_is_refused(tmp_path):
                             (clients / "admin", 0o770, "writable by group"),
                             (key, 0o666, "writable by every user")):
         before = _mode(path)
-        os.chown(path, -1, 1) if mode == 0o770 else None
+        if mode == 0o770:
+            os.chown(path, -1, 1)               # a group other than root
         path.chmod(mode)
         with pytest.raises(KeyFileError, match=why) as info:
             Keyring.load(str(clients))

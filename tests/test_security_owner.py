@@ -122,7 +122,7 @@ def test_the_owner_cannot_append_to_a_root_file_and_a_legitimate_add_works(circu
 
 @root_only
 def test_a_path_changed_after_the_check_is_still_opened_as_the_owner(circusd, shared):
-    d = _owned_node(circusd, shared)
+    _owned_node(circusd, shared)
     late = shared / "own" / "late.log"
     added, = _calls(shared, ("add", {"name": "late", "cmd": "/bin/echo", "args": "attacker line",
                                      "options": _mine(shared, filename=str(late))}))
