@@ -38,6 +38,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from circus.security.ipcbind import bind_private
+
 from .fanout import HANDSHAKE_EVENTS, handshake_failure
 
 __all__ = ["top_cli", "proxy_cli", "Proxy", "Feed", "stats_topic", "event_topic", "HWM",
@@ -206,9 +208,12 @@ class Proxy:
                 from circus.security.keys import configure_server
                 configure_server(sock, self.server[0])
             try:
-                sock.bind(address)
+                bind_private(sock, address)     # an ipc:// socket file: mode 0600
             except zmq.ZMQError as exc:
                 raise zmq.ZMQError(exc.errno, f"cannot bind {kind} on {address}: {exc}") from None
+            except OSError as exc:
+                raise zmq.ZMQError(exc.errno or 0, f"cannot bind {kind} on {address}: "
+                                                   f"{exc.strerror or exc}") from None
         for feed in self.feeds:
             if feed.kind not in self._pubs:
                 continue

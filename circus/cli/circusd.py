@@ -1,7 +1,12 @@
 """``circusd``: run the arbiter of one node.
 
-Exit codes: 0 clean stop, 1 could not start (pidfile taken, daemon failed to come up, runtime
-error), 2 usage or configuration error.
+Exit codes: 0 clean stop, 1 could not start (pidfile taken or unsafe — a symbolic link, another
+user's file —, daemon failed to come up, runtime error), 2 usage or configuration error (a log
+output circusd refuses, in the foreground; with ``--daemon`` every startup failure is 1).
+
+``--daemon`` sets circusd's umask to :data:`DAEMON_UMASK` (027) unless ``[circus] umask`` says
+otherwise: a daemon must not keep the umask of whatever shell started it (000 would make its log
+and its watchers' files writable by everybody). The processes it starts inherit it.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ __all__ = ["main"]
 log = logging.getLogger("circus")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: circusd's umask with --daemon when [circus] umask is not set
+DAEMON_UMASK = 0o027
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,14 +124,18 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
     from circus.core.spawner import RealOS, become_subreaper
 
     opts = config.circus
+    if opts.umask is not None:
+        os.umask(opts.umask)
+    elif args.daemon:
+        os.umask(DAEMON_UMASK)
     try:
         logsetup.configure(args.loglevel or opts.loglevel or "info", args.logoutput or opts.logoutput or "-")
     except (OSError, ValueError) as exc:
-        report(f"circusd: bad log output: {exc}")
-        print(f"circusd: bad log output: {exc}", file=sys.stderr)
+        why = (exc.strerror if isinstance(exc, OSError) and exc.filename else None) or exc
+        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+        report(f"circusd: bad log output: {where}{why}")
+        print(f"circusd: bad log output: {where}{why}", file=sys.stderr)
         return EXIT_USAGE
-    if opts.umask is not None:
-        os.umask(opts.umask)
     pidfile = None
     pidfile_path = args.pidfile or opts.pidfile
     if pidfile_path:
@@ -134,6 +145,8 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
         except (PidfileError, OSError) as exc:
             report(f"circusd: {exc}")
             log.error("%s", exc)
+            if not args.daemon:
+                print(f"circusd: {exc}", file=sys.stderr)
             return EXIT_FAILED
     node = args.name or opts.name or socket.gethostname()
     raise_nofile()

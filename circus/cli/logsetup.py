@@ -1,12 +1,53 @@
-"""circusd's own logging: levels, outputs (stdout, file, syslog) and reopening for logrotate."""
+"""circusd's own logging: levels, outputs (stdout, file, syslog) and reopening for logrotate.
+
+A log file is opened as circusd opens every file as root (:mod:`circus.security.safepath`): not
+through a link others could have placed, an existing one only if it is root's or circusd's user's
+with one link; a new one is created mode 0640. An existing log file others may write to (the
+audit lines are in it) is made ``go-w`` and circusd says so.
+"""
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import stat
 import sys
+from typing import IO
 from urllib.parse import parse_qs, urlparse
 
-__all__ = ["configure", "reopen", "LOG_FORMAT", "LEVELS"]
+from circus.security.safepath import open_append
+
+__all__ = ["configure", "reopen", "LOG_FORMAT", "LEVELS", "LOG_MODE", "SafeFileHandler"]
+
+#: mode of a new log file (before the umask)
+LOG_MODE = 0o640
+
+
+class SafeFileHandler(logging.handlers.WatchedFileHandler):
+    """A WatchedFileHandler whose file is opened with circusd's rules for files it opens as root."""
+
+    #: (path, old mode) of a file whose group/other write bit was removed, to be logged
+    fixed: tuple[str, int] | None = None
+
+    def _open(self) -> IO[str]:
+        fd, created = open_append(self.baseFilename, mode=LOG_MODE)
+        try:
+            st = os.fstat(fd)
+            if not created and stat.S_ISREG(st.st_mode) and st.st_mode & 0o022:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o022)
+                self.fixed = (self.baseFilename, stat.S_IMODE(st.st_mode))
+            return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def report_fixed(self) -> None:
+        if self.fixed is not None:
+            path, mode = self.fixed
+            self.fixed = None
+            logging.getLogger("circus").warning(
+                "log file %s was writable by others (mode %o): group/other write removed",
+                path, mode)
 
 LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -29,7 +70,7 @@ def _handler(output: str) -> logging.Handler:
         else:
             address = (url.hostname or "localhost", url.port or 514)
         return logging.handlers.SysLogHandler(address=address, facility=fac)
-    return logging.handlers.WatchedFileHandler(output)
+    return SafeFileHandler(output)
 
 
 def configure(level: str = "info", output: str = "-") -> logging.Handler:
@@ -43,6 +84,8 @@ def configure(level: str = "info", output: str = "-") -> logging.Handler:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    if isinstance(handler, SafeFileHandler):
+        handler.report_fixed()
     return handler
 
 
@@ -56,3 +99,5 @@ def reopen() -> None:
                 handler.stream = handler._open()
             finally:
                 handler.release()
+            if isinstance(handler, SafeFileHandler):
+                handler.report_fixed()

@@ -3,17 +3,32 @@
 The lock (``flock``) is held for the daemon's whole life. A pidfile nobody holds the lock on is
 stale whatever pid it contains, except when that pid is alive and is a circusd that did not lock
 it (an older version): then we refuse rather than run twice.
+
+Scripts (and root) trust what a pidfile says (``kill $(cat circusd.pid)``), and a root circusd
+truncates it: it is never opened through a symbolic link (nor through a link in a directory
+others can change), and an existing one must be a regular file with one link, owned by root or
+circusd's user and writable by nobody else. Otherwise :class:`UnsafePidfile` says why and
+circusd does not start (exit 1, as for a pidfile held by a running circusd).
 """
 from __future__ import annotations
 
 import fcntl
 import os
 
-__all__ = ["Pidfile", "PidfileError"]
+from circus.security.safepath import UnsafePath, open_private
+
+__all__ = ["Pidfile", "PidfileError", "UnsafePidfile"]
+
+#: mode of a new pidfile (before the umask)
+PIDFILE_MODE = 0o644
 
 
 class PidfileError(Exception):
     pass
+
+
+class UnsafePidfile(PidfileError):
+    """The pidfile's path cannot be used safely (a link, another user's file...)."""
 
 
 def _is_circusd(pid: int) -> bool:
@@ -32,7 +47,10 @@ class Pidfile:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT, PIDFILE_MODE)
+        except UnsafePath as exc:
+            raise UnsafePidfile(f"pidfile {self.path}: {exc.strerror}: refusing to use it") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -48,11 +66,14 @@ class Pidfile:
         self._fd = fd
 
     def release(self) -> None:
+        """Remove the pidfile if the path still names the file we hold (and it says our pid)."""
         if self._fd is None:
             return
         try:
-            with open(self.path, "rb") as fh:
-                mine = fh.read().strip() == str(os.getpid()).encode()
+            held = os.fstat(self._fd)
+            now = os.stat(self.path, follow_symlinks=False)
+            mine = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) and \
+                os.pread(self._fd, 32, 0).strip() == str(os.getpid()).encode()
             if mine:
                 os.unlink(self.path)
         except OSError:

@@ -35,6 +35,8 @@ from circus.streams.console import flush_consoles
 from circus.streams.pump import OutputPump
 from circus.errors import SpawnError, UnknownWatcher
 from circus.protocol import ErrorCode, ProtocolError, topic_name
+from circus.security.asuser import Creds
+from circus.security.owner import confinement
 
 __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
 
@@ -125,7 +127,13 @@ class Arbiter(ArbiterSurvival):
 
     def spawn_context(self, watcher: Watcher) -> dict:
         return {"environ": self.environ, "python_path": self.python_path,
-                "sockets": self.sockets.fds_for(watcher.cfg)}
+                "sockets": self.sockets.fds_for(watcher.cfg),
+                "confined": self.confinement(watcher.cfg) is not None}
+
+    def confinement(self, cfg: WatcherConfig) -> Creds | None:
+        """The credentials of the ``endpoint_owner`` ``cfg`` runs as, when circusd must do that
+        watcher's file work as them (see circus.security.owner); None: as circusd."""
+        return confinement(self.config.circus, cfg)
 
     def is_descendant(self, root: int, pid: int) -> bool:
         return pid == root or pid in self.os.descendants(root)

@@ -111,6 +111,10 @@ def resolve_ids(uid: str | int | None, gid: str | int | None) -> tuple[int | Non
             groups = tuple(os.getgrouplist(user.pw_name, num_gid))
         except OSError:
             groups = None
+    if groups is None and num_uid is not None:
+        # a uid without a passwd entry (or no group database answer): only its own group, never
+        # circusd's supplementary groups (root's, when circusd is root)
+        groups = (num_gid,) if num_gid is not None else ()
     if num_uid == os.geteuid() and (num_gid is None or num_gid == os.getegid()):
         return None, None, None   # already that user: nothing to switch (works unprivileged)
     return num_uid, num_gid, groups
@@ -132,8 +136,10 @@ def _virtualenv_env(env: dict[str, str], venv: str, py_ver: str | None) -> None:
     bin_dir = os.path.join(venv, "bin")
     env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH", "")) if p)
     env["VIRTUAL_ENV"] = venv
-    pattern = f"python{py_ver}" if py_ver else "python*"
-    sites = sorted(glob.glob(os.path.join(venv, "lib", pattern, "site-packages")))
+    # the directory and the version are taken literally: neither may be a pattern that makes
+    # circusd list other directories
+    pattern = f"python{glob.escape(py_ver)}" if py_ver else "python*"
+    sites = sorted(glob.glob(os.path.join(glob.escape(venv), "lib", pattern, "site-packages")))
     if sites:
         current = env.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join([*sites, *([current] if current else [])])
@@ -147,8 +153,12 @@ def build_spec(
     python_path: Sequence[str] = (),
     sockets: Mapping[str, int] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    confined: bool = False,
 ) -> SpawnSpec:
-    """The :class:`SpawnSpec` of process ``wid`` of ``cfg``; raises SpawnError with the reason."""
+    """The :class:`SpawnSpec` of process ``wid`` of ``cfg``; raises SpawnError with the reason.
+    ``confined``: the working directory (``working_dir``, else circusd's) is entered after the
+    switch to the watcher's user (a watcher of the ``endpoint_owner``: it gets no directory the
+    user could not enter)."""
     sockets = dict(sockets or {})
     values = spawn_values(cfg, wid, sockets)
     env = dict(environ) if cfg.copy_env else {}
@@ -174,6 +184,7 @@ def build_spec(
         env=env,
         executable=executable,
         cwd=cfg.working_dir,
+        cwd_as_user=confined,
         uid=uid,
         gid=gid,
         groups=groups,
@@ -189,10 +200,10 @@ def build_spec(
 
 def helper_spec(cfg: WatcherConfig, argv: list[str], *, environ: Mapping[str, str],
                 python_path: Sequence[str] = (), sockets: Mapping[str, int] | None = None,
-                extra_env: Mapping[str, str] | None = None) -> SpawnSpec:
+                extra_env: Mapping[str, str] | None = None, confined: bool = False) -> SpawnSpec:
     """A helper command of a watcher (exec probe, command hook): its user, directory and
     environment, no shell, no inherited sockets, output discarded."""
     spec = build_spec(cfg, wid=0, environ=environ, python_path=python_path, sockets=sockets,
-                      extra_env=extra_env)
+                      extra_env=extra_env, confined=confined)
     return dataclasses.replace(spec, argv=tuple(argv), executable=None, shell=False,
                                close_stdout=True, close_stderr=True, stdin_fd=None, pass_fds=())

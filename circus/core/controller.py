@@ -45,6 +45,7 @@ from circus.protocol.limits import MAX_SUBSCRIPTIONS, MAXMSG_FACTOR, READ_BATCH,
 from circus.security.audit import audit_record, audit_topic, describe
 from circus.security.exposure import INSECURE_WARNING, exposed, is_local
 from circus.security.keyring import ANONYMOUS, Identity
+from circus.security.ipcbind import bind_private, ipc_path
 
 __all__ = ["Controller", "BindError"]
 
@@ -66,10 +67,6 @@ _REVOKED = Identity("revoked key", Role.READONLY)
 
 class BindError(CircusError):
     """An endpoint could not be bound (in use, permission...)."""
-
-
-def _ipc_path(endpoint: str) -> str | None:
-    return endpoint[len("ipc://"):] if endpoint.startswith("ipc://") else None
 
 
 class Controller:
@@ -104,25 +101,21 @@ class Controller:
         if self._server_keys is not None:
             from circus.security.keys import configure_server
             configure_server(sock, self._server_keys)
-        path = _ipc_path(endpoint)
-        old_umask = os.umask(0o177) if path else None
+        owner_ids = None
+        if owner and ipc_path(endpoint):
+            try:
+                user = pwd.getpwnam(owner)
+            except KeyError:
+                sock.close()
+                raise BindError(f"endpoint_owner: unknown user {owner!r}") from None
+            owner_ids = (user.pw_uid, user.pw_gid)
         try:
-            sock.bind(endpoint)
+            bind_private(sock, endpoint, owner_ids)
         except zmq.ZMQError as exc:
             sock.close()
             raise BindError(f"cannot bind {endpoint}: {exc.strerror}") from None
-        finally:
-            if old_umask is not None:
-                os.umask(old_umask)
-        if path:
-            os.chmod(path, 0o600)
-            if owner:
-                try:
-                    user = pwd.getpwnam(owner)
-                except KeyError:
-                    sock.close()
-                    raise BindError(f"endpoint_owner: unknown user {owner!r}") from None
-                os.chown(path, user.pw_uid, user.pw_gid)
+        except OSError as exc:
+            raise BindError(f"cannot bind {endpoint}: {exc.strerror}") from None
         return sock
 
     async def start(self) -> None:
@@ -237,7 +230,7 @@ class Controller:
                 old_router = old_pub = None
                 # libzmq unlinks an ipc:// path when its socket closes, in its I/O thread: wait
                 # for that, or it could remove the path the new socket is about to bind
-                paths = [p for p in map(_ipc_path, (old.endpoint, old.pubsub_endpoint)) if p]
+                paths = [p for p in map(ipc_path, (old.endpoint, old.pubsub_endpoint)) if p]
                 for _ in range(REBIND_TRIES):
                     if not any(os.path.exists(p) for p in paths):
                         break

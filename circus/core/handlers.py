@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from circus.config import ConfigError, watcher_from_options
 from circus.config.view import watcher_options
@@ -29,6 +29,7 @@ from circus.protocol import ErrorCode, ProtocolError, output_topic
 from circus.protocol.limits import (MAX_ARGS, MAX_ISSUES, MAX_OPTIONS, MAX_TAIL, MAX_VALUE,
                                     MAX_WATCHERS, check_glob, check_name, check_numprocesses,
                                     compile_match)
+from circus.security.owner import check_owner
 
 __all__ = ["HANDLERS", "Ops", "select"]
 
@@ -201,7 +202,7 @@ async def _add(arbiter, ops, p):
     if len(arbiter.watchers) >= MAX_WATCHERS:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"this node has {len(arbiter.watchers)} "
                             f"watchers: at most {MAX_WATCHERS}")
-    _check_owner(arbiter.config.circus, cfg, "add")
+    check_owner(arbiter.config.circus, cfg, "add", raw=options)
     _check_ids(cfg)
     watcher = arbiter.add_watcher(cfg)
     if p["start"]:
@@ -224,48 +225,6 @@ def _check_ids(cfg: Any) -> None:
     except SpawnError as exc:
         key = "uid" if "user" in str(exc) else "gid"
         raise ProtocolError(ErrorCode.INVALID_OPTION, f"{key}: {exc}") from None
-
-
-#: ``set`` keys that change nothing about what runs or as whom (allowed under endpoint_owner)
-_OWNER_SAFE_SET = frozenset({
-    "numprocesses", "warmup_delay", "graceful_timeout", "max_retry", "respawn", "restart_policy",
-    "autostart", "priority", "max_age", "max_age_variance", "backoff_initial", "backoff_max",
-    "min_uptime", "stop_signal", "stop_children", "singleton", "ready_timeout",
-})
-
-
-def _check_owner(opts: Any, cfg: Any, command: str, changes: Iterable[str] | None = None) -> None:
-    """0.19's rule, completed: with an ``ipc://`` control endpoint owned by ``endpoint_owner``,
-    whoever may write to the socket is that user, so what they ``add`` (or change with ``set``)
-    must run as that user and must not load code into circusd itself (hooks, custom stream
-    classes), which runs as circusd's user."""
-    owner = opts.endpoint_owner
-    if not owner or not opts.endpoint.startswith("ipc://"):
-        return
-    if changes is not None and all(key.lower() in _OWNER_SAFE_SET for key in changes):
-        return
-    why = f"the control endpoint belongs to {owner!r}: a watcher {command}ed through it"
-    if not _is_user(cfg.uid, owner):
-        raise ProtocolError(ErrorCode.FORBIDDEN, f"{why} must run as uid = {owner!r}")
-    if cfg.hooks:
-        raise ProtocolError(ErrorCode.FORBIDDEN, f"{why} cannot have hooks (they run in circusd)")
-    for stream in (cfg.stdout_stream, cfg.stderr_stream):
-        cls = (stream or {}).get("class", "")
-        if "." in cls or ":" in cls:
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"{why} cannot use the custom stream class "
-                                f"{cls!r} (it runs in circusd)")
-
-
-def _is_user(uid: object, owner: str) -> bool:
-    if uid is None:
-        return False
-    if str(uid) == owner:
-        return True
-    import pwd
-    try:
-        return pwd.getpwnam(owner).pw_uid == (uid if isinstance(uid, int) else pwd.getpwnam(str(uid)).pw_uid)
-    except KeyError:
-        return False
 
 
 @handler("rm")
@@ -306,7 +265,7 @@ async def _set(arbiter, ops, p):
     except ConfigError as exc:
         raise ProtocolError(ErrorCode.INVALID_OPTION, _issues_text(exc)) from None
     check_numprocesses(cfg.numprocesses, arbiter.max_numprocesses)
-    _check_owner(arbiter.config.circus, cfg, "set", changes)
+    check_owner(arbiter.config.circus, cfg, "set", changes, raw=changes)
     _check_ids(cfg)
     await ops.run(p, w.update(cfg, tuple(changes)), "set")
     return {}

@@ -2,7 +2,10 @@
 
 The state is a JSON document written atomically (temporary file in the same directory, fsync,
 rename) a moment after anything changed (:data:`DEBOUNCE`): the runtime changes of the
-configuration and the processes that run.
+configuration and the processes that run. It says what circusd runs, and as whom: it is read only
+when it is a regular file (never through a symbolic link, nor through a link in a directory that
+others can change), with one link, owned by root or circusd's user, writable by nobody else; it
+is written mode 0600 (see :mod:`circus.security.safepath`).
 
 * ``added``: watchers created with ``add`` (every option), re-created at the next start unless the
   file now defines a watcher of that name (the file wins);
@@ -22,7 +25,6 @@ import asyncio
 import json
 import logging
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from typing import Any, Iterable, Mapping
 from circus.config import ConfigError, WatcherConfig
 from circus.config.options import watcher_from_options
 from circus.config.view import watcher_options
+from circus.security.safepath import UnsafePath, read_private, replace_private, walk
 
 __all__ = ["StateFile", "snapshot", "plan_restore", "RestorePlan", "DEBOUNCE", "VERSION"]
 
@@ -39,6 +42,8 @@ log = logging.getLogger("circus")
 VERSION = 1
 #: seconds between a change and the write that records it (changes in between are coalesced)
 DEBOUNCE = 0.2
+#: bytes of a state file circusd reads (a larger one is not circusd's: ignored)
+MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
 def _options(cfg: WatcherConfig) -> dict[str, Any]:
@@ -178,15 +183,6 @@ def _build(name: str, options: dict, environ: Mapping[str, str], notes: list[str
         return None
 
 
-def _unsafe(st: os.stat_result) -> str:
-    """Why a state file may not be trusted: written by someone else than circusd's user."""
-    if st.st_uid not in (0, os.geteuid()):
-        return f"owned by uid {st.st_uid}, not by circusd's user"
-    if st.st_mode & 0o022:
-        return f"writable by others (mode {st.st_mode & 0o777:o})"
-    return ""
-
-
 class StateFile:
     """Reads and (debounced, atomically) writes the state document."""
 
@@ -201,19 +197,19 @@ class StateFile:
     def load(self) -> dict | None:
         """The recorded state; None when there is none. A corrupt file is renamed aside."""
         try:
-            with open(self.path, "rb") as fh:
-                problem = _unsafe(os.fstat(fh.fileno()))
-                if problem:
-                    log.error("state_file %s is ignored: %s (it says what circusd runs)",
-                              self.path, problem)
-                    return None
-                data = json.loads(fh.read())
+            raw = read_private(self.path, MAX_STATE_BYTES)
         except FileNotFoundError:
+            return None
+        except UnsafePath as exc:
+            log.error("state_file %s is ignored: %s (it says what circusd runs)",
+                      self.path, exc.strerror)
             return None
         except OSError as exc:
             log.error("state_file %s cannot be read (%s): starting from the configuration only",
                       self.path, exc.strerror)
             return None
+        try:
+            data = json.loads(raw)
         except ValueError as exc:
             log.error("state_file %s is not valid JSON (%s): starting from the configuration only",
                       self.path, exc)
@@ -228,27 +224,19 @@ class StateFile:
     def set_aside(self) -> None:
         aside = f"{self.path}.corrupt-{int(time.time())}"
         try:
-            os.replace(self.path, aside)
+            dfd, name, _ = walk(self.path, follow_last=False)
+            try:
+                os.replace(name, os.path.basename(aside), src_dir_fd=dfd, dst_dir_fd=dfd)
+            finally:
+                os.close(dfd)
             log.error("state_file %s moved to %s", self.path, aside)
         except OSError:
             pass
 
     def write_now(self, document: dict) -> bool:
-        directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".circus-state.", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(json.dumps(document, separators=(",", ":")).encode())
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            replace_private(self.path, json.dumps(document, separators=(",", ":")).encode(),
+                            prefix=".circus-state.")
         except OSError as exc:
             if not self.failed:
                 log.error("cannot write state_file %s: %s (runtime changes would be lost at a "

@@ -39,6 +39,7 @@ class SpawnSpec:
     env: Mapping[str, str]
     executable: str | None = None
     cwd: str | None = None
+    cwd_as_user: bool = False             # enter cwd (None: circusd's) after the switch to uid/gid
     uid: int | None = None
     gid: int | None = None
     groups: tuple[int, ...] | None = None
@@ -64,14 +65,16 @@ class OSLayer(Protocol):
     def stop_reaping(self, loop: asyncio.AbstractEventLoop) -> None: ...
 
 
-def _limits_setter(rlimits: Mapping[int, tuple[int, int]]) -> Callable[[], None]:
+def _child_setup(rlimits: Mapping[int, tuple[int, int]], cwd: str | None) -> Callable[[], None]:
     items = tuple(rlimits.items())
 
-    def set_limits() -> None:  # runs in the child between fork and exec: keep it minimal
+    def setup() -> None:  # runs in the child between fork and exec, as its user: keep it minimal
+        if cwd is not None:
+            os.chdir(cwd)
         for res, limits in items:
             resource.setrlimit(res, limits)
 
-    return set_limits
+    return setup
 
 
 class RealOS:
@@ -79,12 +82,14 @@ class RealOS:
 
     def spawn(self, spec: SpawnSpec) -> int:
         devnull = subprocess.DEVNULL
+        late_cwd = (spec.cwd if spec.cwd is not None else os.getcwd()) if spec.cwd_as_user else None
+        setup = _child_setup(spec.rlimits, late_cwd) if spec.rlimits or late_cwd else None
         try:
             popen = subprocess.Popen(
                 list(spec.argv),
                 executable=spec.executable,
                 env=dict(spec.env),
-                cwd=spec.cwd,
+                cwd=None if spec.cwd_as_user else spec.cwd,
                 user=spec.uid,
                 group=spec.gid,
                 extra_groups=list(spec.groups) if spec.groups is not None else None,
@@ -95,7 +100,7 @@ class RealOS:
                 stdin=spec.stdin_fd if spec.stdin_fd is not None else (devnull if spec.close_stdin else None),
                 stdout=spec.stdout_fd if spec.stdout_fd is not None else (devnull if spec.close_stdout else None),
                 stderr=spec.stderr_fd if spec.stderr_fd is not None else (devnull if spec.close_stderr else None),
-                preexec_fn=_limits_setter(spec.rlimits) if spec.rlimits else None,
+                preexec_fn=setup,
                 restore_signals=True,
             )
         except FileNotFoundError as exc:
@@ -107,6 +112,11 @@ class RealOS:
         except NotADirectoryError as exc:
             raise SpawnError(f"not a directory: {exc.filename!r}") from None
         except subprocess.SubprocessError as exc:   # e.g. the rlimit step failed in the child
+            if late_cwd is not None:
+                which = "working_dir" if spec.cwd is not None else "circusd's working directory"
+                raise SpawnError(f"could not start {spec.argv[0]!r}: entering {which} "
+                                 f"{late_cwd!r} or setting rlimits failed as uid {spec.uid} "
+                                 f"({exc})") from None
             raise SpawnError(f"could not start {spec.argv[0]!r}: {exc}") from None
         except OSError as exc:
             raise SpawnError(f"could not start {spec.argv[0]!r}: {exc.strerror or exc}") from None

@@ -36,6 +36,8 @@ from circus.core.slots import SlotTable
 from circus.errors import (Interrupted, LimitExceeded, NotReady, OperationTimeout, Removed, SpawnError,
                            StreamError, WatcherError)
 from circus.protocol.limits import numprocesses_problem
+from circus.security.asuser import Creds
+from circus.streams.files import Access
 from circus.streams.output import WatcherOutput, owner_of
 from circus.streams.pump import OutputPump
 
@@ -66,6 +68,7 @@ class WatcherHost(Protocol):
     def publish(self, topic: str, payload: dict) -> None: ...
     def wants_output(self, watcher: str) -> bool: ...
     def spawn_context(self, watcher: "Watcher") -> dict: ...
+    def confinement(self, cfg: WatcherConfig) -> Creds | None: ...
     def claim(self, pid: int, watcher: "Watcher") -> None: ...
     def emit(self, watcher: str, event: str, payload: dict) -> None: ...
     def random(self) -> float: ...
@@ -206,7 +209,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
             uid, gid, _ = resolve_ids(self.cfg.uid, self.cfg.gid)
         except SpawnError:
             uid = gid = None            # the spawn reports the unknown user
-        self.output.open(self.cfg, owner_of(uid, gid))
+        self.output.open(self.cfg, owner_of(uid, gid), Access(self.host.confinement(self.cfg)))
 
     async def kill(self, pid: int | None = None, sig: int | None = None,
                    graceful_timeout: float | None = None) -> None:

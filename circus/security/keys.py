@@ -154,7 +154,7 @@ def _write(path: str, text: str, mode: int) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, mode)
+            os.fchmod(f.fileno(), mode)     # this file, not whatever the name is by now
         os.replace(tmp, path)
     except BaseException:
         try:

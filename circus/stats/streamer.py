@@ -34,6 +34,7 @@ import zmq.asyncio
 from circus.client.aio import AsyncClient, AsyncConsumer
 from circus.config.stats_watcher import STATS_WATCHER
 from circus.protocol import topic_name
+from circus.security.ipcbind import bind_private
 from circus.stats import payloads as pl
 from circus.stats.nodestats import NodeSampler
 from circus.stats.procinfo import Sampler
@@ -227,7 +228,7 @@ class Streamer:
             from circus.security.keys import configure_server
             configure_server(pub, self.server)
         try:
-            pub.bind(self.statspoint)
+            bind_private(pub, self.statspoint)    # an ipc:// socket file: mode 0600, as circusd's
         except zmq.ZMQError:
             pub.close(linger=0)
             raise

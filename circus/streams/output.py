@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from circus.errors import StreamError
 from circus.protocol.messages import output_topic
 from circus.streams.console import ConsoleStream
+from circus.streams.files import DIRECT, Access
 from circus.streams.formats import TextFormat
 from circus.streams.pump import Gate, OutputPump, Pipe
 from circus.streams.registry import StreamContext, build_stream
@@ -114,15 +115,18 @@ class WatcherOutput:
         """The pipes a watcher's configuration sends to a stream."""
         return tuple(name for name in STREAM_NAMES if getattr(cfg, f"{name}_stream"))
 
-    def open(self, cfg: Any, owner: tuple[int, int] | None) -> None:
-        """Open the configured streams (at watcher start); StreamError says which one failed."""
+    def open(self, cfg: Any, owner: tuple[int, int] | None, access: Access = DIRECT) -> None:
+        """Open the configured streams (at watcher start); StreamError says which one failed.
+        ``owner``: who gets the files circusd creates; ``access``: whose credentials the file
+        work is done with."""
         if self.opened:
             return
         loop = asyncio.get_running_loop()
         opened: dict[str, Any] = {}
         try:
             for name in self.configured(cfg):
-                opened[name] = self._open_one(name, getattr(cfg, f"{name}_stream"), owner, loop)
+                opened[name] = self._open_one(name, getattr(cfg, f"{name}_stream"), owner, access,
+                                              loop)
         except StreamError:
             for stream in opened.values():
                 if isinstance(stream, StreamWriter):
@@ -133,8 +137,8 @@ class WatcherOutput:
         self.opened = True
 
     def _open_one(self, name: str, conf: Mapping[str, str], owner: tuple[int, int] | None,
-                  loop: asyncio.AbstractEventLoop) -> Any:
-        ctx = StreamContext(self.watcher, name, lambda: self.host.node, owner)
+                  access: Access, loop: asyncio.AbstractEventLoop) -> Any:
+        ctx = StreamContext(self.watcher, name, lambda: self.host.node, owner, access)
         stream = build_stream(conf, ctx)
         if isinstance(stream, ConsoleStream):
             return stream

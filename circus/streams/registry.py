@@ -13,7 +13,6 @@ import importlib
 import logging
 import os
 import queue
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -21,7 +20,8 @@ from circus.config.schema import STREAM_CLASSES, STREAM_OPTIONS
 from circus.config.watcher import builtin_stream_name
 from circus.errors import StreamError
 from circus.streams.console import ConsoleStream
-from circus.streams.files import FileStream, FileTarget, Owner, WatchedFileStream
+from circus.streams.files import (DIRECT, Access, FileStream, FileTarget, Owner, WatchedFileStream,
+                                  temporary)
 from circus.streams.formats import Batch, FancyFormat, Format, JsonFormat, TextFormat, pick_color
 from circus.streams.timed import TimedRotatingFileStream
 
@@ -36,6 +36,7 @@ class StreamContext:
     name: str                        # "stdout" | "stderr"
     node: Callable[[], str]
     owner: Owner = None              # (uid, gid) for the files circusd creates
+    access: Access = DIRECT          # whose credentials the file work is done with
 
 
 class CustomStream:
@@ -91,16 +92,17 @@ def build_stream(conf: Mapping[str, str], ctx: StreamContext) -> Stream:
         return ConsoleStream(fmt)
     filename = typed.get("filename") or _temporary(ctx)
     if cls_name == "WatchedFileStream":
-        return WatchedFileStream(filename, fmt, ctx.owner)
+        return WatchedFileStream(filename, fmt, ctx.owner, access=ctx.access)
     compress = typed.get("compress") == "gzip"
     if cls_name == "TimedRotatingFileStream":
         return TimedRotatingFileStream(
             filename, fmt, ctx.owner, rotate_when=typed["rotate_when"],
             rotate_interval=typed.get("rotate_interval", 1),
             backup_count=typed.get("backup_count", 0), utc=typed.get("utc", False),
-            compress=compress)
+            compress=compress, access=ctx.access)
     return FileStream(filename, fmt, ctx.owner, max_bytes=typed.get("max_bytes", 0),
-                      backup_count=typed.get("backup_count", 0), compress=compress)
+                      backup_count=typed.get("backup_count", 0), compress=compress,
+                      access=ctx.access)
 
 
 def _format(typed: Mapping[str, Any], ctx: StreamContext) -> Format:
@@ -110,10 +112,14 @@ def _format(typed: Mapping[str, Any], ctx: StreamContext) -> Format:
 
 
 def _temporary(ctx: StreamContext) -> str:
-    fd, path = tempfile.mkstemp(prefix=f"circus-{ctx.watcher}-{ctx.name}-", suffix=".log")
-    os.close(fd)
-    if ctx.owner is not None:
-        os.chown(path, *ctx.owner)
+    try:
+        path, fds = ctx.access.run(temporary, f"circus-{ctx.watcher}-{ctx.name}-",
+                                   ctx.owner if ctx.access.chown else None)
+    except OSError as exc:
+        raise StreamError(f"{ctx.name}_stream: cannot create a temporary file: "
+                          f"{exc.strerror or exc}") from None
+    for fd in fds:
+        os.close(fd)
     log.info("%s: %s goes to %s (no filename given)", ctx.watcher, ctx.name, path)
     return path
 

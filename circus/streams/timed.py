@@ -14,8 +14,10 @@ import os
 import re
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from circus.streams.files import FileTarget, Owner, gzip_file
+from circus.security.safepath import walk
+from circus.streams.files import DIRECT, Access, FileTarget, Owner, exists_at, gzip_at
 from circus.streams.formats import Batch, Format
 
 __all__ = ["TimedRotatingFileStream", "PERIODS"]
@@ -34,8 +36,8 @@ PERIODS = {
 class TimedRotatingFileStream(FileTarget):
     def __init__(self, filename: str, fmt: Format, owner: Owner = None, *, rotate_when: str,
                  rotate_interval: int = 1, backup_count: int = 0, utc: bool = False,
-                 compress: bool = False) -> None:
-        super().__init__(filename, fmt, owner)
+                 compress: bool = False, access: Access = DIRECT) -> None:
+        super().__init__(filename, fmt, owner, access=access)
         self.when = rotate_when.upper()
         unit, self.suffix = PERIODS[self.when]
         self.interval = max(1, rotate_interval)
@@ -44,8 +46,7 @@ class TimedRotatingFileStream(FileTarget):
         self.utc = utc
         self.compress = compress
         self.rollover_at = 0.0
-        base = re.escape(os.path.basename(filename))
-        self._backup_name = re.compile(rf"{base}\.\d{{8}}(\d{{2}}){{0,3}}(-\d+)?(\.gz)?")
+        self._backup_name = re.compile(_backup_pattern(os.path.basename(filename)))
 
     def open(self) -> None:
         super().open()
@@ -88,21 +89,10 @@ class TimedRotatingFileStream(FileTarget):
         if not self.size:                    # nothing written in that period: keep the file
             return
         stamp = (time.gmtime if self.utc else time.localtime)(started)
-        name = self._free_name(f"{self.path}.{time.strftime(self.suffix, stamp)}")
         self._close_fd()
-        os.replace(self.path, name)
-        if self.compress:
-            gzip_file(name, name + ".gz")
+        self.access.run(rotate_timed, self.path, time.strftime(self.suffix, stamp), self.compress,
+                        self.backup_count, self.owners)
         self.open()
-        self._prune()
-
-    def _free_name(self, name: str) -> str:
-        ext = ".gz" if self.compress else ""
-        candidate, n = name, 0
-        while os.path.exists(candidate) or os.path.exists(candidate + ext):
-            n += 1
-            candidate = f"{name}-{n}"
-        return candidate
 
     def backups(self) -> list[str]:
         """The rotated files of this stream, oldest first."""
@@ -110,15 +100,42 @@ class TimedRotatingFileStream(FileTarget):
         found = [f for f in os.listdir(folder) if self._backup_name.fullmatch(f)]
         return [os.path.join(folder, f) for f in sorted(found, key=_backup_key)]
 
-    def _prune(self) -> None:
-        if self.backup_count <= 0:
-            return
-        old = self.backups()
-        for path in old[:max(0, len(old) - self.backup_count)]:
+
+def _backup_pattern(base: str) -> str:
+    return rf"{re.escape(base)}\.\d{{8}}(\d{{2}}){{0,3}}(-\d+)?(\.gz)?"
+
+
+def rotate_timed(path: str, stamp: str, compress: bool, backup_count: int,
+                 owners: tuple[int, ...]) -> tuple[Any, list[int]]:
+    """Job: ``path`` renamed ``path.<stamp>`` (``-1``, ``-2``… when taken), compressed with
+    ``compress``, and the backups beyond ``backup_count`` (0: none) removed; every name in the
+    directory ``path``'s walk reached."""
+    dfd, name, _ = walk(path, follow_last=False)
+    try:
+        ext = ".gz" if compress else ""
+        target, n = f"{name}.{stamp}", 0
+        while exists_at(target, dfd) or exists_at(target + ext, dfd):
+            n += 1
+            target = f"{name}.{stamp}-{n}"
+        os.replace(name, target, src_dir_fd=dfd, dst_dir_fd=dfd)
+        if compress:
+            gzip_at(dfd, target, target + ".gz", owners)
+        if backup_count > 0:
+            listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dfd)
             try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+                pattern = re.compile(_backup_pattern(name))
+                old = sorted((f for f in os.listdir(listing) if pattern.fullmatch(f)),
+                             key=_backup_key)
+            finally:
+                os.close(listing)
+            for stale in old[:max(0, len(old) - backup_count)]:
+                try:
+                    os.unlink(stale, dir_fd=dfd)
+                except FileNotFoundError:
+                    pass
+    finally:
+        os.close(dfd)
+    return None, []
 
 
 def _backup_key(name: str) -> tuple[str, int]:
