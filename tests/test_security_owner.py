@@ -240,3 +240,19 @@ def test_the_working_directory_is_entered_as_the_owner(circusd, shared):
     assert b"/root" not in (log.read_bytes() if log.exists() else b"")
     assert "entering working_dir" in d.log_text()
     assert d.children("/bin/sh -c pwd") == []
+
+
+def test_a_tool_runs_through_the_owners_socket_only_as_the_owner(circusd, tmp_path):
+    d = circusd(f"[circus]\nendpoint = ipc://{tmp_path}/control.sock\n"
+                f"pubsub_endpoint = ipc://{tmp_path}/events.sock\nendpoint_owner = {OWNER}\n" + BODY
+                + f"\n[tool:asroot]\ncmd = echo\n\n[tool:mine]\ncmd = echo\nuid = {OWNER}\n")
+    d.wait(lambda: (tmp_path / "control.sock").exists(), what="control socket")
+    raw = Raw(zmq.Context.instance(), f"ipc://{tmp_path}/control.sock")
+    try:
+        refused = raw.call("tool", name="asroot", args=["x"], waiting=True)
+        assert refused["status"] == "error" and refused["code"] == "forbidden", refused
+        assert "circusd's user" in refused["reason"] and OWNER in refused["reason"]
+        ran = raw.call("tool", name="mine", args=["hello"], waiting=True, wait=20)
+        assert ran["status"] == "ok" and "hello" in ran["output"], ran
+    finally:
+        raw.close()

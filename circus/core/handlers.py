@@ -29,7 +29,7 @@ from circus.protocol import ErrorCode, ProtocolError, output_topic
 from circus.protocol.limits import (MAX_ARGS, MAX_ISSUES, MAX_OPTIONS, MAX_TAIL, MAX_VALUE,
                                     MAX_WATCHERS, check_glob, check_name, check_numprocesses,
                                     compile_match)
-from circus.security.owner import check_owner
+from circus.security.owner import check_owner, check_owner_tool
 
 __all__ = ["HANDLERS", "Ops", "select"]
 
@@ -557,6 +557,7 @@ def _tools(arbiter, ops, p):
 @handler("tool")
 async def _tool(arbiter, ops, p):
     tool = arbiter.tools.get(p["name"])
+    check_owner_tool(arbiter.config.circus, tool)
     args = p["args"]
     if not all(isinstance(a, str) for a in args):
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'args' must be a list of strings")

@@ -31,8 +31,8 @@ from circus.protocol import ErrorCode, ProtocolError
 from circus.security.asuser import Creds, group_id, run_as, user_creds
 from circus.security.safepath import UnsafePath, is_unsafe_file, walk
 
-__all__ = ["OWNER_RULES", "OWNER_SAFE_SET", "check_owner", "confinement", "endpoint_owner",
-           "is_user"]
+__all__ = ["OWNER_RULES", "OWNER_SAFE_SET", "check_owner", "check_owner_tool", "confinement",
+           "endpoint_owner", "is_user"]
 
 #: ``set`` keys that change nothing about what runs or as whom (allowed on every watcher)
 OWNER_SAFE_SET = frozenset({
@@ -159,6 +159,19 @@ def confinement(opts: Any, cfg: Any) -> Creds | None:
             return login            # the spawn reports the unknown group
     groups = login.groups if gid in login.groups else (gid, *login.groups)
     return Creds(login.uid, gid, tuple(groups), login.name)
+
+
+def check_owner_tool(opts: Any, tool: Any) -> None:
+    """Refuse (``forbidden``) running ``tool`` through the owner's socket unless it runs as the
+    owner: its arguments come from the request, and a tool of circusd's user (or of anyone else)
+    would run them with more than the owner's privileges."""
+    owner = endpoint_owner(opts)
+    if owner is None or is_user(tool.uid, owner):
+        return
+    runs_as = f"uid = {tool.uid!r}" if tool.uid is not None else "circusd's user"
+    raise ProtocolError(ErrorCode.FORBIDDEN, f"the control endpoint belongs to {owner!r}: a tool "
+                        f"run through it must have uid = {owner!r} (tool {tool.name!r} runs as "
+                        f"{runs_as})")
 
 
 def check_owner(opts: Any, cfg: Any, command: str, changes: Iterable[str] | None = None,
