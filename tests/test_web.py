@@ -829,6 +829,7 @@ def test_cli_serves_one_node_named_by_nodeinfo_and_stops_on_sigterm(env, tmp_pat
     (["--endpoint", "ipc://x", "--curve-key", "k"], "go together"),
     (["--stats", "ipc://x", "--pool", "p.ini"], "go with --endpoint"),
     (["--endpoint", "ipc://x", "--port", "70000"], "--port must be"),
+    (["--endpoint", "ipc://x", "--trusted-proxy", "proxy.example"], "not an IP address"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, argv, message):
     r = subprocess.run([PY, "-m", "circus.cli.httpd", *argv, "--users", str(tmp_path / "u"),

@@ -128,6 +128,14 @@ def test_the_hashing_pool_bounds_what_waits():
             assert await asyncio.wait_for(asyncio.gather(first, second, third), 10) == \
                 [True, True, True]
             assert pool.in_progress == 0 and await pool.run("c", lambda: 7) == 7
+            # a throttled name's wait is a login in progress too
+            waiting = asyncio.ensure_future(pool.run("d", lambda: 8, delay=0.3))
+            others = [asyncio.ensure_future(pool.run(f"e{i}", lambda: 9, delay=0.3))
+                      for i in range(2)]
+            await asyncio.sleep(0)
+            with pytest.raises(Busy):
+                await pool.run("f", lambda: 10)
+            assert await asyncio.wait_for(asyncio.gather(waiting, *others), 10) == [8, 9, 9]
         finally:
             gate.set()
             pool.close()

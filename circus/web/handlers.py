@@ -6,7 +6,6 @@ action: a button the page does not show is also refused when posted by hand.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -134,10 +133,9 @@ class LoginHandler(AuthMixin, tornado.web.RequestHandler):
             log.warning("login refused for %r from %s: too many failures", shown, address)
             self.show(verdict.refused, shown, status=429)
             return
-        if verdict.delay:
-            await asyncio.sleep(verdict.delay)
         try:
-            user = await web.hashing.run(address, web.users.authenticate, name, password)
+            user = await web.hashing.run(address, web.users.authenticate, name, password,
+                                         delay=verdict.delay)
         except Busy as exc:
             log.warning("login of %r from %s not tried: %s", shown, address, exc)
             self.show("The server is busy with other logins: try again in a moment.", shown,

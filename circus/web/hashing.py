@@ -35,9 +35,11 @@ class HashPool:
         self._by_address: dict[str, int] = {}
         self.in_progress = 0
 
-    async def run(self, address: str, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in a worker thread, once one is free; :class:`Busy` at once when too
-        many logins (or too many from ``address``) are in progress."""
+    async def run(self, address: str, fn: Callable[..., T], *args: Any,
+                  delay: float = 0.0) -> T:
+        """``fn(*args)`` in a worker thread, once one is free (and ``delay`` seconds have
+        passed: a throttled name's wait counts as a login in progress); :class:`Busy` at once
+        when too many logins (or too many from ``address``) are in progress."""
         if self.in_progress >= self.pending:
             raise Busy("too many logins in progress")
         if self._by_address.get(address, 0) >= self.per_address:
@@ -47,6 +49,8 @@ class HashPool:
         self.in_progress += 1
         self._by_address[address] = self._by_address.get(address, 0) + 1
         try:
+            if delay > 0:
+                await asyncio.sleep(delay)
             async with self._slots:
                 return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         finally:

@@ -87,8 +87,9 @@ class Revocations:
         now = self.clock()
         for sid in [s for s, until in self._revoked.items() if until <= now]:
             del self._revoked[sid]
+        # kept as long as the cookie's signature (made with "t") can be valid
         start = issued if isinstance(issued, (int, float)) and not isinstance(issued, bool) \
-            and issued <= now else now
+            else now
         if len(self._revoked) >= self.limit:
             self._end_all(f"more than {self.limit} logouts within {self.max_age / 3600:g} "
                           "hours: the list of logged-out sessions is full")
