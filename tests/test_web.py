@@ -28,7 +28,6 @@ from tornado.testing import AsyncHTTPTestCase, gen_test  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
 from circus.web.app import WebOptions, make_app, sparkline_points  # noqa: E402
-from circus.web.auth import Throttle  # noqa: E402
 from circus.web.live import Live, LiveState, Source  # noqa: E402
 from circus.web.nodes import pool_from_circus, pool_from_file  # noqa: E402
 from circus.web.users import Users, UsersError, load_secret  # noqa: E402
@@ -336,7 +335,7 @@ class TestPages(WebCase):
         assert int(watchers) == 3        # sl, spare, circusd-stats
         assert re.search(r'<td class="processes num">\d+</td>', nodes["n1"])
         assert re.search(r'<td class="load num">\d', nodes["n1"])
-        assert re.search(r'<td class="memory">\s*<div class="bar"', nodes["n1"])
+        assert re.search(r'<td class="memory">\s*<svg class="bar"', nodes["n1"])
 
     def test_node_page_shows_watchers_sparklines_and_sockets(self):
         self.wait_stats("n1", "sl")
@@ -739,18 +738,6 @@ def test_a_broken_users_file_lets_nobody_in(tmp_path):
 
 # -- pure pieces ----------------------------------------------------------------------------------
 
-def test_throttle_blocks_after_the_limit_then_forgets():
-    t = Throttle(limit=3, window=10)
-    for i in range(3):
-        assert not t.blocked("a", i)
-        t.failed("a", i)
-    assert t.blocked("a", 5) and not t.blocked("b", 5)
-    assert not t.blocked("a", 12.5)
-    t.failed("a", 13)
-    t.succeeded("a")
-    assert not t.blocked("a", 13)
-
-
 def test_sparkline_points_scale_to_the_box():
     assert sparkline_points([]) == ""
     series = [(0, 0.0, 1.0), (1, 50.0, 2.0), (2, 100.0, 4.0)]
@@ -842,6 +829,7 @@ def test_cli_serves_one_node_named_by_nodeinfo_and_stops_on_sigterm(env, tmp_pat
     (["--endpoint", "ipc://x", "--curve-key", "k"], "go together"),
     (["--stats", "ipc://x", "--pool", "p.ini"], "go with --endpoint"),
     (["--endpoint", "ipc://x", "--port", "70000"], "--port must be"),
+    (["--endpoint", "ipc://x", "--trusted-proxy", "proxy.example"], "not an IP address"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, argv, message):
     r = subprocess.run([PY, "-m", "circus.cli.httpd", *argv, "--users", str(tmp_path / "u"),

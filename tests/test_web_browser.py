@@ -613,3 +613,70 @@ def test_logout_then_every_page_asks_for_login(browser, pool):
         b.add_cookie(cookie)
     b.get(pool.url + "/node/alpha")
     assert path_of(b.url) == "/login", b.url
+
+
+# -- the Content-Security-Policy and the login's next, in the real browser ------------------
+
+def test_the_pages_work_under_the_policy_and_it_blocks_injected_code(browser, pool):
+    b = browser
+    login(b, pool, "admin")
+    bar = b.execute("var r = document.querySelector('#nodes svg.bar rect.bar-used');"
+                    "return r ? r.getBoundingClientRect().width : -1;")
+    assert bar > 0, f"the memory bar is not drawn ({bar})"
+    open_page(b, pool, "/node/alpha", "#watchers")
+    spark = 'svg.sparkline[data-metric="cpu"][data-watcher="web"]'
+    start = int(b.find(spark).attribute("data-updates"))
+    b.wait_until(lambda: int(b.find(spark).attribute("data-updates")) > start, timeout=20,
+                 what="the page's script to apply live stats", check=pool.check)
+    # what an injection would try: inline script, inline handler, inline style (the test's
+    # own script is the driver's, which the page's policy does not govern)
+    result = b.execute_async("""
+        const done = arguments[0];
+        const seen = [];
+        document.addEventListener('securitypolicyviolation',
+                                  e => seen.push(e.effectiveDirective));
+        const s = document.createElement('script');
+        s.textContent = 'window.__inlineRan = true;';
+        document.head.appendChild(s);
+        const img = document.createElement('img');
+        img.setAttribute('onerror', 'window.__handlerRan = true;');
+        img.src = 'data:,nothing';
+        document.body.appendChild(img);
+        const p = document.createElement('p');
+        p.id = 'styled';
+        p.setAttribute('style', 'width: 123px; display: block');
+        document.body.appendChild(p);
+        const want = ['script-src-elem', 'script-src-attr', 'style-src-attr'];
+        const end = Date.now() + 5000;
+        (function check() {        // the reports come asynchronously: until all are in
+            if (want.every(d => seen.includes(d)) || Date.now() > end) {
+                done({inline: !!window.__inlineRan, handler: !!window.__handlerRan,
+                      width: p.getBoundingClientRect().width, seen: seen});
+            } else { setTimeout(check, 20); }
+        })();""")
+    assert result["inline"] is False and result["handler"] is False, result
+    assert result["width"] != 123, result
+    assert {"script-src-elem", "script-src-attr", "style-src-attr"} <= set(result["seen"]), result
+
+
+def test_a_login_next_never_takes_the_browser_elsewhere(browser, pool):
+    """The Location circushttpd sends, read by the browser's own URL parser, and followed."""
+    from webhttp import Client
+    b = browser
+    here = urllib.parse.urlsplit(pool.url)
+    port = here.port
+    hostile = ["/\t/127.0.0.1:1/", "/\n/127.0.0.1:1/", "/\\127.0.0.1:1/", "\\\\127.0.0.1:1/",
+               "//127.0.0.1:1/", "/%09/127.0.0.1:1/", "/\t\\127.0.0.1:1/", "http:127.0.0.1:1",
+               " /\t/127.0.0.1:1/"]
+    c = Client(port)
+    for target in hostile:
+        r = c.login("readonly", PASSWORD, next_=target)
+        assert r.status == 302, (target, r.status)
+        location = r.raw("location").decode("latin-1")
+        host = b.execute("return new URL(arguments[0], arguments[1]).host;", location,
+                         pool.url + "/login")
+        assert host == here.netloc, (target, location, host)
+    for target in hostile[:3]:
+        login(b, pool, "readonly", next_path=target)
+        url = urllib.parse.urlsplit(b.url)
+        assert (url.netloc, url.path) == (here.netloc, "/"), (target, b.url)

@@ -29,6 +29,8 @@ __all__ = ["main", "build_parser"]
 PROG = "circushttpd"
 DEFAULT_USERS = "circushttpd.users"
 DEFAULT_SECRET = "circushttpd.secret"
+IDLE_TIMEOUT = 120.0        # seconds a kept-alive connection may sit idle
+BODY_TIMEOUT = 60.0         # seconds a request body may take to arrive
 
 log = logging.getLogger("circus.web")
 
@@ -68,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--keyfile", metavar="FILE", help="the certificate's private key")
     web.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure "
                      "(behind an HTTPS reverse proxy)")
+    web.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                     help="a reverse proxy's address: for requests from it, the client's "
+                     "address (for the login throttle and the log) is the last one it added "
+                     "to X-Forwarded-For (repeatable)")
     web.add_argument("--no-live", action="store_true", help="follow no stats or events "
                      "stream (pages still work; no sparklines or live updates)")
     web.add_argument("--log-level", default="info",
@@ -118,6 +124,13 @@ def _users_command(command: str, argv: Sequence[str]) -> int:
     return 0
 
 
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise Usage(f"--trusted-proxy: {text!r} is not an IP address") from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -159,8 +172,9 @@ async def _serve(args: argparse.Namespace, pool, single: bool, secret: bytes,
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from circus.web.app import WebOptions, make_app
+    from circus.web.app import MAX_REQUEST_BODY, WebOptions, make_app
     from circus.web.nodes import SetupError, name_single_node
+    from circus.web.revocations import revocations_path
     try:
         if single:
             pool, problem = await name_single_node(pool)
@@ -170,11 +184,16 @@ async def _serve(args: argparse.Namespace, pool, single: bool, secret: bytes,
         app, web = make_app(WebOptions(pool=pool, users_path=args.users, secret=secret,
                                        proxy=args.proxy, live=not args.no_live,
                                        secure_cookies=bool(tls) or args.secure_cookies,
-                                       title=next(iter(pool.nodes)) if single else "pool"))
+                                       title=next(iter(pool.nodes)) if single else "pool",
+                                       revoked_path=revocations_path(args.secret_path),
+                                       trusted_proxies=tuple(args.trusted_proxies)))
     except SetupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    server = HTTPServer(app, ssl_options=tls, xheaders=False)
+    # X-Forwarded-For is read only from --trusted-proxy peers (circus.web.throttle), never
+    # as tornado's xheaders would, from anyone
+    server = HTTPServer(app, ssl_options=tls, xheaders=False, max_body_size=MAX_REQUEST_BODY,
+                        idle_connection_timeout=IDLE_TIMEOUT, body_timeout=BODY_TIMEOUT)
     try:
         sockets = bind_sockets(args.port, args.host)
     except OSError as exc:
@@ -229,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise Usage(f"--certfile/--keyfile: {exc}") from None
         secret_path = args.secret_file or os.path.join(
             os.path.dirname(os.path.abspath(args.users)), DEFAULT_SECRET)
+        args.secret_path = secret_path
+        args.trusted_proxies = [_address(a) for a in args.trusted_proxy]
         secret = load_secret(secret_path)
     except (Usage, UsersError, ValueError, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

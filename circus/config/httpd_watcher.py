@@ -5,7 +5,9 @@ An ordinary watcher called ``circushttpd`` (listed, respawned with backoff, stop
 users file and the cookie secret live next to the configuration file
 (``circushttpd.users``, ``circushttpd.secret``). With ``curve_secret_key`` set it talks to the
 node with the node's own key pair as client key and server key (the keyring admits the
-node's own public key as ``circusd``, role admin; circushttpd applies its users' roles).
+node's own public key as ``circusd``, role admin; circushttpd applies its users' roles, and
+names the logged-in user in each request, which circusd records in its audit trail only
+because it comes with its own key).
 A reload that changes one of these options changes the command line and restarts it.
 
 Pure but for one ``os.path.abspath`` (the configuration's path, as circusd was given it): the

@@ -42,7 +42,7 @@ from circus.errors import (CircusError, Interrupted, LimitExceeded, NotReady, Op
 from circus.protocol import (MAX_FRAME, BadRequest, ErrorCode, ProtocolError, Role, decode_request, encode,
                              encode_event, error_reply, get_command, ok_reply, validate_properties)
 from circus.protocol.limits import MAX_SUBSCRIPTIONS, MAXMSG_FACTOR, READ_BATCH, READ_BYTES
-from circus.security.audit import audit_record, audit_topic, describe
+from circus.security.audit import ON_BEHALF_OF, audit_record, audit_topic, describe, web_user
 from circus.security.exposure import INSECURE_WARNING, exposed, is_local
 from circus.security.keyring import ANONYMOUS, Identity
 from circus.security.ipcbind import bind_private, ipc_path
@@ -371,10 +371,11 @@ class Controller:
             return
         started = time.monotonic()
         audit: Any = None
+        behalf = self._on_behalf_of(request.properties.pop(ON_BEHALF_OF, None), identity)
         try:
             command = get_command(request.command)
             if command.role is not Role.READONLY:
-                audit = (identity or _REVOKED, peer, command.name, request.properties, started)
+                audit = (identity or _REVOKED, peer, command.name, request.properties, started, behalf)
             self._authorize(command, identity)
             props = validate_properties(command, request.properties)
             handler = HANDLERS[command.name]
@@ -384,13 +385,20 @@ class Controller:
                 return
         except Exception as exc:  # converted at the boundary: no traceback goes on the wire
             if isinstance(exc, ProtocolError) and exc.code is ErrorCode.FORBIDDEN and audit is None:
-                audit = (identity or _REVOKED, peer, request.command, request.properties, started)
+                audit = (identity or _REVOKED, peer, request.command, request.properties, started, behalf)
             self._reply(router, envelope, request, self._error(request, exc), audit)
             return
         task = asyncio.get_running_loop().create_task(
             self._execute(router, envelope, request, handler, props, audit))
         self._requests.add(task)
         task.add_done_callback(self._requests.discard)
+
+    def _on_behalf_of(self, value: Any, identity: Identity | None) -> str | None:
+        """The web user a request names, believed only from the node's own key."""
+        own = self._server_keys.public.decode() if self._server_keys is not None else None
+        if value is None or identity is None or own is None or identity.key != own:
+            return None
+        return web_user(value)
 
     def _authorize(self, command: Any, identity: Identity | None) -> None:
         if identity is None:
@@ -412,10 +420,10 @@ class Controller:
         self._reply(router, envelope, request, reply, audit)
 
     def _audit(self, audit: Any, reply: dict) -> None:
-        identity, peer, command, props, started = audit
+        identity, peer, command, props, started, behalf = audit
         node = self.arbiter.node
         record = audit_record(node, identity, peer, command, props if isinstance(props, dict) else {},
-                              reply, time.monotonic() - started)
+                              reply, time.monotonic() - started, behalf)
         log.info("%s", describe(record))
         self.publish(audit_topic(node), record)
 

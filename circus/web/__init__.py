@@ -5,7 +5,13 @@ Imported only by ``circushttpd`` (:mod:`circus.cli.httpd`); tornado and jinja2 a
 ``web`` extra, so nothing else in Circus imports this package.
 
 - :mod:`.users` — the users file (scrypt-hashed passwords, roles, API tokens), the cookie secret
-- :mod:`.auth` — sessions, tokens, the login throttle
+- :mod:`.files` — reading the files circushttpd trusts, writing them privately
+- :mod:`.auth` — sessions, tokens, the client's address
+- :mod:`.throttle` — failed logins per (name, address), per address and per name
+- :mod:`.hashing` — password checks in a small thread pool, logins in progress bounded
+- :mod:`.revocations` — logged-out sessions, kept across restarts
+- :mod:`.redirects` — where a redirect may go (a path of this site only)
+- :mod:`.headers` — the security headers of every response (CSP and the others)
 - :mod:`.nodes` — the pool (or the one node) and the views the pages show
 - :mod:`.live` — the stats and events subscriptions, kept in bounded memory, pushed to pages
 - :mod:`.handlers` — the HTML pages and the action forms

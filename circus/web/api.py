@@ -28,6 +28,8 @@ log = logging.getLogger("circus.web")
 
 MAX_BODY = 64 * 1024
 MAX_DEADLINE = 300.0
+#: names no command has, taken by the way a call is made: refused as properties
+RESERVED = ("node", "nodes", "command", "deadline", "user", "props_for")
 
 
 class ApiHandler(AuthMixin, tornado.web.RequestHandler):
@@ -94,6 +96,10 @@ class CommandHandler(ApiHandler):
         if not isinstance(props, dict):
             self.fail(400, "bad request", reason="'properties' must be an object")
             return
+        taken = sorted(k for k in props if k in RESERVED)
+        if taken:
+            self.fail(400, "bad request", reason=f"no command has a property {taken[0]!r}")
+            return
         if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) \
                 or not 0 < deadline <= MAX_DEADLINE:
             self.fail(400, "bad request", reason=f"'deadline' is seconds, > 0 and at most "
@@ -113,7 +119,7 @@ class CommandHandler(ApiHandler):
                       f"{command.role.name.lower()} role; {user.name} is {user.role_name}")
             return
         result = await self.web.backend.call(node, command.name, deadline=float(deadline),
-                                             **props)
+                                             user=user.name, **props)
         if not command.readonly:
             log.info("API: %s (%s) on %s: %s -> %s", user.name, user.role_name, node,
                      command.name, "ok" if result.ok else result.state)

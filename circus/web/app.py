@@ -23,12 +23,16 @@ from circus import __version__
 from circus.stats.toprows import human_age, human_bytes
 
 from . import api, handlers
+from .auth import SESSION_HOURS
+from .hashing import HashPool
+from .headers import StaticFiles
 from .live import Live, LiveState
 from .nodes import Backend, open_pool, sources
-from .auth import Throttle
+from .revocations import Revocations
+from .throttle import Throttle
 from .users import Users
 
-__all__ = ["WebOptions", "WebApp", "make_app", "sparkline_points"]
+__all__ = ["WebOptions", "WebApp", "make_app", "sparkline_points", "MAX_REQUEST_BODY"]
 
 log = logging.getLogger("circus.web")
 
@@ -37,6 +41,8 @@ TEMPLATES = os.path.join(HERE, "templates")
 STATIC = os.path.join(HERE, "static")
 NODE = r"([A-Za-z0-9_.-]{1,64})"
 WATCHER = r"([^/]{1,128})"
+#: the largest request body circushttpd reads (a form post; the API takes 64 KiB of it)
+MAX_REQUEST_BODY = 256 * 1024
 
 
 @dataclass
@@ -48,6 +54,8 @@ class WebOptions:
     secure_cookies: bool = False         # HTTPS (here or in front): cookies get ``Secure``
     live: bool = True                    # follow the stats and events streams
     title: str = "circus"
+    revoked_path: str | None = None      # logged-out sessions (None: kept in memory only)
+    trusted_proxies: tuple[str, ...] = ()    # peers whose X-Forwarded-For is believed
 
 
 class WebApp:
@@ -56,8 +64,11 @@ class WebApp:
     def __init__(self, options: WebOptions) -> None:
         self.options = options
         self.title = options.title
-        self.users = Users.load(options.users_path, missing_ok=True)
-        if not self.users.users:
+        self.users = Users(options.users_path)
+        problem = self.users.refresh()
+        if problem:
+            log.error("%s (nobody can log in until it is fixed)", problem)
+        elif not self.users.users:
             log.warning("no users in %s: nobody can log in until 'circushttpd adduser NAME "
                         "--role admin --users %s' adds one", options.users_path,
                         options.users_path)
@@ -67,7 +78,10 @@ class WebApp:
         self.live_enabled = options.live and bool(self.live.sources)
         self.backend = Backend(pool, self.live.state)
         self.throttle = Throttle()
-        self._revoked: dict[str, float] = {}
+        self.hashing = HashPool()
+        self.trusted_proxies = frozenset(options.trusted_proxies)
+        self.revocations = Revocations(options.revoked_path, SESSION_HOURS * 3600)
+        self.revocations.load()
         flags: dict[str, Any] = {"httponly": True, "samesite": "Strict"}
         if options.secure_cookies:
             flags["secure"] = True
@@ -91,18 +105,11 @@ class WebApp:
         if problem:
             log.error("%s (nobody can log in until it is fixed)", problem)
 
-    def revoke(self, session_id: str) -> None:
-        now = time.time()
-        for sid in [s for s, t in self._revoked.items() if t < now]:
-            del self._revoked[sid]
-        self._revoked[session_id] = now + 24 * 3600
-
-    def revoked(self, session_id: str) -> bool:
-        return session_id in self._revoked
-
     async def aclose(self) -> None:
         await self.live.aclose()
         self.backend.close()
+        self.hashing.close()
+        self.revocations.close()
 
 
 def _pct(value: Any) -> str:
@@ -153,6 +160,7 @@ def make_app(options: WebOptions) -> tuple[tornado.web.Application, WebApp]:
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Strict",
                             **({"secure": True} if options.secure_cookies else {})},
         login_url="/login", static_path=STATIC, static_url_prefix="/static/",
+        static_handler_class=StaticFiles,
         default_handler_class=handlers.NotFoundHandler, compress_response=True,
         websocket_ping_interval=30)
     return app, web

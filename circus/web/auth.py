@@ -5,21 +5,27 @@ The session is a signed cookie (tornado's ``set_signed_cookie`` with the generat
 behind one), valid :data:`SESSION_HOURS`. It names the user and carries the user's password
 stamp and a random session id: the user's current entry in the users file is looked up at each
 request (a role change applies at once; a removed user or a new password ends the session), and
-``/logout`` revokes the session id. An ``Authorization: Bearer TOKEN`` header authenticates the
-API and /metrics; it needs no ``_xsrf`` (a browser never sends it by itself).
+``/logout`` revokes the session id (:mod:`.revocations`: also after a restart). An
+``Authorization: Bearer TOKEN`` header authenticates the API and /metrics; it needs no
+``_xsrf`` (a browser never sends it by itself).
+
+Every handler also sends the security headers (:mod:`.headers`), and counts a login against
+the client's address (:meth:`AuthMixin.client_address`, :mod:`.throttle`).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
 import time
-from collections import deque
 from typing import Any
 
+from .headers import SecurityHeaders
+from .throttle import client_address
 from .users import User
 
-__all__ = ["AuthMixin", "Throttle", "SESSION_COOKIE", "SESSION_HOURS"]
+__all__ = ["AuthMixin", "SESSION_COOKIE", "SESSION_HOURS"]
 
 log = logging.getLogger("circus.web")
 
@@ -27,36 +33,7 @@ SESSION_COOKIE = "circushttpd_session"
 SESSION_HOURS = 12
 
 
-class Throttle:
-    """Failed logins per user name: after ``limit`` failures within ``window`` seconds, that
-    name cannot log in until the oldest failure is ``window`` old (scrypt already makes each
-    guess cost tens of milliseconds)."""
-
-    def __init__(self, limit: int = 10, window: float = 300.0) -> None:
-        self.limit, self.window = limit, window
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, name: str, now: float) -> deque[float]:
-        failures = self._failures.get(name, deque())
-        while failures and now - failures[0] > self.window:
-            failures.popleft()
-        return failures
-
-    def blocked(self, name: str, now: float) -> bool:
-        return len(self._recent(name, now)) >= self.limit
-
-    def failed(self, name: str, now: float) -> None:
-        if len(self._failures) > 10_000:          # bounded, whatever names are tried
-            self._failures.clear()
-        failures = self._recent(name, now)
-        failures.append(now)
-        self._failures[name] = failures
-
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
-
-
-class AuthMixin:
+class AuthMixin(SecurityHeaders):
     """For tornado handlers: ``current_user`` from the session (and, with ``allow_token``,
     from a Bearer token); ``_xsrf`` checked on every POST of a session."""
 
@@ -90,7 +67,7 @@ class AuthMixin:
             name, stamp, sid = session["u"], session["s"], session["i"]
         except (ValueError, KeyError, TypeError):
             return None
-        if web.revoked(sid):
+        if not isinstance(sid, str) or web.revocations.revoked(sid, session.get("t")):
             return None
         user = web.users.get(name)
         if user is None or user.stamp != stamp:
@@ -106,16 +83,31 @@ class AuthMixin:
 
     def start_session(self, user: User) -> None:
         value = json.dumps({"u": user.name, "s": user.stamp, "i": secrets.token_hex(12),
-                            "t": int(time.time())})
+                            "t": round(time.time(), 3)})
         self.set_signed_cookie(SESSION_COOKIE, value, expires_days=None,  # type: ignore
                                **self.web.cookie_flags)
 
-    def end_session(self) -> None:
+    async def end_session(self) -> None:
+        """Revoke the session (saved before this returns) and clear its cookie."""
         raw = self.get_signed_cookie(SESSION_COOKIE,  # type: ignore[attr-defined]
                                      max_age_days=SESSION_HOURS / 24)
+        session: Any = None
         if raw is not None:
             try:
-                self.web.revoke(json.loads(raw)["i"])
-            except (ValueError, KeyError, TypeError):
-                pass
+                session = json.loads(raw)
+            except ValueError:
+                session = None
+        if isinstance(session, dict) and isinstance(session.get("i"), str):
+            await self.web.revocations.revoke(session["i"], session.get("t"))
         self.clear_cookie(SESSION_COOKIE, **self.web.clear_flags)  # type: ignore[attr-defined]
+
+    def client_address(self) -> str:
+        """The client's address: the socket's peer, or what a trusted proxy says it is."""
+        request = self.request                                   # type: ignore[attr-defined]
+        peer = request.remote_ip or ""
+        try:
+            peer = str(ipaddress.ip_address(peer))
+        except ValueError:
+            pass
+        return client_address(peer, request.headers.get_list("X-Forwarded-For"),
+                              self.web.trusted_proxies)

@@ -19,7 +19,10 @@ from circus.protocol import COMMANDS, Role
 from circus.protocol.limits import name_problem
 
 from .auth import AuthMixin
+from .hashing import Busy
 from .nodes import ACTION_COMMANDS, ACTION_DEADLINE
+from .redirects import safe_target
+from .users import valid_name
 
 __all__ = ["PageHandler", "LoginHandler", "LogoutHandler", "OverviewHandler", "NodeHandler",
            "WatcherHandler", "ActionHandler", "AddWatcherHandler", "NotFoundHandler"]
@@ -39,8 +42,7 @@ class PageHandler(AuthMixin, tornado.web.RequestHandler):
 
     def redirect_to_login(self) -> None:
         if self.request.method in ("GET", "HEAD"):
-            target = self.request.uri or "/"
-            self.redirect("/login?" + urlencode({"next": target}))
+            self.redirect("/login?" + urlencode({"next": safe_target(self.request.uri)}))
         else:
             self.redirect("/login")
         self.finish_if_needed()
@@ -93,6 +95,10 @@ class PageHandler(AuthMixin, tornado.web.RequestHandler):
 
 
 class LoginHandler(AuthMixin, tornado.web.RequestHandler):
+    """The login form. The password is checked in the hashing threads (the loop keeps serving
+    meanwhile), after the throttle (:mod:`.throttle`) had its say; ``next`` is followed only
+    to a path of this site (:func:`.redirects.safe_target`)."""
+
     def check_xsrf_cookie(self) -> None:
         tornado.web.RequestHandler.check_xsrf_cookie(self)     # the login form is checked too
 
@@ -103,38 +109,46 @@ class LoginHandler(AuthMixin, tornado.web.RequestHandler):
         self.show()
 
     def next_url(self) -> str:
-        target = self.get_argument("next", "/")
-        # only a path on this site: no scheme, no host, no protocol-relative //host
-        if not target.startswith("/") or target.startswith("//") or "\\" in target:
-            return "/"
-        return target
+        return safe_target(self.get_argument("next", "/"))
 
-    def show(self, error: str | None = None, username: str = "") -> None:
+    def show(self, error: str | None = None, username: str = "", status: int = 200) -> None:
         self.set_header("Cache-Control", "no-store")
+        self.set_status(status)
         page = self.web.templates.get_template("login.html").render(
             user=None, error=error, username=username, next=self.next_url(),
             xsrf_form_html=Markup(self.xsrf_form_html()), static_url=self.static_url,
             title=self.web.title, no_users=not self.web.users.users, flash=None,
-            users_path=self.web.users.path)
+            users_path=self.web.users.path, users_problem=self.web.users.problem is not None)
         self.finish(page)
 
-    def post(self) -> None:
+    async def post(self) -> None:
         name = self.get_body_argument("username", "").strip()
         password = self.get_body_argument("password", "")
-        if self.web.throttle.blocked(name, time.monotonic()):
-            log.warning("login refused for %r from %s: too many failures", name,
-                        self.request.remote_ip)
-            self.show("Too many failed logins for this user: try again in a few minutes.", name)
+        address = self.client_address()
+        shown = name if valid_name(name) else name[:64]
+        key = name if valid_name(name) else None        # not a possible name: the address only
+        web = self.web
+        verdict = web.throttle.check(key, address, time.monotonic())
+        if verdict.refused:
+            log.warning("login refused for %r from %s: too many failures", shown, address)
+            self.show(verdict.refused, shown, status=429)
             return
-        user = self.web.users.authenticate(name, password) if name else None
+        try:
+            user = await web.hashing.run(address, web.users.authenticate, name, password,
+                                         delay=verdict.delay)
+        except Busy as exc:
+            log.warning("login of %r from %s not tried: %s", shown, address, exc)
+            self.show("The server is busy with other logins: try again in a moment.", shown,
+                      status=503)
+            return
         if user is None:
-            self.web.throttle.failed(name, time.monotonic())
-            log.warning("failed login for %r from %s", name, self.request.remote_ip)
-            self.show("Wrong user name or password.", name)
+            web.throttle.failed(key, address, time.monotonic())
+            log.warning("failed login for %r from %s", shown, address)
+            self.show("Wrong user name or password.", shown)
             return
-        self.web.throttle.succeeded(name)
+        web.throttle.succeeded(user.name, address)
         self.start_session(user)
-        log.info("login: %s (%s) from %s", user.name, user.role_name, self.request.remote_ip)
+        log.info("login: %s (%s) from %s", user.name, user.role_name, address)
         self.redirect(self.next_url())
 
 
@@ -148,8 +162,8 @@ class NotFoundHandler(PageHandler):
 
 
 class LogoutHandler(PageHandler):
-    def post(self) -> None:
-        self.end_session()
+    async def post(self) -> None:
+        await self.end_session()
         self.redirect("/login")
 
 
@@ -195,8 +209,8 @@ class _Posting(PageHandler):
     def back_to(self, node: str, watcher: str | None) -> str:
         page = self.get_body_argument("back", "")
         if page == "watcher" and watcher:
-            return f"/node/{quote(node)}/watcher/{quote(watcher)}"
-        return f"/node/{quote(node)}"
+            return f"/node/{quote(node, safe='')}/watcher/{quote(watcher, safe='')}"
+        return f"/node/{quote(node, safe='')}"
 
     async def run(self, node: str, command: str, watcher: str | None, what: str,
                   props: dict[str, Any]) -> None:
@@ -210,7 +224,7 @@ class _Posting(PageHandler):
             return
         start = time.monotonic()
         result = await self.web.backend.call(node, command, deadline=ACTION_DEADLINE,
-                                             waiting=True, **props)
+                                             user=user.name, waiting=True, **props)
         took = time.monotonic() - start
         log.info("action by %s (%s) on %s: %s %s -> %s", user.name, user.role_name, node,
                  command, json.dumps(props, sort_keys=True), result.state if not result.ok

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from circus.config import ConfigError, load_config
 from circus.config.stats_watcher import stats_wanted
+from circus.security.audit import ON_BEHALF_OF
 from circusmeta.api import Pool
 from circusmeta.fanout import ACTIVE, NodeResult
 from circusmeta.pool import MetaOptions, NodeSpec, PoolConfig, load_pool, proxy_client_keys
@@ -145,7 +146,13 @@ class Backend:
         return node in self.pool.config.nodes
 
     async def call(self, node: str, command: str, deadline: float | None = None,
-                   **props: Any) -> NodeResult:
+                   user: str | None = None, **props: Any) -> NodeResult:
+        """``command`` on ``node``; ``user``: the web user it is run for, sent as the
+        ``on_behalf_of`` property (it replaces any such property given), which a node records
+        in its audit trail when circushttpd holds the node's own key."""
+        props.pop(ON_BEHALF_OF, None)
+        if user is not None:
+            props[ON_BEHALF_OF] = user
         return await self.pool.call_one(node, command, deadline=deadline, **props)
 
     async def overview(self) -> list[dict[str, Any]]:

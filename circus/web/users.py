@@ -11,7 +11,18 @@ Passwords are hashed with ``hashlib.scrypt`` and a random salt per user; API tok
 the file when it changes on disk: a user added, removed, demoted or given a new password takes
 effect at the next request (a new password ends the user's sessions: see :meth:`User.stamp`).
 
-The cookie secret (``circushttpd.secret``) is generated on first start, 0600, never shipped.
+A password check always costs one scrypt, whatever the name and the password (an unknown
+name, a password of the wrong length and a broken entry are checked against a dummy of the
+same cost), so its time does not tell which names exist. The cost stored with each password
+is bounded (:func:`cost_problem`); a file that names a larger one cannot make circushttpd
+spend more than :data:`MAX_SCRYPT_MEMORY` and 64 times the default work per check.
+
+The file is trusted only when nobody but circushttpd's user (or root) could have written it
+(:mod:`circus.web.files`): a users file owned by another user, or writable by group or others,
+lets nobody in and says why; so is one larger than :data:`MAX_FILE`.
+
+The cookie secret (``circushttpd.secret``) is generated on first start, 0600, never shipped;
+one readable by others, or not trusted as above, is refused.
 """
 from __future__ import annotations
 
@@ -22,13 +33,16 @@ import os
 import re
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from circus.protocol import Role
 
+from .files import FileProblem, read_trusted, write_private
+
 __all__ = ["User", "Users", "UsersError", "ROLES", "role_of", "hash_password", "load_secret",
-           "NAME_RULE"]
+           "NAME_RULE", "valid_name", "cost_problem", "SCRYPT", "MAX_FILE"]
 
 ROLES = {"readonly": Role.READONLY, "operator": Role.OPERATOR, "admin": Role.ADMIN}
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
@@ -37,6 +51,12 @@ NAME_RULE = "1 to 64 letters, digits, '.', '_', '@' or '-'"
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+#: the most a stored cost may ask for: memory per check, and work (n * r * p) per check
+MAX_SCRYPT_MEMORY = 64 * 1024 * 1024
+MAX_SCRYPT_WORK = 64 * SCRYPT["n"] * SCRYPT["r"] * SCRYPT["p"]
+#: the largest users file read
+MAX_FILE = 4 * 1024 * 1024
+MAX_SECRET_FILE = 4096
 
 
 class UsersError(ValueError):
@@ -50,14 +70,53 @@ def role_of(name: str) -> Role:
         raise UsersError(f"unknown role {name!r} (one of {', '.join(ROLES)})") from None
 
 
+def valid_name(name: object) -> bool:
+    """Whether ``name`` could be a user's (:data:`NAME_RULE`)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+def cost_problem(cost: dict[str, Any]) -> str | None:
+    """Why a stored scrypt cost ``{"n", "r", "p"}`` is not used (None: it is fine)."""
+    try:
+        n, r, p = (cost[k] for k in ("n", "r", "p"))
+    except (KeyError, TypeError):
+        return "no n, r and p"
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (n, r, p)):
+        return "n, r and p must be positive integers"
+    if n < 2 or n & (n - 1):
+        return f"n must be a power of two, got {n}"
+    if 128 * r * n > MAX_SCRYPT_MEMORY:
+        return f"n * r needs more than {MAX_SCRYPT_MEMORY // 2 ** 20} MiB"
+    if n * r * p > MAX_SCRYPT_WORK:
+        return f"n * r * p is above {MAX_SCRYPT_WORK} (64 times the default)"
+    return None
+
+
+def _scrypt(password: str, salt: bytes, cost: dict[str, int]) -> str:
+    return hashlib.scrypt(password.encode(), salt=salt, n=cost["n"], r=cost["r"], p=cost["p"],
+                          maxmem=128 * cost["r"] * cost["n"] * 2 + 1024 * 1024,
+                          dklen=32).hex()
+
+
 def hash_password(password: str, salt: bytes | None = None, **cost: int) -> dict[str, Any]:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise UsersError(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     params = {**SCRYPT, **cost}
+    problem = cost_problem(params)
+    if problem:
+        raise UsersError(f"scrypt cost: {problem}")
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=params["n"], r=params["r"],
-                            p=params["p"], maxmem=128 * params["r"] * params["n"] * 2, dklen=32)
-    return {"salt": salt.hex(), "hash": digest.hex(), **params}
+    return {"salt": salt.hex(), "hash": _scrypt(password, salt, params), **params}
+
+
+_DUMMY_SALT = secrets.token_bytes(16)
+
+
+def dummy_check(cost: dict[str, int]) -> bool:
+    """The work of a password check, for nothing (an unknown name, a password of the wrong
+    length): always False."""
+    _scrypt("x" * MIN_PASSWORD, _DUMMY_SALT, cost)
+    return False
 
 
 def _token_hash(token: str) -> str:
@@ -81,16 +140,22 @@ class User:
         user removed and added again) ends the sessions opened before."""
         return hashlib.sha256(str(self.password.get("hash", "")).encode()).hexdigest()[:16]
 
-    def check_password(self, password: str) -> bool:
+    def check_password(self, password: str, dummy: dict[str, int] | None = None) -> bool:
+        """One scrypt in every case: a password of the wrong length, or an entry whose salt
+        or cost cannot be used, is checked against a dummy of the user's cost if it is
+        usable, else ``dummy`` (the file's usual cost), and refused."""
+        cost = {k: self.password.get(k) for k in ("n", "r", "p")}
+        usable = cost_problem(cost) is None
         try:
-            salt = bytes.fromhex(self.password["salt"])
-            cost = {k: int(self.password[k]) for k in ("n", "r", "p")}
-            if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-                return False
-            given = hash_password(password, salt, **cost)["hash"]
-        except (KeyError, ValueError, TypeError):
-            return False
-        return hmac.compare_digest(given, str(self.password.get("hash", "")))
+            salt = bytes.fromhex(str(self.password["salt"]))
+            stored = str(self.password["hash"])
+        except (KeyError, ValueError):
+            salt, stored = b"", ""
+        if not usable or len(salt) < 8 or not stored or \
+                not isinstance(password, str) or \
+                not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            return dummy_check(cost if usable else (dummy or SCRYPT))
+        return hmac.compare_digest(_scrypt(password, salt, cost), stored)
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role_name, "password": self.password, "tokens": list(self.tokens)}
@@ -102,8 +167,12 @@ class Users:
 
     path: str
     users: dict[str, User] = field(default_factory=dict)
-    _mtime: float | None = None
+    _mtime: tuple[int, ...] | None = None        # what the file looked like when read
     _tokens: dict[str, str] = field(default_factory=dict)     # sha256 -> user name
+    #: the cost of an unknown name's dummy check: the one most users of the file have
+    dummy_cost: dict[str, int] = field(default_factory=lambda: dict(SCRYPT))
+    #: why the file is not used (None: it is, or there is none)
+    problem: str | None = None
 
     @classmethod
     def load(cls, path: str, *, missing_ok: bool = False) -> "Users":
@@ -115,16 +184,14 @@ class Users:
 
     def _read(self) -> None:
         try:
-            stat = os.stat(self.path)
-            with open(self.path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            raw, stat = read_trusted(self.path, MAX_FILE)
+            data = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             raise UsersError(f"{self.path}: no users file (create one with: circushttpd adduser "
                              f"NAME --role admin --users {self.path})") from None
-        except OSError as exc:
-            raise UsersError(f"{self.path}: cannot read the users file: "
-                             f"{exc.strerror or exc}") from None
-        except ValueError as exc:
+        except FileProblem as exc:
+            raise UsersError(f"the users file {exc}") from None
+        except (ValueError, RecursionError) as exc:
             raise UsersError(f"{self.path}: not a users file (invalid JSON: {exc})") from None
         if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
             raise UsersError(f"{self.path}: not a users file (expected {{\"users\": {{...}}}})")
@@ -138,19 +205,25 @@ class Users:
                 raise UsersError(f"{self.path}: user {name!r}: {exc}") from None
             tokens = tuple(t for t in entry.get("tokens", ()) if isinstance(t, dict))
             users[name] = User(name, role, entry["password"], tokens)
-        self.users = users
+        costs = Counter(tuple(u.password.get(k) for k in ("n", "r", "p")) for u in users.values()
+                        if cost_problem(u.password) is None)
+        self.dummy_cost = dict(zip(("n", "r", "p"), costs.most_common(1)[0][0])) if costs \
+            else dict(SCRYPT)
+        self.users, self.problem = users, None
         self._tokens = {t["hash"]: u.name for u in users.values() for t in u.tokens
                         if isinstance(t.get("hash"), str)}
-        self._mtime = stat.st_mtime_ns
+        self._mtime = _signature(stat)
 
     def refresh(self) -> str | None:
         """Re-read the file if it changed. A file that became unreadable or invalid lets
         nobody in until it is fixed; the reason is returned (once per change) for the log."""
         try:
-            mtime = os.stat(self.path).st_mtime_ns
+            mtime = _signature(os.stat(self.path))
         except OSError as exc:
             was = self._mtime
             self.users, self._tokens, self._mtime = {}, {}, None
+            self.problem = None if isinstance(exc, FileNotFoundError) else \
+                f"{self.path}: cannot read the users file: {exc.strerror or exc}"
             return None if was is None else \
                 f"{self.path}: cannot read the users file: {exc.strerror or exc}"
         if mtime == self._mtime:
@@ -159,6 +232,7 @@ class Users:
             self._read()
         except UsersError as exc:
             self.users, self._tokens, self._mtime = {}, {}, mtime
+            self.problem = str(exc)
             return str(exc)
         return None
 
@@ -166,12 +240,15 @@ class Users:
         return self.users.get(name)
 
     def authenticate(self, name: str, password: str) -> User | None:
+        """The user if ``password`` is theirs. Always one scrypt of the file's usual cost (a
+        dummy for an unknown name), so timing does not tell which names exist. Blocking:
+        circushttpd runs it in its hashing threads (:mod:`circus.web.hashing`)."""
+        dummy = self.dummy_cost
         user = self.users.get(name)
         if user is None:
-            # the same work for an unknown name, so timing does not tell which names exist
-            hash_password("x" * MIN_PASSWORD)
+            dummy_check(dummy)
             return None
-        return user if user.check_password(password) else None
+        return user if user.check_password(password, dummy) else None
 
     def by_token(self, token: str) -> User | None:
         name = self._tokens.get(_token_hash(token))
@@ -179,11 +256,13 @@ class Users:
 
     # -- changing (the CLI) ------------------------------------------------------------------------
 
-    def add(self, name: str, role: str, password: str) -> User:
+    def add(self, name: str, role: str, password: str, **cost: int) -> User:
+        """Add or update ``name``; ``cost``: scrypt's ``n``, ``r``, ``p`` if not the default."""
         if not _NAME.fullmatch(name):
             raise UsersError(f"invalid user name {name!r}: {NAME_RULE}")
         old = self.users.get(name)
-        user = User(name, role_of(role), hash_password(password), old.tokens if old else ())
+        user = User(name, role_of(role), hash_password(password, **cost),
+                    old.tokens if old else ())
         self.users[name] = user
         self.save()
         return user
@@ -201,36 +280,28 @@ class Users:
 
     def save(self) -> None:
         data = {"users": {n: u.to_json() for n, u in sorted(self.users.items())}}
-        _write_private(self.path, json.dumps(data, indent=2) + "\n")
+        try:
+            write_private(self.path, (json.dumps(data, indent=2) + "\n").encode())
+        except FileProblem as exc:
+            raise UsersError(str(exc)) from None
         self._read()
 
 
-def _write_private(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, atomically (a reader never sees half)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise UsersError(f"{path}: cannot write: {exc.strerror or exc}") from None
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    """Changes when the file is rewritten, replaced, or its mode or owner change."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def load_secret(path: str) -> bytes:
-    """The cookie secret in ``path``, generated (0600) the first time."""
+    """The cookie secret in ``path``, generated (0600) the first time; refused when others
+    could read it or could have written it."""
     try:
-        with open(path, encoding="ascii") as fh:
-            secret = fh.read().strip()
+        raw, st = read_trusted(path, MAX_SECRET_FILE)
+        secret = raw.decode("ascii").strip()
     except FileNotFoundError:
         secret = secrets.token_hex(32)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:                 # another circushttpd just made it
             return load_secret(path)
         except OSError as exc:
@@ -239,12 +310,14 @@ def load_secret(path: str) -> bytes:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(secret + "\n")
         return secret.encode()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsersError(f"{path}: cannot read the cookie secret: "
-                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    except FileProblem as exc:
+        raise UsersError(f"the cookie secret {exc}") from None
+    except UnicodeDecodeError:
+        raise UsersError(f"{path}: the cookie secret is not text; delete the file to have a "
+                         "new one generated") from None
     if len(secret) < 32:
         raise UsersError(f"{path}: the cookie secret is too short ({len(secret)} characters, "
                          "at least 32); delete the file to have a new one generated")
-    if os.stat(path).st_mode & 0o077:
+    if st.st_mode & 0o077:
         raise UsersError(f"{path}: the cookie secret is readable by others; chmod 600 it")
     return secret.encode()
