@@ -239,7 +239,7 @@ def test_shell_against_circusd(ctl):
                           text=True, timeout=30)
     assert proc.returncode == 0
     assert "(circusctl) crasher,idle,sleeper,stubborn\n(circusctl) active\n" in proc.stdout
-    assert "error: program nope not found" in proc.stderr
+    assert "error: program nope not found: " in proc.stderr
 
 
 def test_quit(ctl):

@@ -367,15 +367,28 @@ def test_tail_prints_the_last_lines(node, tmp_path):
     quit_and_wait(d, c)
 
 
-def test_tail_of_output_circusd_does_not_read_says_how_to_get_it(node, tmp_path):
+def test_every_watcher_keeps_its_last_lines_without_a_stream(node, tmp_path):
+    """No stream, no probe: circusd still reads the pipes (recent_lines, on by default), keeps
+    the lines for tail and passes them on to its own stdout/stderr."""
     d, c = node("""
         [watcher:w]
-        cmd = sleep 3600
+        cmd = sh -c 'echo out-line; echo err-line >&2; exec sleep 3600'
+
+        [watcher:quiet]
+        cmd = sh -c 'echo never-kept; exec sleep 3600'
+        recent_lines = 0
     """)
+    d.wait(lambda: len(c.call("tail", name="w")["lines"]) == 2, 10, "2 lines")
     r = ctl(tmp_path, "tail", "w")
+    assert r.returncode == 0, r.stderr
+    assert "out-line" in r.stdout and "err-line" in r.stdout
+    assert ctl(tmp_path, "tail", "w", "--stream", "stderr").stdout.count("line") == 1
+    r = ctl(tmp_path, "tail", "quiet")
     assert r.returncode == 3
-    assert "not read by circusd: give it a stdout_stream" in r.stderr
+    assert "recent_lines = 0 and no stdout_stream" in r.stderr
     quit_and_wait(d, c)
+    out = d.proc.stdout.read().decode()
+    assert "out-line" in out and "err-line" in out and "never-kept" in out   # passed on
 
 
 def test_tail_follow_prints_the_last_lines_then_every_new_one(node, tmp_path):

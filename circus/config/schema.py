@@ -14,7 +14,7 @@ import signal
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from circus.protocol.limits import MAX_NUMPROCESSES, MAX_NUMPROCESSES_CEILING
+from circus.protocol.limits import MAX_NUMPROCESSES, MAX_NUMPROCESSES_CEILING, MAX_RECENT_LINES
 
 from . import convert as c
 
@@ -169,6 +169,13 @@ class WatcherConfig:
     close_child_stdin: bool = opt(True, c.BOOL, "stdin from /dev/null")
     close_child_stdout: bool = opt(False, c.BOOL, "stdout to /dev/null")
     close_child_stderr: bool = opt(False, c.BOOL, "stderr to /dev/null")
+    recent_lines: int = opt(
+        1000, c.integer(0, MAX_RECENT_LINES),
+        f"*new*: output lines of the watcher's processes kept in memory (``tail``, ``status``), "
+        f"at most {MAX_RECENT_LINES:,} and 1 MiB; circusd reads the processes' stdout and "
+        "stderr to keep them, even without a stream (lines without a stream are passed on to "
+        "circusd's own stdout and stderr); 0 = keep none: without a stream the processes "
+        "write to circusd's stdout and stderr themselves (0.19)")
     stdout_stream: dict[str, str] | None = opt(None, None, "stdout stream: class and options",
                                                kind="stream", ini="stdout_stream.<option>")
     stderr_stream: dict[str, str] | None = opt(None, None, "stderr stream: class and options",

@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import os
 import re
-import time
 from typing import Any, Awaitable, Callable, Mapping
 
 from circus.config import ConfigError, watcher_from_options
+from circus.config.errors import did_you_mean
 from circus.config.view import watcher_options
 from circus.config.convert import parse_signal
+from circus.core import outcome
 from circus.core.command import resolve_ids
 from circus.core.policy import batch_size
-from circus.core.states import ProcessState
 from circus.core.watcher import Watcher
 from circus.errors import SpawnError
-from circus.protocol import ErrorCode, ProtocolError, output_topic
-from circus.protocol.limits import (MAX_ARGS, MAX_ISSUES, MAX_OPTIONS, MAX_TAIL, MAX_VALUE,
+from circus.protocol import ErrorCode, ProtocolError
+from circus.protocol.limits import (MAX_ARGS, MAX_ISSUES, MAX_OPTIONS, MAX_VALUE,
                                     MAX_WATCHERS, check_glob, check_name, check_numprocesses,
                                     compile_match)
 from circus.security.owner import check_owner, check_owner_tool
@@ -82,8 +81,29 @@ def select(arbiter: Any, name: str | None, match: str = "glob") -> list[Watcher]
         pattern = compile_match(name)
         found = [w for k, w in watchers.items() if pattern.match(k)]
     if not found:
-        raise ProtocolError(ErrorCode.UNKNOWN_WATCHER, f"program {name} not found")
+        raise ProtocolError(ErrorCode.UNKNOWN_WATCHER, unknown_watcher(name, watchers, match))
     return sorted(found, key=lambda w: (-w.cfg.priority, w.name.lower()))
+
+
+#: watcher names an unknown-watcher error lists at most
+NAMES_LISTED = 20
+
+
+def unknown_watcher(name: str, watchers: Mapping[str, Watcher], match: str = "simple") -> str:
+    """0.19's ``program NAME not found``, and what the caller may have meant: the closest name,
+    else the names there are."""
+    names = sorted(w.name for w in watchers.values())
+    exact = match == "simple" or (match == "glob" and not any(c in name for c in "*?["))
+    close = did_you_mean(name, [n.lower() for n in names]) if exact else ""
+    if close:
+        hint = close.replace(" (", ": ", 1).rstrip(")")
+    elif names:
+        more = f", and {len(names) - NAMES_LISTED} more" if len(names) > NAMES_LISTED else ""
+        hint = f": the watchers are {', '.join(names[:NAMES_LISTED])}{more}"
+    else:
+        hint = ": this node has no watchers"
+    what = "" if exact else f" (no watcher matches this {match} pattern)"
+    return f"program {name} not found{what}{hint}"
 
 
 def _check_batch(batch: int | str | None) -> int | str | None:
@@ -102,13 +122,22 @@ async def _each(watchers: list[Watcher], fn: Callable[[Watcher], Awaitable[Any]]
     return list(await asyncio.gather(*(fn(w) for w in watchers)))
 
 
+async def _settled(w: Watcher, op: Awaitable[dict]) -> dict:
+    """``op`` (a start, restart or reload of ``w``), then the new processes watched until they
+    have been up ``min_uptime``: one that exits first makes the reply an error (``ok`` is said
+    only of a start that took)."""
+    info = await op
+    await outcome.settle(w, info.get("started", ()) if isinstance(info, dict) else ())
+    return info
+
+
 @handler("start")
 async def _start(arbiter, ops, p):
     if p["name"] is None:
         await ops.run(p, arbiter.start_watchers(), "start")
         return {}
     watchers = select(arbiter, p["name"], p["match"])
-    result = await ops.run(p, _each(watchers, lambda w: w.start()), "start")
+    result = await ops.run(p, _each(watchers, lambda w: _settled(w, w.start())), "start")
     return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
 
 
@@ -129,7 +158,8 @@ async def _restart(arbiter, ops, p):
         return {}
     watchers = select(arbiter, p["name"], p["match"])
     batch = _check_batch(p["batch"])
-    result = await ops.run(p, _each(watchers, lambda w: w.restart(p["graceful"], batch)), "restart")
+    result = await ops.run(p, _each(watchers, lambda w: _settled(w, w.restart(p["graceful"], batch))),
+                           "restart")
     return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
 
 
@@ -140,7 +170,8 @@ async def _reload(arbiter, ops, p):
         await ops.run(p, arbiter.reload(graceful=graceful, sequential=sequential, batch=batch), "reload")
         return {}
     watchers = select(arbiter, p["name"], p["match"])
-    result = await ops.run(p, _each(watchers, lambda w: w.reload(graceful, sequential, batch)), "reload")
+    result = await ops.run(p, _each(watchers, lambda w: _settled(w, w.reload(graceful, sequential,
+                                                                          batch))), "reload")
     return {"info": result[0]} if result is not None and len(watchers) == 1 else {}
 
 
@@ -174,10 +205,17 @@ async def _resize(arbiter, ops, p, sign: int):
         return {"numprocesses": w.numprocesses, "singleton": True}
     if sign > 0:        # refused now, doing nothing (with waiting, checked again when it runs)
         check_numprocesses(w.numprocesses + p["nb"], arbiter.max_numprocesses)
+    before = w.numprocesses
+    fields: dict[str, Any] = {}
+    if sign < 0 and p["nb"] > before:   # a documented clamp, said in the reply
+        fields["warning"] = (f"{w.name} had numprocesses = {before}: decr {p['nb']} leaves 0, "
+                             "not a negative number")
     if not p.get("waiting"):            # 0.19 replies ok at once: the target changes now
-        w.retarget(w.numprocesses + sign * p["nb"])
-        return {}
-    return {"numprocesses": await ops.run(p, w.set_numprocesses(delta=sign * p["nb"]), "resize")}
+        return {"numprocesses": w.retarget(before + sign * p["nb"]), **fields}
+    pids = set(w.pids())
+    fields["numprocesses"] = await ops.run(p, w.set_numprocesses(delta=sign * p["nb"]), "resize")
+    await outcome.settle(w, set(w.pids()) - pids)
+    return fields
 
 
 @handler("incr")
@@ -206,7 +244,7 @@ async def _add(arbiter, ops, p):
     _check_ids(cfg)
     watcher = arbiter.add_watcher(cfg)
     if p["start"]:
-        await ops.run(p, watcher.start(), "add")
+        await ops.run(p, _settled(watcher, watcher.start()), "add")
     return {}
 
 
@@ -271,116 +309,7 @@ async def _set(arbiter, ops, p):
     return {}
 
 
-@handler("get")
-def _get(arbiter, ops, p):
-    w = _one(arbiter, p["name"])
-    view = watcher_options(w.cfg)
-    view["numprocesses"] = w.numprocesses
-    out = {}
-    if len(p["keys"]) > MAX_OPTIONS:
-        raise ProtocolError(ErrorCode.INVALID_PROPERTY, f"{len(p['keys'])} keys: at most "
-                            f"{MAX_OPTIONS} in one request")
-    for key in p["keys"]:
-        if not isinstance(key, str) or key not in view:
-            raise ProtocolError(ErrorCode.UNKNOWN_OPTION, f"{key!r} option not found")
-        out[key] = view[key]
-    return {"options": out}
-
-
-@handler("options")
-def _options(arbiter, ops, p):
-    w = _one(arbiter, p["name"])
-    view = watcher_options(w.cfg)
-    view["numprocesses"] = w.numprocesses
-    return {"options": view}
-
-
-@handler("globaloptions")
-def _globaloptions(arbiter, ops, p):
-    c = arbiter.config.circus
-    opts = {"endpoint": c.endpoint, "pubsub_endpoint": c.pubsub_endpoint,
-            "stats_endpoint": c.stats_endpoint, "check_delay": c.check_delay,
-            "multicast_endpoint": c.multicast_endpoint, "name": arbiter.node}
-    if p["option"] is not None:
-        if p["option"] not in opts:
-            raise ProtocolError(ErrorCode.UNKNOWN_OPTION, f"{p['option']!r} not an existing option")
-        opts = {p["option"]: opts[p["option"]]}
-    return {"options": opts}
-
-
-@handler("list")
-def _list(arbiter, ops, p):
-    if p["name"] is None:
-        return {"watchers": sorted(arbiter.watchers)}
-    return {"pids": _one(arbiter, p["name"]).pids()}
-
-
-@handler("listsockets")
-def _listsockets(arbiter, ops, p):
-    return {"sockets": arbiter.list_sockets()}
-
-
-@handler("numprocesses")
-def _numprocesses(arbiter, ops, p):
-    if p["name"] is None:
-        return {"numprocesses": sum(len(w.pids()) for w in arbiter.watchers.values())}
-    w = _one(arbiter, p["name"])
-    return {"numprocesses": len(w.pids()), "watcher_name": w.name}
-
-
-def _processes_view(w: Watcher) -> dict:
-    return {"state": w.compat_status(), "numprocesses": w.numprocesses, "restarts": w.restarts,
-            "exits": {str(code): n for code, n in sorted(w.exits.items())},
-            "processes": [{"wid": p.wid, "pid": p.pid if p.live else None, "state": str(p.state),
-                           "ready": p.state is ProcessState.RUNNING,
-                           "started": p.create_time if p.live else None,
-                           "restarts": max(0, p.spawns - 1), "last_exit": p.last_exit}
-                          for _, p in sorted(w.slots.items())]}
-
-
-@handler("processes")
-def _processes(arbiter, ops, p):
-    if p["name"] is not None:
-        w = _one(arbiter, p["name"])
-        return {"watchers": {w.name: _processes_view(w)}}
-    cached = arbiter.views.get("processes")
-    if cached is None:
-        cached = arbiter.views["processes"] = {
-            "watchers": {w.name: _processes_view(w) for w in arbiter.watchers.values()}}
-    return cached
-
-
 _NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def _meminfo() -> tuple[int, int]:
-    """(total, available) bytes from /proc/meminfo (no psutil in circusd)."""
-    values: dict[str, int] = {}
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                key, _, rest = line.partition(":")
-                if key in ("MemTotal", "MemAvailable"):
-                    values[key] = int(rest.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return values.get("MemTotal", 0), values.get("MemAvailable", 0)
-
-
-@handler("nodeinfo")
-def _nodeinfo(arbiter, ops, p):
-    from circus import __version__
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = [0.0, 0.0, 0.0]
-    total, available = _meminfo()
-    return {"name": arbiter.node, "version": __version__, "pid": os.getpid(),
-            "uptime": round(time.time() - arbiter.started_at, 3), "load": load,
-            "cpu_count": os.cpu_count() or 1, "mem_total": total, "mem_available": available,
-            "watchers": len(arbiter.watchers),
-            "processes": sum(len(w.pids()) for w in arbiter.watchers.values()),
-            "time": time.time()}
 
 
 @handler("rename")
@@ -391,85 +320,6 @@ def _rename(arbiter, ops, p):
                             "digits, '.', '_' or '-'")
     old = arbiter.rename(name)
     return {"old": old, "name": name}
-
-
-@handler("numwatchers")
-def _numwatchers(arbiter, ops, p):
-    return {"numwatchers": len(arbiter.watchers)}
-
-
-@handler("status")
-def _status(arbiter, ops, p):
-    if p["name"] is not None:
-        w = _one(arbiter, p["name"])
-        state = w.compat_status()
-        return {"status": state, "state": state, "reason": w.describe_reason()}
-    cached = arbiter.views.get("status")
-    if cached is None:
-        statuses, details = {}, {}
-        for w in arbiter.watchers.values():
-            state = statuses[w.name] = w.compat_status()
-            reason = w.describe_reason()
-            if reason:                 # only watchers with something to say (keeps replies small)
-                details[w.name] = {"state": state, "reason": reason}
-        cached = arbiter.views["status"] = {"statuses": statuses, "details": details}
-    return cached
-
-
-@handler("tail")
-def _tail(arbiter, ops, p):
-    w = _one(arbiter, p["name"])
-    wanted = (p["stream"],) if p["stream"] else ("stdout", "stderr")
-    captured = [name for name in wanted if name in w.captured()]
-    if not captured:
-        what = f"{p['stream']} is" if p["stream"] else "stdout and stderr are"
-        raise ProtocolError(ErrorCode.NOT_SUPPORTED,
-                            f"{w.name}'s {what} not read by circusd: give it a {wanted[0]}_stream "
-                            "(class = StdoutStream passes the lines on unchanged)")
-    if p["lines"] < 0:
-        raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'lines' must be >= 0")
-    return {"lines": w.output.last(min(p["lines"], MAX_TAIL), captured), "streams": captured,
-            "topic": output_topic(w.name, p["stream"] or "")}
-
-
-def _stringify(info: dict) -> dict:
-    return {str(pid): value for pid, value in info.items()}
-
-
-@handler("stats")
-async def _stats(arbiter, ops, p):
-    if p["name"] is None:
-        watchers = list(arbiter.watchers.values())
-        samples = await ops.stats([pid for w in watchers for pid in w.pids()])
-        return {"infos": {w.name: _stringify({pid: samples[pid] for pid in w.pids() if pid in samples})
-                          for w in watchers}}
-    w = _one(arbiter, p["name"])
-    if p["process"] is not None:
-        pid = _pid(p["process"])
-        if pid not in w.pids():
-            raise ProtocolError(ErrorCode.UNKNOWN_PROCESS, f"process {pid} not found in {w.name!r}")
-        samples = await ops.stats([pid])
-        await _extended(w, samples, p["extended"])
-        return {"process": pid, "info": samples[pid]}
-    samples = await ops.stats(w.pids())
-    await _extended(w, samples, p["extended"])
-    return {"name": w.name, "info": _stringify(samples)}
-
-
-async def _extended(w: Watcher, samples: dict, extended: bool) -> None:
-    """``extended``: the watcher's ``extended_stats`` hook may add keys to each process's stats."""
-    if extended:
-        for pid, info in samples.items():
-            if isinstance(info, dict):
-                await w._hook("extended_stats", pid=pid, stats=info)
-
-
-@handler("dstats")
-async def _dstats(arbiter, ops, p):
-    info = (await ops.stats([os.getpid()]))[os.getpid()]
-    if isinstance(info, dict):
-        info["children"] = []
-    return {"info": info}
 
 
 def _pid(value: Any) -> int:
@@ -549,11 +399,6 @@ async def _reopen(arbiter, ops, p):
     return {}
 
 
-@handler("tools")
-def _tools(arbiter, ops, p):
-    return {"tools": arbiter.tools.describe()}
-
-
 @handler("tool")
 async def _tool(arbiter, ops, p):
     tool = arbiter.tools.get(p["name"])
@@ -573,3 +418,5 @@ async def _tool(arbiter, ops, p):
 async def _ipython(arbiter, ops, p):
     raise ProtocolError(ErrorCode.NOT_SUPPORTED, "the ipython command is not supported")
 
+
+from circus.core import queries  # noqa: E402,F401  (registers the read-only commands)

@@ -54,6 +54,9 @@ class Process:
     start_ticks: int | None = None     # start time in clock ticks since boot (its identity)
     adopted: bool = False              # started by an earlier circusd, re-adopted
     adopted_pipes: dict[str, int] | None = field(default=None, repr=False)  # to reattach
+    spawn_error: str = ""              # why the last spawn of this slot failed ("": it did not)
+    planned_exit: bool = False         # the last exit was circusd's doing (a stop, a retirement)
+    last_uptime: float | None = None   # how long the last process of this slot ran
 
     def apply(self, event: ProcessEvent) -> ProcessState:
         self.state = apply(PROCESS_TRANSITIONS, self.state, event, f"process {self.wid}")

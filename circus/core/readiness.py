@@ -156,10 +156,16 @@ class ReadinessMixin:
 
     def captured(self) -> tuple[str, ...]:
         """The pipes of new processes that circusd reads: those with a stream; both with a probe
-        or when something reads every line (notifications)."""
+        or when something reads every line (notifications); with ``recent_lines`` (the
+        default), every pipe that is not closed (``close_child_stdout``...), so that the last
+        lines are at hand whatever the configuration."""
         if self.cfg.ready or self.host.wants_output(self.name):
             return STREAM_NAMES
-        return self.output.configured(self.cfg)
+        streamed = self.output.configured(self.cfg)
+        if self.cfg.recent_lines > 0:
+            return tuple(name for name in STREAM_NAMES
+                         if name in streamed or not getattr(self.cfg, f"close_child_{name}"))
+        return streamed
 
     def _make_io(self, ready_text: str | None, values: dict) -> ProcessIO | None:
         """What circusd holds for a new process: with a probe (or an output listener), both pipes

@@ -15,6 +15,7 @@ import logging
 import signal
 import time
 
+from circus.core import outcome
 from circus.core.policy import batch_size
 from circus.core.process import Process
 from circus.config import WatcherConfig
@@ -85,6 +86,10 @@ class RolloutMixin:
             await self._converge()
             fresh = [p for p in self.slots.values() if p not in before]
             try:
+                failed = next((p for p in fresh if p.spawn_error), None)
+                if failed is not None:       # no replacement: the old ones keep serving
+                    raise NotReady(f"{self.name}: process {failed.wid} could not be started: "
+                                   f"{failed.spawn_error}")
                 await self._wait_ready(fresh)
             except NotReady as exc:
                 for p in group:
@@ -122,7 +127,9 @@ class RolloutMixin:
             self._target(max(0, self.numprocesses + delta if n is None else n))
             before = set(self.slots.values())
             await self._converge()
-            await self._wait_ready([p for p in self.slots.values() if p not in before])
+            fresh = [p for p in self.slots.values() if p not in before]
+            await self._wait_ready(fresh)
+            outcome.check_started(self, fresh)
             return self.numprocesses
         return await self._run("numprocesses", body)
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import logging
 import time
 from typing import Awaitable, Callable, Protocol, TypeVar
 
 from circus.config import WatcherConfig
-from circus.core.command import build_spec, resolve_ids, spawn_values
+from circus.core.command import resolve_ids
 from circus.core.policy import RestartPolicy, Verdict, after_exit, describe_exit
 from circus.core.process import Process, drain_group, terminate
 from circus.core.hookpoints import HooksMixin
@@ -32,6 +31,8 @@ from circus.core.rollout import RolloutMixin
 from circus.core.spawner import OSLayer
 from circus.core.states import (WATCHER_TRANSITIONS, ProcessEvent, ProcessState, WatcherEvent,
                                 WatcherState, apply)
+from circus.core import outcome
+from circus.core.spawning import spawn_slot
 from circus.core.slots import SlotTable
 from circus.errors import (Interrupted, LimitExceeded, NotReady, OperationTimeout, Removed, SpawnError,
                            StreamError, WatcherError)
@@ -122,10 +123,11 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
         """Why the watcher is in its state, or what is wrong with it while active ('' if fine)."""
         if self.state is not WS.ACTIVE:
             return self.reason
+        return self._backoff_note() or self.reason
+
+    def _backoff_note(self) -> str:
         backoff = [p for p in self.slots.values() if p.state is PS.BACKOFF and p.reason]
-        if backoff:
-            return f"{len(backoff)} process(es) in backoff: {backoff[0].reason}"
-        return self.reason
+        return f"{len(backoff)} process(es) in backoff: {backoff[0].reason}" if backoff else ""
 
     def describe(self) -> str:
         """Rich state, e.g. ``fatal (exited 6 times in 3.2 s: exit code 1)``."""
@@ -237,15 +239,20 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
 
     # -- implementation ---------------------------------------------------------------------------
 
-    def _set_state(self, event: WatcherEvent, reason: str = "") -> None:
+    def _set_state(self, event: WatcherEvent, reason: str = "", note: str = "") -> None:
+        """Move the watcher's state; ``reason`` stays with it, ``note`` is only logged (what is
+        wrong with an active watcher: its processes say it)."""
         old = self.state
         self.state = apply(WATCHER_TRANSITIONS, self.state, event, f"watcher {self.name}")
         self._state_text = self.state.value
         self.reason = reason
         self._changed()
         if self.state is not old:
-            level = logging.ERROR if self.state is WS.FATAL else logging.INFO
-            log.log(level, "%s: %s%s", self.name, self.state, f" ({reason})" if reason else "")
+            why = reason or note
+            level = logging.ERROR if self.state is WS.FATAL else \
+                logging.WARNING if note and not reason else logging.INFO
+            log.log(level, "%s: %s%s", self.name, self.state,
+                    f" ({why})" if why and not note else f", but {note}" if why else "")
             self.host.emit(self.name, "state", {"state": str(self.state), "reason": reason,
                                                 "previous": str(old)})
 
@@ -273,11 +280,12 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
             await self._wait_ready([p for p in self.slots.values() if p.state is PS.STARTING])
         finally:
             if self.state is WS.STARTING:
-                self._set_state(WatcherEvent.STARTED)
+                self._set_state(WatcherEvent.STARTED, note=self._backoff_note())
                 self.host.emit(self.name, "start", {"time": time.time()})
         if not await self._hook("after_start"):
             await self._stop()
             raise WatcherError(f"{self.name}: the after_start hook failed: watcher stopped")
+        outcome.check_started(self)          # a process that could not be spawned: an error
         return {"started": sorted(set(self.pids()) - before), "kept": sorted(before)}
 
     async def _stop(self) -> None:
@@ -401,50 +409,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
         self.host.emit(self.name, "stop", {"time": time.time()})
 
     def _spawn(self, p: Process) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        io = None
-        try:
-            context = self.host.spawn_context(self)
-            io = self._make_io(self.cfg.ready, spawn_values(self.cfg, p.wid, context["sockets"]))
-            spec = build_spec(self.cfg, wid=p.wid, extra_env=io.env if io else None, **context)
-            spec = dataclasses.replace(spec, env={**spec.env, **self.host.child_env()})
-            if io is not None:
-                spec = dataclasses.replace(spec, stdout_fd=io.stdout_w, stderr_fd=io.stderr_w)
-            pid = self.host.os.spawn(spec)
-        except SpawnError as exc:
-            if io is not None:
-                io.abandon()
-            log.error("%s: could not spawn process %d: %s", self.name, p.wid, exc)
-            self._after_exit(p, None, None, str(exc))
-            return
-        self.host.track(pid, io.read_ends if io is not None else {})
-        if io is not None:
-            io.spawned(pid, self.host.pump)
-        p.io, p.abort_reason = io, ""
-        p.start_ticks, p.adopted = None, False
-        p.ready_waiter = loop.create_future()
-        p.ready_waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
-        p.apply(ProcessEvent.SPAWN)
-        p.pid, p.started_at, p.create_time = pid, now, time.time()
-        p.spawns += 1
-        if p.spawns > 1:
-            self.restarts += 1
-        p.stop_deadline, p.retry_at = None, None
-        p.exited = loop.create_future()
-        p.expires_at = None
-        if self.cfg.max_age > 0:
-            p.expires_at = now + self.cfg.max_age + self.host.random() * self.cfg.max_age_variance
-            self._timer(p.expires_at)
-        self._by_pid[pid] = p
-        self.host.claim(pid, self)
-        log.debug("%s: spawned process %d (wid %d)", self.name, pid, p.wid)
-        self.host.emit(self.name, "spawn", {"process_pid": pid, "time": p.create_time})
-        if io is None or io.probe is None:
-            p.apply(ProcessEvent.READY)
-            p.ready_waiter.set_result("started")
-        else:
-            self._own(loop.create_task(self._become_ready(p, pid)))
+        spawn_slot(self, p)
 
     def on_exit(self, pid: int, code: int | None) -> None:
         """Called by the arbiter when one of this watcher's processes has been reaped (``code``
@@ -454,7 +419,8 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
             return
         loop = asyncio.get_running_loop()
         uptime = loop.time() - p.started_at
-        p.last_exit = code
+        p.last_exit, p.last_uptime = code, uptime
+        p.planned_exit = p.state is PS.STOPPING or p.retiring
         if code is not None:
             self.exits[code] = self.exits.get(code, 0) + 1
         self.host.emit(self.name, "reap", {"process_pid": pid, "time": time.time(), "exit_code": code})

@@ -168,19 +168,27 @@ _COMMANDS = [
                 "for a monitoring scrape (circusd-stats uses it for ``/metrics``). ``restarts`` "
                 "counts respawns after an exit; ``exits`` counts exits by exit code (negative: "
                 "killed by that signal)."),
-    Command("status", "State of one watcher or of all", Role.READONLY, (NAME,),
-            reply="with a name: ``status`` is the state itself (``active``...) as in 0.19; "
-                  "*new* ``state`` and ``reason``; without: ``statuses: {name: state}``, "
-                  "*new* ``details: {name: {state, reason}}`` for the watchers that have a reason"),
-    Command("tail", "The last lines a watcher's processes wrote", Role.READONLY, (
-        NAME_REQ,
+    Command("status", "State of one watcher or of all", Role.READONLY, (NAME, MATCH),
+            reply="with one name: ``status`` is the state itself (``active``...) as in 0.19; "
+                  "*new* ``state``, ``reason``, ``trouble`` (``fatal``, ``backoff``, ``exited`` "
+                  "or null: what the state word does not say), ``numprocesses``, "
+                  "``processes: [{wid, pid, state, ready, started, restarts, last_exit}]`` (uptime: "
+                  "the reply's ``time`` minus ``started``) "
+                  "and, when ``trouble`` is set, ``last_lines`` (the last stderr lines, else "
+                  "stdout); without a name, or a glob matching several: ``statuses: {name: "
+                  "state}``, *new* ``details: {name: {state, reason, trouble}}`` for the watchers "
+                  "that have a reason or trouble"),
+    Command("tail", "The last lines a watcher's processes wrote (every watcher's, without a "
+            "name)", Role.READONLY, (
+        NAME,
         Prop("stream", (str,), "only this one (default: both)", choices=("stdout", "stderr")),
         Prop("lines", (int,), "how many lines, at most 1000", default=10)), new=True,
-        reply="``lines: [{seq, time, pid, stream, line}]`` (oldest first), ``streams`` read, "
-              "``topic`` (prefix of the ``output.`` events that carry the next lines)",
-        doc="Only what circusd reads: the pipes of a watcher with a stdout_stream / "
-            "stderr_stream (or a readiness probe). New lines are published on the events socket "
-            "as ``output.<watcher>.<stream>`` while somebody subscribes to them "
+        reply="``lines: [{seq, time, pid, stream, line, watcher}]`` (oldest first), "
+              "``streams`` read, ``topic`` (prefix of the ``output.`` events that carry the next "
+              "lines)",
+        doc="What circusd keeps: every watcher's last ``recent_lines`` output lines (1,000 by "
+            "default), whether or not it has a stream. New lines are published on the events "
+            "socket as ``output.<watcher>.<stream>`` while somebody subscribes to them "
             "(``circusctl tail --follow``)."),
     Command("stats", "Process statistics", Role.READONLY, (
         NAME, Prop("process", (int, str), "one pid"),

@@ -54,6 +54,7 @@ from circus.protocol.errors import ErrorCode, ProtocolError
 __all__ = ["MAX_FRAME", "MAXMSG_FACTOR", "READ_BATCH", "READ_BYTES", "MAX_DEPTH",
            "MAX_CONTAINERS", "MAX_NUMPROCESSES", "MAX_NUMPROCESSES_CEILING", "MAX_OPTIONS",
            "MAX_ARGS", "MAX_ENV", "MAX_VALUE", "MAX_EXEC_BYTES", "MAX_ISSUES", "MAX_TAIL",
+           "MAX_RECENT_LINES", "MAX_RECENT_BYTES",
            "MAX_SUBSCRIPTIONS", "MAX_WATCHERS", "MAX_NAME", "MAX_PATTERN", "MAX_UNBOUNDED", "MAX_WAYS",
            "MAX_LINE_PATTERN", "compile_line_pattern", "check_depth", "shape_problem", "numprocesses_problem", "check_numprocesses",
            "name_problem", "check_name", "check_glob", "compile_match"]
@@ -90,8 +91,11 @@ MAX_VALUE = 128 * 1024
 MAX_EXEC_BYTES = 1 << 20
 #: problems listed in one error reply or configuration error (then "and N more")
 MAX_ISSUES = 20
-#: lines one ``tail`` returns (the lines a watcher keeps in memory)
+#: lines one ``tail`` returns
 MAX_TAIL = 1000
+#: the largest ``recent_lines`` of a watcher (output lines kept in memory), and their bytes
+MAX_RECENT_LINES = 10_000
+MAX_RECENT_BYTES = 1 << 20
 #: distinct ``output.`` topics circusd tracks subscriptions for (more are not followed)
 MAX_SUBSCRIPTIONS = 1024
 MAX_NAME = 128

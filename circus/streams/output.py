@@ -21,6 +21,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from circus.errors import StreamError
+from circus.protocol.limits import MAX_RECENT_BYTES
 from circus.protocol.messages import output_topic
 from circus.streams.console import ConsoleStream
 from circus.streams.files import DIRECT, Access
@@ -34,9 +35,10 @@ __all__ = ["WatcherOutput", "OutputHost", "RECENT_LINES", "RECENT_BYTES", "STREA
 log = logging.getLogger("circus")
 
 STREAM_NAMES = ("stdout", "stderr")
-#: the recent-lines ring of a watcher (``tail``): at most this many lines, and about this many bytes
+#: the recent-lines ring of a watcher (``tail``): at most ``recent_lines`` (1,000 unless the
+#: watcher says otherwise) lines, and about this many bytes
 RECENT_LINES = 1000
-RECENT_BYTES = 1024 * 1024
+RECENT_BYTES = MAX_RECENT_BYTES
 #: how long a stopping watcher waits for its pipes to end before closing its streams anyway
 DRAIN_TIMEOUT = 1.0
 #: how long closing (or reopening) a stream may take before circusd gives up on it
@@ -62,11 +64,16 @@ class OutputHost(Protocol):
 class _Recent:
     """Batches of recent lines, bounded by line count and bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = RECENT_LINES) -> None:
         self.batches: deque[tuple[int, float, int, str, list[bytes], int]] = deque()
         self.lines = 0
         self.bytes = 0
         self.seq = 0            # sequence number of the last line
+        self.limit = limit
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        self._trim()
 
     def add(self, when: float, pid: int, name: str, lines: list[bytes], size: int) -> int:
         first = self.seq + 1
@@ -74,12 +81,16 @@ class _Recent:
         self.batches.append((first, when, pid, name, lines, size))
         self.lines += len(lines)
         self.bytes += size
-        while len(self.batches) > 1 and (self.lines - len(self.batches[0][4]) >= RECENT_LINES
-                                         or self.bytes > RECENT_BYTES):
+        self._trim()
+        return first
+
+    def _trim(self) -> None:
+        while self.batches and (self.limit == 0 or (
+                len(self.batches) > 1 and (self.lines - len(self.batches[0][4]) >= self.limit
+                                           or self.bytes > RECENT_BYTES))):
             old = self.batches.popleft()
             self.lines -= len(old[4])
             self.bytes -= old[5]
-        return first
 
     def last(self, n: int, names: Iterable[str]) -> list[dict[str, Any]]:
         wanted = set(names)
@@ -121,6 +132,7 @@ class WatcherOutput:
         work is done with."""
         if self.opened:
             return
+        self.recent.resize(getattr(cfg, "recent_lines", RECENT_LINES))
         loop = asyncio.get_running_loop()
         opened: dict[str, Any] = {}
         try:
