@@ -215,6 +215,7 @@ async def _serve(arbiter, report: Callable[[str | None], None]) -> int:
 
     from circus.core.discovery import start_discovery
 
+    arbiter.catch_signals()              # a stop signal while binding stops cleanly
     controller = Controller(arbiter)
     await controller.start()
     discovery = None

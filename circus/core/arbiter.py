@@ -116,6 +116,7 @@ class Arbiter(ArbiterSurvival):
         self._keep_stopped: set[str] = set()     # restored as stopped: not autostarted once
         self._pidfds: dict[int, int] = {}
         self._boot = boot_id() if state_file else ""
+        self._signals_caught = False
         for cfg in config.watchers:
             self.watchers[cfg.name.lower()] = Watcher(cfg, self)
 
@@ -520,8 +521,12 @@ class Arbiter(ArbiterSurvival):
 
     # -- main -------------------------------------------------------------------------------------
 
-    async def serve(self, on_ready: Callable[[], None] | None = None) -> int:
-        """Start, run until ``quit``, clean up. Returns the exit code."""
+    def catch_signals(self) -> None:
+        """Take SIGTERM, SIGINT, SIGQUIT, SIGHUP and SIGUSR1 as commands from now on (called
+        before the endpoints are bound, so that a stop signal is never the default death)."""
+        if self._signals_caught:
+            return
+        self._signals_caught = True
         loop = asyncio.get_running_loop()
         # asyncio hands a signal to the loop as one byte in its self-pipe; a burst of SIGCHLD
         # (hundreds of exits at once) fills it, and a TERM arriving then would be dropped with its
@@ -535,6 +540,11 @@ class Arbiter(ArbiterSurvival):
         for signum in SIGNAL_COMMANDS:
             signal.signal(signum, on_signal)
         loop.add_signal_handler(signal.SIGWINCH, lambda: None)   # also keeps the wakeup fd set
+
+    async def serve(self, on_ready: Callable[[], None] | None = None) -> int:
+        """Start, run until ``quit``, clean up. Returns the exit code."""
+        loop = asyncio.get_running_loop()
+        self.catch_signals()
         try:
             await self.start()
             if on_ready is not None and not self.quitting:
@@ -547,6 +557,7 @@ class Arbiter(ArbiterSurvival):
                 signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
                               else signal.SIG_DFL)
             loop.remove_signal_handler(signal.SIGWINCH)
+            self._signals_caught = False
             self.os.stop_reaping(loop)
         return 0
 

@@ -211,7 +211,8 @@ async def _resize(arbiter, ops, p, sign: int):
         fields["warning"] = (f"{w.name} had numprocesses = {before}: decr {p['nb']} leaves 0, "
                              "not a negative number")
     if not p.get("waiting"):            # 0.19 replies ok at once: the target changes now
-        return {"numprocesses": w.retarget(before + sign * p["nb"]), **fields}
+        w.retarget(before + sign * p["nb"])
+        return fields
     pids = set(w.pids())
     fields["numprocesses"] = await ops.run(p, w.set_numprocesses(delta=sign * p["nb"]), "resize")
     await outcome.settle(w, set(w.pids()) - pids)

@@ -78,6 +78,8 @@ async def settle(w: Any, pids: Iterable[int]) -> None:
     (not when circusd stopped it: a stop, a resize)."""
     loop = asyncio.get_running_loop()
     window = min(w.cfg.min_uptime, SETTLE_MAX)
+    if window <= 0:
+        return                               # min_uptime = 0: no exit is a failed start
     watched = []
     for pid in pids:
         p = w._by_pid.get(pid)
@@ -90,8 +92,8 @@ async def settle(w: Any, pids: Iterable[int]) -> None:
                 await asyncio.wait_for(asyncio.shield(exited), max(0.0, started + window - loop.time()))
             except TimeoutError:
                 continue
-        if p.planned_exit:
-            continue
+        if p.planned_exit or (exited.result() == 0 and p.state is PS.EXITED):
+            continue                         # stopped by circusd, or a job that completed
         uptime = p.last_uptime if p.last_uptime is not None else loop.time() - started
         text = lines_text(line for line in last_lines(w) if line["pid"] == pid) or \
             lines_text(last_lines(w))

@@ -53,6 +53,7 @@ OWNER_RULES: dict[str, str] = {
     "shell": _ANY + " (the shell runs as the owner)",
     "shell_args": "any (no $(circus.sockets.NAME))",
     "numprocesses": _ANY + " up to the node's limit",
+    "recent_lines": _ANY + " (circusd keeps at most 1 MiB of lines per watcher)",
     "warmup_delay": _ANY,
     "working_dir": "a directory the owner can enter: checked as the owner when added or set, "
                    "and entered after the switch to the owner at every spawn; unset: circusd's "
