@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import shlex
 from typing import Any
 
 from circus.cli.ctl_values import ValueProblem, convert_option
@@ -21,9 +22,10 @@ class _Usage(Exception):
 ADD_USAGE = ("circusmeta add NAME CMD... [--node N | --strategy S] [--tag T] [--numprocesses K] "
              "[--spread N] [--start] [--option key=value ...]")
 
-ADD_HELP = """Words after NAME that are not options of add are the command, kept as given:
-``add api python3 -m http.server 8201 --tag web --start`` runs ``python3 -m http.server 8201``.
-After ``--`` every word is the command's, options of add included."""
+ADD_HELP = """Words after NAME that are not options of add are the command, each word kept as
+given: ``add api python3 -m http.server 8201 --tag web --start`` runs ``python3 -m http.server
+8201``; ``add job sh -c "exec worker --fast"`` gives sh one argument. After ``--`` every word is
+the command's, options of add included. A single word is the whole command line."""
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -133,7 +135,9 @@ async def add_cli(ctx: Any, pool: Any, words: list[str]) -> int:
         raise Usage(str(exc)) from None
     for word, option in suspicious:
         ctx.warn(f"warning: {word} is given to the command (did you mean {option}?)")
-    result = await pool.add(ns.name, " ".join(ns.cmd), node=nodes[0] if nodes else None,
+    # one word: the whole command, quoted by the caller; several: each stays one word
+    cmd = ns.cmd[0] if len(ns.cmd) == 1 else shlex.join(ns.cmd)
+    result = await pool.add(ns.name, cmd, node=nodes[0] if nodes else None,
                             strategy=ns.strategy, tag=tags[0] if tags else None,
                             spread=ns.spread, numprocesses=ns.numprocesses, start=ns.start,
                             options=options)
