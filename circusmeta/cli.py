@@ -142,13 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__.strip())
         return EXIT_OK if ns.help else EXIT_USAGE
     ctx = Context(ns.pool, ns.json, ns.timeout, ns.log_dir, argv=list(ns.words))
-    words = list(ns.words)
+    words: list[str] = []
     for node in ns.node:                     # given before the command: same as after it
-        words += ["--node", node]
+        words += ["--node", node]            # (first: after an add's ``--`` words are literal)
     for tag in ns.tag:
         words += ["--tag", tag]
     if ns.all:
         words.append("--all")
+    words += ns.words
     try:
         return asyncio.run(_run(ctx, ns.command.lower(), words))
     except Usage as exc:
@@ -172,6 +173,9 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
     for warning in key_warnings(pool.config):
         ctx.warn(f"warning: {warning}")
     try:
+        if command == "add":                 # its command's words are its own (``--``)
+            from .placing import add_cli
+            return await add_cli(ctx, pool, words)
         rest, nodes, tags, every = take_selection(words)
         try:
             selected = pool.select(nodes or None, tags or None)
@@ -180,9 +184,6 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         explicit = bool(nodes or tags or every)
         if command == "nodes":
             return await _nodes(ctx, pool, selected, rest)
-        if command == "add":
-            from .placing import add_cli
-            return await add_cli(ctx, pool, rest, nodes, tags)
         if command == "top":
             from .live import top_cli
             return await top_cli(ctx, pool, selected if explicit else None, rest)

@@ -210,3 +210,44 @@ def test_audit_files_are_named_by_time_command_and_arguments(tmp_path):
     assert first != second and second.endswith("-2.log")
     lines = Path(first).read_text().splitlines()
     assert '"command": "incr"' in lines[0] and '"node": "a"' in lines[1] and '"exit": 0' in lines[2]
+
+
+# -- add NAME CMD...: the command keeps its own options ------------------------------------------
+
+def _add(*words: str):
+    from circusmeta.placing import add_parser, split_words
+    parser = add_parser()
+    argv, suspicious = split_words(parser, list(words))
+    ns = parser.parse_args(argv)
+    return ns.name, " ".join(ns.cmd), ns, suspicious
+
+
+@pytest.mark.parametrize("words, name, cmd, start, tags", [
+    # examples/pool.ini's line: -m and --bind are the command's, --tag and --start add's
+    (("api", "python3", "-m", "http.server", "8201", "--bind", "127.0.0.1", "--tag", "web",
+      "--start"), "api", "python3 -m http.server 8201 --bind 127.0.0.1", True, ["web"]),
+    (("--start", "api", "sleep", "10", "--tag=batch"), "api", "sleep 10", True, ["batch"]),
+    # after --, every word is the command's, add's options included (as circusctl add)
+    (("api", "--", "python3", "app.py", "--start", "--tag", "x"), "api",
+     "python3 app.py --start --tag x", False, []),
+    (("--tag", "web", "api", "--start", "--", "prog", "--start"), "api", "prog --start", True,
+     ["web"]),
+    (("--", "api", "python3", "-m", "x"), "api", "python3 -m x", False, []),
+])
+def test_add_reads_name_and_command_as_circusctl_does(words, name, cmd, start, tags):
+    got_name, got_cmd, ns, suspicious = _add(*words)
+    assert (got_name, got_cmd, ns.start, ns.tag) == (name, cmd, start, tags)
+    assert suspicious == []
+
+
+def test_add_options_with_values_and_near_misses():
+    name, cmd, ns, suspicious = _add("job", "sleep", "5", "--numprocesses", "2", "--option",
+                                     "autostart=false", "--spread=2", "--strategi", "random")
+    assert (name, cmd) == ("job", "sleep 5 --strategi random")   # no option of add: kept
+    assert (ns.numprocesses, ns.option, ns.spread) == (2, ["autostart=false"], 2)
+    assert suspicious == [("--strategi", "--strategy")]
+    from circusmeta.placing import _Usage
+    with pytest.raises(_Usage, match="unknown option --strat "):
+        _add("--strat", "random", "job", "sleep", "5")           # before NAME: an error
+    with pytest.raises(_Usage):
+        _add("api", "--num", "2", "--", "sleep", "5")            # no abbreviated option

@@ -154,6 +154,28 @@ def test_add_places_by_strategy_and_refuses_existing_names(nodes):
     assert code == 2, err
 
 
+def test_add_keeps_the_commands_own_options_and_dash_dash_makes_words_literal(nodes):
+    code, out, err = nodes.meta("add", "own", "sh", "-c", "exec sleep 301", "--node", "n1",
+                                "--start")
+    assert code == 0 and out.startswith("own -> n1: added"), out + err
+    code, out = nodes.ctl("n1", "--json", "get", "own", "cmd")
+    assert json.loads(out)["options"]["cmd"] == "sh -c 'exec sleep 301'"   # one word stays one
+    nodes.daemons["n1"].wait(lambda: nodes.ctl("n1", "list", "own")[1], what="own started")
+    # --node before the command, then --: every later word is the command's
+    code, out, err = nodes.meta("--node", "n3", "add", "lit", "--", "sleep", "302", "--start")
+    assert code == 0 and out.startswith("lit -> n3: added (given with --node)"), out + err
+    code, out = nodes.ctl("n3", "--json", "get", "lit", "cmd")
+    assert json.loads(out)["options"]["cmd"] == "sleep 302 --start"
+    assert nodes.ctl("n3", "status", "lit")[1].startswith("stopped")
+    code, _, err = nodes.meta("add", "typo", "sleep", "1", "--node", "n2", "--strategi", "x")
+    assert code == 0 and "warning: --strategi is given to the command (did you mean " \
+        "--strategy?)" in err, err
+    code, _, err = nodes.meta("add", "--bogus", "x", "sleep", "1")
+    assert code == 2 and "unknown option --bogus" in err, err
+    code, _, err = nodes.meta("--all", "add", "every", "sleep", "1")
+    assert code == 2 and "no --all" in err, err
+
+
 def test_circusctl_node_and_rename(nodes):
     r = subprocess.run([PY, "-m", "circus.cli.circusctl", "--pool", str(nodes.pool), "--node",
                         "n3", "list"], capture_output=True, text=True, timeout=30)

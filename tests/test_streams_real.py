@@ -432,7 +432,7 @@ def test_the_streams_example_runs(circusd, tmp_path):
     text = text.replace("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/control.sock")
     text = text.replace("tcp://127.0.0.1:5556", f"ipc://{tmp_path}/events.sock")
     text = text.replace("port = 8000", f"port = {port}")
-    text = text.replace("/tmp/circus-logs", str(tmp_path))
+    text = text.replace("examples/logs", str(tmp_path))
     text = text.replace("python3 ", f"{sys.executable} ").replace("examples/webapp.py", f"{root}/examples/webapp.py")
     d = circusd(text)
     d.wait(lambda: b"ready" in read(tmp_path / "web.out.log"), 30, "the web worker's first line")

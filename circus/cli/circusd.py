@@ -6,7 +6,9 @@ output circusd refuses, in the foreground; with ``--daemon`` every startup failu
 
 ``--daemon`` sets circusd's umask to :data:`DAEMON_UMASK` (027) unless ``[circus] umask`` says
 otherwise: a daemon must not keep the umask of whatever shell started it (000 would make its log
-and its watchers' files writable by everybody). The processes it starts inherit it.
+and its watchers' files writable by everybody). The processes it starts inherit it. Without a log
+file or syslog given, a daemon logs to its default log file, which is also its stdout and stderr
+(:mod:`circus.cli.daemonlog`); the command prints where once circusd is up.
 """
 from __future__ import annotations
 
@@ -52,9 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def daemonize() -> Callable[[str | None], None]:
+class Report:
+    """Tells the waiting parent of ``--daemon`` how startup ended: ``ok`` (then ``note``, which it
+    prints) or the reason it failed. A no-op in the foreground and once said."""
+
+    def __init__(self, fd: int = -1) -> None:
+        self.fd = fd
+        self.note = ""
+
+    def __call__(self, error: str | None) -> None:
+        if self.fd < 0:
+            return
+        message = f"ok\n{self.note}" if error is None else error
+        os.write(self.fd, message.encode())
+        os.close(self.fd)
+        self.fd = -1
+
+
+def daemonize() -> Report:
     """Double-fork into the background. The original process waits for the report and exits
-    0 when the arbiter says it is up, or 1 with the reason when it fails or dies first."""
+    0 when the arbiter says it is up (printing where it logs), or 1 with the reason when it
+    fails or dies first."""
     read_fd, write_fd = os.pipe()
     if os.fork() > 0:
         os.close(write_fd)
@@ -62,7 +82,10 @@ def daemonize() -> Callable[[str | None], None]:
         while chunk := os.read(read_fd, 4096):
             chunks.append(chunk)
         message = b"".join(chunks).decode(errors="replace")
-        if message == "ok":
+        if message.startswith("ok\n"):
+            if message[3:]:
+                sys.stdout.write(message[3:] + "\n")
+                sys.stdout.flush()
             os._exit(EXIT_OK)
         sys.stderr.write((message or "circusd exited during startup") + "\n")
         os._exit(EXIT_FAILED)
@@ -74,16 +97,7 @@ def daemonize() -> Callable[[str | None], None]:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-
-    def report(error: str | None) -> None:
-        nonlocal write_fd
-        if write_fd < 0:
-            return
-        os.write(write_fd, b"ok" if error is None else error.encode())
-        os.close(write_fd)
-        write_fd = -1
-
-    return report
+    return Report(write_fd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(config))
         return EXIT_OK
 
-    report: Callable[[str | None], None] = lambda error: None
-    if args.daemon:
-        report = daemonize()
+    report = daemonize() if args.daemon else Report()
     try:
         return _run(args, config, report)
     except BaseException as exc:
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-def _run(args: argparse.Namespace, config, report: Callable[[str | None], None]) -> int:
+def _run(args: argparse.Namespace, config, report: Report) -> int:
     from circus.cli import logsetup
     from circus.cli.pidfile import Pidfile, PidfileError
     from circus.core.arbiter import Arbiter, python_path
@@ -128,8 +140,17 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
         os.umask(opts.umask)
     elif args.daemon:
         os.umask(DAEMON_UMASK)
+    output, console = args.logoutput or opts.logoutput or "-", None
+    if args.daemon:
+        from circus.cli import daemonlog
+        try:
+            where = daemonlog.resolve(output, config.source or args.config, os.environ)
+        except daemonlog.NoLogFile as exc:
+            report(f"circusd: {exc}")
+            return EXIT_FAILED
+        output, console = where.log, where.console
     try:
-        logsetup.configure(args.loglevel or opts.loglevel or "info", args.logoutput or opts.logoutput or "-")
+        logsetup.configure(args.loglevel or opts.loglevel or "info", output, console=console)
     except (OSError, ValueError) as exc:
         why = (exc.strerror if isinstance(exc, OSError) and exc.filename else None) or exc
         where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
@@ -166,6 +187,11 @@ def _run(args: argparse.Namespace, config, report: Callable[[str | None], None])
                       inherited_sockets=inherited_sockets(os.environ, os.getpid()),
                       keeper=keeper, lineage=lineage, state_file=state_file, fresh=args.fresh)
     log.info("circusd %s starting on node %r (pid %d)", __version__, node, os.getpid())
+    if console is not None or output not in ("-", "stdout", "stderr"):
+        log.info("%s", logsetup.describe(output, console))
+    if args.daemon:
+        report.note = (f"circusd: running in the background (pid {os.getpid()}); "
+                       f"{logsetup.describe(output, console)}")
     try:
         code = asyncio.run(_serve(arbiter, report))
     except BindError as exc:

@@ -123,7 +123,8 @@ class CircusOptions:
         "configuration file's directory; unset = a SIGKILLed circusd's processes are ended")
     loglevel: str = opt("info", c.choice("debug", "info", "warning", "error", "critical"),
                         "log level (the command line wins)")
-    logoutput: str = opt("-", c.TEXT, "log output: '-' for stdout, a path, or syslog://")
+    logoutput: str = opt("-", c.TEXT, "log output: '-' for stdout (with --daemon: the default "
+                         "log file), a path, or syslog://")
     loggerconfig: str | None = opt(None, _ANY_TEXT, "logging config file (ini, json or yaml)")
     fqdn_prefix: str | None = opt(None, _ANY_TEXT, "prefix for the node's fully qualified name")
     statsd_close_outputs: bool = opt(False, c.BOOL, "accepted for compatibility; unused")

@@ -11,10 +11,24 @@
 #
 # The .key_secret files are created mode 0600: keep them so. Only public .key files are copied
 # around; a node never needs a client's secret. Existing keys are never replaced (the script
-# stops); remove keys/ and clients/ to start over. PYTHON: the interpreter with circus installed.
+# stops); remove keys/ and clients/ to start over (git ignores both).
+#
+# It runs circusctl keygen with the repository's .venv/bin/python when there is one (`make
+# venv` makes it), else with python3; PYTHON names another interpreter that has circus.
 set -eu
 cd "$(dirname "$0")"
-PYTHON=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x ../../.venv/bin/python ]; then
+        PYTHON=../../.venv/bin/python
+    else
+        PYTHON=python3
+    fi
+fi
+if ! "$PYTHON" -c "import circus" 2>/dev/null; then
+    echo "make-keys.sh: $PYTHON cannot import circus: run 'make venv' at the repository root," \
+         "or set PYTHON to an interpreter that has it" >&2
+    exit 2
+fi
 
 keygen() {
     "$PYTHON" -m circus.cli.circusctl keygen "$1" --dir keys >/dev/null
