@@ -19,13 +19,13 @@ from typing import Awaitable, Callable, Iterable, Mapping
 
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
 from circus.config.diff import ReloadPlan, diff
-from circus.core import stall
 from circus.core.adoption import ArbiterSurvival, sweep_strays
 from circus.core.deps import start_order, stop_order
 from circus.core.keeper import KeeperLink
 from circus.core.lineage import MARKER, Lineage, boot_id
 from circus.core.persist import StateFile
 from circus.core.reloader import apply_plan
+from circus.core.signals import SIGNAL_COMMANDS, SignalCatcher
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
 from circus.core.tools import ToolRunner
@@ -43,15 +43,6 @@ __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
 log = logging.getLogger("circus")
 
 EventListener = Callable[[str, dict], None]
-
-#: what each signal means to circusd (0.19's meaning, plus SIGUSR1)
-SIGNAL_COMMANDS: Mapping[int, str] = {
-    signal.SIGHUP: "reload",
-    signal.SIGTERM: "quit",
-    signal.SIGINT: "quit",
-    signal.SIGQUIT: "quit",
-    signal.SIGUSR1: "reopen",
-}
 
 #: how long orphans adopted as subreaper get after SIGTERM at shutdown, before SIGKILL
 ORPHAN_GRACE = 1.0
@@ -116,7 +107,7 @@ class Arbiter(ArbiterSurvival):
         self._keep_stopped: set[str] = set()     # restored as stopped: not autostarted once
         self._pidfds: dict[int, int] = {}
         self._boot = boot_id() if state_file else ""
-        self._signals_caught = False
+        self._signals = SignalCatcher(self.handle_signal)
         for cfg in config.watchers:
             self.watchers[cfg.name.lower()] = Watcher(cfg, self)
 
@@ -514,7 +505,6 @@ class Arbiter(ArbiterSurvival):
         self.publish(f"arbiter.{self.node}.reopen", {"time": time.time()})
 
     def handle_signal(self, signum: int) -> None:
-        stall.disarm()                   # the loop runs: the stop goes the ordinary way
         name = SIGNAL_COMMANDS[signum]
         log.info("got signal %s: %s", signal.Signals(signum).name, name)
         self.command(name)
@@ -522,24 +512,9 @@ class Arbiter(ArbiterSurvival):
     # -- main -------------------------------------------------------------------------------------
 
     def catch_signals(self) -> None:
-        """Take SIGTERM, SIGINT, SIGQUIT, SIGHUP and SIGUSR1 as commands from now on (called
-        before the endpoints are bound, so that a stop signal is never the default death)."""
-        if self._signals_caught:
-            return
-        self._signals_caught = True
-        loop = asyncio.get_running_loop()
-        # asyncio hands a signal to the loop as one byte in its self-pipe; a burst of SIGCHLD
-        # (hundreds of exits at once) fills it, and a TERM arriving then would be dropped with its
-        # byte. The Python-level handler runs whatever became of the byte: take the command
-        # signals there and schedule them on the loop.
-        def on_signal(signum: int, _frame: object) -> None:
-            if SIGNAL_COMMANDS[signum] == "quit":
-                stall.arm()              # ends circusd if the loop cannot take the quit
-            loop.call_soon_threadsafe(self.handle_signal, signum)
-
-        for signum in SIGNAL_COMMANDS:
-            signal.signal(signum, on_signal)
-        loop.add_signal_handler(signal.SIGWINCH, lambda: None)   # also keeps the wakeup fd set
+        """Take the command signals as commands from now on (called before the endpoints are
+        bound, so that a stop signal is never the default death)."""
+        self._signals.catch()
 
     async def serve(self, on_ready: Callable[[], None] | None = None) -> int:
         """Start, run until ``quit``, clean up. Returns the exit code."""
@@ -553,11 +528,7 @@ class Arbiter(ArbiterSurvival):
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=5)
         finally:
-            for signum in SIGNAL_COMMANDS:
-                signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
-                              else signal.SIG_DFL)
-            loop.remove_signal_handler(signal.SIGWINCH)
-            self._signals_caught = False
+            self._signals.release()
             self.os.stop_reaping(loop)
         return 0
 
