@@ -371,3 +371,27 @@ def test_top_shows_the_states_of_a_pool_node(pool):
     # trouble first, then by CPU (every one idle here: by name)
     assert [r[0] for r in rows] == ["crasher", "early", "missing", "sl"], rows
     assert rows[1][:3] == ["early", "(0)", "stopped"] and rows[3][:3] == ["sl", "(1)", "active"]
+
+
+def test_a_restart_that_leaves_nothing_running_is_not_done(pool):
+    """circusd answers ok to a waiting graceful restart of a watcher it retries in backoff,
+    having started nothing: the fan-out says so, and a rolling restart (graceful) fails that
+    step. (A plain restart restarts it, and fails with its output.)"""
+    code, out, err = pool.meta("--node", "n1", "restart", "crasher", "--waiting")
+    assert code == 3 and out.splitlines()[1:] == ["  n1/crasher | crasher: giving up"], out + err
+    code, out, err = pool.meta("--node", "n1", "restart", "crasher", "--waiting", "--graceful")
+    assert code == 0, err
+    assert out.splitlines() == ["n1: ok", "n1: warning: no process was started and none runs "
+                                          "(circusmeta status crasher --node n1 says why)"]
+    code, out, err = pool.meta("restart", "--rolling", "crasher")
+    assert code == 3, out + err
+    lines = out.splitlines()
+    assert lines[:2] == ["rolling restart of crasher: 1 item in 1 step (batch 1)",
+                         lines[1].split(" ... ")[0] + " ... " + lines[1].split(" ... ")[1]]
+    assert lines[1].startswith("[1/1] n1:crasher restart ... failed (")
+    assert re.fullmatch(r"  n1:crasher: the restart was answered ok, but it started no process "
+                        r"and none of 'crasher' runs \(backoff: 1 process\(es\) in backoff: "
+                        r"exit code 3; respawn in [0-9.]+ s\)", lines[2]), lines[2]
+    # a healthy watcher's rolling restart is still done
+    code, out, err = pool.meta("restart", "--rolling", "sl", "--node", "n3")
+    assert code == 0 and out.splitlines()[-1] == "done: n3:sl", out + err
