@@ -168,6 +168,10 @@ def _help(ctx: "Context", words: list[str]) -> int:
     if command == "help":
         ctx.print(HELP.rstrip())
         return EXIT_OK
+    if command == "add":                   # add's own parser (placing.py) has no --help
+        from .placing import add_parser
+        ctx.print(add_parser().format_help().rstrip())
+        return EXIT_OK
     return -1                              # the command's own --help
 
 

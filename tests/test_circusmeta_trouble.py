@@ -302,6 +302,11 @@ def test_help_lists_the_commands_and_typos_get_a_suggestion(pool):
                    "'circusmeta --help' lists them\n")
     code, out, _ = pool.meta("help", "tail")
     assert code == 0 and out.startswith("usage: circusmeta tail [NAME]")
+    for command, usage in (("add", "usage: circusmeta add NAME CMD..."),
+                           ("top", "usage: circusmeta top "), ("nodes", "usage: circusmeta nodes"),
+                           ("restart", "usage: circusmeta [options] restart [<name>]")):
+        code, out, err = pool.meta("help", command)
+        assert code == 0 and out.startswith(usage), (command, out, err)
     code, out, _ = pool.meta("status", "--help")
     assert code == 0 and out.startswith("usage: circusmeta [options] status [<name>]")
     code, _, err = pool.meta("help", "stauts")
