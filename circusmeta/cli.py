@@ -186,6 +186,11 @@ def _main(ns: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     command = ns.command.lower()
+    if command in _NOT_FANNED_OUT:
+        print(f"circusmeta: {command} is not run across a pool: 'circusctl --pool FILE --node N "
+              f"{command}' on one node" + (", or 'circusmeta proxy' for the pool's events"
+                                           if command == "listen" else ""), file=sys.stderr)
+        return EXIT_USAGE
     if command not in _known_commands():
         print(f"circusmeta: {unknown_command(command, _known_commands())}", file=sys.stderr)
         return EXIT_USAGE

@@ -309,6 +309,10 @@ def test_help_lists_the_commands_and_typos_get_a_suggestion(pool):
         assert code == 0 and out.startswith(usage), (command, out, err)
     code, out, _ = pool.meta("status", "--help")
     assert code == 0 and out.startswith("usage: circusmeta [options] status [<name>]")
+    code, _, err = pool.meta("listen")
+    assert code == 2 and err == ("circusmeta: listen is not run across a pool: 'circusctl --pool "
+                                 "FILE --node N listen' on one node, or 'circusmeta proxy' for "
+                                 "the pool's events\n")
     code, _, err = pool.meta("help", "stauts")
     assert code == 2 and "did you mean 'stats' or 'status'?" in err
 
