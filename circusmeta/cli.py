@@ -1,12 +1,14 @@
-"""``circusmeta``: run a pool of circusd nodes as one, from the command line.
+"""``circusmeta``: run a pool of circusd nodes as one, from the command line (``--help``
+prints :data:`circusmeta.usage.HELP`; this docstring is for the code's readers).
 
 ::
 
     circusmeta [--pool FILE] [--json] [--timeout S] [--log-dir D] COMMAND [ARGS] [--node N | --tag T | --all]
 
 - ``nodes`` — each node's state (active / unresponsive / not_available), address, tags, load,
-  memory, watchers, processes, round trip;
-- ``status``, ``list``, ``stats`` — merged across the pool, every row keyed by node;
+  memory, watchers and how many are in trouble, processes, round trip (``control.py``);
+- ``status``, ``list``, ``stats`` — merged across the pool, every row keyed by node; ``tail``
+  — the nodes' last output lines (``tail.py``);
 - ``add NAME CMD [--node N | --strategy S] [--tag T] [--numprocesses K] [--spread N] [--start]
   [--option key=value ...]`` — place a new watcher;
 - ``restart|reload|stop|start --rolling [--batch N] TARGET`` — node after node (``rolling.py``);
@@ -16,7 +18,8 @@
   omission); read-only ones default to every node.
 
 Exit codes: 0 all ok, 1 nothing reachable, 2 usage or pool error (a missing or malformed key
-file too), 3 every node refused (e.g. ``forbidden`` for this client's role), 4 partial. A node
+file too), 3 no node did it: the nodes that answered refused (e.g. ``forbidden`` for this
+client's role), 4 partial. A node
 whose CURVE handshake fails is not_available. With a log directory, every run that changes
 something leaves an audit file.
 """
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
@@ -32,10 +35,8 @@ from typing import Any, Sequence, TextIO
 from circus import __version__
 from circus.config import ConfigError
 
-from circus.stats.toprows import human_bytes
-
 from .api import UsageError
-from .fanout import EXIT_OK, EXIT_USAGE, NodeResult, exit_code
+from .fanout import EXIT_OK, EXIT_USAGE
 
 __all__ = ["main", "Context", "Usage"]
 
@@ -138,9 +139,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.version:
         print(f"circusmeta {__version__}")
         return EXIT_OK
-    if ns.help or not ns.command:
-        print(__doc__.strip())
-        return EXIT_OK if ns.help else EXIT_USAGE
+    try:
+        return _main(ns)
+    except BrokenPipeError:                # `circusmeta status | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _known_commands() -> list[str]:
+    from circus.protocol import COMMANDS
+
+    from .usage import LOCAL_COMMANDS
+    return sorted(set(LOCAL_COMMANDS) | {c for c in COMMANDS if c not in _NOT_FANNED_OUT})
+
+
+#: circusctl commands that make no sense across a pool
+_NOT_FANNED_OUT = ("listen", "ipython")
+
+
+def _help(ctx: "Context", words: list[str]) -> int:
+    from .usage import HELP, unknown_command
+    if not words:
+        ctx.print(HELP.rstrip())
+        return EXIT_OK
+    command = words[0].lower()
+    if command not in _known_commands():
+        raise Usage(unknown_command(command, _known_commands()))
+    if command == "help":
+        ctx.print(HELP.rstrip())
+        return EXIT_OK
+    if command == "add":                   # add's own parser (placing.py) has no --help
+        from .placing import add_parser
+        ctx.print(add_parser().format_help().rstrip())
+        return EXIT_OK
+    return -1                              # the command's own --help
+
+
+def _main(ns: argparse.Namespace) -> int:
+    from .usage import HELP, unknown_command
+    if ns.help:
+        print(HELP.rstrip())
+        return EXIT_OK
+    if not ns.command:
+        usage = HELP.split("\n\n", 1)[0]
+        print(f"{usage}\ncircusmeta: which command? 'circusmeta --help' lists them",
+              file=sys.stderr)
+        return EXIT_USAGE
+    command = ns.command.lower()
+    if command in _NOT_FANNED_OUT:
+        print(f"circusmeta: {command} is not run across a pool: 'circusctl --pool FILE --node N "
+              f"{command}' on one node" + (", or 'circusmeta proxy' for the pool's events"
+                                           if command == "listen" else ""), file=sys.stderr)
+        return EXIT_USAGE
+    if command not in _known_commands():
+        print(f"circusmeta: {unknown_command(command, _known_commands())}", file=sys.stderr)
+        return EXIT_USAGE
     ctx = Context(ns.pool, ns.json, ns.timeout, ns.log_dir, argv=list(ns.words))
     words: list[str] = []
     for node in ns.node:                     # given before the command: same as after it
@@ -150,8 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.all:
         words.append("--all")
     words += ns.words
+    if command == "help":
+        try:
+            code = _help(ctx, list(ns.words))
+        except Usage as exc:
+            ctx.warn(f"circusmeta help: {exc}")
+            return EXIT_USAGE
+        if code >= 0:
+            return code
+        command, words = ns.words[0].lower(), [*ns.words[1:], "--help"]
     try:
-        return asyncio.run(_run(ctx, ns.command.lower(), words))
+        return asyncio.run(_run(ctx, command, words))
     except Usage as exc:
         ctx.warn(f"circusmeta {ns.command}: {exc}")
         return EXIT_USAGE
@@ -183,7 +245,11 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
             raise Usage(str(exc)) from None
         explicit = bool(nodes or tags or every)
         if command == "nodes":
-            return await _nodes(ctx, pool, selected, rest)
+            from .control import nodes_cli
+            return await nodes_cli(ctx, pool, selected, rest)
+        if command == "tail":
+            from .tail import tail_cli
+            return await tail_cli(ctx, pool, selected, rest)
         if command == "top":
             from .live import top_cli
             return await top_cli(ctx, pool, selected if explicit else None, rest)
@@ -194,141 +260,10 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
             from .rolling import rolling_cli
             rest.remove("--rolling")
             return await rolling_cli(ctx, pool, command, rest, selected if explicit else None)
-        return await _control(ctx, pool, command, rest, selected, explicit)
+        from .control import control_cli
+        return await control_cli(ctx, pool, command, rest, selected, explicit)
     finally:
         pool.close()
-
-
-# -- nodes ---------------------------------------------------------------------------------------
-
-async def _nodes(ctx: Context, pool: Any, selected: list[str], rest: list[str]) -> int:
-    if rest:
-        raise Usage(f"nodes takes no argument, got {' '.join(rest)}")
-    results = await pool.nodes(selected)
-    code = exit_code(results.values())
-    if ctx.json:
-        ctx.print(json.dumps({"nodes": [_node_row(pool, r) for r in results.values()],
-                              "exit": code}))
-        return code
-    header = ("NODE", "STATE", "ADDRESS", "TAGS", "LOAD", "MEMORY", "WATCHERS", "PROCS", "RTT")
-    rows = [header]
-    for r in results.values():
-        row = _node_row(pool, r)
-        info = row.get("info") or {}
-        mem = (f"{human_bytes(info['mem_total'] - info['mem_available'])}/{human_bytes(info['mem_total'])}"
-               if info.get("mem_total") else "-")
-        rows.append((r.node + (f" (reports {r.reported_name!r})" if r.name_mismatch else ""),
-                     r.state, r.endpoint, ",".join(pool.config.nodes[r.node].tags) or "-",
-                     " ".join(f"{x:.2f}" for x in info.get("load", ())) or "-", mem,
-                     str(info.get("watchers", "-")), str(info.get("processes", "-")),
-                     f"{r.rtt * 1000:.1f}ms" if r.rtt is not None else "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        ctx.print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for r in results.values():
-        if r.state != "active":
-            ctx.warn(f"{r.node}: {r.state}: {r.reason}")
-    return code
-
-
-def _node_row(pool: Any, r: NodeResult) -> dict:
-    row: dict[str, Any] = {"node": r.node, "state": r.state, "endpoint": r.endpoint,
-                           "tags": list(pool.config.nodes[r.node].tags), "rtt": r.rtt}
-    if r.ok:
-        row["info"] = {k: v for k, v in r.reply.items() if k not in ("status", "id", "time")}
-    elif r.reply is not None:
-        row["error"] = r.reason
-    else:
-        row["error"] = r.error
-    if r.name_mismatch:
-        row["reported_name"] = r.reported_name
-    return row
-
-
-# -- control commands ----------------------------------------------------------------------------
-
-def _merged(command: str, results: dict[str, NodeResult]) -> list[str] | None:
-    """``status``/``list``/``stats`` as rows keyed by node (None: print per node)."""
-    lines: list[str] = []
-    for name, r in results.items():
-        if not r.ok:
-            continue
-        reply = r.reply
-        if command == "status" and "statuses" in reply:
-            details = reply.get("details") or {}
-            for watcher, state in sorted(reply["statuses"].items()):
-                why = (details.get(watcher) or {}).get("reason")
-                lines.append(f"{name}  {watcher}  {state}" + (f"  ({why})" if why else ""))
-        elif command == "list" and "watchers" in reply:
-            lines += [f"{name}  {w}" for w in reply["watchers"]]
-        elif command == "stats" and "infos" in reply:
-            for watcher, infos in sorted(reply["infos"].items()):
-                for pid, info in sorted(infos.items()):
-                    if isinstance(info, dict):
-                        age = info.get("age")
-                        age_text = f"{age:.0f}s" if isinstance(age, (int, float)) else str(age)
-                        lines.append(f"{name}  {watcher}  {pid}  cpu {info.get('cpu')}%  "
-                                     f"mem {info.get('mem')}%  rss {info.get('mem_info1')}  "
-                                     f"age {age_text}")
-        else:
-            return None
-    return lines
-
-
-async def _control(ctx: Context, pool: Any, command: str, rest: list[str],
-                   selected: list[str], explicit: bool) -> int:
-    from circus.cli.ctl_forms import HelpRequested, UsageError, build_request
-    from circus.cli.ctl_output import render
-    from circus.protocol import COMMANDS
-
-    spec = COMMANDS.get(command)
-    if spec is None or command in ("listen", "ipython"):
-        raise Usage(f"unknown command {command!r} (nodes, status, list, stats, add, top, proxy, "
-                    f"discover, or a circusctl command)")
-    try:
-        props, _ = build_request(command, rest)
-    except HelpRequested:
-        from circus.cli.ctl_forms import command_help
-        ctx.print(command_help(command).replace("circusctl", "circusmeta"))
-        return EXIT_OK
-    except UsageError as exc:
-        raise Usage(exc.message) from None
-    changes = not spec.readonly
-    if changes and not explicit:
-        raise Usage(f"{command} changes the nodes: say where with --node N, --tag T or --all")
-    timeout = ctx.timeout
-    if timeout is None and props.get("waiting"):
-        timeout = max(pool.config.meta.timeout, 30.0)     # a waiting command takes its time
-    results = await pool.call(command, nodes=selected, deadline=timeout, **props)
-    code = exit_code(results.values())
-    if ctx.json:
-        ctx.print(json.dumps({"command": command, "exit": code,
-                              "nodes": {n: r.to_dict() for n, r in results.items()}}))
-    else:
-        merged = _merged(command, results)
-        if merged is not None:
-            for line in merged:
-                ctx.print(line)
-        for name, r in results.items():
-            if r.ok and merged is not None:
-                continue
-            if r.reply is not None:
-                text, _ = render(command, r.reply, props)
-            else:
-                text = f"{r.state}: {r.reason}"
-            lines = text.splitlines() or [""]
-            if len(lines) == 1:
-                ctx.print(f"{name}: {lines[0]}")
-            else:
-                ctx.print(f"{name}:")
-                for line in lines:
-                    ctx.print(f"  {line}")
-        for r in results.values():
-            if r.name_mismatch:
-                ctx.warn(f"{r.node}: the circusd there calls itself {r.reported_name!r}")
-    if changes:
-        ctx.audit(pool, command, results, code, {"properties": props})
-    return code
 
 
 if __name__ == "__main__":

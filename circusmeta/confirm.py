@@ -11,6 +11,9 @@ out:
 - the answer itself says ``"status": "ok"`` (a reply of another shape is no success);
 - restart, reload, start: the watcher is still there (``list name=W``) and, when the answer named
   the processes it started or kept, one of them at least is among the watcher's processes now;
+  an answer that started none and kept none, with none running, is done only for a watcher that
+  should run none (``status name=W``: its target is 0 and nothing is wrong): circusd answers
+  so when the watcher is retrying in backoff;
 - stop: the watcher is still there and ``stopped`` (``status name=W``).
 
 Otherwise the item fails with what was seen (:attr:`NodeResult.unconfirmed`); so does an item
@@ -106,4 +109,16 @@ async def confirm(pool: Any, watcher: str, action: str, result: NodeResult) -> N
                       f"({', '.join(map(str, sorted(ours)))}) is one of {watcher!r}'s now "
                       f"({', '.join(map(str, sorted(now))) or 'none'}): the watcher was removed "
                       f"(and added again?) or its new processes died meanwhile")
+    if info.get("started") == [] and info.get("kept") == [] and not now:
+        # nothing started, nothing kept, nothing runs: a watcher circusd is retrying in
+        # backoff answers so; only one that should run nothing is done
+        seen = await _look(pool, result.node, "status", watcher, action)
+        if isinstance(seen, str):
+            return failed(seen)
+        wanted = seen.get("numprocesses")
+        if seen.get("trouble") or (isinstance(wanted, int) and wanted > 0):
+            what = f" ({seen['trouble']}: {seen.get('reason') or '?'})" if seen.get("trouble") \
+                else ""
+            return failed(f"the {action} was answered ok, but it started no process and none "
+                          f"of {watcher!r} runs{what}")
     return result

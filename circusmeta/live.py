@@ -40,7 +40,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from circus.security.ipcbind import bind_private
 
-from .fanout import HANDSHAKE_EVENTS, handshake_failure
+from .fanout import HANDSHAKE_EVENTS, handshake_failure, handshake_timed_out
 
 __all__ = ["top_cli", "proxy_cli", "Proxy", "Feed", "stats_topic", "event_topic", "HWM",
            "exposure_problem"]
@@ -193,6 +193,7 @@ class Proxy:
         self._pubs: dict[str, zmq.Socket] = {}
         self._subs: list[tuple[Feed, zmq.asyncio.Socket, zmq.asyncio.Socket]] = []
         self._gate: Any = None
+        self._handshake_ivl = 30.0
 
     def open(self) -> None:
         sync = zmq.Context.shadow(self.context.underlying)
@@ -227,6 +228,7 @@ class Proxy:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
             if feed.curve is not None:
                 feed.curve.apply(sock)
+            self._handshake_ivl = sock.getsockopt(zmq.HANDSHAKE_IVL) / 1000
             monitor = sock.get_monitor_socket(_MONITORED)  # before connect: no event missed
             self._subs.append((feed, sock, monitor))
             try:
@@ -290,9 +292,13 @@ class Proxy:
 
     async def _watch(self, feed: Feed, monitor: zmq.asyncio.Socket) -> None:
         failing: str | None = None            # while handshakes fail: said once, not per retry
+        connected_at: float | None = None
+        ivl = self._handshake_ivl
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
             kind = event["event"]
+            if kind == zmq.EVENT_CONNECTED:
+                connected_at = time.monotonic()
             if kind == zmq.EVENT_CONNECTED and failing is None:
                 self.log(f"{feed.node}: {feed.kind} connected ({feed.address})")
             elif kind == zmq.EVENT_DISCONNECTED and failing is None:
@@ -302,7 +308,9 @@ class Proxy:
                 self.log(f"{feed.node}: {feed.kind} handshake succeeded ({feed.address})")
             elif kind not in (zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED,
                               zmq.EVENT_HANDSHAKE_SUCCEEDED):
-                why = handshake_failure(kind, feed.curve is not None, feed.address)
+                elapsed = None if connected_at is None else time.monotonic() - connected_at
+                why = handshake_failure(kind, feed.curve is not None, feed.address,
+                                        handshake_timed_out(kind, elapsed, ivl), ivl)
                 if why != failing:
                     failing = why
                     self.log(f"{feed.node}: {feed.kind}: {why}; retrying")

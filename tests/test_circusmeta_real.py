@@ -97,15 +97,22 @@ def test_nodes_shows_every_node_and_flags_a_wrong_name(nodes):
 
 
 def test_status_list_stats_are_merged_and_keyed_by_node(nodes):
-    code, out, _ = nodes.meta("status")
-    assert code == 0
-    assert sorted(out.splitlines()) == ["n1  extra  active", "n1  sl  active", "n2  sl  active",
-                                        "n3  other  active", "n3  sl  active"]
+    code, out, err = nodes.meta("status")
+    assert code == 0 and err == ""
+    assert out.splitlines() == ["NODE  WATCHER  STATE   TROUBLE  REASON",
+                                "n1    extra    active  -",
+                                "n1    sl       active  -",
+                                "n2    sl       active  -",
+                                "n3    other    active  -",
+                                "n3    sl       active  -"]
     code, out, _ = nodes.meta("list", "--tag", "web")
-    assert sorted(out.splitlines()) == ["n1  extra", "n1  sl", "n2  sl"]
+    assert out.splitlines() == ["NODE  WATCHER", "n1    extra", "n1    sl", "n2    sl"]
     code, out, _ = nodes.meta("stats", "--node", "n2")
     pid = nodes.ctl("n2", "list", "sl")[1]
-    assert code == 0 and out.startswith(f"n2  sl  {pid}  cpu ")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["NODE", "WATCHER", "PID", "CPU%", "MEM%", "RSS",
+                                              "AGE"]
+    assert lines[1].split()[:3] == ["n2", "sl", pid] and len(lines) == 2
 
 
 def test_control_commands_fan_out_with_results_per_node(nodes, tmp_path):
@@ -113,7 +120,7 @@ def test_control_commands_fan_out_with_results_per_node(nodes, tmp_path):
     assert code == 2 and "--node N, --tag T or --all" in err
     code, out, err = nodes.meta("--log-dir", str(tmp_path / "audit"), "--all", "incr", "sl")
     assert code == 0, err
-    assert sorted(out.splitlines()) == ["n1: ok", "n2: ok", "n3: ok"]   # as circusctl 0.19
+    assert sorted(out.splitlines()) == ["n1: 2", "n2: 2", "n3: 2"]     # the new target
     assert [nodes.ctl(n, "numprocesses", "sl")[1] for n in ("n1", "n2", "n3")] == ["2"] * 3
     audit = list((tmp_path / "audit").glob("*-incr-sl.log"))
     assert len(audit) == 1

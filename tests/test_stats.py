@@ -57,6 +57,25 @@ def test_process_payload_carries_node_watcher_and_019s_subtopic():
                    "name": "circusd"}
 
 
+def test_watcher_state_process_states_and_node_counts_come_from_processes():
+    records = {"web": {"state": "active", "numprocesses": 2, "restarts": 4, "reason": "",
+                       "trouble": None, "processes": [{"wid": 1, "pid": 11, "state": "running"},
+                                                      {"wid": 2, "pid": 12, "state": "stopping"}]},
+               "crasher": {"state": "active", "numprocesses": 1, "restarts": 53,
+                           "reason": "1 process(es) in backoff: exit code 1", "trouble": "backoff",
+                           "processes": [{"wid": 1, "pid": None, "state": "backoff"}]},
+               "circusd-stats": {"state": "active", "trouble": "backoff", "processes": []}}
+    assert pl.watcher_state(records["crasher"]) == {
+        "state": "active", "trouble": "backoff", "reason": "1 process(es) in backoff: exit code 1",
+        "wanted": 1, "restarts": 53}
+    assert pl.watcher_state(None) == {}                  # removed meanwhile: nothing said
+    assert pl.process_states(records) == {11: "running", 12: "stopping"}
+    assert pl.node_counts({"web": [11, 12], "crasher": [], "circusd-stats": [99]}, records,
+                          "circusd-stats") == {"watcher_processes": 2, "in_trouble": 1}
+    out = pl.process_payload("n", "w", {"pid": 5}, state="running")
+    assert out["state"] == "running" and "state" not in pl.process_payload("n", "w", {"pid": 5})
+
+
 def test_sockets_aggregate_sums_what_is_known():
     socks = [{"address": "a:1", "reads": 2, "queue": 1, "connections": 3},
              {"address": "/p", "reads": 1, "queue": None, "connections": 2}]

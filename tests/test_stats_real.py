@@ -153,6 +153,41 @@ def test_stream_topics_are_node_prefixed_with_sane_numbers(circusd, tmp_path, zc
         d.stop()
 
 
+def test_the_stream_carries_each_watchers_state_and_trouble(circusd, tmp_path, zctx, feeds):
+    d, c = start(circusd, tmp_path, zctx, head(tmp_path, f"""
+        statsd = true
+        [watcher:ok]
+        cmd = sleep 300
+        numprocesses = 2
+        [watcher:crasher]
+        cmd = {PY} -c "import sys; sys.exit(3)"
+        min_uptime = 1
+        backoff_initial = 30
+        [watcher:off]
+        cmd = sleep 300
+        autostart = false
+    """), "--name", "sn")
+    try:
+        feed = feeds(f"ipc://{tmp_path}/stats.sock")
+        feed.wait(lambda f: (f.latest.get("sn/stat.crasher") or {}).get("trouble") == "backoff"
+                  and (f.latest.get("sn/stat.node") or {}).get("in_trouble") == 1,
+                  what="the crasher in backoff in the stream", alive=alive(d))
+        crasher = feed.latest["sn/stat.crasher"]
+        assert (crasher["state"], crasher["wanted"], crasher["pid"]) == ("active", 1, [])
+        assert "in backoff" in crasher["reason"] and crasher["restarts"] >= 0
+        ok = feed.latest["sn/stat.ok"]
+        assert (ok["state"], ok["trouble"], ok["wanted"], ok["numprocesses"]) == \
+            ("active", None, 2, 2)
+        assert feed.latest["sn/stat.off"]["state"] == "stopped"
+        for pid in pids_of(c, "ok"):
+            assert feed.latest[f"sn/stat.ok.{pid}"]["state"] == "running"
+        node = feed.latest["sn/stat.node"]
+        assert node["watcher_processes"] == 2 and node["watchers"] == 3
+        assert node["processes"] > node["watcher_processes"]          # the machine's count
+    finally:
+        d.stop()
+
+
 def test_new_pids_followed_and_children_summed(circusd, tmp_path, zctx, feeds):
     d, c = start(circusd, tmp_path, zctx, head(tmp_path, """
         statsd = true

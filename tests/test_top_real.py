@@ -39,8 +39,8 @@ def top(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
 def feeds():
     started: list[Feed] = []
 
-    def make(endpoint: str, nodes: dict, interval: float = 0.1) -> Feed:
-        feed = Feed(endpoint, nodes, interval)
+    def make(endpoint: str, nodes: dict, interval: float = 0.1, states: dict | None = None) -> Feed:
+        feed = Feed(endpoint, nodes, interval, states)
         started.append(feed)
         return feed
     yield make
@@ -51,10 +51,13 @@ def feeds():
 class Term:
     """A child on a pseudo-terminal, its output fed to a VTScreen."""
 
-    def __init__(self, argv: list[str], rows: int = 30, cols: int = 110) -> None:
-        env = dict(os.environ, TERM="xterm", LINES="", COLUMNS="")
-        env.pop("LINES")
-        env.pop("COLUMNS")
+    def __init__(self, argv: list[str], rows: int = 30, cols: int = 110,
+                 env: dict[str, str] | None = None) -> None:
+        extra = env or {}
+        env = dict(os.environ, TERM="xterm")
+        for name in ("LINES", "COLUMNS", "NO_COLOR"):   # the size from the pty; colour unless told
+            env.pop(name, None)
+        env.update(extra)
         self.pid, self.fd = pty.fork()
         if self.pid == 0:   # the child: exec at once, nothing else
             os.chdir(ROOT)
@@ -135,8 +138,9 @@ def cpu_seconds(pid: int) -> float:
 def term():
     started: list[Term] = []
 
-    def make(*args: str, rows: int = 30, cols: int = 110) -> Term:
-        t = Term([*TOP, *args], rows, cols)
+    def make(*args: str, rows: int = 30, cols: int = 110, env: dict | None = None,
+             argv: list[str] | None = None) -> Term:
+        t = Term([*(argv or TOP), *args], rows, cols, env)
         started.append(t)
         return t
     yield make
@@ -265,6 +269,80 @@ def test_screen_keys_filter_drilldown_resize(tmp_path, feeds, term):
     assert t.exit_code() == 0
 
 
+TROUBLED = {"sleeper": [11, 12], "crasher": [], "web2": []}
+STATES = {"web1": {"crasher": {"trouble": "backoff", "wanted": 1, "restarts": 53,
+                               "reason": "1 process(es) in backoff: exit code 1; respawn in 10 s"},
+                   "web2": {"state": "fatal", "trouble": "fatal", "wanted": 1,
+                            "reason": "exited 6 times in 4.5 s: exit code 1"}}}
+
+
+def test_once_shows_each_watchers_state_trouble_first(tmp_path, feeds):
+    a = f"ipc://{tmp_path}/a.sock"
+    feeds(a, {"web1": TROUBLED}, states=STATES)
+    res = top("--once", "--endpoint", a)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[:8] == [
+        "circus-top  nodes 1  sort cpu desc  2 watchers in trouble",
+        "web1  load 0.50 0.25 0.10  cpu 7.5%  mem 1.0G/4.0G (25.0%)  watchers 3 (2 in trouble)  "
+        "processes 2 (123 on the machine)",
+        "WATCHER / PID              STATE      CPU%   MEM%      RSS     AGE  COMMAND",
+        "web2 (0/1)                 fatal         -      -        -       -",
+        "crasher (0/1)              backoff       -      -        -       -",
+        "sleeper (2)                active      5.0    0.1    16.0M     12s",
+        "  12                       running    10.0    0.1     8.0M     12s  python3",
+        "  11                       running     0.0    0.1     8.0M     12s  python3"]
+    assert "\x1b[" not in res.stdout                    # not a terminal: no colour
+    res = top("--once", "--json", "--endpoint", a)
+    watchers = json.loads(res.stdout)["nodes"]["web1"]["watchers"]
+    assert {n: (w["state"], w["trouble"]) for n, w in watchers.items()} == {
+        "web2": ("fatal", "fatal"), "crasher": ("backoff", "backoff"),
+        "sleeper": ("active", None), "circus": (None, None)}
+    assert watchers["crasher"]["aggregate"]["restarts"] == 53
+
+
+def test_once_on_a_terminal_is_coloured_unless_no_color(tmp_path, feeds, term):
+    a = f"ipc://{tmp_path}/a.sock"
+    feeds(a, {"web1": TROUBLED}, states=STATES)
+    t = term("--once", "--endpoint", a)
+    t.has("web2 (0/1)", "sleeper (2)")
+    assert t.exit_code() == 0
+    assert t.screen.colours_of("fatal") == {"red"}
+    assert t.screen.colours_of("backoff") == {"yellow"}
+    assert t.screen.colours_of("active") == {"green"}
+    assert t.screen.colours_of("(2 in trouble)") == {"red"}
+    t = term("--once", "--endpoint", a, env={"NO_COLOR": "1"})
+    t.has("web2 (0/1)", "sleeper (2)")
+    assert t.exit_code() == 0
+    assert t.screen.colours_of("fatal") == {None} and t.screen.colours_of("active") == {None}
+
+
+def test_screen_colours_states_and_details_say_why(tmp_path, feeds, term):
+    a = f"ipc://{tmp_path}/a.sock"
+    feeds(a, {"web1": TROUBLED}, states=STATES)
+    t = term("--endpoint", a, cols=160)
+    screen = t.has("web2 (0/1)", "crasher (0/1)", "STATE", "2 watchers in trouble")
+    lines = screen.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith(("web2 (", "crasher (", "sleeper ("))]
+    assert [lines[i].split()[0] for i in at] == ["web2", "crasher", "sleeper"]   # trouble first
+    assert lines[at[0]].split()[2:] == ["fatal", "-", "-", "-", "-"]
+    assert t.screen.colours_of("fatal") == {"red"}
+    assert t.screen.colours_of("backoff") == {"yellow"}
+    assert t.screen.colours_of("active ") <= {"green", None}
+    assert t.screen.colours_of("active") == {"green"}
+    t.key(b"j")                                  # the second watcher: the crasher
+    t.key(b"\r")
+    t.has("watcher crasher on web1", "state backoff (circusd's state: active): 1 process(es) in "
+          "backoff: exit code 1; respawn in 10 s; 53 restarts",
+          "its last output lines: circusctl status crasher (on web1)")
+    t.key(b"q")
+    assert t.exit_code() == 0
+    t = term("--endpoint", a, env={"NO_COLOR": "1"})
+    t.has("web2 (0/1)", "crasher (0/1)")
+    assert t.screen.colours_of("fatal") == {None} and t.screen.colours_of("backoff") == {None}
+    t.key(b"q")
+    assert t.exit_code() == 0
+
+
 def test_screen_needs_a_terminal(tmp_path):
     res = subprocess.run([*TOP, "--endpoint", f"ipc://{tmp_path}/x.sock"], capture_output=True,
                          text=True, stdin=subprocess.DEVNULL, timeout=20, cwd=ROOT)
@@ -352,5 +430,60 @@ def test_screen_against_real_circusd_stats(stats_node, term):
     screen = t.wait_for(lambda s: "watcher idler on" in s and any(f"  {p} " in s for p in kids),
                         what="the idler's process in the details")
     assert sum(f"  {p} " in screen for p in kids) == 1
+    t.key(b"q")
+    assert t.exit_code() == 0
+
+
+TROUBLE_INI = """
+[circus]
+endpoint = ipc://{dir}/control.sock
+pubsub_endpoint = ipc://{dir}/events.sock
+stats_endpoint = ipc://{dir}/stats.sock
+statsd = true
+stats_interval = 0.2
+
+[watcher:sleeper]
+cmd = sleep 3600
+
+[watcher:crasher]
+cmd = {python} -c "import sys; sys.exit(3)"
+min_uptime = 1
+backoff_initial = 30
+
+[watcher:gone]
+cmd = {python} -c "import sys; sys.exit(1)"
+min_uptime = 1
+max_retry = 1
+backoff_initial = 0.05
+"""
+
+
+def test_once_shows_the_trouble_of_a_real_node(circusd, tmp_path, term):
+    if not HAVE_STREAMER:
+        pytest.skip("circusd-stats is not in this tree yet")
+    d = circusd(TROUBLE_INI.format(dir=tmp_path, python=sys.executable), "--name", "real1")
+    d.wait(lambda: (tmp_path / "stats.sock").exists(), 20, "stats socket")
+    endpoint = f"ipc://{tmp_path}/stats.sock"
+
+    def troubled() -> str | None:
+        res = top("--once", "--endpoint", endpoint, "--wait", "10")
+        assert res.returncode == 0, res.stderr
+        done = "gone (0/1)" in res.stdout and "crasher (0/1)" in res.stdout
+        return res.stdout if done else None
+
+    out = d.wait(troubled, 30, "the crasher in backoff and gone fatal, in the stream")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.startswith(("gone ", "crasher ", "sleeper "))}
+    assert rows["gone"][2:] == ["fatal", "-", "-", "-", "-"]
+    assert rows["crasher"][2:] == ["backoff", "-", "-", "-", "-"]
+    assert rows["sleeper"][:3] == ["sleeper", "(1)", "active"]
+    lines = out.splitlines()
+    assert lines[0].endswith("2 watchers in trouble")
+    assert "watchers 3 (2 in trouble)  processes 1 (" in lines[1] and "on the machine)" in lines[1]
+    order = [line.split()[0] for line in lines if line.startswith(("gone ", "crasher ", "sleeper "))]
+    assert order == ["gone", "crasher", "sleeper"]
+    t = term("--endpoint", endpoint, cols=160)
+    t.has("fatal", "backoff", timeout=15)
+    assert t.screen.colours_of("fatal") == {"red"} and t.screen.colours_of("backoff") == {"yellow"}
     t.key(b"q")
     assert t.exit_code() == 0

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 
-from circus.stats.toprows import (Style, human_age, human_bytes, move_selection, rows, selectable,
-                                  snapshot, title)
+import pytest
+
+from circus.stats.health import Tone, in_trouble, paint, state_word, tone, use_colour
+from circus.stats.toprows import (Style, coloured, human_age, human_bytes, move_selection, rows,
+                                  selectable, snapshot, title)
 from circus.stats.topview import Kind, Model, SortKey, View, parse_topic, visible_groups
 
 
@@ -19,9 +22,12 @@ def proc(node, watcher, pid, cpu=0.0, mem=0.1, age=10.0, rss=8 * 1024 * 1024, na
     return f"{node}/stat.{watcher}.{pid}", payload
 
 
-def agg(node, watcher, pids, cpu=0.0, mem=0.0, age=0.0):
+def agg(node, watcher, pids, cpu=0.0, mem=0.0, age=0.0, **state):
+    """A watcher's aggregate; ``state`` adds the fields circusd-stats takes from ``processes``
+    (state, trouble, reason, wanted, restarts)."""
     return f"{node}/stat.{watcher}", {"node": node, "watcher": watcher, "pid": pids, "cpu": cpu,
-                                      "mem": mem, "age": age, "rss": 0, "numprocesses": len(pids)}
+                                      "mem": mem, "age": age, "rss": 0, "numprocesses": len(pids),
+                                      **state}
 
 
 def node_stat(node, load=(0.5, 0.25, 0.125)):
@@ -66,9 +72,10 @@ def test_latest_sample_wins_and_group_rows_show_aggregate():
                 agg("n", "web", [10], cpu=42.0, mem=0.1, age=75))
     out = texts(model)
     assert out[0].startswith("n  load 0.50 0.25 0.12  cpu 12.5%  mem 2.0G/8.0G (25.0%)")
-    assert "processes 300" in out[0] and "watchers 2" in out[0]
+    # an older circusd-stats: the machine's count, said as such; no state known
+    assert out[0].endswith("watchers 2  processes on the machine 300")
     group = next(t for t in out if t.startswith("web (1)"))
-    assert group.split()[2:6] == ["42.0", "0.1", "0B", "1m15s"]
+    assert group.split()[2:7] == ["-", "42.0", "0.1", "0B", "1m15s"]
     line = next(t for t in out if t.strip().startswith("10 "))
     assert line.split() == ["10", "42.0", "0.1", "8.0M", "10s", "python3"]
 
@@ -206,6 +213,9 @@ def test_sockets_rows():
                 ("n/stat.sockets", {"addresses": [], "reads": 3, "queue": 1, "connections": 7}))
     out = texts(model)
     assert next(t for t in out if t.startswith("sockets (2)")).split()[2:] == ["7", "1", "3"]
+    header = next(t for t in out if "CONNS" in t)
+    line = next(t for t in out if "8080" in t)
+    assert line.index(" 7") + 2 == header.index("CONNS") + 5      # the columns line up
     assert next(t for t in out if "8080" in t).split() == ["127.0.0.1:8080", "7", "1", "3"]
     assert next(t for t in out if "s.sock" in t).split() == ["/tmp/s.sock", "0", "-", "0"]
 
@@ -215,6 +225,7 @@ def test_snapshot_is_json_and_follows_the_view():
     data = json.loads(json.dumps(snapshot(model, View(filter="we"))))
     assert list(data["nodes"]["n"]["watchers"]) == ["web"]
     assert data["nodes"]["n"]["watchers"]["web"]["processes"][0]["pid"] == 1
+    assert data["nodes"]["n"]["watchers"]["web"]["state"] == "-"      # not in the stream
     assert data["nodes"]["n"]["node"]["load"] == [0.5, 0.25, 0.125]
     assert "sockets" not in data["nodes"]["n"]
 
@@ -225,3 +236,102 @@ def test_waiting_note_and_human_units():
         ["512B", "2.0K", "5.0G", "N/A", "-"]
     assert [human_age(v) for v in (5.9, 185, 7380, 3 * 86400 + 7200)] == \
         ["5s", "3m05s", "2h03m", "3d02h"]
+
+
+# -- states and trouble ----------------------------------------------------------------------
+
+def troubled_model():
+    view = {**node_stat("n")[1], "watcher_processes": 3, "in_trouble": 2}
+    return fed(("n/stat.node", view),
+               agg("n", "busy", [1, 2], cpu=50.0, state="active", trouble=None, wanted=2,
+                   restarts=0, reason=""),
+               proc("n", "busy", 1, cpu=60.0, state="running"),
+               proc("n", "busy", 2, cpu=40.0, state="stopping"),
+               agg("n", "crasher", [], state="active", trouble="backoff", wanted=1, restarts=53,
+                   reason="1 process(es) in backoff: exit code 1; respawn in 10.87 s"),
+               agg("n", "web2", [], state="fatal", trouble="fatal", wanted=1, restarts=5,
+                   reason="exited 6 times in 4.5 s: exit code 1"),
+               agg("n", "idle", [3], cpu=0.0, state="active", trouble=None, wanted=1),
+               proc("n", "idle", 3, state="running"),
+               agg("n", "off", [], state="stopped", trouble=None, wanted=2))
+
+
+def test_a_watcher_in_trouble_never_looks_idle():
+    out = texts(troubled_model())
+    assert out[0].endswith("watchers 2 (2 in trouble)  processes 3 (300 on the machine)")
+    assert out[1].split() == ["WATCHER", "/", "PID", "STATE", "CPU%", "MEM%", "RSS", "AGE",
+                              "COMMAND"]
+    groups = [t.split() for t in out if t[:1].isalpha()][2:]
+    # trouble first (fatal, then backoff), then the others by CPU; stopped on purpose: (0)
+    assert groups == [["web2", "(0/1)", "fatal", "-", "-", "-", "-"],
+                      ["crasher", "(0/1)", "backoff", "-", "-", "-", "-"],
+                      ["busy", "(2)", "active", "50.0", "0.0", "0B", "0s"],
+                      ["idle", "(1)", "active", "0.0", "0.0", "0B", "0s"],
+                      ["off", "(0)", "stopped", "-", "-", "-", "-"]]
+    assert next(t for t in out if t.strip().startswith("2 ")).split()[:2] == ["2", "stopping"]
+    assert "2 watchers in trouble" in title(View(), troubled_model())
+    # the order holds whatever the sort key
+    names = [g.name for g in visible_groups(troubled_model().nodes["n"], View(sort=SortKey.NAME))]
+    assert names == ["web2", "crasher", "busy", "idle", "off"]
+
+
+def test_states_are_coloured_spans():
+    all_rows = rows(troubled_model(), View(), 0.0)
+    by_name = {r.key[1]: r for r in all_rows if r.key}
+    for name, word, expected in (("web2", "fatal", Tone.BAD), ("crasher", "backoff", Tone.WARN),
+                                 ("busy", "active", Tone.GOOD)):
+        (start, end, got), = by_name[name].spans
+        assert by_name[name].text[start:end] == word and got is expected
+    assert by_name["off"].spans == ()                          # stopped on purpose: plain
+    node = all_rows[0]
+    (start, end, got), = node.spans
+    assert node.text[start:end] == "(2 in trouble)" and got is Tone.BAD
+    stopping = next(r for r in all_rows if r.text.strip().startswith("2 "))
+    assert [stopping.text[a:b] for a, b, _ in stopping.spans] == ["stopping"]
+    running = next(r for r in all_rows if r.text.strip().startswith("1 "))
+    assert running.spans == ()                                  # the normal case is not painted
+    text = coloured(by_name["web2"], True)
+    assert "\x1b[31mfatal\x1b[0m" in text and coloured(by_name["web2"], False) == by_name["web2"].text
+
+
+def test_detail_says_the_state_why_and_where_the_output_is():
+    out = texts(troubled_model(), View(detail=("n", "crasher")))
+    assert out[2] == ("  state backoff (circusd's state: active): 1 process(es) in backoff: "
+                      "exit code 1; respawn in 10.87 s; 53 restarts")
+    assert out[3] == "  its last output lines: circusctl status crasher (on n)"
+    assert "STATE" in out[4]
+
+
+def test_snapshot_gives_state_and_trouble():
+    data = snapshot(troubled_model(), View())
+    watchers = data["nodes"]["n"]["watchers"]
+    assert {n: (w["state"], w["trouble"]) for n, w in watchers.items()} == {
+        "web2": ("fatal", "fatal"), "crasher": ("backoff", "backoff"), "busy": ("active", None),
+        "idle": ("active", None), "off": ("stopped", None)}
+
+
+def test_health_words_tones_and_colour_rules():
+    assert state_word("active", "backoff") == "backoff" and state_word("active", None) == "active"
+    assert state_word(None, None) == "-" and state_word("stopped", "bogus") == "stopped"
+    assert [tone(w) for w in ("fatal", "exited", "backoff", "active", "stopped", "?")] == \
+        [Tone.BAD, Tone.BAD, Tone.WARN, Tone.GOOD, Tone.IDLE, Tone.UNKNOWN]
+    assert in_trouble({"state": "fatal"}) == "fatal"            # a circusd without "trouble"
+    assert in_trouble({"state": "active", "trouble": "exited"}) == "exited"
+    assert in_trouble({"state": "active", "trouble": None}) is None and in_trouble(None) is None
+    assert paint("x", Tone.BAD, False) == "x" and paint("x", Tone.IDLE, True) == "x"
+
+    class Tty:
+        def isatty(self):
+            return True
+    assert use_colour(Tty(), {}) and not use_colour(Tty(), {"NO_COLOR": "1"})
+    assert use_colour(Tty(), {"NO_COLOR": ""}) and not use_colour(Tty(), {"TERM": "dumb"})
+    with open(__file__) as not_a_tty:
+        assert not use_colour(not_a_tty, {})
+
+
+@pytest.mark.parametrize("name", ["a-very-long-watcher-name-indeed", "w"])
+def test_the_state_span_follows_a_long_label(name):
+    model = fed(agg("n", name, [], state="fatal", trouble="fatal", wanted=1))
+    row = next(r for r in rows(model, View(), 0.0) if r.key)
+    (start, end, _), = row.spans
+    assert row.text[start:end] == "fatal"

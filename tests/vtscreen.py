@@ -1,8 +1,9 @@
 """A tiny xterm screen for tests: feed it what a curses program wrote, read the screen as text.
 
 It understands the subset of xterm control sequences ncurses emits for TERM=xterm (cursor moves,
-erasing, scroll regions and scrolling, insert/delete, repeat); attributes and modes are read and
-ignored. An unknown final byte raises, so a test says what it could not follow.
+erasing, scroll regions and scrolling, insert/delete, repeat) and remembers the foreground
+colour each character was written in (:meth:`VTScreen.colours_of`); other attributes and modes
+are read and ignored. An unknown final byte raises, so a test says what it could not follow.
 """
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ import re
 __all__ = ["VTScreen"]
 
 _CSI = re.compile(rb"\x1b\[([?>=]?)([0-9;]*)([@-~])")
+_COLOUR_NAMES = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
+
+
+class _Cell(str):
+    """A character written in a colour (a plain str is a character in the default colour)."""
+
+    fg: str | None = None
+
+
+def _cell(ch: str, fg: str | None) -> str:
+    if fg is None:
+        return ch
+    cell = _Cell(ch)
+    cell.fg = fg
+    return cell
 
 
 class VTScreen:
@@ -22,6 +38,7 @@ class VTScreen:
         self.saved = (0, 0)
         self.last = " "
         self.pending = b""
+        self.fg: str | None = None            # the colour characters are written in now
 
     def resize(self, rows: int, cols: int) -> None:
         """As a terminal window does: keep what fits, blank the rest, reset the scroll region."""
@@ -38,6 +55,32 @@ class VTScreen:
 
     def text(self) -> str:
         return "\n".join(self.lines())
+
+    def colours_of(self, text: str) -> set[str | None]:
+        """The foreground colours of the characters of ``text`` where it is first on screen
+        (None: the default colour); an empty set if it is not there."""
+        for row in self.grid:
+            at = "".join(row).find(text)
+            if at >= 0:
+                return {getattr(c, "fg", None) for c in row[at:at + len(text)]}
+        return set()
+
+    def _sgr(self, args: list[int]) -> None:
+        args = args or [0]
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a in (0, 39):
+                self.fg = None
+            elif 30 <= a <= 37:
+                self.fg = _COLOUR_NAMES[a - 30]
+            elif 90 <= a <= 97:
+                self.fg = "bright " + _COLOUR_NAMES[a - 90]
+            elif a == 38 and i + 2 < len(args) and args[i + 1] == 5:
+                n = args[i + 2]
+                self.fg = _COLOUR_NAMES[n] if n < 8 else f"colour {n}"
+                i += 2
+            i += 1
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -79,7 +122,7 @@ class VTScreen:
         if self.x >= self.cols:               # autowrap, deferred to the next character
             self.x = 0
             self._linefeed()
-        self.grid[self.y][self.x] = ch
+        self.grid[self.y][self.x] = _cell(ch, self.fg)
         self.last = ch
         self.x += 1
 
@@ -127,7 +170,10 @@ class VTScreen:
         args = [int(p) if p else 0 for p in params.split(b";")] if params else []
         n = max(1, args[0]) if args else 1
         f = final.decode()
-        if private or f in "mhlt":            # modes, attributes, window ops: no text effect
+        if f == "m" and not private:
+            self._sgr(args)
+            return
+        if private or f in "hlt":             # modes, window ops: no text effect
             return
         row = self.grid[self.y]
         x = min(self.x, self.cols - 1)

@@ -29,7 +29,8 @@ import zmq
 from circus import __version__
 from circus.cli.ctl_keys import KeyOptionError, add_key_options, client_keys
 from circus.cli.top_stream import DEFAULT_ENDPOINT, PoolError, Stream, read_pool, read_pool_keys
-from circus.stats.toprows import rows, snapshot, title
+from circus.stats.health import use_colour
+from circus.stats.toprows import coloured, rows, snapshot, title
 from circus.stats.topview import Model, SortKey, View
 
 __all__ = ["main", "run", "check_args", "build_parser", "collect_once", "OK", "NOTHING", "USAGE",
@@ -113,7 +114,9 @@ def _once(args: argparse.Namespace, stream: Stream, view: View, out: TextIO, err
             data["missing"] = missing
         out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
-        lines = [title(view, model)] + [r.text for r in rows(model, view, time.monotonic())]
+        colour = use_colour(out, os.environ)
+        lines = [title(view, model)] + [coloured(r, colour)
+                                        for r in rows(model, view, time.monotonic())]
         out.write("\n".join(lines) + "\n")
     out.flush()
     if silent:

@@ -5,6 +5,10 @@ SIGWINCH together, with a timeout up to the next once-a-second repaint: it never
 arriving repaints at most four times a second (a pool of nodes sends many bursts per second);
 a key repaints at once. What is drawn comes from :func:`circus.stats.toprows.rows`; this module
 only decides which part fits and how it looks.
+
+States are coloured (fatal and exited red, backoff yellow, active green, starting and stopping
+cyan) when the terminal has colours and ``NO_COLOR`` is not set; a state in trouble is bold
+either way, so it stands out on a monochrome terminal too.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from dataclasses import replace
 import zmq
 
 from circus.cli.top_stream import Stream
+from circus.stats.health import Tone
 from circus.stats.toprows import Row, Style, move_selection, rows, selectable, title
 from circus.stats.topview import Model, SortKey, View
 
@@ -35,6 +40,35 @@ _ARROWS = {ord("A"): curses.KEY_UP, ord("B"): curses.KEY_DOWN}
 _SORT_KEYS = {ord("c"): SortKey.CPU, ord("m"): SortKey.MEM, ord("a"): SortKey.AGE,
               ord("n"): SortKey.NAME}
 _STYLE = {Style.NODE: curses.A_BOLD, Style.HEADER: curses.A_UNDERLINE, Style.GROUP: curses.A_BOLD}
+_COLOURS = {Tone.BAD: curses.COLOR_RED, Tone.WARN: curses.COLOR_YELLOW,
+            Tone.GOOD: curses.COLOR_GREEN, Tone.BUSY: curses.COLOR_CYAN}
+
+
+def tone_attributes(colour: bool) -> dict[Tone, int]:
+    """The attribute of each tone: a colour pair when ``colour`` (after ``start_color``), and
+    bold for trouble in any case."""
+    out = {tone: curses.A_NORMAL for tone in Tone}
+    for tone in (Tone.BAD, Tone.WARN):
+        out[tone] = curses.A_BOLD
+    if colour:
+        for pair, (tone, fg) in enumerate(_COLOURS.items(), start=1):
+            curses.init_pair(pair, fg, -1)
+            out[tone] |= curses.color_pair(pair)
+    return out
+
+
+def _start_colours() -> bool:
+    """Colours if the terminal has them and ``NO_COLOR`` is not set. Either way the terminal's
+    own foreground and background stay (``curses.wrapper`` starts colour, whose pair 0 would
+    otherwise be white on black)."""
+    try:
+        if not curses.has_colors():
+            return False
+        curses.start_color()
+        curses.use_default_colors()
+    except curses.error:
+        return False
+    return not os.environ.get("NO_COLOR")
 
 
 class Screen:
@@ -49,6 +83,7 @@ class Screen:
         self.top = 0                        # index of the first row shown
         self.keys: list[tuple[str, str]] = []
         self.quit = False
+        self.tones = tone_attributes(False)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -122,7 +157,9 @@ class Screen:
         clock = time.strftime("%H:%M:%S")
         self._put(0, f"{title(self.view, self.model)}  {clock}", curses.A_REVERSE, width)
         for y, row in enumerate(body[self.top:self.top + height - 2], start=1):
-            self._put(y, row.text, self._attr(row), width)
+            attr = self._attr(row)
+            self._put(y, row.text, attr, width)
+            self._colour(y, row, attr, width)
         if self.editing is not None:
             status = f"filter (Enter applies, Esc clears): {self.editing}_"
         else:
@@ -130,6 +167,16 @@ class Screen:
             status = HELP + more
         self._put(height - 1, status, curses.A_DIM, width)
         self.stdscr.refresh()
+
+    def _colour(self, y: int, row: Row, attr: int, width: int) -> None:
+        for start, end, tone in row.spans:
+            end = min(end, width - 1)
+            if start >= end:
+                continue
+            try:
+                self.stdscr.chgat(y, start, end - start, attr | self.tones[tone])
+            except curses.error:
+                pass
 
     def _attr(self, row: Row) -> int:
         if row.key is not None and row.key == self.view.selected and self.view.detail is None:
@@ -228,7 +275,9 @@ def _main(stdscr: "curses.window", stream: Stream, model: Model, view: View) -> 
     old_handler = signal.signal(signal.SIGWINCH, lambda signum, frame: None)
     old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     try:
-        return Screen(stdscr, stream, model, view).run(reader)
+        screen = Screen(stdscr, stream, model, view)
+        screen.tones = tone_attributes(_start_colours())
+        return screen.run(reader)
     finally:
         signal.set_wakeup_fd(old_fd)
         signal.signal(signal.SIGWINCH, old_handler)

@@ -13,13 +13,20 @@ same way (subscribe to ``web1/stat.`` or to ``""``)::
 
 :func:`legacy_topic` gives 0.19's unprefixed topic for ``legacy_stats_topics``; the node view has
 none (a 0.19 subscriber would read it as a watcher called "node").
+
+New fields (a 0.19 subscriber ignores them): a watcher's aggregate carries its state as circusd's
+``processes`` reply tells it (:func:`watcher_state`: ``state``, ``trouble``, ``reason``,
+``wanted``, ``restarts``), each process its ``state`` (``running``, ``starting``...), the node
+view the node's own count of processes and of watchers in trouble: circus-top shows trouble
+without asking the node anything more.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
 __all__ = ["prefix", "process_topic", "watcher_topic", "socket_topic", "node_topic",
-           "legacy_topic", "process_payload", "aggregate", "sockets_aggregate", "split_topic"]
+           "legacy_topic", "process_payload", "aggregate", "sockets_aggregate", "split_topic",
+           "watcher_state", "process_states", "node_counts"]
 
 _SUMMED = ("rss", "vms", "num_fds", "num_threads")
 
@@ -66,9 +73,47 @@ def split_topic(topic: str) -> tuple[str, str, str | None] | None:
 
 
 def process_payload(node: str, watcher: str, info: Mapping[str, Any],
-                    name: str | None = None) -> dict[str, Any]:
-    """A process's sample as published: 0.19's ``subtopic``/``name`` plus node and watcher."""
-    return {**info, "node": node, "watcher": watcher, "subtopic": info["pid"], "name": name}
+                    name: str | None = None, state: str | None = None) -> dict[str, Any]:
+    """A process's sample as published: 0.19's ``subtopic``/``name`` plus node and watcher
+    (and its ``state`` when circusd told it)."""
+    out = {**info, "node": node, "watcher": watcher, "subtopic": info["pid"], "name": name}
+    if state is not None:
+        out["state"] = state
+    return out
+
+
+def watcher_state(record: Any) -> dict[str, Any]:
+    """The fields a watcher's aggregate gets from its entry of circusd's ``processes`` reply:
+    ``state`` (0.19's word), ``trouble`` (fatal, backoff, exited or None), ``reason``,
+    ``wanted`` (the numprocesses target) and ``restarts``; nothing for a missing entry."""
+    if not isinstance(record, Mapping):
+        return {}
+    return {"state": record.get("state"), "trouble": record.get("trouble"),
+            "reason": record.get("reason") or "", "wanted": record.get("numprocesses"),
+            "restarts": record.get("restarts")}
+
+
+def process_states(records: Mapping[str, Any]) -> dict[int, str]:
+    """pid -> state of every live process of a ``processes`` reply's ``watchers``."""
+    out: dict[int, str] = {}
+    for record in records.values():
+        if not isinstance(record, Mapping):
+            continue
+        for p in record.get("processes") or ():
+            if isinstance(p, Mapping) and isinstance(p.get("pid"), int) and p.get("state"):
+                out[p["pid"]] = str(p["state"])
+    return out
+
+
+def node_counts(watchers: Mapping[str, Iterable[int]], records: Mapping[str, Any],
+                skip: str) -> dict[str, int]:
+    """The node view's own counts: ``watcher_processes`` (the watchers' live processes, not the
+    machine's) and ``in_trouble`` (watchers whose trouble is set), ``skip`` not counted."""
+    troubled = sum(1 for name, rec in records.items()
+                   if name != skip and isinstance(rec, Mapping) and rec.get("trouble"))
+    return {"watcher_processes": sum(len(list(pids)) for name, pids in watchers.items()
+                                     if name != skip),
+            "in_trouble": troubled}
 
 
 def _numbers(values: Iterable[Any]) -> list[float]:

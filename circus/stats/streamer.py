@@ -178,8 +178,9 @@ class Streamer:
         loop = asyncio.get_running_loop()
         processes, own, node_view, sockets = await loop.run_in_executor(
             self._executor, self._sample, watchers, circus, self.sockets)
-        snap = Snapshot(self.node, processes, own, node_view, sockets,
-                        records.get("watchers", {}))
+        watcher_records = records.get("watchers", {})
+        node_view.update(pl.node_counts(watchers, watcher_records, STATS_WATCHER))
+        snap = Snapshot(self.node, processes, own, node_view, sockets, watcher_records)
         await self.publish(snap)
         if self.on_snapshot is not None:
             self.on_snapshot(snap)
@@ -188,11 +189,14 @@ class Streamer:
     async def publish(self, snap: Snapshot) -> None:
         node = snap.node
         out: list[tuple[str, dict]] = []
+        states = pl.process_states(snap.records)
         for watcher, infos in snap.processes.items():
             for pid, info in infos.items():
                 out.append((pl.process_topic(node, watcher, pid),
-                            pl.process_payload(node, watcher, info)))
-            out.append((pl.watcher_topic(node, watcher), pl.aggregate(node, watcher, infos.values())))
+                            pl.process_payload(node, watcher, info, state=states.get(pid))))
+            out.append((pl.watcher_topic(node, watcher),
+                        {**pl.aggregate(node, watcher, infos.values()),
+                         **pl.watcher_state(snap.records.get(watcher))}))
         for pid, info in snap.circus.items():
             out.append((pl.process_topic(node, "circus", pid),
                         pl.process_payload(node, "circus", info, name=info["name"])))

@@ -1,9 +1,16 @@
 """circus-top's screen as rows of text: what curses draws and what ``--once`` prints.
 
 Pure like :mod:`circus.stats.topview`: one function turns the model and the view into rows, each
-with a style (the curses layer maps styles to attributes) and, for a watcher's row, the
+with a style (the curses layer maps styles to attributes), the parts to colour (``spans``: the
+state of a watcher, a node's count of watchers in trouble) and, for a watcher's row, the
 ``(node, watcher)`` key that the cursor selects. ``--once`` prints the same rows, so what a
-script reads is what an operator sees. :func:`snapshot` is the ``--json`` form.
+script reads is what an operator sees (coloured on a terminal: :func:`coloured`).
+:func:`snapshot` is the ``--json`` form.
+
+The STATE column is :func:`circus.stats.health.state_word` of the watcher's aggregate (its
+trouble, else circusd's state word); ``-`` when the stream does not say (a circusd-stats older
+than this one). A watcher without a running process shows ``-`` for CPU, memory and age, not
+zeros, and ``NAME (running/wanted)`` when fewer run than it should have.
 """
 from __future__ import annotations
 
@@ -11,13 +18,15 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from circus.stats.health import Tone, in_trouble, paint, state_word, tone
 from circus.stats.topview import (CIRCUS, SOCKETS, Group, Model, Node, Sample, SortKey, View, number,
                                   ordered_processes, visible_groups)
 
 __all__ = ["Style", "Row", "rows", "title", "snapshot", "human_bytes", "human_age", "selectable",
-           "move_selection"]
+           "move_selection", "coloured", "trouble_count"]
 
 LABEL = 26   # width of the name / pid column
+STATE = 8    # width of the state column ("stopping")
 
 
 class Style(enum.Enum):
@@ -36,6 +45,19 @@ class Row:
     text: str
     style: Style
     key: tuple[str, str] | None = None
+    #: (start, end, tone) of the parts of ``text`` shown in their tone's colour
+    spans: tuple[tuple[int, int, Tone], ...] = ()
+
+
+def coloured(row: Row, colour: bool) -> str:
+    """The row's text with its spans in colour (ANSI, for ``--once`` on a terminal)."""
+    if not colour or not row.spans:
+        return row.text
+    out, at = [], 0
+    for start, end, part_tone in sorted(row.spans):
+        out += [row.text[at:start], paint(row.text[start:end], part_tone, True)]
+        at = end
+    return "".join(out) + row.text[at:]
 
 
 def human_bytes(value: Any) -> str:
@@ -72,12 +94,34 @@ def _pct(value: Any) -> str:
     return f"{n:.1f}"
 
 
-def _line(label: str, cpu: str, mem: str, rss: str, age: str, rest: str = "") -> str:
-    return f"{label:<{LABEL}} {cpu:>6} {mem:>6} {rss:>8} {age:>7}  {rest}".rstrip()
+def _line(label: str, state: str, cpu: str, mem: str, rss: str, age: str,
+          rest: str = "") -> str:
+    return (f"{label:<{LABEL}} {state:<{STATE}} {cpu:>6} {mem:>6} {rss:>8} {age:>7}  "
+            f"{rest}").rstrip()
 
 
-def _node_text(model: Model, node: Node, now: float) -> str:
+def _state_span(label: str, word: str, word_tone: Tone) -> tuple[tuple[int, int, Tone], ...]:
+    """Where ``_line`` put the state word, to colour it (nothing for an unknown tone)."""
+    if word_tone in (Tone.UNKNOWN, Tone.IDLE) or not word:
+        return ()
+    start = max(LABEL, len(label)) + 1
+    return ((start, start + len(word), word_tone),)
+
+
+def trouble_count(node: Node) -> int:
+    """The node's watchers in trouble: the node view's count (every watcher, filtered or not),
+    else the aggregates'."""
+    stats = node.stats.data if node.stats else {}
+    count = number(stats.get("in_trouble"))
+    if count is not None:
+        return int(count)
+    return sum(1 for g in node.groups.values()
+               if g.aggregate is not None and in_trouble(g.aggregate.data))
+
+
+def _node_row(model: Model, node: Node, now: float) -> Row:
     parts = [node.name]
+    spans: list[tuple[int, int, Tone]] = []
     stats = node.stats.data if node.stats else None
     if stats is None:
         parts.append("(waiting for node stats)")
@@ -88,12 +132,24 @@ def _node_text(model: Model, node: Node, now: float) -> str:
         parts.append(f"cpu {_pct(stats.get('cpu'))}%")
         parts.append(f"mem {human_bytes(stats.get('mem_used'))}/{human_bytes(stats.get('mem_total'))}"
                      f" ({_pct(stats.get('mem_percent'))}%)")
-        parts.append(f"processes {stats.get('processes', '-')}")
-        parts.append(f"watchers {stats.get('watchers', '-')}")
+        watchers = f"watchers {stats.get('watchers', '-')}"
+        troubled = trouble_count(node)
+        if troubled:
+            note = f"({troubled} in trouble)"
+            start = len("  ".join(parts)) + 2 + len(watchers) + 1
+            spans.append((start, start + len(note), Tone.BAD))
+            watchers += " " + note
+        parts.append(watchers)
+        own = number(stats.get("watcher_processes"))
+        machine = stats.get("processes", "-")
+        if own is not None:      # the node's own; the machine's count said as such
+            parts.append(f"processes {int(own)} ({machine} on the machine)")
+        else:
+            parts.append(f"processes on the machine {machine}")
     stale = model.stale(node, now)
     if stale is not None:
         parts.append(f"[no data for {int(stale)}s]")
-    return "  ".join(parts)
+    return Row("  ".join(parts), Style.NODE, spans=tuple(spans))
 
 
 def _pct2(value: Any) -> str:
@@ -101,18 +157,37 @@ def _pct2(value: Any) -> str:
     return f"{n:.2f}" if n is not None else "N/A"
 
 
+def group_word(group: Group) -> str:
+    """The STATE of a watcher's row: its trouble, else its state; ``-`` when the stream does
+    not say; nothing for the circus group (not a watcher)."""
+    if group.name == CIRCUS:
+        return ""
+    agg = group.aggregate.data if group.aggregate else {}
+    return state_word(agg.get("state"), agg.get("trouble"))
+
+
 def _group_row(node: Node, group: Group) -> Row:
     agg = group.aggregate.data if group.aggregate else {}
     procs = [s.data for s in group.processes.values()]
     pids = agg.get("pid")
     count = agg.get("numprocesses", len(pids) if isinstance(pids, list) else len(procs))
-    cpu = agg.get("cpu", _mean([p.get("cpu") for p in procs]))
-    mem = agg.get("mem", _sum([p.get("mem") for p in procs]))
-    rss = agg.get("rss", _sum([p.get("rss") for p in procs]))
-    age = agg.get("age", _max([p.get("age") for p in procs]))
+    wanted = number(agg.get("wanted"))
+    running = number(count)
     label = f"{group.name} ({count})"
-    return Row(_line(label, _pct(cpu), _pct(mem), human_bytes(rss), human_age(age)),
-               Style.GROUP, (node.name, group.name))
+    running_state = agg.get("state") in ("active", "starting") or in_trouble(agg)
+    if running_state and wanted is not None and running is not None and \
+            int(wanted) != int(running):
+        label = f"{group.name} ({count}/{int(wanted)})"     # fewer (or more) than it should
+    word = group_word(group)
+    if running == 0 and not procs:       # nothing runs: no numbers that look like an idle one
+        cpu = mem = rss = age = "-"
+    else:
+        cpu = _pct(agg.get("cpu", _mean([p.get("cpu") for p in procs])))
+        mem = _pct(agg.get("mem", _sum([p.get("mem") for p in procs])))
+        rss = human_bytes(agg.get("rss", _sum([p.get("rss") for p in procs])))
+        age = human_age(agg.get("age", _max([p.get("age") for p in procs])))
+    return Row(_line(label, word, cpu, mem, rss, age), Style.GROUP, (node.name, group.name),
+               _state_span(label, word, tone(word)))
 
 
 def _mean(values: list[Any]) -> float | str:
@@ -138,13 +213,22 @@ def _pid_label(group: Group, data: dict[str, Any]) -> str:
     return pid
 
 
+def _process_state(d: dict[str, Any]) -> str:
+    state = d.get("state")
+    return state if isinstance(state, str) else ""
+
+
 def _process_row(group: Group, sample: Sample) -> Row:
     d = sample.data
     rss = d.get("rss", d.get("mem_info1"))
     cmd = d.get("cmdline")
-    return Row(_line("  " + _pid_label(group, d), _pct(d.get("cpu")), _pct(d.get("mem")),
-                     human_bytes(rss), human_age(d.get("age")), cmd if isinstance(cmd, str) else "-"),
-               Style.PROCESS)
+    label = "  " + _pid_label(group, d)
+    word = _process_state(d)
+    # a running process is the normal case: only the others are coloured
+    spans = _state_span(label, word, tone(word)) if word != "running" else ()
+    return Row(_line(label, word, _pct(d.get("cpu")), _pct(d.get("mem")), human_bytes(rss),
+                     human_age(d.get("age")), cmd if isinstance(cmd, str) else "-"),
+               Style.PROCESS, spans=spans)
 
 
 def _count(value: Any) -> str:
@@ -158,29 +242,51 @@ def _socket_rows(node: Node) -> list[Row]:
         return []
     totals = node.sockets.aggregate.data if node.sockets.aggregate else {}
     label = f"{SOCKETS} ({len(items)})"
-    out = [Row(f"{label:<{LABEL}} {_count(totals.get('connections')):>6} "
+    gap = " " * (STATE + 1)               # the columns line up with CPU%, MEM% and RSS
+    out = [Row(f"{label:<{LABEL}} {gap}{_count(totals.get('connections')):>6} "
                f"{_count(totals.get('queue')):>6} {_count(totals.get('reads')):>8}", Style.GROUP),
-           Row(f"  {'ADDRESS':<{LABEL - 2}} {'CONNS':>6} {'QUEUE':>6} {'READS':>8}", Style.HEADER)]
+           Row(f"  {'ADDRESS':<{LABEL - 2}} {gap}{'CONNS':>6} {'QUEUE':>6} {'READS':>8}",
+               Style.HEADER)]
     for d in items:
         address = str(d.get("address", "?"))
-        out.append(Row(f"  {address:<{LABEL - 2}} {_count(d.get('connections')):>6} "
+        out.append(Row(f"  {address:<{LABEL - 2}} {gap}{_count(d.get('connections')):>6} "
                        f"{_count(d.get('queue')):>6} {_count(d.get('reads')):>8}", Style.SOCKET))
     return out
 
 
 def _detail_rows(node: Node, group: Group, view: View) -> list[Row]:
-    """Every field of each process of one watcher: the drill-down view."""
-    out = [_group_row(node, group),
-           Row(f"  {'PID':<20} {'CPU%':>6} {'MEM%':>6} {'RSS':>8} {'VMS':>8} {'FDS':>5} {'THR':>4} "
-               f"{'AGE':>7} {'CTIME':>9} {'USER':<10} {'NICE':>4} {'READ':>8} {'WRITE':>8} "
-               f"{'KIDS':>4}  COMMAND", Style.HEADER)]
+    """Every field of each process of one watcher: the drill-down view, under the watcher's
+    state, why, and its restarts."""
+    out = [_group_row(node, group)]
+    agg = group.aggregate.data if group.aggregate else {}
+    word = group_word(group)
+    if group.name != CIRCUS and word != "-":
+        text = f"  state {word}"
+        word_tone = tone(word)
+        spans = () if word_tone in (Tone.UNKNOWN, Tone.IDLE) else \
+            ((len(text) - len(word), len(text), word_tone),)
+        if agg.get("trouble") and agg.get("state") and agg.get("state") != word:
+            text += f" (circusd's state: {agg['state']})"
+        if agg.get("reason"):
+            text += f": {agg['reason']}"
+        restarts = number(agg.get("restarts"))
+        if restarts is not None:
+            text += f"; {int(restarts)} restart{'s' if restarts != 1 else ''}"
+        out.append(Row(text, Style.NOTE, spans=spans))
+        if in_trouble(agg):
+            out.append(Row(f"  its last output lines: circusctl status {group.name} (on "
+                           f"{node.name})", Style.NOTE))
+    out.append(Row(f"  {'PID':<20} {'STATE':<{STATE}} {'CPU%':>6} {'MEM%':>6} {'RSS':>8} "
+                   f"{'VMS':>8} {'FDS':>5} {'THR':>4} {'AGE':>7} {'CTIME':>9} {'USER':<10} "
+                   f"{'NICE':>4} {'READ':>8} {'WRITE':>8} {'KIDS':>4}  COMMAND", Style.HEADER))
     for sample in ordered_processes(group, view):
         d = sample.data
         io = d.get("io") if isinstance(d.get("io"), dict) else {}
         kids = d.get("children_total") if isinstance(d.get("children_total"), dict) else {}
         user = str(d.get("username", "-"))[:10]
         out.append(Row(
-            f"  {_pid_label(group, d):<20} {_pct(d.get('cpu')):>6} {_pct(d.get('mem')):>6} "
+            f"  {_pid_label(group, d):<20} {_process_state(d):<{STATE}} {_pct(d.get('cpu')):>6} "
+            f"{_pct(d.get('mem')):>6} "
             f"{human_bytes(d.get('rss', d.get('mem_info1'))):>8} "
             f"{human_bytes(d.get('vms', d.get('mem_info2'))):>8} {_count(d.get('num_fds')):>5} "
             f"{_count(d.get('num_threads')):>4} {human_age(d.get('age')):>7} "
@@ -199,6 +305,9 @@ def title(view: View, model: Model) -> str:
     if view.sort is SortKey.NAME:
         order = "desc" if view.reverse else "asc"
     parts = [f"circus-top  nodes {len(model.nodes)}", f"sort {view.sort.value} {order}"]
+    troubled = sum(trouble_count(model.nodes[n]) for n in model.nodes if view.shows_node(n))
+    if troubled:
+        parts.append(f"{troubled} watcher{'s' if troubled != 1 else ''} in trouble")
     if view.filter:
         parts.append(f"filter {view.filter!r}")
     if view.detail is not None:
@@ -217,12 +326,13 @@ def rows(model: Model, view: View, now: float) -> list[Row]:
         group = node.groups.get(view.detail[1]) if node else None
         if node is None or group is None:
             return [Row(f"{view.detail[1]}: no longer published (Esc to go back)", Style.NOTE)]
-        return [Row(_node_text(model, node, now), Style.NODE), *_detail_rows(node, group, view)]
-    header = Row(_line("WATCHER / PID", "CPU%", "MEM%", "RSS", "AGE", "COMMAND"), Style.HEADER)
+        return [_node_row(model, node, now), *_detail_rows(node, group, view)]
+    header = Row(_line("WATCHER / PID", "STATE", "CPU%", "MEM%", "RSS", "AGE", "COMMAND"),
+                 Style.HEADER)
     for node in nodes:
         if out:
             out.append(Row("", Style.NOTE))
-        out.append(Row(_node_text(model, node, now), Style.NODE))
+        out.append(_node_row(model, node, now))
         out.append(header)
         groups = visible_groups(node, view)
         for group in groups:
@@ -260,7 +370,9 @@ def snapshot(model: Model, view: View) -> dict[str, Any]:
         node = model.nodes[name]
         watchers = {}
         for group in visible_groups(node, view):
+            agg = group.aggregate.data if group.aggregate else {}
             watchers[group.name] = {
+                "state": group_word(group) or None, "trouble": in_trouble(agg),
                 "aggregate": group.aggregate.data if group.aggregate else None,
                 "processes": [s.data for s in ordered_processes(group, view)],
             }

@@ -16,9 +16,12 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
+from circus.stats.health import TROUBLE_ORDER, in_trouble
+
 __all__ = [
     "CIRCUS", "SOCKETS", "Kind", "Sample", "Group", "Sockets", "Node", "Model", "SortKey", "View",
     "number", "parse_topic", "visible_groups", "ordered_processes", "group_value",
+    "group_trouble",
 ]
 
 CIRCUS = "circus"      # the group of circusd itself and circusd-stats
@@ -286,12 +289,21 @@ def _is_helper_copy(node: Node, group: Group) -> bool:
     return bool(group.processes) and set(group.processes) <= set(circus.processes)
 
 
+def group_trouble(group: Group) -> str | None:
+    """The watcher's trouble (fatal, exited, backoff) as its last aggregate says, or None."""
+    return in_trouble(group.aggregate.data) if group.aggregate is not None else None
+
+
 def visible_groups(node: Node, view: View) -> list[Group]:
-    """The node's watchers passing the filter, in the view's order, then the circus group."""
+    """The node's watchers passing the filter: those in trouble first (worst first), then the
+    others, each part in the view's order; then the circus group."""
     groups = [g for g in node.groups.values()
               if view.shows_group(g.name) and not _is_helper_copy(node, g)]
     watchers = _order([g for g in groups if g.name != CIRCUS],
                       lambda g: group_value(g, view.sort), lambda g: g.name, view)
+    rank = {g.name: TROUBLE_ORDER.get(group_trouble(g) or "", len(TROUBLE_ORDER))
+            for g in watchers}
+    watchers.sort(key=lambda g: rank[g.name])          # stable: the view's order within
     return watchers + [g for g in groups if g.name == CIRCUS]
 
 
