@@ -234,10 +234,10 @@ def test_decr_past_zero_warns_per_node(pool):
     code, out, err = pool.meta("--all", "decr", "sl", "3")
     assert code == 0, err
     assert out.splitlines() == [
-        "n1: 0", "n1: warning: sl had numprocesses = 1: decr 3 leaves 0, not a negative number",
-        "n2: 0", "n2: warning: sl had numprocesses = 1: decr 3 leaves 0, not a negative number",
-        "n3: 0", "n3: warning: sl had numprocesses = 2: decr 3 leaves 0, not a negative number"]
-    code, out, _ = pool.meta("--json", "--node", "n3", "incr", "sl", "2")
+        "n1: ok", "n1: warning: sl had numprocesses = 1: decr 3 leaves 0, not a negative number",
+        "n2: ok", "n2: warning: sl had numprocesses = 1: decr 3 leaves 0, not a negative number",
+        "n3: ok", "n3: warning: sl had numprocesses = 2: decr 3 leaves 0, not a negative number"]
+    code, out, _ = pool.meta("--json", "--node", "n3", "incr", "sl", "2", "--waiting")
     reply = json.loads(out)["nodes"]["n3"]["reply"]
     assert code == 0 and reply["numprocesses"] == 2 and "warning" not in reply
 
