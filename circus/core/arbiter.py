@@ -520,8 +520,11 @@ class Arbiter(ArbiterSurvival):
 
     # -- main -------------------------------------------------------------------------------------
 
-    async def serve(self, on_ready: Callable[[], None] | None = None) -> int:
-        """Start, run until ``quit``, clean up. Returns the exit code."""
+    async def serve(self, on_ready: Callable[[], None] | None = None, *,
+                    signals: bool = True) -> int:
+        """Start, run until ``quit``, clean up. Returns the exit code. ``signals``: take
+        SIGHUP/SIGTERM/SIGINT/SIGQUIT/SIGUSR1 as commands (only possible in the main thread;
+        an arbiter embedded in a program's other thread is stopped by ``quit``)."""
         loop = asyncio.get_running_loop()
         # asyncio hands a signal to the loop as one byte in its self-pipe; a burst of SIGCHLD
         # (hundreds of exits at once) fills it, and a TERM arriving then would be dropped with its
@@ -532,9 +535,10 @@ class Arbiter(ArbiterSurvival):
                 stall.arm()              # ends circusd if the loop cannot take the quit
             loop.call_soon_threadsafe(self.handle_signal, signum)
 
-        for signum in SIGNAL_COMMANDS:
-            signal.signal(signum, on_signal)
-        loop.add_signal_handler(signal.SIGWINCH, lambda: None)   # also keeps the wakeup fd set
+        if signals:
+            for signum in SIGNAL_COMMANDS:
+                signal.signal(signum, on_signal)
+            loop.add_signal_handler(signal.SIGWINCH, lambda: None)   # also keeps the wakeup fd set
         try:
             await self.start()
             if on_ready is not None and not self.quitting:
@@ -543,10 +547,11 @@ class Arbiter(ArbiterSurvival):
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=5)
         finally:
-            for signum in SIGNAL_COMMANDS:
-                signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
-                              else signal.SIG_DFL)
-            loop.remove_signal_handler(signal.SIGWINCH)
+            if signals:
+                for signum in SIGNAL_COMMANDS:
+                    signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                                  else signal.SIG_DFL)
+                loop.remove_signal_handler(signal.SIGWINCH)
             self.os.stop_reaping(loop)
         return 0
 
