@@ -111,10 +111,10 @@ class ProcessView:
             return self._watcher._os().descendants(self.pid)
         return _proc_children(self.pid)
 
-    def send_signal(self, signum: int) -> None:
-        """Send ``signum`` to this process (nothing if it has exited: its pid may be reused)."""
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to this process (nothing if it has exited: its pid may be reused)."""
         if self.is_alive():
-            self._watcher._os().kill(self.pid, int(signum))
+            self._watcher._os().kill(self.pid, int(sig))
 
     def send_signal_child(self, pid: int, signum: int) -> None:
         if int(pid) in self.children():
