@@ -240,9 +240,9 @@ class Arbiter:
                            node_name=config.circus.name or socket.gethostname(),
                            python_path=python_path())
         controller = Controller(core, context=self.context)
-        await controller.start()
         discovery = None
         try:
+            await controller.start()
             if config.circus.multicast_endpoint:
                 discovery = await start_discovery(config.circus.multicast_endpoint, lambda: {
                     "endpoint": core.config.circus.endpoint, "node": core.node})
