@@ -47,6 +47,7 @@ def children_started(watcher, arbiter, hook_name, pid, **kwargs):
     _record(hook=hook_name, pid=pid, wid=process.wid, started=process.started,
             status=process.status, port=base + process.wid)
     logger.info("children_started: %s wid %s", pid, process.wid)
+    watcher.stdout_stream({"data": f"hook saw {pid}\\n".encode(), "pid": pid, "name": "stdout"})
     return process.wid >= 1
 
 
@@ -165,8 +166,12 @@ def test_0_19_hooks_keep_the_watcher_active_and_see_0_19s_objects(control_node, 
     assert all(info[str(pid)]["load"] == 0.5 for pid in first)
 
     # (the workers print once their SIGUSR1 handler is set)
-    d.wait(lambda: (tmp_path / "out.log").exists() and
-           len((tmp_path / "out.log").read_text().splitlines()) == 2, what="workers ready")
+    def output():
+        return (tmp_path / "out.log").read_text().splitlines() if (tmp_path / "out.log").exists() else []
+    d.wait(lambda: len([x for x in output() if x.startswith("worker")]) == 2, what="workers ready")
+    # a hook writes to the watcher's (built-in) stream through watcher.stdout_stream
+    d.wait(lambda: sorted(x for x in output() if x.startswith("hook saw")) ==
+           sorted(f"hook saw {pid}" for pid in first), what="the hook's lines")
 
     # a graceful reload: new processes first, then the old ones get the stop signal, and the
     # before_signal hook sees the surplus and the newer processes, as in 0.19's lossless reload
@@ -227,4 +232,20 @@ def test_a_hook_module_starting_with_from_circus_import_logger_checks_and_runs(c
     d.wait_log("hook after_start for logged")
     assert c.call("status", name="logged")["status"] == "active"
     assert d.children("sleep 3681")
+    d.stop()
+
+
+def test_a_hook_module_that_does_not_import_fails_its_hook_only(control_node, tmp_path):
+    (tmp_path / "badhooks.py").write_text("def f(watcher, arbiter, hook_name, **kw):\n    return 'x\n")
+    d, c = control_node("""
+        [watcher:refused]
+        cmd = sleep 3684
+        hooks.before_start = badhooks.f
+        [watcher:other]
+        cmd = sleep 3685
+    """)
+    d.wait(lambda: d.children("sleep 3685"), what="the other watcher")
+    d.wait_log("hook before_start (badhooks.f) failed: cannot import 'badhooks': SyntaxError")
+    assert c.call("status", name="refused")["status"] == "stopped"
+    assert not d.children("sleep 3684")
     d.stop()
