@@ -24,7 +24,7 @@ __all__ = ["OBJECTS", "register", "Watcher", "CircusSocket", "build_config", "LI
 #: objects given to the library (hook functions, stream objects) reachable by a dotted name
 OBJECTS = SimpleNamespace()
 #: the name of the configuration of an arbiter made in Python (it has no file)
-LIBRARY_SOURCE = "<python>"
+LIBRARY_SOURCE = "<arbiter made in Python: it has no configuration file>"
 
 #: 0.19 options that mean nothing here and are accepted as long as they ask for nothing
 _IGNORED = {"stream_backend": None, "use_papa": False, "loop": None, "prereload_fn": None}

@@ -322,10 +322,10 @@ class WatcherView:
         """The sockets this watcher's processes get (0.19: every socket of the arbiter)."""
         if self._core is None:
             return CircusSockets()
+        from circus.core.sockets import sockets_used
         registry = self._core.host.sockets
-        wanted = set(snapshot(lambda: list(registry.fds_for(self._cfg)))) \
-            if self._cfg.use_sockets else set()
-        return CircusSockets(SocketView(b) for b in registry.bound() if b.name in wanted)
+        wanted = set(snapshot(lambda: sockets_used(self._cfg, list(registry.sockets))))
+        return CircusSockets(SocketView(b) for b in registry.bound() if b.name.lower() in wanted)
 
     @property
     def arbiter(self) -> "ArbiterView | None":
