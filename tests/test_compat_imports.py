@@ -303,3 +303,40 @@ def test_a_hook_process_cannot_be_made_by_hand():
     from circus.process import Process
     with pytest.raises(TypeError, match="watcher.processes"):
         Process("w", 1, "sleep 1")
+
+
+def test_stats_client_yields_watcher_subtopic_and_stat(tmp_path):
+    import threading
+    import time
+
+    import zmq
+    from circus.stats.client import StatsClient
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(f"ipc://{tmp_path}/stats.sock")
+    client = StatsClient(endpoint=f"ipc://{tmp_path}/stats.sock", context=ctx)
+    got: list = []
+    stop = threading.Event()
+
+    def publish():                      # until the subscriber has joined and seen both forms
+        while not stop.is_set():
+            pub.send_multipart([b"stat.web.4242", json.dumps({"cpu": 1.5}).encode()])
+            pub.send_multipart([b"stat.web", json.dumps({"pid": [4242]}).encode()])
+            pub.send_multipart([b"node1/stat.web", b"{}"])         # not a 0.19 topic
+            time.sleep(0.02)
+    sender = threading.Thread(target=publish)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        for item in client.iter_messages():
+            got.append(item)
+            if {i[1] for i in got} >= {"4242", None} or time.monotonic() > deadline:
+                break
+    finally:
+        stop.set()
+        sender.join()
+        client.stop()
+        pub.close()
+        ctx.term()
+    assert ("web", "4242", {"cpu": 1.5}) in got and ("web", None, {"pid": [4242]}) in got
