@@ -3,6 +3,6 @@ also the kind of object a hook finds in ``arbiter.sockets``) and ``CircusSockets
 them by name). Our own sockets are :mod:`circus.core.sockets`.
 """
 from circus.compat.specs import CircusSocket
-from circus.compat.views import CircusSockets, SocketView
+from circus.compat.arbview import CircusSockets, SocketView
 
 __all__ = ["CircusSocket", "CircusSockets", "SocketView"]

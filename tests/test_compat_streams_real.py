@@ -81,7 +81,7 @@ def test_0_19_stream_classes_load_by_dotted_path_and_get_each_line(control_node,
 
 @pytest.mark.real
 def test_a_stream_class_that_cannot_be_loaded_fails_its_watcher_only(control_node, tmp_path):
-    d, c = control_node(f"""
+    d, c = control_node("""
         [watcher:broken]
         cmd = sleep 3682
         stdout_stream.class = nosuchmodule.Stream

@@ -24,7 +24,8 @@ import threading
 from typing import Any, Callable, Iterable, Mapping
 
 from circus.compat.specs import CircusSocket, Watcher, build_config, circus_options
-from circus.compat.views import ArbiterView, CircusSockets, WatcherView
+from circus.compat.arbview import ArbiterView, CircusSockets
+from circus.compat.views import WatcherView
 
 __all__ = ["Arbiter", "ThreadedArbiter", "get_arbiter"]
 

@@ -15,7 +15,8 @@ import socket
 from types import SimpleNamespace
 from typing import Any, Iterable, Mapping
 
-from circus.compat.views import SocketView, WatcherView
+from circus.compat.arbview import SocketView
+from circus.compat.views import WatcherView
 from circus.config import (CircusOptions, Config, ConfigError, SocketConfig, WatcherConfig,
                            parse_config_text, watcher_from_options)
 
