@@ -97,8 +97,9 @@ class CircusSockets(dict):
 class ArbiterView:
     """0.19's ``Arbiter`` attributes, read from our arbiter."""
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: Any, loop: Any = None) -> None:
         self._core = core
+        self._loop = loop            # the arbiter's event loop (views made in a hook's thread)
 
     @property
     def _opts(self) -> Any:

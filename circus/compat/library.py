@@ -162,7 +162,7 @@ class Arbiter:
         if core is None:
             return list(self._watchers)
         mine = {w.name.lower(): w for w in self._watchers}
-        view = ArbiterView(core)
+        view = ArbiterView(core, self._loop)
         return [mine[name] if name in mine else WatcherView(w, view)
                 for name, w in sorted(core.watchers.items())]
 

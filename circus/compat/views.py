@@ -173,7 +173,7 @@ class WatcherView:
         self._core = core
         self._arbiter = arbiter
         self._departed = departed
-        self._loop = _running_loop()
+        self._loop = _running_loop() or (arbiter._loop if arbiter is not None else None)
 
     # -- what it runs -----------------------------------------------------------------------------
 
@@ -335,7 +335,7 @@ class WatcherView:
     def arbiter(self) -> "ArbiterView | None":
         if self._arbiter is None and self._core is not None:
             from circus.compat.arbview import ArbiterView
-            self._arbiter = ArbiterView(self._core.host)
+            self._arbiter = ArbiterView(self._core.host, self._loop)
         return self._arbiter
 
     def __repr__(self) -> str:
