@@ -516,10 +516,14 @@ class Arbiter(ArbiterSurvival):
         bound, so that a stop signal is never the default death)."""
         self._signals.catch()
 
-    async def serve(self, on_ready: Callable[[], None] | None = None) -> int:
-        """Start, run until ``quit``, clean up. Returns the exit code."""
+    async def serve(self, on_ready: Callable[[], None] | None = None, *,
+                    signals: bool = True) -> int:
+        """Start, run until ``quit``, clean up. Returns the exit code. ``signals``: take
+        SIGHUP/SIGTERM/SIGINT/SIGQUIT/SIGUSR1 as commands (only possible in the main thread;
+        an arbiter embedded in a program's other thread is stopped by ``quit``)."""
         loop = asyncio.get_running_loop()
-        self.catch_signals()
+        if signals:
+            self.catch_signals()
         try:
             await self.start()
             if on_ready is not None and not self.quitting:

@@ -4,12 +4,17 @@
 stops the watcher; ``before_spawn`` failing refuses the spawn and stops the watcher;
 ``after_spawn`` failing stops the watcher (that process included). The stop, signal and reap
 hooks and ``extended_stats`` are run and reported, their failures change nothing.
+
+Python hooks get 0.19's view of the watcher and the arbiter (:mod:`circus.compat.views`), and
+``after_reap`` gets 0.19's ``process_status``: ``None`` when circusd stopped the process,
+``UNEXISTING`` (2) when it exited by itself.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 
+from circus.compat.views import UNEXISTING, ProcessView, WatcherView
 from circus.hooks import HookRunner
 
 __all__ = ["HooksMixin"]
@@ -29,7 +34,7 @@ class HooksMixin:
             self._hook_runner_cfg = self.cfg
         return self._hook_runner
 
-    async def _hook(self, point: str, **extra: object) -> bool:
+    async def _hook(self, point: str, _view: WatcherView | None = None, **extra: object) -> bool:
         """Run ``point``'s hook if configured; False only when it failed and that matters."""
         if point not in self.cfg.hooks:
             return True
@@ -37,18 +42,25 @@ class HooksMixin:
         pid = extra.get("pid", extra.get("process_pid"))
         if pid is not None:
             env["CIRCUS_PID"] = str(pid)
-        return await self._hooks().run(point, env=env, watcher=self, arbiter=self.host, **extra)
+        view = _view if _view is not None else WatcherView(self)
+        return await self._hooks().run(point, env=env, watcher=view, arbiter=view.arbiter, **extra)
 
-    def _reap_hooks(self, pid: int, code: int) -> None:
-        """before_reap / after_reap, from the (synchronous) exit handler: run as owned tasks."""
+    def _reap_hooks(self, pid: int, code: int | None) -> None:
+        """before_reap / after_reap, from the (synchronous) exit handler: run as owned tasks.
+        ``before_reap`` still finds the process in ``watcher.processes`` (as in 0.19)."""
         if not ({"before_reap", "after_reap"} & set(self.cfg.hooks)):
             return
         stamp = time.time()
+        slot = next((s for s in list(self.slots.values()) if s.pid == pid), None)
+        status = None if slot is None or slot.planned_exit else UNEXISTING
+        before = WatcherView(self)
+        if slot is not None:
+            before._departed = ProcessView._of(before, slot, pid)
 
         async def run() -> None:
-            await self._hook("before_reap", process_pid=pid, time=stamp)
+            await self._hook("before_reap", _view=before, process_pid=pid, time=stamp)
             await self._hook("after_reap", process_pid=pid, time=stamp, exit_code=code,
-                             process_status=code)
+                             process_status=status)
         self._own(asyncio.get_running_loop().create_task(run()))
 
     async def _hook_command(self, argv: list[str], env: dict, timeout: float) -> int:

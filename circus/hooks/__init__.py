@@ -72,6 +72,8 @@ def resolve(dotted: str) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:   # importing runs the module's code: a SyntaxError, anything
+        raise ValueError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)

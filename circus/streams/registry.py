@@ -65,10 +65,17 @@ class CustomStream:
 
 
 class QueueStream(queue.Queue):
-    """0.19's in-memory stream: every line's dict is put on a queue (for embedding circusd)."""
+    """0.19's in-memory stream: every line's dict is put on a queue (for embedding circusd).
+    Takes (and ignores) any option, as 0.19's did."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
 
     def __call__(self, data: dict) -> None:
         self.put(data)
+
+    def close(self) -> None:
+        pass
 
 
 Stream = FileTarget | CustomStream | ConsoleStream
