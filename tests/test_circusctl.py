@@ -566,6 +566,16 @@ def test_command_help(ctl, argv):
     assert "Stop processes with the stop policy" in out and "--graceful_timeout" in out
 
 
+def test_help_is_for_people_not_the_protocol():
+    from circus.cli.ctl_forms import command_help, command_names
+    for name in command_names():
+        text = command_help(name)
+        for internal in ("reply:", "(new)", "*new*", "``"):
+            assert internal not in text, (name, internal)
+        assert all(len(line) <= 79 for line in text.splitlines() if not line.startswith("usage:"))
+    assert "Exit status: 0 when every watcher shown is active" in command_help("status")
+
+
 def test_every_protocol_command_has_a_form_and_help():
     from circus.cli.ctl_forms import FORMS, command_help
     from circus.protocol import COMMANDS

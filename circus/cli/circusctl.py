@@ -136,14 +136,15 @@ class Session:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._client: Any = None
+        self._no_color = False             # --no-color given after the current command
 
     @property
     def paint_out(self) -> Paint:
-        return Paint(wants_color(self.out, self.options.no_color))
+        return Paint(wants_color(self.out, self.options.no_color or self._no_color))
 
     @property
     def paint_err(self) -> Paint:
-        return Paint(wants_color(self.err, self.options.no_color))
+        return Paint(wants_color(self.err, self.options.no_color or self._no_color))
 
     def client(self, options: Options) -> Any:
         from circus.client.sync import CircusClient
@@ -177,6 +178,12 @@ class Session:
     def run(self, name: str, words: Sequence[str]) -> int:
         """Run command ``name`` with its words; print the outcome; return the exit code."""
         try:
+            return self._run(name, words)
+        finally:
+            self._no_color = False
+
+    def _run(self, name: str, words: Sequence[str]) -> int:
+        try:
             if name == "help":
                 return self.help(list(words))
             if name not in command_names():
@@ -190,6 +197,7 @@ class Session:
             if name == "completion":
                 return self.completion(props["shell"])
             options = self._with(overrides)
+            self._no_color = options.no_color
             if name == "listen":
                 from circus.cli.ctl_follow import listen
                 return listen(self, props.get("topic") or [""],
@@ -206,7 +214,11 @@ class Session:
         except HelpRequested:
             return self.help([name])
         except UsageError as exc:
-            self.print(str(exc), error=True)
+            from circus.cli.ctl_help import UnknownCommand
+            if isinstance(exc, UnknownCommand):
+                self.problem(str(exc))
+            else:
+                self.print(str(exc), error=True)
             return Exit.USAGE
         except (KeyProblem, EndpointProblem) as exc:
             self.problem(f"circusctl: {exc}")

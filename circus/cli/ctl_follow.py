@@ -178,19 +178,26 @@ def follow_tail(session: Any, props: dict[str, Any], options: Any) -> int:
                               f"{endpoint} within {options.timeout:g} s", error=True)
                 return 1
             frames = sub.next(left)
-            if frames and json.loads(frames[-1]).get("subscribed") == topic:
+            event = _decode(frames[-1]) if frames else None
+            if isinstance(event, dict) and event.get("subscribed") == topic:
                 break
-        last: dict[str, Any] = {}
-        code = session.call("tail", props, options, keep=last)
-        if code != 0 or last.get("status") != "ok":
-            return code or 3
+        last = session.request("tail", props, options)
+        if last.get("status") != "ok":
+            session._print_reply("tail", last, props, options)
+            return 3
+        paint = session.paint_out
+        if options.json:
+            session.print(json.dumps(last))
+        else:
+            width = max(width, name_width(e.get("watcher", "") for e in last.get("lines") or ()))
+            for line in tail_lines(last.get("lines"), paint, width, by_watcher=not name):
+                session.print(line)
         # the last seq printed per watcher: events up to it were in the reply; once a newer
         # line of a watcher came, its events are all new
         seqs: dict[Any, int] = {}
         for entry in last.get("lines") or []:
             key = entry.get("watcher")
             seqs[key] = max(seqs.get(key, 0), entry.get("seq", 0))
-        paint = session.paint_out
         notice = lambda text: session.print(text, error=True)     # noqa: E731
         while True:
             frames = sub.next(1.0, notice)

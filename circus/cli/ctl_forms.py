@@ -173,6 +173,14 @@ def _flag_props(command: Command) -> list[Prop]:
     return [p for p in command.props if p.name not in taken]
 
 
+#: flag help in the operator's terms, where the protocol's words are about replies
+FLAG_DOCS = {
+    "waiting": "wait until it is done: fail with the reason if it did not work",
+    "match": "how <name> matches watchers: glob (default), simple or regex",
+    "stream": "only stdout or only stderr (default: both)",
+}
+
+
 def clean_doc(text: str) -> str:
     """A protocol doc string for a person: no reST quotes, no "new in this version" marks."""
     return text.replace("``", "").replace("*new*: ", "").replace("*new* ", "").replace("*new*", "")
@@ -267,7 +275,12 @@ def command_parser(name: str) -> argparse.ArgumentParser:
                                     default=argparse.SUPPRESS, help=inverted[1])
             elif bool in prop.types:
                 parser.add_argument(*_flag_names(prop), dest=prop.name, action="store_true",
-                                    default=argparse.SUPPRESS, help=_help(prop.doc))
+                                    default=argparse.SUPPRESS,
+                                    help=_help(FLAG_DOCS.get(prop.name, prop.doc)))
+            elif prop.name in FLAG_DOCS:
+                parser.add_argument(*_flag_names(prop), dest=prop.name, type=_typed(prop),
+                                    metavar=prop.name.upper(), default=argparse.SUPPRESS,
+                                    help=_help(FLAG_DOCS[prop.name]))
             else:
                 parser.add_argument(*_flag_names(prop), dest=prop.name, type=_typed(prop),
                                     metavar=prop.name.upper(), default=argparse.SUPPRESS,

@@ -26,9 +26,9 @@ CLI_DOCS: dict[str, str] = {
         "Exit status: 0 when every watcher shown is active with nothing wrong, 3 otherwise "
         "(stopped, starting, in backoff, exited with an error, fatal, unknown)."),
     "tail": (
-        "The last lines the watcher's processes wrote (circusd keeps the last lines of every "
-        "watcher). Without a name, every watcher's, merged by time, each line starting with "
-        "its watcher's name. --follow then prints new lines as they come, until Ctrl-C."),
+        "circusd keeps the last lines of every watcher. With a name: <time> [<pid>] <stream> | "
+        "<line>. Without a name, every watcher's lines, merged by time, each after its "
+        "watcher's name. --follow then prints new lines as they come, until Ctrl-C."),
     "processes": (
         "One row per process, of every watcher or of one: wid, pid, state, uptime, restarts, "
         "last exit and, for a process that is not running, why."),
