@@ -1,7 +1,8 @@
 """circusctl against a fake circusd answering with replies recorded from a real Circus 0.19 circusd.
 
 The expected texts and exit codes were captured by running circusctl 0.19.0 against circusd
-0.19.0 with the same replies; where we differ on purpose, the test says so.
+0.19.0 with the same replies; where we differ on purpose, the test says so (``status`` exits 3
+when a watcher is not active; ``stats`` and ``dstats`` are tables with headers).
 """
 from __future__ import annotations
 
@@ -72,26 +73,18 @@ working_dir: /tmp/cap
 GLOBALOPTIONS = {"endpoint": "ipc:///tmp/cap/ctl.sock", "stats_endpoint": "ipc:///tmp/cap/stats.sock",
                  "pubsub_endpoint": "ipc:///tmp/cap/pub.sock", "check_delay": 1.0,
                  "multicast_endpoint": ""}
-LINE_1 = "14588: 14588  sleep root 0 1.36M 2.44M 0.0 0.006 0:00.0"
-LINE_2 = "14590: 14590  sleep root 0 1.47M 2.44M 0.0 0.006 0:00.0"
+STATS_HEAD = "WATCHER    PID  CPU%  MEM%    RSS    VMS      AGE  CMD"
+ROW_1 = "sleeper  14588   0.0   0.0  1.36M  2.44M  0:00:13  sleep"
+ROW_2 = "sleeper  14590   0.0   0.0  1.47M  2.44M  0:00:13  sleep"
 
 # (argv after the command, recorded reply, expected stdout) — exit code 0
 RECORDED_OK = [
     (["list"], ok(watchers=["circusd-stats", "idle", "sleeper", "web"]),
      "circusd-stats,idle,sleeper,web\n"),
     (["list", "sleeper"], ok(pids=[14588, 14590]), "14588,14590\n"),
-    (["status"], ok(statuses={"Web": "active", "idle": "stopped", "sleeper": "active",
-                              "circusd-stats": "active"}),
-     "Web: active\ncircusd-stats: active\nidle: stopped\nsleeper: active\n"),
+    (["status"], ok(statuses={"Web": "active", "sleeper": "active", "circusd-stats": "active"}),
+     "Web: active\ncircusd-stats: active\nsleeper: active\n"),
     (["status", "sleeper"], {"status": "active", "time": 1.0}, "active\n"),
-    (["status", "idle"], {"status": "stopped", "time": 1.0}, "stopped\n"),
-    (["stats", "sleeper"], ok(name="sleeper", info={"14588": INFO_1, "14590": INFO_2}),
-     f"sleeper:\n{LINE_1}\n{LINE_2}\n"),
-    (["stats"], ok(infos={"Web": {}, "idle": {}, "sleeper": {"14588": INFO_1, "14590": INFO_2}}),
-     f"Web:\nidle:\nsleeper:\n{LINE_1}\n{LINE_2}\n"),
-    (["stats", "sleeper", "14588"], ok(process=14588, info=INFO_1), f"{LINE_1}\n\n"),
-    (["dstats"], ok(info=DSTATS),
-     "Main Process:\n    14542  python3 root 0 31.17M 117.45M 0.0 0.129 0:00.30\n"),
     (["listsockets"], ok(sockets=[{"fd": 7, "name": "unixs", "backlog": 2048, "path": "/tmp/cap/u.sock"},
                                   {"fd": 8, "name": "web", "backlog": 2048, "host": "127.0.0.1",
                                    "port": 42571}]),
@@ -182,6 +175,43 @@ def test_output_matches_0_19(fake, ctl, argv, reply, expected):
     assert server.last["command"] == argv[0]
 
 
+# 0.19 printed these and exited 0; the text is the same, the exit status says not all is well
+RECORDED_UNHEALTHY = [
+    (["status"], ok(statuses={"Web": "active", "idle": "stopped", "sleeper": "active",
+                              "circusd-stats": "active"}),
+     "Web: active\ncircusd-stats: active\nidle: stopped\nsleeper: active\n"),
+    (["status", "idle"], {"status": "stopped", "time": 1.0}, "stopped\n"),
+    (["status", "web"], {"status": "starting", "time": 1.0}, "starting\n"),
+]
+
+
+@pytest.mark.parametrize("argv,reply,expected", RECORDED_UNHEALTHY,
+                         ids=[" ".join(c[0]) for c in RECORDED_UNHEALTHY])
+def test_status_of_a_watcher_not_active_exits_3_with_0_19_text(fake, ctl, argv, reply, expected):
+    server = fake(replying(reply))
+    assert ctl("--endpoint", server.endpoint, *argv) == (3, expected, "")
+
+
+# what 0.19 printed as headerless lines (``pid: pid  cmd user nice rss vms cpu mem ctime``)
+STATS = [
+    (["stats", "sleeper"], ok(name="sleeper", info={"14588": INFO_1, "14590": INFO_2}),
+     f"{STATS_HEAD}\n{ROW_1}\n{ROW_2}\n"),
+    (["stats"], ok(infos={"Web": {}, "idle": {}, "sleeper": {"14588": INFO_1, "14590": INFO_2}}),
+     f"{STATS_HEAD}\n{ROW_1}\n{ROW_2}\n"),
+    (["stats", "sleeper", "14588"], ok(process=14588, info=INFO_1),
+     f"{STATS_HEAD}\n{ROW_1}\n"),
+    (["dstats"], ok(info=DSTATS),
+     "WATCHER    PID  CPU%  MEM%     RSS      VMS      AGE  CMD\n"
+     "circusd  14542   0.0   0.1  31.17M  117.45M  0:00:14  python3\n"),
+]
+
+
+@pytest.mark.parametrize("argv,reply,expected", STATS, ids=[" ".join(c[0]) for c in STATS])
+def test_stats_is_a_table_with_headers(fake, ctl, argv, reply, expected):
+    server = fake(replying(reply))
+    assert ctl("--endpoint", server.endpoint, *argv) == (0, expected, "")
+
+
 @pytest.mark.parametrize("argv,reply,expected", RECORDED_ERRORS,
                          ids=[" ".join(c[0]) for c in RECORDED_ERRORS])
 def test_error_replies_exit_3_on_stderr(fake, ctl, argv, reply, expected):
@@ -269,14 +299,23 @@ def test_status_shows_rich_state_and_reason(fake, ctl):
                         "db": {"state": "active", "reason": ""}})
     server = fake(replying(reply))
     assert ctl("--endpoint", server.endpoint, "status") == (
-        0, "db: active\nold: active\nweb: fatal (exited 3 times in 2.1 s: exit code 1)\n", "")
+        3, "db: active\nold: active\nweb: fatal (exited 3 times in 2.1 s: exit code 1)\n", "")
+    reply["details"] = {"web": {"state": "active", "reason": "1 process(es) in backoff: exit code "
+                                "1; respawn in 10.44 s", "trouble": "backoff"}}
+    reply["statuses"]["web"] = "active"
+    assert ctl("--endpoint", server.endpoint, "status") == (
+        3, "db: active\nold: active\nweb: active (backoff: 1 process(es) in backoff: exit code 1; "
+        "respawn in 10.44 s)\n", "")
+    reply["details"] = {"web": {"state": "active", "reason": "", "trouble": None}}
+    assert ctl("--endpoint", server.endpoint, "status") == (
+        0, "db: active\nold: active\nweb: active\n", "")
 
 
 def test_named_status_shows_rich_state(fake, ctl):
     server = fake(replying({"status": "stopped", "state": "fatal", "reason": "spawn failed: no such file",
                             "time": 1.0}))
     assert ctl("--endpoint", server.endpoint, "status", "web") == (
-        0, "fatal (spawn failed: no such file)\n", "")
+        3, "fatal (spawn failed: no such file)\n", "")
     server.handler = replying({"status": "active", "state": "active", "reason": "", "time": 1.0})
     assert ctl("--endpoint", server.endpoint, "status", "web") == (0, "active\n", "")
 
@@ -294,14 +333,40 @@ def test_reloadconfig_dry_run_prints_the_plan(fake, ctl):
 
 
 def test_stats_children_and_dead_pids():
-    child = {**INFO_1, "pid": 99, "cmdline": "child"}
-    reply = ok(name="w", info={"1": {**INFO_1, "pid": 1, "children": [child]},
+    child = {**INFO_1, "pid": 99, "cmdline": "child", "rss": 2048, "vms": 3 * 1024 ** 2,
+             "age": 3725.5}
+    reply = ok(name="w", info={"1": {**INFO_1, "pid": 1, "cpu": 12.345, "children": [child]},
                                "2": "No such process (stopped?)"})
     text, is_error = render("stats", reply)
     assert not is_error
-    assert text.splitlines() == ["w:", "1: 1  sleep root 0 1.36M 2.44M 0.0 0.006 0:00.0",
-                                 "   99  child root 0 1.36M 2.44M 0.0 0.006 0:00.0",
-                                 "2: No such process (stopped?)"]
+    assert text.splitlines() == [
+        "WATCHER  PID  CPU%  MEM%    RSS    VMS      AGE  CMD",
+        "w          1  12.3   0.0  1.36M  2.44M  0:00:13  sleep",
+        "          99   0.0   0.0   2.0K   3.0M  1:02:05   \\_ child",
+        "w          2     -     -      -      -        -  No such process (stopped?)"]
+
+
+def test_nodeinfo_is_key_value_lines(fake, ctl):
+    reply = ok(name="web1", version="1.0.0", pid=4242, uptime=93784.2, load=[0.5, 1.25, 2.0],
+               cpu_count=2, mem_total=8 * 1024 ** 3, mem_available=6 * 1024 ** 3, watchers=4,
+               processes=9, node="web1")
+    server = fake(replying(reply))
+    assert ctl("--endpoint", server.endpoint, "nodeinfo") == (0, (
+        "name:      web1\n"
+        "version:   1.0.0\n"
+        "pid:       4242\n"
+        "uptime:    1d 2:03:04\n"
+        "load:      0.50 1.25 2.00 (1, 5, 15 min; 2 CPUs)\n"
+        "memory:    6.0G available of 8.0G (25.0% used)\n"
+        "watchers:  4\n"
+        "processes: 9\n"), "")
+
+
+def test_a_warning_goes_to_stderr_and_the_command_still_succeeds(fake, ctl):
+    server = fake(replying(ok(numprocesses=0, warning="web had numprocesses = 2: decr 5 leaves "
+                                                      "0, not a negative number")))
+    assert ctl("--endpoint", server.endpoint, "decr", "web", "5", "--waiting") == (
+        0, "0\n", "warning: web had numprocesses = 2: decr 5 leaves 0, not a negative number\n")
 
 
 def test_options_env_is_sorted_pairs():
@@ -311,13 +376,18 @@ def test_options_env_is_sorted_pairs():
 
 # -- --json, exit codes, endpoints ---------------------------------------------------------------
 
-def test_json_prints_the_raw_reply_and_exits_0_even_on_error(fake, ctl):
+def test_json_prints_the_raw_reply_and_exits_3_on_error(fake, ctl):
+    # 0.19 exited 0 here: a script had to parse the JSON to see the error
     reply = {"status": "error", "reason": "program nope not found", "tb": None, "time": 1795320281.7,
              "errno": 3}
     server = fake(replying(reply))
-    code, out, error = ctl("--endpoint", server.endpoint, "--json", "status", "nope")
-    assert (code, error) == (0, "")
-    assert out == json.dumps({**reply, "id": server.last["id"]}) + "\n"
+    for command in (["status", "nope"], ["incr", "nope"]):
+        code, out, error = ctl("--endpoint", server.endpoint, "--json", *command)
+        assert (code, error) == (3, "")
+        assert out == json.dumps({**reply, "id": server.last["id"]}) + "\n"
+    server.handler = replying({"status": "stopped", "state": "stopped", "time": 1.0})
+    code, out, _ = ctl("--endpoint", server.endpoint, "--json", "status", "idle")
+    assert code == 3 and json.loads(out)["status"] == "stopped"
 
 
 def test_json_prettify_is_indented_and_sorted(fake, ctl):
@@ -333,10 +403,11 @@ def test_prettify_alone_changes_nothing(fake, ctl):
     assert ctl("--endpoint", server.endpoint, "--prettify", "list") == (0, "a,b\n", "")
 
 
-def test_timeout_exit_1_with_the_0_19_hint(ctl, tmp_path):
+def test_no_socket_file_is_said_at_once(ctl, tmp_path):
     start = time.monotonic()
-    code, out, error = ctl("--endpoint", f"ipc://{tmp_path}/nobody.sock", "--timeout", "0.2", "list")
-    assert (code, out, error) == (1, "", TIMEOUT_TEXT)
+    code, out, error = ctl("--endpoint", f"ipc://{tmp_path}/nobody.sock", "--timeout", "30", "list")
+    assert (code, out, error) == (1, "", f"circusctl: cannot connect to ipc://{tmp_path}/nobody.sock: "
+                                  "no such socket file (is circusd running with this endpoint?)\n")
     assert time.monotonic() - start < 2
 
 
@@ -344,8 +415,23 @@ def test_timeout_bounds_a_slow_waiting_command(fake, ctl):
     server = fake(replying(ok()), delay=1.5)
     start = time.monotonic()
     code, _, error = ctl("--endpoint", server.endpoint, "--timeout", "0.3", "stop", "web", "--waiting")
-    assert code == 1 and error.startswith("Timed out.")
+    assert (code, error) == (1, f"circusctl: no answer from {server.endpoint} to 'stop' within "
+                             "0.3 s: circusd is connected but busy or slow (for a waiting "
+                             "command, give a larger --timeout)\n")
     assert time.monotonic() - start < 1.2
+
+
+def test_the_0_19_hint_is_kept_where_nothing_more_is_known():
+    # through an ssh tunnel the connection cannot be watched: 0.19's "Timed out." and its hint
+    from circus.client.errors import CallTimeout
+    err = __import__("io").StringIO()
+    session = circusctl.Session(circusctl.Options(), err=err)
+
+    def timed_out(*args):
+        raise CallTimeout("Timed out.")
+    session.call = timed_out
+    assert session.run("list", []) == 1
+    assert err.getvalue() == TIMEOUT_TEXT
 
 
 def test_endpoint_from_environment(fake, ctl, monkeypatch):
@@ -374,7 +460,6 @@ def test_version(ctl):
 # -- usage errors: exit 2 ------------------------------------------------------------------------
 
 USAGE_ERRORS = [
-    (["bogus"], "unknown command 'bogus'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--timeout", "x", "list"], "is not a number of seconds"),
     (["--timeout", "0", "list"], "more than 0"),
@@ -397,7 +482,7 @@ USAGE_ERRORS = [
     (["add", "foo"], "Invalid number of arguments"),
     (["add", "foo", "x", "--options", "{bad"], "options wants JSON"),
     (["incr", "web", "--bogus"], "unrecognized arguments: --bogus"),
-    (["help", "nope"], "no help for 'nope'"),
+    (["incr", "web", "--wating"], "unrecognized arguments: --wating (did you mean '--waiting'?)"),
 ]
 
 
@@ -408,6 +493,54 @@ def test_usage_errors_exit_2_and_send_nothing(fake, ctl, argv, message):
     assert code == 2 and out == ""
     assert message in error and error.startswith("usage: circusctl")
     assert server.requests == []
+
+
+UNKNOWN = [
+    (["stauts"], "circusctl: unknown command 'stauts' (did you mean 'status'?)"),
+    (["stat"], "circusctl: unknown command 'stat' (did you mean 'start' or 'stats'?)"),
+    (["proceses", "web"], "circusctl: unknown command 'proceses' (did you mean 'processes'?)"),
+    (["help", "tial"], "circusctl: no help for 'tial' (did you mean 'tail'?)"),
+]
+
+
+@pytest.mark.parametrize("argv,message", UNKNOWN, ids=[" ".join(u[0]) for u in UNKNOWN])
+def test_unknown_command_gets_one_line_with_the_likely_one(fake, ctl, argv, message):
+    server = fake()
+    assert ctl("--endpoint", server.endpoint, *argv) == (2, "", message + "\n")
+    assert server.requests == []
+
+
+def test_unknown_command_far_from_any_lists_them_all(fake, ctl):
+    from circus.cli.ctl_forms import command_names
+    server = fake()
+    code, out, error = ctl("--endpoint", server.endpoint, "frobnicate")
+    assert (code, out) == (2, "")
+    assert error == f"circusctl: unknown command 'frobnicate' (commands: {', '.join(command_names())})\n"
+
+
+MALFORMED = [
+    ("foo", "not an endpoint (expected tcp://HOST:PORT or ipc://PATH)"),
+    ("tcp://x", "no port (expected tcp://HOST:PORT)"),
+    ("tcp://127.0.0.1:", "invalid port '' (expected 1 to 65535)"),
+    ("tcp://127.0.0.1:99999", "invalid port '99999' (expected 1 to 65535)"),
+    ("tcp://*:5555", "'*' is for binding: give the address circusd listens on (e.g. 127.0.0.1)"),
+    ("ipc://", "no socket path (expected ipc://PATH)"),
+    ("udp://1.2.3.4:5", "unsupported transport 'udp://' (expected tcp://HOST:PORT or ipc://PATH)"),
+]
+
+
+@pytest.mark.parametrize("endpoint,why", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_endpoint_is_a_usage_error(ctl, endpoint, why):
+    assert ctl("--endpoint", endpoint, "list") == (
+        2, "", f"circusctl: invalid --endpoint {endpoint!r}: {why}\n")
+
+
+def test_malformed_endpoint_from_the_environment_says_so(ctl, monkeypatch):
+    monkeypatch.setenv("CIRCUSCTL_ENDPOINT", "localhost:5555")
+    assert ctl("list") == (2, "", "circusctl: invalid $CIRCUSCTL_ENDPOINT 'localhost:5555': not "
+                           "an endpoint (expected tcp://HOST:PORT or ipc://PATH)\n")
+    assert ctl("list", "--endpoint", "tcp://h") == (
+        2, "", "circusctl: invalid --endpoint 'tcp://h': no port (expected tcp://HOST:PORT)\n")
 
 
 # -- help ----------------------------------------------------------------------------------------
@@ -431,6 +564,16 @@ def test_command_help(ctl, argv):
     assert out.startswith("usage: circusctl [options] kill <name> [<pid>] [--signum SIGNUM] "
                           "[--graceful_timeout GRACEFUL_TIMEOUT] [--waiting]\n")
     assert "Stop processes with the stop policy" in out and "--graceful_timeout" in out
+
+
+def test_help_is_for_people_not_the_protocol():
+    from circus.cli.ctl_forms import command_help, command_names
+    for name in command_names():
+        text = command_help(name)
+        for internal in ("reply:", "(new)", "*new*", "``"):
+            assert internal not in text, (name, internal)
+        assert all(len(line) <= 79 for line in text.splitlines() if not line.startswith("usage:"))
+    assert "Exit status: 0 when every watcher shown is active" in command_help("status")
 
 
 def test_every_protocol_command_has_a_form_and_help():
@@ -476,10 +619,25 @@ def _run_listen(server, *argv, env=None):
         proc.stderr.close()
 
 
-def test_listen_prints_bytes_reprs_like_0_19(fake):
+def test_listen_prints_topic_and_fields(fake):
+    # 0.19 printed the frames' Python bytes reprs: b'watcher.web.spawn': b'{"process_pid": 1}'
     server = fake(pub=True)
     line = _run_listen(server, "--endpoint", server.pub_endpoint, "listen", "watcher.web.")
-    assert line == "b'watcher.web.spawn': b'{\"process_pid\": 1}'\n"
+    assert line == "watcher.web.spawn  process_pid=1\n"
+    line = _run_listen(server, "--json", "--endpoint", server.pub_endpoint, "listen", "watcher.web.")
+    assert json.loads(line) == {"topic": "watcher.web.spawn", "data": {"process_pid": 1}}
+
+
+def test_event_line_fields():
+    from circus.cli.ctl_color import PLAIN
+    from circus.cli.ctl_follow import event_line
+    when = time.mktime((2026, 12, 6, 19, 7, 38, 0, 0, -1)) + 0.25
+    payload = {"state": "fatal", "reason": "exited 6 times", "time": when, "pid": None,
+               "ids": [1, 2], "empty": ""}
+    assert event_line(b"watcher.web.state", json.dumps(payload).encode(), PLAIN) == (
+        'watcher.web.state  state=fatal reason="exited 6 times" time=19:07:38.250 pid=null '
+        'ids=[1,2] empty=""')
+    assert event_line(b"x", b"not json", PLAIN) == "x  not json"
 
 
 def test_listen_stops_quietly_when_the_reader_goes_away(fake):
@@ -511,12 +669,10 @@ def test_listen_in_the_shell_asks_circusd_for_the_pubsub_endpoint(fake, capsys):
     server = fake(lambda req: ok(options={"pubsub_endpoint": server.pub_endpoint}), pub=True)
     session = circusctl.Session(circusctl.Options(endpoint=server.endpoint), shell=True)
     try:
-        assert session._pubsub_endpoint(session.options) == server.pub_endpoint
+        assert session.events_endpoint(session.options) == server.pub_endpoint
         assert server.last["properties"] == {"option": "pubsub_endpoint"}
-        server.handler = lambda req: None
-        session.options.timeout = 0.2
-        session.close()
-        assert session._pubsub_endpoint(session.options) == "tcp://127.0.0.1:5556"
+        server.handler = lambda req: ok(options={})          # a circusd that does not say
+        assert session.events_endpoint(session.options) == "tcp://127.0.0.1:5556"
     finally:
         session.close()
 
@@ -550,7 +706,8 @@ def test_shell_session(fake):
     assert proc.returncode == 0
     out = proc.stdout
     assert out.startswith(f"circusctl {__version__}\nweb: active\n(circusctl) web,worker\n"
-                          "(circusctl) active\n(circusctl) (circusctl) *** Unknown syntax: bogus\n")
+                          "(circusctl) active\n(circusctl) (circusctl) (circusctl) ")
+    assert "*** unknown command 'bogus' (type help for the commands)\n" in proc.stderr
     assert "Commands (type help <command>):" in out and "reloadconfig" in out
     assert "usage: circusctl [options] incr <name> [<nb>]" in out
     assert out.endswith("(circusctl) \n")

@@ -26,6 +26,7 @@ def test_the_wheel_contains_every_module(tmp_path):
     sources = {str(p.relative_to(ROOT)) for top in ("circus", "circusmeta")
                for p in (ROOT / top).rglob("*.py") if "__pycache__" not in p.parts}
     assert sources - names == set()
+    assert {f"circus/cli/completions/{f}" for f in ("circusctl.bash", "_circusctl", "circusctl.fish")} <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "circusd = circus.cli.circusd:main" in text and "circusctl = circus.cli.circusctl:main" in text

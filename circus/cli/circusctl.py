@@ -1,16 +1,20 @@
 """circusctl: run control commands against circusd, print the answers; an interactive shell.
 
-Compatible with circusctl 0.19: same commands, positional forms, flags, output and exit codes.
+Compatible with circusctl 0.19: same commands, positional forms, flags and exit codes; the
+output of what scripts parse is 0.19's (``status`` lines when stdout is not a terminal, ``list``,
+``get``...), and readable tables where 0.19 printed ``ok`` or Python reprs.
 
 Exit codes (one place: :class:`Exit`):
 
-* 0 ok (also with ``--json``, whatever the reply says, as 0.19 did)
-* 1 no answer: timeout, unreachable endpoint, ssh tunnel failure (with 0.19's hint on timeout)
-* 2 usage error: unknown command, wrong arguments or flags (0.19 used 1 for a wrong number of
-  arguments and crashed with a traceback on a value it could not convert; nothing is sent then);
-  also a key file that cannot be used, ``--curve-key`` without ``--server-key`` (or the
-  reverse), and ``keygen`` refusing to replace existing files
-* 3 circusd answered with an error
+* 0 ok; for ``status``: every watcher shown is active with nothing wrong
+* 1 no answer: the endpoint named with the likely cause, at once when it can be known (no such
+  socket file, connection refused, a failed CURVE handshake), else at ``--timeout``; an ssh
+  tunnel failure
+* 2 usage error: unknown command (with "did you mean"), wrong arguments or flags, a malformed
+  endpoint (nothing is sent then); also a key file that cannot be used, ``--curve-key``
+  without ``--server-key`` (or the reverse), and ``keygen`` refusing to replace existing files
+* 3 circusd answered with an error (also with ``--json``); ``status``: a watcher is not active,
+  or something is wrong with it (LSB's "not running")
 * ``tool NAME``: once the tool ran, its own exit code (128+N if killed by signal N, 124 if killed
   at its timeout); see :mod:`circus.cli.ctl_tool`
 
@@ -24,7 +28,6 @@ pyzmq and little else. The shell and the event listener import what they need wh
 """
 from __future__ import annotations
 
-import argparse
 import enum
 import os
 import sys
@@ -32,11 +35,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence, TextIO
 
 from circus import __version__
-from circus.cli.ctl_forms import (LOCAL_COMMANDS, USAGE, HelpRequested, UsageError, add_global_options,
-                                  build_request, command_help, command_names, summary)
+from circus.cli.ctl_color import Paint, wants_color
+from circus.cli.ctl_forms import (LOCAL_COMMANDS, SHELLS, HelpRequested, UsageError, build_request,
+                                  command_names, global_parser)
 from circus.cli.ctl_keys import ENV_CURVE_KEY, ENV_SERVER_KEY, KeyOptionError, client_keys
-from circus.cli.ctl_output import render, render_event, render_json, render_line
+from circus.cli.ctl_output import render, render_json, warnings
 from circus.client.errors import CallError, CallTimeout
+from circus.client.reach import endpoint_problem
 from circus.client.wire import DEFAULT_ENDPOINT_DEALER, DEFAULT_ENDPOINT_SUB
 from circus.protocol import COMMANDS
 
@@ -44,7 +49,8 @@ __all__ = ["main", "Exit", "Session", "VERSION", "TIMEOUT_HINT"]
 
 VERSION = f"circusctl {__version__}"
 
-# The hint circusctl 0.19 prints after "Timed out." (kept word for word: users know it).
+# The hint circusctl 0.19 printed after "Timed out.", kept for the one case where nothing more
+# precise is known: a call through an ssh tunnel.
 TIMEOUT_HINT = """
 A time out usually happens in one of those cases:
 
@@ -58,6 +64,10 @@ For #2, if you are not expecting a result to
 come back, increase your timeout option value
 (particularly with waiting switches)
 """
+
+
+class EndpointProblem(Exception):
+    """A malformed endpoint: said in one line, exit 2."""
 
 
 class KeyProblem(Exception):
@@ -94,9 +104,26 @@ class Options:
     curve_key: str | None = None       # as given with --curve-key (else the environment's)
     server_key: str | None = None
     curve: Any = None                  # the ClientKeys loaded from those; None: no CURVE
+    no_color: bool = False
+    node: str | None = None            # --node: the endpoint came from the pool file
 
     def control_endpoint(self) -> str:
         return self.endpoint or os.environ.get("CIRCUSCTL_ENDPOINT") or DEFAULT_ENDPOINT_DEALER
+
+    def where(self, events: bool = False) -> str:
+        """Where the endpoint in use was given, for an error message."""
+        if self.node:
+            return f"the endpoint of node {self.node!r}"
+        if self.endpoint or events:
+            return "--endpoint"
+        return "$CIRCUSCTL_ENDPOINT" if os.environ.get("CIRCUSCTL_ENDPOINT") else "the endpoint"
+
+
+def checked(endpoint: str, where: str) -> str:
+    problem = endpoint_problem(endpoint)
+    if problem:
+        raise EndpointProblem(f"invalid {where} {endpoint!r}: {problem}")
+    return endpoint
 
 
 class Session:
@@ -109,18 +136,29 @@ class Session:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._client: Any = None
+        self._no_color = False             # --no-color given after the current command
+
+    @property
+    def paint_out(self) -> Paint:
+        return Paint(wants_color(self.out, self.options.no_color or self._no_color))
+
+    @property
+    def paint_err(self) -> Paint:
+        return Paint(wants_color(self.err, self.options.no_color or self._no_color))
 
     def client(self, options: Options) -> Any:
         from circus.client.sync import CircusClient
 
-        if options is not self.options:
-            return CircusClient(endpoint=options.control_endpoint(), timeout=options.timeout,
+        def make() -> Any:
+            endpoint = checked(options.control_endpoint(), options.where())
+            return CircusClient(endpoint=endpoint, timeout=options.timeout,
                                 ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile,
-                                curve=options.curve)
+                                curve=options.curve, diagnose=True)
+
+        if options is not self.options:
+            return make()
         if self._client is None:
-            self._client = CircusClient(endpoint=options.control_endpoint(), timeout=options.timeout,
-                                        ssh_server=options.ssh, ssh_keyfile=options.ssh_keyfile,
-                                        curve=options.curve)
+            self._client = make()
         return self._client
 
     def close(self) -> None:
@@ -133,23 +171,42 @@ class Session:
         stream.write(text + "\n")
         stream.flush()
 
+    def problem(self, text: str) -> None:
+        """One of circusctl's own errors, on stderr (red on a terminal)."""
+        self.print(self.paint_err.error(text), error=True)
+
     def run(self, name: str, words: Sequence[str]) -> int:
         """Run command ``name`` with its words; print the outcome; return the exit code."""
+        try:
+            return self._run(name, words)
+        finally:
+            self._no_color = False
+
+    def _run(self, name: str, words: Sequence[str]) -> int:
         try:
             if name == "help":
                 return self.help(list(words))
             if name not in command_names():
-                raise UsageError(f"unknown command {name!r} (choose from {', '.join(command_names())})")
+                from circus.cli.ctl_help import unknown_command
+                raise unknown_command(name)
             props, overrides = build_request(name, words)
             if name == "keygen":
                 from circus.cli.ctl_keys import keygen
                 return keygen(props["name"], props.get("dir"), props.get("force", False),
                               self.out, self.err)
+            if name == "completion":
+                return self.completion(props["shell"])
             options = self._with(overrides)
+            self._no_color = options.no_color
             if name == "listen":
-                return self.listen(props.get("topic") or [""], options, "endpoint" in overrides)
-            if name == "tail":
-                return self.tail(props, options)
+                from circus.cli.ctl_follow import listen
+                return listen(self, props.get("topic") or [""],
+                              self.events_endpoint(options, "endpoint" in overrides), options)
+            if name == "tail" and props.pop("follow", False):
+                from circus.cli.ctl_follow import follow_tail
+                return follow_tail(self, props, options)
+            if name == "status":
+                return self.status(props, options)
             if name == "tool":
                 from circus.cli.ctl_tool import run_tool
                 return run_tool(self, props, options)
@@ -157,19 +214,32 @@ class Session:
         except HelpRequested:
             return self.help([name])
         except UsageError as exc:
-            self.print(str(exc), error=True)
+            from circus.cli.ctl_help import UnknownCommand
+            if isinstance(exc, UnknownCommand):
+                self.problem(str(exc))
+            else:
+                self.print(str(exc), error=True)
             return Exit.USAGE
-        except KeyProblem as exc:
-            self.print(f"circusctl: {exc}", error=True)
+        except (KeyProblem, EndpointProblem) as exc:
+            self.problem(f"circusctl: {exc}")
             return Exit.USAGE
         except CallTimeout as exc:
-            self.print(f"{exc}{TIMEOUT_HINT}".rstrip("\n"), error=True)
+            if str(exc) == "Timed out.":          # nothing more precise (an ssh tunnel)
+                self.print(f"{exc}{TIMEOUT_HINT}".rstrip("\n"), error=True)
+            else:
+                self.problem(f"circusctl: {exc}")
             return Exit.NO_ANSWER
-        except CallError as exc:
-            self.print(str(exc), error=True)
+        except CallError as exc:                   # Unreachable, TunnelError...
+            self.problem(f"circusctl: {exc}")
             return Exit.NO_ANSWER
         except KeyboardInterrupt:
             return Exit.NO_ANSWER
+        except Exception as exc:                   # an endpoint zmq refuses that we let by
+            import zmq
+            if isinstance(exc, zmq.ZMQError) and exc.errno == zmq.EINVAL:
+                self.problem(f"circusctl: invalid endpoint: {exc}")
+                return Exit.USAGE
+            raise
 
     def _with(self, overrides: dict[str, Any]) -> Options:
         if not overrides:
@@ -179,9 +249,8 @@ class Session:
             options.curve = load_keys(options.curve_key, options.server_key, self.err)
         return options
 
-    def call(self, name: str, props: dict[str, Any], options: Options,
-             keep: dict[str, Any] | None = None) -> int:
-        """Send one command, print the reply (``keep`` receives the reply's fields)."""
+    def request(self, name: str, props: dict[str, Any], options: Options) -> dict[str, Any]:
+        """Send one command (with progress lines on stderr when asked) and return its reply."""
         from circus.client.wire import make_message
 
         if props.get("waiting") and any(p.name == "timeout" for p in COMMANDS[name].props):
@@ -190,7 +259,7 @@ class Session:
         try:
             if props.get("waiting") and self._wants_progress(name, options):
                 from circus.cli.ctl_progress import Progress
-                with Progress(self._pubsub_endpoint(options), props.get("name"), self.err,
+                with Progress(self.pubsub_endpoint(options), props.get("name"), self.err,
                               options.curve):
                     reply = client.call(make_message(name, **props))
             else:
@@ -198,16 +267,57 @@ class Session:
         finally:
             if client is not self._client:
                 client.stop()
-        if keep is not None and isinstance(reply, dict):
+        if not isinstance(reply, dict):
+            raise CallError(f"circusd at {options.control_endpoint()} sent no reply object")
+        return reply
+
+    def call(self, name: str, props: dict[str, Any], options: Options,
+             keep: dict[str, Any] | None = None) -> int:
+        """Send one command, print the reply (``keep`` receives the reply's fields)."""
+        reply = self.request(name, props, options)
+        if keep is not None:
             keep.update(reply)
+        is_error = reply.get("status") == "error"
         if options.json:
             color = options.prettify and self.out.isatty()
             self.print(render_json(reply, options.prettify, color))
-            return Exit.OK
-        text, is_error = render(name, reply, props)
+            return Exit.ERROR_REPLY if is_error else Exit.OK
+        text, is_error = render(name, reply, props, self.paint_err if is_error else self.paint_out)
         if text or is_error or name != "tail":      # no lines yet: nothing to print
             self.print(text, error=is_error)
+        for warning in warnings(reply):
+            self.print(f"{self.paint_err.warning('warning:')} {warning}", error=True)
         return Exit.ERROR_REPLY if is_error else Exit.OK
+
+    def status(self, props: dict[str, Any], options: Options) -> int:
+        """``status``: the plain lines or the table, and an exit code that says if all is well."""
+        from circus.cli.ctl_status import plain_text, status_exit, watcher_detail, watchers_table
+
+        table, plain = props.pop("table", False), props.pop("plain", False)
+        reply = self.request("status", props, options)
+        code = status_exit(reply)
+        if options.json or reply.get("status") == "error":
+            self._print_reply("status", reply, props, options)
+            return code
+        paint = self.paint_out
+        if plain or not (table or self.out.isatty()):
+            self.print(plain_text(reply, paint))
+            return code
+        if "statuses" in reply:
+            procs = self.request("processes", {}, options)
+            lines = watchers_table(reply, procs if procs.get("status") == "ok" else None, paint)
+        else:
+            lines = watcher_detail(str(props.get("name")), reply, paint)
+        self.print("\n".join(lines))
+        return code
+
+    def _print_reply(self, name: str, reply: dict[str, Any], props: dict[str, Any],
+                     options: Options) -> None:
+        if options.json:
+            self.print(render_json(reply, options.prettify, options.prettify and self.out.isatty()))
+        else:
+            text, is_error = render(name, reply, props, self.paint_err)
+            self.print(text, error=is_error)
 
     def _wants_progress(self, name: str, options: Options) -> bool:
         from circus.cli.ctl_progress import PROGRESS_COMMANDS
@@ -215,135 +325,49 @@ class Session:
             return False
         return options.progress if options.progress is not None else self.err.isatty()
 
-    def listen(self, topics: list[str], options: Options, explicit: bool = False) -> int:
-        """Print events until interrupted. ``--endpoint`` names the pubsub endpoint here, as in
+    def events_endpoint(self, options: Options, explicit: bool = False) -> str:
+        """The endpoint ``listen`` follows. ``--endpoint`` names the pubsub endpoint here, as in
         0.19; in the shell, whose ``--endpoint`` is the control one, circusd is asked for it."""
-        from circus.consumer import CircusConsumer
-
         if self.shell and not explicit:
-            endpoint = self._pubsub_endpoint(options)
-        else:
-            endpoint = options.endpoint or DEFAULT_ENDPOINT_SUB
-        with CircusConsumer(topics, endpoint=endpoint, ssh_server=options.ssh,
-                            ssh_keyfile=options.ssh_keyfile, curve=options.curve) as consumer:
-            for topic, message in consumer:
-                self.print(render_event(topic, message))
-        return Exit.OK
+            return self.pubsub_endpoint(options)
+        return checked(options.endpoint or DEFAULT_ENDPOINT_SUB, options.where(events=True))
 
-    def tail(self, props: dict[str, Any], options: Options) -> int:
-        """The last lines; with ``--follow``, then every new line until interrupted. Following
-        subscribes first and waits for circusd's confirmation, then asks for the last lines, so
-        that no line falls between the two; lines seen twice are recognised by their ``seq``."""
-        follow = props.pop("follow", False)
-        if not follow:
-            return self.call("tail", props, options)
-        import json
-        import time
-
-        from circus.consumer import CircusConsumer
-        from circus.protocol import output_topic
-
-        topic = output_topic(props["name"], props.get("stream") or "")
-        endpoint = self._pubsub_endpoint(options)
-        with CircusConsumer([topic], endpoint=endpoint, ssh_server=options.ssh,
-                            ssh_keyfile=options.ssh_keyfile, curve=options.curve) as consumer:
-            deadline = time.monotonic() + options.timeout
-            while True:           # circusd answers a new output subscription on that very topic
-                left = deadline - time.monotonic()
-                if left <= 0 or not consumer.next_ready(left):
-                    self.print(f"no confirmation of the subscription to {topic} from {endpoint} "
-                               f"within {options.timeout:g} s", error=True)
-                    return Exit.NO_ANSWER
-                event = json.loads(consumer.pubsub_socket.recv_multipart()[-1])
-                if event.get("subscribed") == topic:
-                    break
-            last: dict[str, Any] = {}
-            code = self.call("tail", props, options, keep=last)
-            if code != Exit.OK or last.get("status") != "ok":
-                return code or Exit.ERROR_REPLY
-            seen = max((entry["seq"] for entry in last.get("lines") or []), default=0)
-            try:
-                for _, message in consumer:
-                    event = json.loads(message)
-                    if "line" not in event:
-                        continue
-                    if seen and event.get("seq", 0) <= seen:
-                        continue              # already printed from the reply
-                    seen = 0                  # past the reply: print everything from now on
-                    self.print(json.dumps(event) if options.json else render_line(event))
-            except KeyboardInterrupt:
-                pass
-        return Exit.OK
-
-    def _pubsub_endpoint(self, options: Options) -> str:
+    def pubsub_endpoint(self, options: Options) -> str:
+        """circusd's events endpoint, as it says (0.19's default if it does not say)."""
         from circus.client.wire import make_message
 
-        try:
-            reply = self.client(options).call(make_message("globaloptions", option="pubsub_endpoint"))
-        except CallError:
-            reply = None
+        reply = self.client(options).call(make_message("globaloptions", option="pubsub_endpoint"))
         found = (reply or {}).get("options", {}).get("pubsub_endpoint") if isinstance(reply, dict) else None
-        return found if isinstance(found, str) and found else DEFAULT_ENDPOINT_SUB
+        return found if isinstance(found, str) and found and not endpoint_problem(found) \
+            else DEFAULT_ENDPOINT_SUB
+
+    _pubsub_endpoint = pubsub_endpoint
+
+    def completion(self, shell: str) -> int:
+        if shell not in SHELLS:
+            raise UsageError(f"no completion for {shell!r} (shells: {', '.join(SHELLS)})",
+                             "circusctl completion bash|zsh|fish", "circusctl completion")
+        from circus.cli.ctl_complete import script
+        self.out.write(script(shell))
+        self.out.flush()
+        return Exit.OK
 
     def help(self, words: list[str]) -> int:
         if not words:
+            from circus.cli.ctl_help import main_help
             self.print(main_help().rstrip("\n"))
             return Exit.OK
         if len(words) > 1 or words[0] not in command_names():
-            raise UsageError(f"no help for {' '.join(words)!r}: not a command "
-                             f"(choose from {', '.join(command_names())})")
+            from circus.cli.ctl_help import unknown_command
+            raise unknown_command(" ".join(words), what="no help for")
+        from circus.cli.ctl_help import command_help
         self.print(command_help(words[0]).rstrip("\n"))
         return Exit.OK
 
 
-def _global_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="circusctl", usage=USAGE, add_help=False,
-                                     description="Controls a Circus daemon",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_global_options(parser)
-    parser.add_argument("--node", help="run the command on this node of the pool file (its "
-                        "endpoint; for listen its pubsub_endpoint)")
-    parser.add_argument("--pool", help="the pool file for --node (default: $CIRCUSMETA_POOL, "
-                        "~/.config/circus/pool.ini, /etc/circus/pool.ini)")
-    parser.add_argument("--help", "-h", action="store_true", help="show this help and exit")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
-    parser.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-    def error(message: str) -> Any:
-        raise UsageError(message)
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
-
-
-def main_help() -> str:
-    names = command_names()
-    width = max(len(n) for n in names) + 2
-    parser = _global_parser()
-    parser.description = "Controls a Circus daemon\n\nCommands:\n" + "\n".join(
-        f"  {name:<{width}}{summary(name)}" for name in names) + \
-        "\n\nRun 'circusctl help COMMAND' for a command's arguments and flags." \
-        "\nWithout a command: an interactive shell."
-    return parser.format_help()
-
-
-def bash_complete(environ: dict[str, str] | os._Environ[str]) -> int:
-    """0.19's bash completion protocol (``AUTO_COMPLETE``, ``COMP_WORDS``, ``COMP_CWORD`` set by
-    the completion script): print the command names that complete the first word; exit 1."""
-    words = environ.get("COMP_WORDS", "").split()[1:]
-    try:
-        cword = int(environ.get("COMP_CWORD", "0"))
-    except ValueError:
-        cword = 0
-    current = words[cword - 1] if 0 < cword <= len(words) else ""
-    if cword == 1:
-        print(" ".join(name for name in command_names() if name.startswith(current)))
-    return Exit.NO_ANSWER
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     if "AUTO_COMPLETE" in os.environ:
+        from circus.cli.ctl_complete import bash_complete
         return bash_complete(os.environ)
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
@@ -378,7 +402,7 @@ def _node_target(node: str, pool: str | None, events: bool) -> tuple[str, Any]:
 
 def _main(args: list[str]) -> int:
     try:
-        ns = _global_parser().parse_args(args)
+        ns = global_parser().parse_args(args)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return Exit.USAGE
@@ -399,7 +423,8 @@ def _main(args: list[str]) -> int:
         return Exit.USAGE
     options = Options(endpoint=ns.endpoint, timeout=ns.timeout, json=ns.json, prettify=ns.prettify,
                       ssh=ns.ssh, ssh_keyfile=ns.ssh_keyfile, progress=ns.progress,
-                      curve_key=curve_key, server_key=server_key, curve=curve)
+                      curve_key=curve_key, server_key=server_key, curve=curve,
+                      no_color=ns.no_color, node=ns.node if not local else None)
     session = Session(options)
     try:
         if ns.help:

@@ -19,8 +19,8 @@ from circus.cli.ctl_values import ValueProblem, convert_option
 from circus.protocol import COMMANDS, Command, Prop
 
 __all__ = ["UsageError", "HelpRequested", "Pos", "FORMS", "CLI_ONLY", "CLI_FLAGS", "CLI_OPTIONS",
-           "LOCAL_COMMANDS", "command_names",
-           "command_parser", "build_request", "command_help", "summary"]
+           "LOCAL_COMMANDS", "SHELLS", "command_names", "global_parser", "form", "clean_doc", "watcher_commands",
+           "command_parser", "build_request", "command_help"]
 
 USAGE = "circusctl [options] command [args]"
 
@@ -90,7 +90,7 @@ FORMS: dict[str, tuple[Pos, ...]] = {
     "numprocesses": _p("[name]"), "numwatchers": (), "processes": _p("[name]"),
     "nodeinfo": (), "rename": _p("name"), "status": _p("[name]"),
     "stats": _p("[name] [process]"), "dstats": (), "kill": _p("name [pid]"),
-    "signal": _p("name [pid] signum"), "reopen": (), "ipython": (), "tail": _p("name"),
+    "signal": _p("name [pid] signum"), "reopen": (), "ipython": (), "tail": _p("[name]"),
     "tools": (), "tool": _p("name [args=argv]"),
 }
 
@@ -102,6 +102,9 @@ INVERTED: dict[tuple[str, str], tuple[str, str]] = {
 #: flags of a protocol command that only circusctl acts on: command -> ((flag, help), ...)
 CLI_FLAGS: dict[str, tuple[tuple[str, str], ...]] = {
     "tail": (("follow", "then print new lines as they are written, until interrupted"),),
+    "status": (("table", "the table (pids, uptime, restarts), even when stdout is not a "
+                "terminal"),
+               ("plain", "0.19's 'name: state' lines, even on a terminal")),
     "keygen": (("force", "replace existing key files of that name"),),
 }
 
@@ -118,28 +121,42 @@ CLI_ONLY: dict[str, tuple[str, tuple[Pos, ...]]] = {
     "help": ("Show the help of circusctl or of one command", _p("[command]")),
     "keygen": ("Write a CURVE key pair, NAME.key and NAME.key_secret (no daemon contacted)",
                _p("name")),
+    "completion": ("Print the shell completion script for bash, zsh or fish", _p("shell")),
 }
 
 #: commands circusctl runs itself, without circusd (and without keys)
-LOCAL_COMMANDS = frozenset({"help", "keygen"})
+LOCAL_COMMANDS = frozenset({"help", "keygen", "completion"})
+
+#: the shells ``completion`` writes a script for
+SHELLS = ("bash", "zsh", "fish")
 
 #: the global options, accepted after the command too
 GLOBAL_FLAGS = ("endpoint", "timeout", "json", "prettify", "progress", "ssh", "ssh_keyfile",
-                "curve_key", "server_key")
+                "curve_key", "server_key", "no_color")
 
 
 def command_names() -> list[str]:
     return sorted(set(COMMANDS) | set(CLI_ONLY))
 
 
-def summary(name: str) -> str:
-    if name in CLI_ONLY:
-        return CLI_ONLY[name][0]
-    return COMMANDS[name].summary
-
-
-def _form(name: str) -> tuple[Pos, ...]:
+def form(name: str) -> tuple[Pos, ...]:
+    """The positional arguments of a command."""
     return CLI_ONLY[name][1] if name in CLI_ONLY else FORMS.get(name, ())
+
+
+_form = form
+
+
+def watcher_commands() -> list[str]:
+    """The commands whose first argument is a watcher name (for completion)."""
+    out = []
+    for name, command in COMMANDS.items():
+        positionals = FORMS.get(name, ())
+        prop = next((p for p in command.props if p.name == "name"), None)
+        if positionals and positionals[0].prop == "name" and prop is not None and \
+                prop.doc.startswith("watcher name"):
+            out.append(name)
+    return sorted(out)
 
 
 def _flag_names(prop: Prop) -> list[str]:
@@ -156,17 +173,34 @@ def _flag_props(command: Command) -> list[Prop]:
     return [p for p in command.props if p.name not in taken]
 
 
-def _rst(text: str) -> str:
-    return text.replace("``", "").replace("*new*", "(new)")
+#: flag help in the operator's terms, where the protocol's words are about replies
+FLAG_DOCS = {
+    "waiting": "wait until it is done: fail with the reason if it did not work",
+    "match": "how <name> matches watchers: glob (default), simple or regex",
+    "stream": "only stdout or only stderr (default: both)",
+}
+
+
+def clean_doc(text: str) -> str:
+    """A protocol doc string for a person: no reST quotes, no "new in this version" marks."""
+    return text.replace("``", "").replace("*new*: ", "").replace("*new* ", "").replace("*new*", "")
 
 
 def _help(text: str) -> str:
     """A flag's help for argparse, which %-formats it."""
-    return _rst(text).replace("%", "%%")
+    return clean_doc(text).replace("%", "%%")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            from circus.cli.ctl_help import did_you_mean
+            flags = [opt for action in self._actions for opt in action.option_strings
+                     if opt.startswith("--")]
+            words = message[len(prefix):].split()
+            hints = [did_you_mean(w, flags) for w in words if w.startswith("--")]
+            message += next((h for h in hints if h), "")
         raise UsageError(message, self.usage or USAGE, self.prog)
 
 
@@ -185,33 +219,6 @@ def _usage(name: str) -> str:
     if any(pos.many == "argv" for pos in _form(name)):    # its flags only before the positionals
         words = [words[0], *words[1 + len(positionals):], *positionals]
     return " ".join(words)
-
-
-def _description(name: str) -> str:
-    lines = [summary(name) + "."]
-    command = COMMANDS.get(name)
-    if command is not None and command.doc:
-        lines += ["", _rst(command.doc)]
-    positionals = _form(name)
-    if positionals:
-        props = {p.name: p for p in command.props} if command else {}
-        lines += ["", "arguments:"]
-        for pos in positionals:
-            prop = props.get(pos.prop)
-            doc = _rst(prop.doc) if prop else _CLI_POSITIONALS.get(pos.prop, "")
-            if prop is not None and prop.default not in (None, False, {}, ()):
-                doc += f" (default: {prop.default})"
-            if pos.many == "pairs":
-                doc = "option names and values; values are converted per option"
-            lines.append(f"  {pos.label:<22}{doc}")
-    if command is not None and command.reply:
-        lines += ["", "reply: " + _rst(command.reply)]
-    return "\n".join(lines)
-
-
-_CLI_POSITIONALS = {"topic": "event topic prefix (default: every event)",
-                    "command": "a command name",
-                    "name": "the key's name: the files are NAME.key and NAME.key_secret"}
 
 
 def _typed(prop: Prop) -> Callable[[str], Any]:
@@ -254,7 +261,7 @@ def _word(prop: Prop, text: str) -> Any:
 
 def command_parser(name: str) -> argparse.ArgumentParser:
     """The parser of one command's words (after the command name)."""
-    parser = _Parser(prog=f"circusctl {name}", usage=_usage(name), description=_description(name),
+    parser = _Parser(prog=f"circusctl {name}", usage=_usage(name),
                      formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
     parser.add_argument("-h", "--help", action="store_true", default=argparse.SUPPRESS,
                         help="show this help and exit")
@@ -268,7 +275,12 @@ def command_parser(name: str) -> argparse.ArgumentParser:
                                     default=argparse.SUPPRESS, help=inverted[1])
             elif bool in prop.types:
                 parser.add_argument(*_flag_names(prop), dest=prop.name, action="store_true",
-                                    default=argparse.SUPPRESS, help=_help(prop.doc))
+                                    default=argparse.SUPPRESS,
+                                    help=_help(FLAG_DOCS.get(prop.name, prop.doc)))
+            elif prop.name in FLAG_DOCS:
+                parser.add_argument(*_flag_names(prop), dest=prop.name, type=_typed(prop),
+                                    metavar=prop.name.upper(), default=argparse.SUPPRESS,
+                                    help=_help(FLAG_DOCS[prop.name]))
             else:
                 parser.add_argument(*_flag_names(prop), dest=prop.name, type=_typed(prop),
                                     metavar=prop.name.upper(), default=argparse.SUPPRESS,
@@ -281,6 +293,23 @@ def command_parser(name: str) -> argparse.ArgumentParser:
         parser.add_argument("--" + flag, dest=flag, metavar=metavar, default=argparse.SUPPRESS,
                             help=text)
     add_global_options(parser, hidden=True)
+    return parser
+
+
+def global_parser() -> argparse.ArgumentParser:
+    """The parser of circusctl's own flags, before the command."""
+    parser = _Parser(prog="circusctl", usage=USAGE, add_help=False,
+                     description="Controls a Circus daemon",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_global_options(parser)
+    parser.add_argument("--node", help="run the command on this node of the pool file (its "
+                        "endpoint; for listen its pubsub_endpoint)")
+    parser.add_argument("--pool", help="the pool file for --node (default: $CIRCUSMETA_POOL, "
+                        "~/.config/circus/pool.ini, /etc/circus/pool.ini)")
+    parser.add_argument("--help", "-h", action="store_true", help="show this help and exit")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 
@@ -306,6 +335,9 @@ def add_global_options(parser: argparse.ArgumentParser, hidden: bool = False) ->
     parser.add_argument("--ssh", default=default, help=h("ssh server, as user@host:port"))
     parser.add_argument("--ssh_keyfile", "--ssh-keyfile", dest="ssh_keyfile", default=default,
                         help=h("ssh key file"))
+    parser.add_argument("--no-color", "--no-colour", dest="no_color", action="store_true",
+                        default=argparse.SUPPRESS if hidden else False,
+                        help=h("no colours (also: $NO_COLOR set, or stdout not a terminal)"))
     add_key_options(parser, hidden=hidden)
 
 
@@ -320,7 +352,9 @@ def _timeout(text: str) -> float:
 
 
 def command_help(name: str) -> str:
-    return command_parser(name).format_help()
+    """A command's help for people (see :mod:`circus.cli.ctl_help`)."""
+    from circus.cli.ctl_help import command_help as text
+    return text(name)
 
 
 def build_request(name: str, words: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:

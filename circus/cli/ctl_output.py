@@ -1,28 +1,34 @@
-"""What circusctl prints for a reply: the same text as circusctl 0.19, plus our richer fields.
+"""What circusctl prints for a reply: 0.19's text where scripts parse it, readable tables
+where 0.19 printed little or nothing useful.
 
-``render(command, reply)`` returns the text and whether it is an error (printed on stderr, exit
-code 3). Formats kept from 0.19 (scripts parse them): ``list`` comma-joined, ``status`` as
-``name: state`` lines, ``options``/``get`` as ``key: value`` lines, ``stats`` as
-``pid: pid  cmd user nice rss vms cpu mem ctime``, ``listsockets`` as ``fd:socket 'name' at addr``,
-everything else ``ok``.
+``render(command, reply, props, paint)`` returns the text and whether it is an error (printed on
+stderr, exit code 3). Formats kept from 0.19 (scripts parse them): ``list`` comma-joined,
+``status`` as ``name: state`` lines (see :mod:`circus.cli.ctl_status` for its table),
+``options``/``get`` as ``key: value`` lines, ``listsockets`` as ``fd:socket 'name' at addr``,
+``numprocesses``/``incr``/``decr`` as a number, ``ok`` for commands that only act.
 
-Where the reply carries more than 0.19's did, we show it: ``status`` prints the rich state and
-its reason (``web: fatal (exited 3 times in 2.1 s: exit code 1)``), ``reloadconfig`` prints the
-plan's lines. Two 0.19 defects are not kept: ``status`` no longer drops the error's reason, and
-``globaloptions`` errors carry the ``error:`` prefix like every other command.
+New, for people: ``stats`` and ``dstats`` as a table with headers (WATCHER PID CPU% MEM% RSS VMS
+AGE CMD), ``nodeinfo`` as ``key: value`` lines, ``processes`` as a table, ``reloadconfig`` with
+the plan's lines, ``tail`` of every watcher with the watcher's name in front of each line. A
+reply's ``warning`` (``decr`` past zero) is for stderr: :func:`warnings`.
 """
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Callable, Mapping
 
-__all__ = ["render", "render_json", "render_event", "render_line"]
+from circus.cli.ctl_color import PLAIN, Paint
+from circus.cli.ctl_status import plain_text, processes_table
+from circus.cli.ctl_text import Cell, columns, duration, number, output_line, size
+
+__all__ = ["render", "render_json", "render_line", "warnings", "tail_lines", "name_width"]
 
 Reply = Mapping[str, Any]
 
 SINGLETON_TEXT = "This watcher is a Singleton - not changing the number of processes"
-_STAT_FIELDS = ("pid", "cmdline", "username", "nice", "mem_info1", "mem_info2", "cpu", "mem", "ctime")
+
+#: the kept name of the captured-line formatter
+render_line = output_line
 
 
 def _value(key: str, value: Any) -> str:
@@ -39,66 +45,72 @@ def _options(reply: Reply) -> str:
     return "\n".join(f"{k}: {_value(k, v)}" for k, v in (reply.get("options") or {}).items())
 
 
-def _infoline(info: Mapping[str, Any]) -> str:
-    v = {k: info.get(k, "N/A") for k in _STAT_FIELDS}
-    return (f"{v['pid']}  {v['cmdline']} {v['username']} {v['nice']} {v['mem_info1']} "
-            f"{v['mem_info2']} {v['cpu']} {v['mem']} {v['ctime']}")
+_STATS_HEADER = ["WATCHER", "PID", "CPU%", "MEM%", "RSS", "VMS", "AGE", "CMD"]
 
 
-def _process(info: Any) -> str:
-    """One process (and its children, indented); a string info (e.g. a dead pid) as is."""
+def _stat_rows(watcher: str, pid: Any, info: Any, paint: Paint, child: bool = False) -> list[list[Cell]]:
+    """The rows of one process (and its children, ``\\_`` in front of their command)."""
     if not isinstance(info, Mapping):
-        return str(info)
-    lines = [_infoline(info)]
-    lines += ["   " + _infoline(child) for child in info.get("children") or () if isinstance(child, Mapping)]
-    return "\n".join(lines)
+        return [[Cell(watcher, paint.bold), Cell(pid), *(Cell(None) for _ in range(5)), Cell(info)]]
+    cmd = str(info.get("cmdline") or "-")
+    rss = info.get("rss") if isinstance(info.get("rss"), (int, float)) else info.get("mem_info1")
+    vms = info.get("vms") if isinstance(info.get("vms"), (int, float)) else info.get("mem_info2")
+    rows = [[Cell("" if child else watcher, paint.bold, blank=""), Cell(info.get("pid", pid)),
+             Cell(number(info.get("cpu"))), Cell(number(info.get("mem"))), Cell(size(rss)),
+             Cell(size(vms)), Cell(duration(info.get("age"))),
+             Cell(f" \\_ {cmd}" if child else cmd)]]
+    for sub in info.get("children") or ():
+        if isinstance(sub, Mapping):
+            rows += _stat_rows(watcher, sub.get("pid"), sub, paint, child=True)
+    return rows
 
 
-def _stats(reply: Reply) -> str:
-    if "name" in reply:
-        lines = [f"{reply['name']}:"]
-        lines += [f"{pid}: {_process(info)}" for pid, info in (reply.get("info") or {}).items()]
-        return "\n".join(lines)
+def _stats_table(by_watcher: Mapping[str, Mapping[str, Any]], paint: Paint) -> str:
+    rows: list[list[Cell]] = []
+    for watcher, infos in by_watcher.items():
+        for pid, info in (infos or {}).items():
+            rows += _stat_rows(watcher, pid, info, paint)
+    return "\n".join(columns(rows, _STATS_HEADER, right=(1, 2, 3, 4, 5, 6),
+                             header_style=paint.dim))
+
+
+def _stats(reply: Reply, paint: Paint = PLAIN, props: Mapping[str, Any] | None = None) -> str:
     if "infos" in reply:
-        lines = []
-        for watcher, infos in (reply.get("infos") or {}).items():
-            lines.append(f"{watcher}:")
-            lines += [f"{pid}: {_process(info)}" for pid, info in (infos or {}).items()]
-        return "\n".join(lines)
-    return f"{reply.get('process')}: {_process(reply.get('info'))}\n"
+        return _stats_table(reply.get("infos") or {}, paint)
+    if "name" in reply:
+        return _stats_table({str(reply["name"]): reply.get("info") or {}}, paint)
+    name = str((props or {}).get("name") or "")       # one process: the watcher asked about
+    return _stats_table({name: {str(reply.get("process")): reply.get("info")}}, paint)
 
 
-def _dstats(reply: Reply) -> str:
-    info = reply.get("info") or {}
-    if not isinstance(info, Mapping):
-        return str(info)
-    lines = ["Main Process:", "    " + _infoline(info)]
-    children = [c for c in info.get("children") or () if isinstance(c, Mapping)]
-    if children:
-        lines.append("Children:")
-        lines += ["    " + _infoline(child) for child in children]
-    return "\n".join(lines)
+def _dstats(reply: Reply, paint: Paint = PLAIN) -> str:
+    info = reply.get("info")
+    pid = info.get("pid") if isinstance(info, Mapping) else "-"
+    return _stats_table({"circusd": {str(pid): info}}, paint)
 
 
-def _rich(state: Any, reason: Any) -> str:
-    return f"{state} ({reason})" if reason else str(state)
-
-
-def _status(reply: Reply) -> str:
-    if "statuses" in reply:
-        statuses = reply.get("statuses") or {}
-        details = reply.get("details") or {}
-        lines = []
-        for name in sorted(statuses):
-            detail = details.get(name)
-            if isinstance(detail, Mapping) and detail.get("state"):
-                lines.append(f"{name}: {_rich(detail['state'], detail.get('reason'))}")
-            else:
-                lines.append(f"{name}: {statuses[name]}")
-        return "\n".join(lines)
-    if reply.get("state"):
-        return _rich(reply["state"], reply.get("reason"))
-    return str(reply.get("status"))
+def _nodeinfo(reply: Reply, paint: Paint = PLAIN) -> str:
+    """``key: value`` lines, values aligned."""
+    r = dict(reply)
+    load = r.get("load")
+    if isinstance(load, list):
+        cpus = r.get("cpu_count")
+        load = " ".join(number(x, 2) for x in load) + " (1, 5, 15 min" + \
+            (f"; {cpus} CPUs)" if cpus else ")")
+    total, free = r.get("mem_total"), r.get("mem_available")
+    memory = None
+    if isinstance(total, (int, float)) and isinstance(free, (int, float)) and total > 0:
+        memory = f"{size(free)} available of {size(total)} ({100 * (total - free) / total:.1f}% used)"
+    pairs = [("name", r.get("name", r.get("node"))), ("version", r.get("version")),
+             ("pid", r.get("pid")), ("uptime", duration(r.get("uptime"))), ("load", load),
+             ("memory", memory), ("watchers", r.get("watchers")),
+             ("processes", r.get("processes"))]
+    known = {"name", "node", "version", "pid", "uptime", "load", "cpu_count", "mem_total",
+             "mem_available", "watchers", "processes", "status", "time", "id"}
+    pairs += [(k, v) for k, v in r.items() if k not in known]
+    pairs = [(k, v) for k, v in pairs if v is not None]
+    width = max(len(k) for k, _ in pairs) + 2
+    return "\n".join(f"{k + ':':<{width}}{v}" for k, v in pairs)
 
 
 def _list(reply: Reply) -> str:
@@ -120,9 +132,13 @@ def _count(field: str) -> Callable[[Reply], str]:
     return lambda reply: str(reply.get(field))
 
 
-def _resize(reply: Reply) -> str:
+def _resize(reply: Reply, props: Mapping[str, Any] | None = None) -> str:
+    """0.19's text: the new number of processes with ``--waiting``, else ``ok`` (circusd says
+    the number either way: it is in ``--json``)."""
     if "singleton" in reply:
         return SINGLETON_TEXT
+    if not (props or {}).get("waiting"):
+        return "ok"
     return str(reply.get("numprocesses", "ok"))
 
 
@@ -141,16 +157,30 @@ def _reloadconfig(reply: Reply, dry_run: bool = False) -> str:
     return "\n".join(["ok", *lines])
 
 
-def render_line(entry: Mapping[str, Any]) -> str:
-    """One captured output line (``tail``): ``<local time> [<pid>] <stream> | <line>``."""
-    when = entry.get("time")
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if isinstance(when, (int, float)) else "-"
-    cut = f" [... {entry['cut']} bytes in all]" if isinstance(entry.get("cut"), int) else ""
-    return f"{stamp} [{entry.get('pid')}] {entry.get('stream')} | {entry.get('line')}{cut}"
+def name_width(names: Any) -> int:
+    return max((len(str(n)) for n in names), default=0)
 
 
-def _tail(reply: Reply) -> str:
-    return "\n".join(render_line(entry) for entry in reply.get("lines") or [])
+def tail_lines(entries: Any, paint: Paint = PLAIN, width: int | None = None,
+               by_watcher: bool = False) -> list[str]:
+    """``tail`` lines: of one watcher ``<time> [<pid>] <stream> | <line>``; of every watcher
+    (``by_watcher``) ``<watcher> | <line>``, names aligned to ``width`` and coloured."""
+    entries = [e for e in entries or () if isinstance(e, Mapping)]
+    if not by_watcher:
+        return [output_line(e) for e in entries]
+    if width is None:
+        width = name_width(e.get("watcher", "") for e in entries)
+    out = []
+    for e in entries:
+        name = str(e.get("watcher", ""))
+        cut = f" [... {e['cut']} bytes in all]" if isinstance(e.get("cut"), int) else ""
+        out.append(f"{paint.name(name, name.ljust(width))} | {e.get('line')}{cut}")
+    return out
+
+
+def _tail(reply: Reply, paint: Paint = PLAIN, props: Mapping[str, Any] | None = None) -> str:
+    return "\n".join(tail_lines(reply.get("lines"), paint,
+                                by_watcher=not (props or {}).get("name")))
 
 
 def _tools(reply: Reply) -> str:
@@ -161,43 +191,51 @@ def _tools(reply: Reply) -> str:
                      for t in tools)
 
 
-def _processes(reply: Reply) -> str:
-    """``watcher: state, restarts N`` then ``  wid N: pid state [ready]`` per process."""
-    lines = []
-    for name, rec in sorted((reply.get("watchers") or {}).items()):
-        if not isinstance(rec, Mapping):
-            continue
-        lines.append(f"{name}: {rec.get('state')}, {rec.get('numprocesses')} wanted, "
-                     f"{rec.get('restarts')} restarts")
-        for p in rec.get("processes") or ():
-            ready = " ready" if p.get("ready") else ""
-            last = f" last exit {p['last_exit']}" if p.get("last_exit") is not None else ""
-            lines.append(f"  wid {p.get('wid')}: {p.get('pid') or '-'} {p.get('state')}{ready}{last}")
-    return "\n".join(lines)
+def _processes(reply: Reply, paint: Paint = PLAIN) -> str:
+    return "\n".join(processes_table(reply, paint))
 
 
-_OK: dict[str, Callable[[Reply], str]] = {
-    "list": _list, "status": _status, "stats": _stats, "dstats": _dstats,
-    "options": _options, "get": _options, "globaloptions": _options,
+_OK: dict[str, Callable[..., str]] = {
+    "list": _list, "options": _options, "get": _options, "globaloptions": _options,
     "listsockets": _listsockets, "numprocesses": _count("numprocesses"),
-    "numwatchers": _count("numwatchers"), "incr": _resize, "decr": _resize,
-    "reloadconfig": _reloadconfig, "tail": _tail,
-    "tools": _tools, "processes": _processes,
+    "numwatchers": _count("numwatchers"), "tools": _tools,
+}
+#: renderers that colour
+_PAINTED: dict[str, Callable[..., str]] = {
+    "status": plain_text, "stats": _stats, "dstats": _dstats, "nodeinfo": _nodeinfo,
+    "processes": _processes,
 }
 
 
-def render(command: str, reply: Reply, props: Mapping[str, Any] | None = None) -> tuple[str, bool]:
+def render(command: str, reply: Reply, props: Mapping[str, Any] | None = None,
+           paint: Paint = PLAIN) -> tuple[str, bool]:
     """``(text, is_error)`` for ``reply`` to ``command`` (sent with ``props``)."""
     status = reply.get("status")
     if status == "error":
-        return f"error: {reply.get('reason')}", True
+        return f"{paint.error('error:')} {reply.get('reason')}", True
     if command == "status" and "statuses" not in reply and status is not None:
-        return _status(reply), False
+        return plain_text(reply, paint), False
     if status != "ok":
-        return f"error: unexpected reply status {status!r}", True
+        return f"{paint.error('error:')} unexpected reply status {status!r}", True
     if command == "reloadconfig":
         return _reloadconfig(reply, bool((props or {}).get("dry_run"))), False
+    if command in ("tail", "stats"):
+        return (_tail if command == "tail" else _stats)(reply, paint, props), False
+    if command in ("incr", "decr"):
+        return _resize(reply, props), False
+    if command in _PAINTED:
+        return _PAINTED[command](reply, paint), False
     return _OK.get(command, lambda r: "ok")(reply), False
+
+
+def warnings(reply: Reply) -> list[str]:
+    """What an ``ok`` reply warns about (``decr`` clamped at zero...), for stderr."""
+    found = reply.get("warning")
+    if isinstance(found, str) and found:
+        return [found]
+    if isinstance(found, list):
+        return [str(w) for w in found if w]
+    return []
 
 
 def render_json(reply: Reply, prettify: bool = False, color: bool = False) -> str:
@@ -214,8 +252,3 @@ def render_json(reply: Reply, prettify: bool = False, color: bool = False) -> st
             return text
         return highlight(text, JsonLexer(), TerminalFormatter()).rstrip("\n")
     return text
-
-
-def render_event(topic: bytes, message: bytes) -> str:
-    """One event as ``circusctl listen`` prints it (0.19: the two frames' bytes reprs)."""
-    return f"{topic!r}: {message!r}"

@@ -1,9 +1,17 @@
 """circusctl's interactive shell: ``(circusctl)`` prompt, help, readline history and completion.
 
 Each line is run exactly as ``circusctl <line>`` would run it, through the same session (one
-client kept for the whole shell). Tab completes command names, and watcher names for commands
-whose first argument is a watcher. An empty line does nothing (``cmd``'s default would repeat the
-last command, which is wrong for ``incr``). EOF (Ctrl-D) leaves.
+client kept for the whole shell), with two exceptions that keep an operator from stopping
+everything by accident:
+
+* ``quit`` and ``exit`` (and EOF, Ctrl-D) leave the shell; circusd goes on;
+* ``shutdown [--keep] [--waiting] [--yes]`` stops circusd (0.19's ``quit`` command), after
+  asking ``Really stop circusd and every watcher? [y/N]`` unless ``--yes``.
+
+Outside the shell ``circusctl quit`` keeps 0.19's meaning. Tab completes command names, and
+watcher names for commands whose first argument is a watcher. An empty line does nothing
+(``cmd``'s default would repeat the last command, which is wrong for ``incr``). A mistyped
+command gets "did you mean".
 """
 from __future__ import annotations
 
@@ -14,18 +22,22 @@ import sys
 import time
 from typing import Any
 
-from circus.cli.ctl_forms import FORMS, command_names
+from circus.cli.ctl_forms import command_names, watcher_commands
 
-__all__ = ["CtlShell", "run_shell", "HISTORY_FILE"]
+__all__ = ["CtlShell", "run_shell", "HISTORY_FILE", "SHELL_COMMANDS", "CONFIRM"]
 
 HISTORY_FILE = os.path.join(os.path.expanduser("~"), ".circusctl_history")
 HISTORY_LENGTH = 1000
 _NAMES_TTL = 2.0
+#: the shell's own commands, next to circusctl's
+SHELL_COMMANDS = ("exit", "shutdown")
+CONFIRM = "Really stop circusd and every watcher? [y/N] "
+_LEAVE_HINT = ("in the shell, quit and exit leave the shell (circusd goes on); 'shutdown' stops "
+               "circusd and every watcher")
 
 
 def _takes_watcher(command: str) -> bool:
-    form = FORMS.get(command, ())
-    return bool(form) and form[0].prop == "name"
+    return command in watcher_commands()
 
 
 class CtlShell(cmd.Cmd):
@@ -52,18 +64,51 @@ class CtlShell(cmd.Cmd):
             return False
         if not words:
             return False
+        if words[0] in ("quit", "exit"):
+            if len(words) == 1:
+                return True
+            self.session.print(f"*** {_LEAVE_HINT}", error=True)
+            return False
+        if words[0] == "shutdown":
+            self.shutdown(words[1:])
+            return False
         if words[0] not in command_names():
-            self.stdout.write(f"*** Unknown syntax: {line}\n")
+            from circus.cli.ctl_help import did_you_mean
+            hint = did_you_mean(words[0], [*command_names(), *SHELL_COMMANDS]) or \
+                " (type help for the commands)"
+            self.session.print(f"*** unknown command {words[0]!r}{hint}", error=True)
             return False
         self.session.run(words[0], words[1:])
         return False
+
+    def shutdown(self, words: list[str]) -> None:
+        """Stop circusd (0.19's ``quit``), after a yes."""
+        rest = [w for w in words if w not in ("--yes", "-y")]
+        if len(rest) == len(words):
+            self.stdout.write(CONFIRM)
+            self.stdout.flush()
+            answer = self.stdin.readline() if not self.use_rawinput else _read()
+            if answer.strip().lower() not in ("y", "yes"):
+                self.stdout.write("circusd goes on\n")
+                return
+        self.session.run("quit", rest)
 
     def do_help(self, arg: str) -> bool:  # type: ignore[override]
         words = arg.split()
         if not words:
             self.stdout.write("Commands (type help <command>):\n")
-            self.columnize(command_names(), 78)
-            self.stdout.write("\nEOF (Ctrl-D) leaves the shell.\n")
+            self.columnize(sorted({*command_names(), *SHELL_COMMANDS}), 78)
+            self.stdout.write("\nquit, exit or Ctrl-D leave the shell (circusd goes on).\n"
+                              "shutdown [--keep] [--waiting] stops circusd and every watcher "
+                              "(it asks first; --yes does not).\n")
+            return False
+        if words == ["quit"] or words == ["exit"]:
+            self.stdout.write("quit, exit: leave the shell (circusd goes on)\n")
+            return False
+        if words == ["shutdown"]:
+            self.stdout.write("shutdown [--keep] [--waiting] [--yes]: stop every watcher, then "
+                              "circusd exits (circusctl quit outside the shell); asks first "
+                              "unless --yes\n")
             return False
         self.session.run("help", words)
         return False
@@ -77,7 +122,8 @@ class CtlShell(cmd.Cmd):
     # -- completion -------------------------------------------------------------------------------
 
     def completenames(self, text: str, *ignored: Any) -> list[str]:
-        return [name for name in command_names() if name.startswith(text)]
+        return [name for name in sorted({*command_names(), *SHELL_COMMANDS})
+                if name.startswith(text)]
 
     def complete_help(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
         return self.completenames(text)
@@ -102,6 +148,13 @@ class CtlShell(cmd.Cmd):
         self._names = sorted(reply.get("watchers") or ()) if isinstance(reply, dict) else []
         self._names_at = time.monotonic()
         return self._names
+
+
+def _read() -> str:
+    try:
+        return input()
+    except EOFError:
+        return ""
 
 
 def _setup_readline() -> Any:

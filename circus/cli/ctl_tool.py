@@ -100,7 +100,8 @@ def _call(session: Any, client: Any, request: dict[str, Any], sub: zmq.Socket | 
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise CallTimeout("Timed out.")
+            raise CallTimeout(f"no answer from {client.endpoint} to 'tool' within {wait:g} s "
+                              f"(the tool's timeout and {SLACK:g} s more)")
         ready = dict(poller.poll(max(1, int(left * 1000) + 1)))
         if sub is not None and sub in ready:
             while True:
