@@ -767,7 +767,7 @@ def test_live_state_is_bounded_and_maps_topics():
     assert 42 not in state.process_samples("web1", "app", 100.0)
     proxy = Source("events", "ipc://z")
     msg = live.feed(proxy, "web2/watcher.db.stop", {})
-    assert (msg["node"], msg["watcher"], msg["text"]) == ("web2", "db", "db: stop")
+    assert (msg["node"], msg["watcher"], msg["text"]) == ("web2", "db", "db: every process stopped")
 
 
 # -- the command line -----------------------------------------------------------------------------
