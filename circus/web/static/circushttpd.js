@@ -146,8 +146,9 @@
       }
     }
     if (running && (!running.watcher || topicName(running.watcher) === m.watcher)) { progressLine(m.text); }
-    if (["spawn", "reap", "state", "ready", "add", "remove", "stop", "start", "backoff", "respawn",
-         "exhausted", "updated", "progress", "adopt"].indexOf(m.event) >= 0) {
+    var mine = !watcher || m.watcher === topicName(watcher);     // a watcher page: its own
+    if (mine && ["spawn", "reap", "state", "ready", "add", "remove", "stop", "start", "backoff",
+                 "respawn", "exhausted", "updated", "progress", "adopt"].indexOf(m.event) >= 0) {
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(refresh, 400);
     }
