@@ -853,11 +853,18 @@ def test_a_failing_add_is_a_red_banner_with_the_reason(browser, troubled):
     login(b, troubled, "admin", next_path="/node/gamma")
     before = len(watcher_rows(b))
     assert int(b.find("#watchers-count").text) == before
-    form = b.find("form#add-watcher")
-    form.find("input[name=name]").send_keys("bogus")
-    form.find("input[name=cmd]").send_keys("/no/such/binary")
+
+    def type_in(name: str, text: str) -> bool:
+        # the page refreshes its parts live; once the input has the focus it is left alone
+        field = b.find(f"form#add-watcher input[name={name}]")
+        field.clear()
+        field.send_keys(text)
+        return b.find(f"form#add-watcher input[name={name}]").prop("value") == text
+    b.wait_until(lambda: type_in("name", "bogus"), what="the name typed", check=troubled.check)
+    b.wait_until(lambda: type_in("cmd", "/no/such/binary"), what="the command typed",
+                 check=troubled.check)
     try:
-        form.find("button[type=submit]").click()
+        b.find("form#add-watcher button[type=submit]").click()
         result = b.wait_until(lambda: b.find("#progress").attribute("data-result"), timeout=30,
                               what="the add's banner", check=troubled.check)
         box = b.find("#progress")

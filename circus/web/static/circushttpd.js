@@ -188,7 +188,8 @@
         // the admin forms) is replaced by its fresh copy; the output and progress stay
         qa("[data-refresh][id]", doc).forEach(function (fresh) {
           var old = document.getElementById(fresh.id);
-          if (!old) { return; }
+          // nor is a part replaced while the operator is in it (typing in the add form)
+          if (!old || old.contains(document.activeElement)) { return; }
           var copy = document.importNode(fresh, true);
           // what the operator is typing stays (the add form, after a failed add)
           qa("input[name]:not([type=hidden])", old).forEach(function (input) {
