@@ -499,6 +499,12 @@ class TestTroubleShows(WebCase):
         assert api["t1"]["health"]["summary"] == "1 fatal, 1 in backoff"
         assert [t["name"] for t in api["t1"]["health"]["troubled"]] == ["broken", "crasher"]
         assert api["t2"]["health"]["tone"] == "ok" and api["gone"]["health"] is None
+        r = self.fetch("/api/status", headers={"Authorization":
+                                               f"Bearer {self.env.tokens['rita']}"})
+        status = json.loads(r.body)["nodes"]
+        assert status["t1"]["watchers"]["crasher"] == "active"          # 0.19's word, kept
+        assert status["t1"]["trouble"] == {"broken": "fatal", "crasher": "backoff"}
+        assert status["t2"]["trouble"] == {} and "trouble" not in status["gone"]
 
     def test_a_node_that_is_down_offers_no_admin_form_as_if_it_worked(self):
         page = self.browser("ada").get("/node/gone").body.decode()

@@ -208,10 +208,14 @@ class Backend:
         results = await self.pool.call("status")
         nodes: dict[str, Any] = {}
         for name, result in results.items():
+            reply = result.reply if result.ok and result.reply else {}
             entry: dict[str, Any] = {"state": result.state,
-                                     "watchers": dict(result.reply.get("statuses", {}))
-                                     if result.ok and result.reply else {}}
-            if not result.ok:
+                                     "watchers": dict(reply.get("statuses", {}))}
+            if result.ok:
+                # the 0.19 state word stays "active" for a crash loop: what is wrong, apart
+                entry["trouble"] = {n: t for n, t, _ in node_health(
+                    reply.get("details"), reply.get("statuses")).troubled}
+            else:
                 entry["reason"] = result.reason
             nodes[name] = entry
         return {"nodes": nodes}
