@@ -965,13 +965,22 @@ def test_a_crash_loop_has_its_output_at_hand(browser, troubled, shots):
     # a watcher that keeps crashing: its new lines arrive live, from new processes
     open_page(b, troubled, "/node/gamma/watcher/flaky", "pre#output")
     assert "flaky-err cannot bind" in b.find("pre#output").text
-    grown = b.wait_until(lambda: int(b.find("pre#output").attribute("data-lines") or 0) >= 2,
-                         timeout=20, what="live output lines of flaky", check=troubled.check)
-    assert grown
+    b.wait_until(lambda: int(b.find("pre#output").attribute("data-lines") or 0) >= 2,
+                 timeout=20, what="live output lines of flaky", check=troubled.check)
+    grown = int(b.find("pre#output").attribute("data-lines"))
     pids = set(re.findall(r"flaky-err cannot bind (\d+)", b.find("pre#output").text))
     assert len(pids) >= 2, b.find("pre#output").text
     b.wait_until(lambda: "flaky-err cannot bind" in b.find("#trouble-lines").text, timeout=20,
                  what="flaky's trouble box", check=troubled.check)
+    # as its table is refreshed live, its count stays the number of its rows
+    for _ in range(5):
+        count, shown = b.execute("return [document.querySelector('#processes-count')"
+                                 ".textContent, document.querySelectorAll("
+                                 "'#processes tbody tr:not(.empty)').length];")
+        assert int(count) == shown == 1, (count, shown)
+        b.wait_until(lambda: int(b.find("pre#output").attribute("data-lines") or 0) > grown,
+                     timeout=20, what="another live line", check=troubled.check)
+        grown = int(b.find("pre#output").attribute("data-lines"))
     png_size(b.screenshot(shots / "web-watcher-crash.png"))
 
 
