@@ -767,7 +767,7 @@ def test_live_state_is_bounded_and_maps_topics():
     assert 42 not in state.process_samples("web1", "app", 100.0)
     proxy = Source("events", "ipc://z")
     msg = live.feed(proxy, "web2/watcher.db.stop", {})
-    assert (msg["node"], msg["watcher"], msg["text"]) == ("web2", "db", "db: stop")
+    assert (msg["node"], msg["watcher"], msg["text"]) == ("web2", "db", "db: every process stopped")
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -812,7 +812,7 @@ def test_cli_serves_one_node_named_by_nodeinfo_and_stops_on_sigterm(env, tmp_pat
         xsrf = re.search(r'name="_xsrf" value="([^"]+)"', html).group(1)
         page = opener.open(base + "/login", data=urlencode(
             {"_xsrf": xsrf, "username": "rita", "password": PASSWORDS["rita"]}).encode()).read()
-        assert '<tr data-node="n1" data-state="active">' in page.decode()
+        assert '<tr data-node="n1" data-state="active" data-health="ok">' in page.decode()
         assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -212,11 +213,11 @@ def httpd_argv(*args: str) -> list[str]:
 
 
 class Node:
-    def __init__(self, name: str, base: Path) -> None:
+    def __init__(self, name: str, base: Path, watchers: dict | None = None) -> None:
         self.name, self.dir = name, base / name
         self.dir.mkdir()
         self.daemon = Circusd(self.dir)
-        self.watchers = NODES[name]
+        self.watchers = NODES[name] if watchers is None else watchers
 
     def ep(self, kind: str) -> str:
         return f"ipc://{self.dir}/{kind}.sock"
@@ -680,3 +681,318 @@ def test_a_login_next_never_takes_the_browser_elsewhere(browser, pool):
         login(b, pool, "readonly", next_path=target)
         url = urllib.parse.urlsplit(b.url)
         assert (url.netloc, url.path) == (here.netloc, "/"), (target, b.url)
+
+
+# -- telling the truth: trouble, banners and crash output, on a node whose watchers fail ----
+
+TROUBLED = textwrap.dedent("""
+    [watcher:sleepers]
+    cmd = sleep 311
+    graceful_timeout = 5
+    [watcher:crasher]
+    cmd = sh -c 'echo "crasher-out $$"; echo "crasher-err first $$" >&2; echo "crasher-err last $$" >&2; exit 3'
+    max_retry = -1
+    backoff_initial = 600
+    backoff_max = 600
+    [watcher:flaky]
+    cmd = sh -c 'echo "flaky-out $$"; echo "flaky-err cannot bind $$" >&2; sleep 0.2; exit 4'
+    max_retry = -1
+    backoff_initial = 0.5
+    backoff_max = 1
+    [watcher:broken]
+    cmd = /no/such/binary
+    max_retry = 1
+    [watcher:idle]
+    cmd = sleep 312
+    autostart = false
+    [watcher:zero]
+    cmd = sleep 313
+    numprocesses = 0
+    [watcher:once]
+    cmd = sh -c 'echo "Traceback (most recent call last):" >&2; echo "  File app.py, line 3" >&2; echo "OSError: [Errno 98] Address already in use" >&2; exit 2'
+    autostart = false
+    max_retry = 0
+""")
+#: the CSS tones (circushttpd.css), as getComputedStyle gives them
+BG = {"ok": "rgb(227, 245, 234)", "warn": "rgb(253, 241, 220)", "bad": "rgb(251, 230, 228)",
+      "idle": "rgb(236, 238, 242)"}
+
+
+class TroubledPool(Pool):
+    def ctl(self, *args: str) -> str:
+        node = self.nodes["gamma"]
+        r = subprocess.run([PY, "-m", "circus.cli.circusctl", "--endpoint", node.ep("control"),
+                            *args], capture_output=True, text=True, timeout=30)
+        return r.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def troubled(tmp_path_factory):
+    """circushttpd over node gamma (watchers that crash, fail to start, are stopped or want
+    no process) and node 'down' (no circusd there)."""
+    base = tmp_path_factory.mktemp("troubled")
+    node = Node("gamma", base, watchers={})
+    httpd = None
+    try:
+        node.daemon.start(textwrap.dedent(f"""
+            [circus]
+            endpoint = {node.ep("control")}
+            pubsub_endpoint = {node.ep("events")}
+            stats_endpoint = {node.ep("stats")}
+            statsd = true
+            stats_interval = 0.25
+        """) + TROUBLED, "--name", "gamma")
+        pool_file = base / "pool.ini"
+        pool_file.write_text(
+            f"[meta]\ntimeout = 5\n[node:gamma]\nendpoint = {node.ep('control')}\n"
+            f"pubsub_endpoint = {node.ep('events')}\nstats_endpoint = {node.ep('stats')}\n"
+            f"[node:down]\nendpoint = ipc://{base}/nobody.sock\ntimeout = 1\n")
+        users = base / "circushttpd.users"
+        for name, role in USERS.items():
+            adduser(users, name, role)
+        httpd = Httpd(base, pool_file, users)
+        pool = TroubledPool({"gamma": node}, httpd)
+        node.daemon.wait(lambda: '"trouble": "backoff"' in pool.ctl("--json", "status",
+                                                                     "crasher"),
+                         timeout=20, what="crasher in backoff")
+        node.daemon.wait(lambda: pool.ctl("status", "broken").startswith("fatal"), timeout=20,
+                         what="broken fatal")
+        node.daemon.wait(lambda: len(node.daemon.children("sleep 311")) == 1, timeout=20,
+                         what="sleepers running")
+        httpd.start()
+        yield pool
+    finally:
+        if httpd is not None:
+            httpd.stop()
+        if node.daemon.proc is not None:
+            node.daemon.stop()
+            node.daemon.cleanup()
+
+
+def bg(b: webdriver.Session, css: str) -> str:
+    return b.execute("return getComputedStyle(document.querySelector(arguments[0]))"
+                     ".backgroundColor;", css)
+
+
+def badge(b: webdriver.Session, row_css: str) -> tuple[str, str, str]:
+    """(word, tone, background colour) of the first badge in ``row_css``."""
+    el = b.find(f"{row_css} .badge")
+    return el.text.strip(), el.attribute("data-tone"), bg(b, f"{row_css} .badge")
+
+
+def watcher_rows(b: webdriver.Session) -> list[str]:
+    return [tr.attribute("data-watcher") for tr in b.find_all("#watchers tr[data-watcher]")]
+
+
+def test_trouble_shows_in_colour_on_the_pool_and_node_pages(browser, troubled, shots):
+    b = browser
+    login(b, troubled, "readonly")
+    row = '#nodes tr[data-node="gamma"]'
+    assert b.find(row).attribute("data-health") == "bad"
+    assert badge(b, f"{row} td.state") == ("active", "ok", BG["ok"])      # it answers
+    # ...but its health is red: its unhealthy watchers, counted, named and linked, the worst
+    # first (flaky, which crashes every second, is listed when the page caught it in backoff)
+    links = b.find_all(f"{row} ul.unhealthy a.watcher-link")
+    names = [a.text for a in links]
+    assert names in (["broken", "crasher"], ["broken", "crasher", "flaky"]), names
+    assert badge(b, f"{row} td.health") == (f"{len(names)} unhealthy", "bad", BG["bad"])
+    assert path_of(links[1].attribute("href")) == "/node/gamma/watcher/crasher"
+    tones = [li.find(".badge").attribute("data-tone")
+             for li in b.find_all(f"{row} ul.unhealthy li")]
+    assert tones == ["bad", "warn", "warn"][:len(names)]
+    assert bg(b, row) != bg(b, "#nodes thead th") and bg(b, row) != "rgba(0, 0, 0, 0)"
+    down = '#nodes tr[data-node="down"]'
+    assert b.find(down).attribute("data-state") == "not_available"
+    assert badge(b, f"{down} td.state")[1:] == ("bad", BG["bad"])
+    png_size(b.screenshot(shots / "web-overview-trouble.png"))
+
+    links[1].click()
+    b.wait_until(lambda: path_of(b.url) == "/node/gamma/watcher/crasher", what="crasher page",
+                 check=troubled.check)
+    open_page(b, troubled, "/node/gamma", "#watchers")
+    # the page refreshes its tables live (flaky keeps crashing): read it in one go
+    page = b.execute("""
+        const bgOf = el => getComputedStyle(el).backgroundColor;
+        const rows = {};
+        for (const tr of document.querySelectorAll('#watchers tr[data-watcher]')) {
+            const badge = tr.querySelector('td.state .badge');
+            const last = tr.querySelector('pre.last-lines');
+            rows[tr.dataset.watcher] = {word: badge.textContent.trim(), tone: badge.dataset.tone,
+                                        bg: bgOf(badge), last: last ? last.textContent : null};
+        }
+        const spark = [...document.querySelectorAll(
+            '#watchers tr[data-watcher="sleepers"] .spark')].map(s => [
+                s.querySelector('.spark-label').textContent,
+                s.querySelector('.spark-scale').textContent,
+                s.querySelector('svg title').textContent]);
+        return {rows, spark, count: document.querySelector('#watchers-count').textContent,
+                health: document.querySelector('#node-health').textContent};""")
+    expect = {"sleepers": ("active", "ok"), "crasher": ("backoff", "warn"),
+              "broken": ("fatal", "bad"), "idle": ("stopped", "idle")}
+    for name, (word, tone) in expect.items():
+        row = page["rows"][name]
+        assert (row["word"], row["tone"], row["bg"]) == (word, tone, BG[tone]), (name, row)
+    # the header counts the rows (circusd-stats included) and says what is wrong
+    assert int(page["count"]) == len(page["rows"]) == len(troubled.ctl("list").split(","))
+    assert page["health"] in ("1 fatal, 1 in backoff", "1 fatal, 2 in backoff"), page["health"]
+    # the crash loop's row shows its last stderr lines
+    last = page["rows"]["crasher"]["last"]
+    assert "crasher-err last" in last and "crasher-out" not in last
+    assert page["rows"]["sleepers"]["last"] is None
+    # sparklines say which is which, and their scale
+    assert [label for label, _, _ in page["spark"]] == ["CPU", "mem"]     # shown upper case
+    for _, scale, title in page["spark"]:
+        assert re.fullmatch(r"\d+\.\d%", scale), scale
+    assert "CPU % over the last minute" in page["spark"][0][2]
+    assert "memory % of the machine" in page["spark"][1][2]
+    png_size(b.screenshot(shots / "web-node-trouble.png"))
+
+
+def test_a_failing_add_is_a_red_banner_with_the_reason(browser, troubled):
+    b = browser
+    login(b, troubled, "admin", next_path="/node/gamma")
+    before = len(watcher_rows(b))
+    assert int(b.find("#watchers-count").text) == before
+
+    def type_in(name: str, text: str) -> bool:
+        # the page refreshes its parts live; once the input has the focus it is left alone
+        field = b.find(f"form#add-watcher input[name={name}]")
+        field.clear()
+        field.send_keys(text)
+        return b.find(f"form#add-watcher input[name={name}]").prop("value") == text
+    b.wait_until(lambda: type_in("name", "bogus"), what="the name typed", check=troubled.check)
+    b.wait_until(lambda: type_in("cmd", "/no/such/binary"), what="the command typed",
+                 check=troubled.check)
+    try:
+        b.find("form#add-watcher button[type=submit]").click()
+        result = b.wait_until(lambda: b.find("#progress").attribute("data-result"), timeout=30,
+                              what="the add's banner", check=troubled.check)
+        box = b.find("#progress")
+        assert result == "error" and "failed" in box.attribute("class").split()
+        assert bg(b, "#progress") == BG["bad"]
+        assert box.find(".banner-title").text == "add bogus: added, but it failed to start"
+        assert "command not found: '/no/such/binary'" in box.find(".banner-reason").text
+        assert box.attribute("data-code") == "spawn_failed"
+        assert "done" not in box.find(".banner-title").text
+        # the table and its count follow without reloading the page
+        b.wait_until(lambda: "bogus" in watcher_rows(b), timeout=10, what="bogus listed",
+                     check=troubled.check)
+        b.wait_until(lambda: int(b.find("#watchers-count").text) == len(watcher_rows(b)) ==
+                     before + 1, timeout=10, what="the count of the rows", check=troubled.check)
+        tone = b.wait_until(lambda: b.find('#watchers tr[data-watcher="bogus"] td.state .badge')
+                            .attribute("data-tone"), what="bogus's badge", check=troubled.check)
+        assert tone in ("warn", "bad")
+        # the form keeps what was typed, to be corrected
+        assert b.find("form#add-watcher input[name=cmd]").prop("value") == "/no/such/binary"
+    finally:
+        troubled.ctl("rm", "bogus")
+
+
+def test_decr_past_zero_is_an_amber_banner(browser, troubled):
+    b = browser
+    login(b, troubled, "operator", next_path="/node/gamma")
+    b.find('form.action[data-action="decr"][data-watcher="zero"] button').click()
+    result = b.wait_until(lambda: b.find("#progress").attribute("data-result"), timeout=20,
+                          what="the decr's banner", check=troubled.check)
+    assert result == "warning" and bg(b, "#progress") == BG["warn"]
+    assert b.find("#progress .banner-title").text.endswith("with a warning: it now wants 0 "
+                                                           "processes")
+    assert "leaves 0, not a negative number" in b.find("#progress .banner-reason").text
+
+
+def test_a_start_that_dies_shows_its_last_lines_readably(browser, troubled):
+    b = browser
+    login(b, troubled, "operator", next_path="/node/gamma")
+    try:
+        b.find('form.action[data-action="start"][data-watcher="once"] button').click()
+        result = b.wait_until(lambda: b.find("#progress").attribute("data-result"), timeout=30,
+                              what="the start's banner", check=troubled.check)
+        assert result == "error" and bg(b, "#progress") == BG["bad"]
+        assert b.find("#progress").attribute("data-code") == "not_ready"
+        assert b.find("#progress .banner-title").text == "start once: failed"
+        assert "exit code 2" in b.find("#progress .banner-reason").text
+        lines = b.find("#progress pre.banner-lines")
+        # one line each, their indentation kept, in a monospace block
+        assert lines.text.splitlines()[-3:] == ["Traceback (most recent call last):",
+                                                "  File app.py, line 3",
+                                                "OSError: [Errno 98] Address already in use"]
+        style = b.execute("var s = getComputedStyle(document.querySelector(arguments[0]));"
+                          "return [s.whiteSpace, s.fontFamily];", "#progress pre.banner-lines")
+        assert style[0] == "pre-wrap" and "mono" in style[1].lower(), style
+    finally:
+        troubled.ctl("stop", "once")
+
+
+def test_a_restart_says_what_happened_in_operator_words(browser, troubled):
+    b = browser
+    login(b, troubled, "operator", next_path="/node/gamma")
+    old = troubled.nodes["gamma"].daemon.children("sleep 311")
+    b.find('form.action[data-action="restart"][data-watcher="sleepers"] button').click()
+    result = b.wait_until(lambda: b.find("#progress").attribute("data-result"), timeout=30,
+                          what="the restart's banner", check=troubled.check)
+    new = troubled.nodes["gamma"].daemon.children("sleep 311")
+    assert result == "ok" and bg(b, "#progress") == BG["ok"]
+    assert b.find("#progress .banner-title").text.endswith(
+        f"replaced 1 process: stopped {old[0]}; started {new[0]}")
+
+    def steps() -> list[str]:
+        return [li.text for li in b.find_all("#progress li")]
+    b.wait_until(lambda: "sleepers: 1 of 1 processes replaced" in steps(), timeout=10,
+                 what="the rolling step listed", check=troubled.check)
+    assert f"sleepers: started process {new[0]}" in steps()
+    assert not [s for s in steps() if s in ("sleepers: reload", "sleepers: progress",
+                                            "sleepers: start", "sleepers: stop")], steps()
+    # the watcher page's event list words them the same way
+    open_page(b, troubled, "/node/gamma/watcher/sleepers", "#events")
+    b.wait_until(lambda: "sleepers: every process renewed" in b.find("#events").text or
+                 b.refresh(), timeout=10, interval=0.3, what="the end of the restart listed",
+                 check=troubled.check)
+
+
+def test_a_crash_loop_has_its_output_at_hand(browser, troubled, shots):
+    b = browser
+    login(b, troubled, "readonly", next_path="/node/gamma/watcher/crasher")
+    title = b.find("#watcher-title")
+    assert title.attribute("data-trouble") == "backoff"
+    assert badge(b, "#watcher-title") == ("backoff", "warn", BG["warn"])
+    assert "exit code 3" in b.find("#trouble .reason").text
+    lines = b.find("#trouble-lines").text
+    assert "crasher-err first" in lines and "crasher-err last" in lines
+    out = b.find("pre#output").text
+    assert "crasher-out" in out and "crasher-err last" in out
+    assert not b.exists("#output-note") and "stdout_stream" not in b.source
+    assert b.find("#processes-count").text == "1" and b.exists('#processes tr[data-wid="1"]')
+    # a watcher that keeps crashing: its new lines arrive live, from new processes
+    open_page(b, troubled, "/node/gamma/watcher/flaky", "pre#output")
+    assert "flaky-err cannot bind" in b.find("pre#output").text
+    b.wait_until(lambda: int(b.find("pre#output").attribute("data-lines") or 0) >= 2,
+                 timeout=20, what="live output lines of flaky", check=troubled.check)
+    grown = int(b.find("pre#output").attribute("data-lines"))
+    pids = set(re.findall(r"flaky-err cannot bind (\d+)", b.find("pre#output").text))
+    assert len(pids) >= 2, b.find("pre#output").text
+    b.wait_until(lambda: "flaky-err cannot bind" in b.find("#trouble-lines").text, timeout=20,
+                 what="flaky's trouble box", check=troubled.check)
+    # as its table is refreshed live, its count stays the number of its rows
+    for _ in range(5):
+        count, shown = b.execute("return [document.querySelector('#processes-count')"
+                                 ".textContent, document.querySelectorAll("
+                                 "'#processes tbody tr:not(.empty)').length];")
+        assert int(count) == shown == 1, (count, shown)
+        b.wait_until(lambda: int(b.find("pre#output").attribute("data-lines") or 0) > grown,
+                     timeout=20, what="another live line", check=troubled.check)
+        grown = int(b.find("pre#output").attribute("data-lines"))
+    png_size(b.screenshot(shots / "web-watcher-crash.png"))
+
+
+def test_a_node_that_is_down_disables_the_admin_forms(browser, troubled):
+    b = browser
+    login(b, troubled, "admin", next_path="/node/down")
+    assert b.find("#admin").attribute("data-answering") == "no"
+    assert "down is not available" in b.find("#admin-off").text
+    assert b.find("#add-watcher fieldset").prop("disabled") is True
+    assert b.execute("return document.querySelector('#add-watcher button').matches(':disabled')")
+    assert b.find('form.action[data-action="reloadconfig"] button').prop("disabled") is True
+    open_page(b, troubled, "/node/gamma", "#watchers")
+    assert b.find("#admin").attribute("data-answering") == "yes"
+    assert b.execute("return document.querySelector('#add-watcher button').matches(':disabled')") \
+        is False

@@ -14,6 +14,10 @@ Imported only by ``circushttpd`` (:mod:`circus.cli.httpd`); tornado and jinja2 a
 - :mod:`.headers` — the security headers of every response (CSP and the others)
 - :mod:`.nodes` — the pool (or the one node) and the views the pages show
 - :mod:`.live` — the stats and events subscriptions, kept in bounded memory, pushed to pages
+- :mod:`.words` — watcher events in an operator's words (event lists, progress lines)
+- :mod:`.badges` — how states show: a badge's word and tone from circusd's ``trouble``; a
+  node's health
+- :mod:`.banners` — what an action's reply means, as the banner shown after it
 - :mod:`.handlers` — the HTML pages and the action forms
 - :mod:`.api` — ``/api/``, ``/metrics``, the WebSocket
 - :mod:`.metrics` — the pool's Prometheus text

@@ -24,6 +24,7 @@ from circus.stats.toprows import human_age, human_bytes
 
 from . import api, handlers
 from .auth import SESSION_HOURS
+from .badges import node_badge, process_badge, watcher_badge
 from .hashing import HashPool
 from .headers import StaticFiles
 from .live import Live, LiveState
@@ -32,7 +33,8 @@ from .revocations import Revocations
 from .throttle import Throttle
 from .users import Users
 
-__all__ = ["WebOptions", "WebApp", "make_app", "sparkline_points", "MAX_REQUEST_BODY"]
+__all__ = ["WebOptions", "WebApp", "make_app", "sparkline_points", "sparkline_top",
+           "MAX_REQUEST_BODY"]
 
 log = logging.getLogger("circus.web")
 
@@ -92,8 +94,10 @@ class WebApp:
                                             autoescape=True, undefined=jinja2.StrictUndefined,
                                             trim_blocks=True, lstrip_blocks=True)
         self.templates.filters.update(bytes=human_bytes, age=human_age, pct=_pct,
-                                      clock=_clock, spark=sparkline_points)
-        self.templates.globals.update(version=__version__)
+                                      clock=_clock, spark=sparkline_points,
+                                      spark_top=sparkline_top)
+        self.templates.globals.update(version=__version__, watcher_badge=watcher_badge,
+                                      process_badge=process_badge, node_badge=node_badge)
 
     def start(self) -> None:
         """Open the subscriptions (in the running loop)."""
@@ -124,6 +128,15 @@ def _clock(value: Any) -> str:
     return time.strftime("%H:%M:%S", time.localtime(value))
 
 
+def sparkline_top(series: Any, metric: str = "cpu", keep: int = 60) -> float:
+    """The value at the top of a sparkline of ``(time, cpu, mem)`` samples: the largest of
+    the last ``keep``, at least 1 (CPU %) or 0.1 (memory %), so that idle is a flat line at the
+    bottom rather than noise blown up to full height. The page shows it at the chart's right."""
+    index = 1 if metric == "cpu" else 2
+    values = [float(s[index]) for s in list(series or ())[-keep:]]
+    return max([*values, 1.0 if metric == "cpu" else 0.1])
+
+
 def sparkline_points(series: Any, metric: str = "cpu", width: float = 120.0,
                      height: float = 24.0, keep: int = 60) -> str:
     """An SVG polyline's ``points`` for the last ``keep`` samples of ``(time, cpu, mem)``."""
@@ -131,7 +144,7 @@ def sparkline_points(series: Any, metric: str = "cpu", width: float = 120.0,
     values = [float(s[index]) for s in list(series or ())[-keep:]]
     if not values:
         return ""
-    top = max(max(values), 1.0 if metric == "cpu" else 0.1)
+    top = sparkline_top(series, metric, keep)
     step = width / max(keep - 1, 1)
     start = width - step * (len(values) - 1)
     return " ".join(f"{start + i * step:.1f},{height - 1 - (height - 2) * v / top:.1f}"

@@ -19,6 +19,7 @@ from circus.protocol import COMMANDS, Role
 from circus.protocol.limits import name_problem
 
 from .auth import AuthMixin
+from .banners import banner
 from .hashing import Busy
 from .nodes import ACTION_COMMANDS, ACTION_DEADLINE
 from .redirects import safe_target
@@ -30,6 +31,30 @@ __all__ = ["PageHandler", "LoginHandler", "LogoutHandler", "OverviewHandler", "N
 log = logging.getLogger("circus.web")
 
 FLASH = "circushttpd_flash"
+#: the largest banner kept in the flash cookie (JSON characters; a cookie holds about 4 KB)
+FLASH_MAX = 2000
+
+
+def _flash_text(shown: dict[str, Any]) -> str:
+    """``shown`` as JSON of at most FLASH_MAX characters: the oldest output lines go first,
+    then the reason is cut."""
+    value = {k: shown.get(k) for k in ("kind", "title", "reason", "summary")}
+    lines = [str(x)[:200] for x in shown.get("lines") or ()]
+    while True:
+        text = json.dumps({**value, "lines": lines})
+        if len(text) <= FLASH_MAX:
+            return text
+        if lines:
+            lines = lines[1:]
+            continue
+        for key in ("reason", "summary", "title"):       # what is left, cut in this order
+            words = str(value[key] or "")
+            if len(words) > 3:
+                value[key] = words[:max(0, len(words) - (len(text) - FLASH_MAX) - 3)] + "..."
+                break
+        else:
+            return json.dumps({"kind": value["kind"], "title": "", "reason": "",
+                               "summary": "", "lines": []})
 
 
 class PageHandler(AuthMixin, tornado.web.RequestHandler):
@@ -62,11 +87,12 @@ class PageHandler(AuthMixin, tornado.web.RequestHandler):
             can_admin=bool(user and user.role >= Role.ADMIN), **context)
         self.finish(page)
 
-    def set_flash(self, kind: str, text: str) -> None:
-        self.set_signed_cookie(FLASH, json.dumps({"kind": kind, "text": text[:2000]}),
-                               expires_days=None, **self.web.cookie_flags)
+    def set_flash(self, shown: dict[str, Any]) -> None:
+        """Keep a banner (:func:`.banners.banner`) for the next page, in a signed cookie."""
+        self.set_signed_cookie(FLASH, _flash_text(shown), expires_days=None,
+                               **self.web.cookie_flags)
 
-    def take_flash(self) -> dict[str, str] | None:
+    def take_flash(self) -> dict[str, Any] | None:
         raw = self.get_signed_cookie(FLASH, max_age_days=1)
         if raw is None:
             return None
@@ -75,7 +101,12 @@ class PageHandler(AuthMixin, tornado.web.RequestHandler):
             value = json.loads(raw)
         except ValueError:
             return None
-        return value if isinstance(value, dict) else None
+        if not isinstance(value, dict) or value.get("kind") not in ("ok", "warning", "error"):
+            return None
+        lines = value.get("lines")
+        return {"kind": value["kind"], "title": str(value.get("title", "")),
+                "reason": str(value.get("reason", "")), "summary": str(value.get("summary", "")),
+                "lines": [str(x) for x in lines] if isinstance(lines, list) else []}
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = kwargs.get("reason") or self._reason
@@ -226,18 +257,17 @@ class _Posting(PageHandler):
         result = await self.web.backend.call(node, command, deadline=ACTION_DEADLINE,
                                              user=user.name, waiting=True, **props)
         took = time.monotonic() - start
+        shown = banner(what, command, reply=result.reply, state=result.state, took=took,
+                       error=result.error)
         log.info("action by %s (%s) on %s: %s %s -> %s", user.name, user.role_name, node,
-                 command, json.dumps(props, sort_keys=True), result.state if not result.ok
-                 else "ok")
+                 command, json.dumps(props, sort_keys=True), "ok" if result.ok else
+                 (result.reply or {}).get("code") or result.state)
         if self.wants_json():
             self.finish({"node": node, "state": result.state, "ok": result.ok,
                          "reply": result.reply, "error": None if result.ok else result.reason,
-                         "duration": round(took, 3)})
+                         "duration": round(took, 3), "banner": shown})
             return
-        if result.ok:
-            self.set_flash("ok", f"{what}: done in {took:.1f} s")
-        else:
-            self.set_flash("error", f"{what}: failed: {result.reason}")
+        self.set_flash(shown)
         self.redirect(self.back_to(node, watcher), status=303)
 
 

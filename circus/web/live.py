@@ -28,9 +28,10 @@ from typing import Any, Callable, Iterable
 import zmq
 import zmq.asyncio
 
-from circus.cli.ctl_progress import describe
 from circus.protocol import output_topic, read_event, topic_name
 from circus.stats.payloads import split_topic
+
+from .words import Signalled, describe
 
 __all__ = ["LiveState", "Live", "Source", "HISTORY", "EVENTS"]
 
@@ -60,6 +61,7 @@ class LiveState:
         self.sockets: dict[str, dict[int, dict[str, Any]]] = {}
         self.events: dict[tuple[str, str], deque[dict[str, Any]]] = {}
         self.last_stats: dict[str, float] = {}           # node -> time of its last sample
+        self.signalled = Signalled()
 
     # -- feeding -----------------------------------------------------------------------------------
 
@@ -112,9 +114,13 @@ class LiveState:
         if len(parts) < 3 or parts[0] != "watcher":
             return None
         watcher, event = ".".join(parts[1:-1]), parts[-1]
+        pid = payload.get("process_pid")
+        second = event == "kill" and self.signalled.kill_seen(node, pid)
+        if event == "reap":
+            self.signalled.forget(node, pid)
         message = {"type": "event", "node": node, "topic": topic, "watcher": watcher,
-                   "event": event, "data": payload, "time": payload.get("time", time.time()),
-                   "text": describe(topic, payload) or f"{watcher}: {event}"}
+                   "event": event, "data": payload, "time": payload.get("time", now),
+                   "text": describe(watcher, event, payload, second_kill=second)}
         kept = self.events.get((node, watcher))
         if kept is None:
             kept = self.events[(node, watcher)] = deque(maxlen=self.events_kept)

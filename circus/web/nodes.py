@@ -20,6 +20,7 @@ from circusmeta.api import Pool
 from circusmeta.fanout import ACTIVE, NodeResult
 from circusmeta.pool import MetaOptions, NodeSpec, PoolConfig, load_pool, proxy_client_keys
 
+from .badges import TROUBLES, Health, node_health
 from .live import LiveState, Source
 
 __all__ = ["Backend", "SetupError", "pool_from_file", "pool_from_endpoint", "pool_from_circus",
@@ -38,6 +39,11 @@ ACTION_COMMANDS: Mapping[str, tuple[str, dict[str, Any]]] = {
 }
 #: seconds a waiting action may take (a graceful restart waits for readiness)
 ACTION_DEADLINE = 120.0
+#: lines of output on a watcher's page; last lines of a watcher in trouble in its node's row
+OUTPUT_LINES = 30
+ROW_LINES = 3
+#: watchers in trouble whose last lines a node page asks for (one ``status`` call each)
+MAX_TROUBLED = 20
 
 
 class SetupError(ValueError):
@@ -131,6 +137,25 @@ def _age(started: Any, now: float) -> float | None:
     return max(0.0, now - started) if isinstance(started, (int, float)) else None
 
 
+def _trouble(record: Mapping[str, Any] | None, detail: Mapping[str, Any] | None) -> str | None:
+    """A watcher's ``trouble`` from its ``processes`` record or its ``status`` detail (a fatal
+    state counts: a circusd without ``trouble`` still says ``fatal``)."""
+    for source in (record or {}, detail or {}):
+        kind = source.get("trouble")
+        if kind in TROUBLES:
+            return str(kind)
+    if (record or {}).get("state") == "fatal" or (detail or {}).get("state") == "fatal":
+        return "fatal"
+    return None
+
+
+def _health_view(health: Health | None) -> dict[str, Any] | None:
+    if health is None:
+        return None
+    return {"tone": health.tone, "summary": health.summary, "counts": health.counts,
+            "troubled": [{"name": n, "trouble": t, "reason": r} for n, t, r in health.troubled]}
+
+
 @dataclass
 class Backend:
     """The pool and the live state, and the views the pages and the API show."""
@@ -156,13 +181,16 @@ class Backend:
         return await self.pool.call_one(node, command, deadline=deadline, **props)
 
     async def overview(self) -> list[dict[str, Any]]:
-        infos = await self.pool.nodes()
+        infos, statuses = await asyncio.gather(self.pool.nodes(), self.pool.call("status"))
         rows = []
         for name, result in infos.items():
             reply = result.reply if result.ok and result.reply else {}
             load = reply.get("load") or [None]
             total, avail = reply.get("mem_total"), reply.get("mem_available")
             used = total - avail if isinstance(total, int) and isinstance(avail, int) else None
+            status = statuses.get(name)
+            health = node_health(status.reply.get("details"), status.reply.get("statuses")) \
+                if status is not None and status.ok and status.reply else None
             rows.append({"name": name, "state": result.state, "reason": result.reason,
                          "load": load[0], "mem_used": used, "mem_total": total,
                          "mem_percent": round(100.0 * used / total, 1) if used is not None
@@ -171,7 +199,8 @@ class Backend:
                          "cpu_count": reply.get("cpu_count"), "uptime": reply.get("uptime"),
                          "version": reply.get("version"), "rtt": result.rtt,
                          "reported_name": result.reported_name if result.name_mismatch
-                         else None, "endpoint": result.endpoint})
+                         else None, "endpoint": result.endpoint,
+                         "health": _health_view(health)})
         return rows
 
     async def status(self) -> dict[str, Any]:
@@ -179,10 +208,14 @@ class Backend:
         results = await self.pool.call("status")
         nodes: dict[str, Any] = {}
         for name, result in results.items():
+            reply = result.reply if result.ok and result.reply else {}
             entry: dict[str, Any] = {"state": result.state,
-                                     "watchers": dict(result.reply.get("statuses", {}))
-                                     if result.ok and result.reply else {}}
-            if not result.ok:
+                                     "watchers": dict(reply.get("statuses", {}))}
+            if result.ok:
+                # the 0.19 state word stays "active" for a crash loop: what is wrong, apart
+                entry["trouble"] = {n: t for n, t, _ in node_health(
+                    reply.get("details"), reply.get("statuses")).troubled}
+            else:
                 entry["reason"] = result.reason
             nodes[name] = entry
         return {"nodes": nodes}
@@ -197,16 +230,25 @@ class Backend:
                                 "sockets": []}
         details = status.reply.get("details", {}) if status.ok and status.reply else {}
         records = procs.reply.get("watchers", {}) if procs.ok and procs.reply else {}
+        troubled = [w for w, rec in records.items() if _trouble(rec, details.get(w))]
+        last = await self._last_lines(name, troubled[:MAX_TROUBLED])
         for watcher, rec in sorted(records.items(), key=lambda kv: kv[0].lower()):
             alive = [p for p in rec.get("processes", ()) if p.get("pid")]
             latest = self.live.latest(name, watcher)
+            detail = details.get(watcher) or {}
+            trouble = _trouble(rec, detail)
             view["watchers"].append({
-                "name": watcher, "state": rec.get("state", "unknown"),
-                "reason": (details.get(watcher) or {}).get("reason"),
+                "name": watcher, "state": rec.get("state", "unknown"), "trouble": trouble,
+                "reason": detail.get("reason") or rec.get("reason") or "",
                 "numprocesses": rec.get("numprocesses"), "alive": len(alive),
                 "restarts": rec.get("restarts", 0),
+                "last_lines": last.get(watcher, [])[-ROW_LINES:],
                 "cpu": latest[0] if latest else None, "mem": latest[1] if latest else None,
                 "series": self.live.watcher_series(name, watcher)})
+        view["health"] = _health_view(node_health(
+            {w["name"]: {"state": w["state"], "trouble": w["trouble"], "reason": w["reason"]}
+             for w in view["watchers"]}) if procs.ok else None)
+        view["processes"] = sum(w["alive"] for w in view["watchers"])
         live_sockets = {s.get("name"): s for s in self.live.node_sockets(name).values()}
         for sock in (socks.reply.get("sockets", []) if socks.ok and socks.reply else []):
             address = f"{sock.get('host')}:{sock.get('port')}" if sock.get("host") is not None \
@@ -221,46 +263,66 @@ class Backend:
         view["time"] = now
         return view
 
+    async def _last_lines(self, node: str, watchers: list[str]) -> dict[str, list[dict]]:
+        """``status NAME``'s ``last_lines`` (what a watcher in trouble last wrote) of each."""
+        results = await asyncio.gather(*(self.call(node, "status", name=w, match="simple")
+                                         for w in watchers))
+        return {w: [line for line in r.reply.get("last_lines") or () if isinstance(line, dict)]
+                for w, r in zip(watchers, results) if r.ok and r.reply}
+
     async def watcher(self, node: str, watcher: str) -> dict[str, Any]:
         now = time.time()
-        procs, tail, stats = await asyncio.gather(
+        procs, tail, stats, status = await asyncio.gather(
             self.call(node, "processes", name=watcher),
-            self.call(node, "tail", name=watcher, lines=30),
-            self.call(node, "stats", name=watcher))
+            self.call(node, "tail", name=watcher, lines=OUTPUT_LINES),
+            self.call(node, "stats", name=watcher),
+            self.call(node, "status", name=watcher, match="simple"))
         view: dict[str, Any] = {"node": node, "name": watcher, "state": procs.state,
                                 "reason": procs.reason, "found": False, "processes": [],
-                                "output": [], "output_note": None,
+                                "output": [], "output_note": None, "output_off": False,
+                                "last_lines": [],
                                 "events": self.live.recent_events(node, watcher)}
         records = procs.reply.get("watchers", {}) if procs.ok and procs.reply else {}
         rec = next((r for w, r in records.items() if w.lower() == watcher.lower()), None)
         if rec is None:
             return view
-        view.update(found=True, watcher_state=rec.get("state"),
+        one = status.reply if status.ok and status.reply else {}
+        trouble = _trouble(rec, one)
+        view.update(found=True, watcher_state=rec.get("state"), trouble=trouble,
+                    watcher_reason=one.get("reason") or rec.get("reason") or "",
                     numprocesses=rec.get("numprocesses"), restarts=rec.get("restarts", 0),
                     exits=rec.get("exits", {}),
                     series=self.live.watcher_series(node, watcher))
+        if trouble:
+            view["last_lines"] = [line for line in one.get("last_lines") or ()
+                                  if isinstance(line, dict)]
         latest = self.live.latest(node, watcher)
         view["cpu"], view["mem"] = (latest if latest else (None, None))
         samples = self.live.process_samples(node, watcher, now)
         sampled = stats.reply.get("info", {}) if stats.ok and stats.reply else {}
         for p in rec.get("processes", ()):
             pid = p.get("pid")
-            if not pid:
-                continue
-            sample = samples.get(pid) or sampled.get(str(pid)) or {}
+            sample = (samples.get(pid) or sampled.get(str(pid)) or {}) if pid else {}
             view["processes"].append({"pid": pid, "wid": p.get("wid"), "state": p.get("state"),
                                       "ready": p.get("ready"), "restarts": p.get("restarts", 0),
-                                      "age": _age(p.get("started"), now),
+                                      "last_exit": p.get("last_exit"),
+                                      "reason": p.get("reason") or "",
+                                      "age": _age(p.get("started"), now) if pid else None,
                                       "cpu": sample.get("cpu"), "mem": sample.get("mem"),
                                       "rss": sample.get("rss")})
+        view["alive"] = sum(1 for p in view["processes"] if p["pid"])
         if tail.ok and tail.reply:
             view["output"] = [line for line in tail.reply.get("lines", [])
                               if isinstance(line, dict)]
-            if not tail.reply.get("streams"):
-                view["output_note"] = "circusd keeps no output for this watcher (give it a " \
-                                      "stdout_stream or stderr_stream to see its last lines)"
         elif tail.refused:
-            view["output_note"] = tail.reason
+            code = tail.reply.get("code") if tail.reply else None
+            # only a watcher whose output circusd really does not keep (recent_lines = 0 and
+            # no stream) says so; another refusal is said as it is
+            view["output_note"] = tail.reason if code == "not_supported" else \
+                f"its last lines could not be read: {tail.reason}"
+            view["output_off"] = code == "not_supported"
+        elif tail.reply is None:
+            view["output_note"] = f"its last lines could not be read: {tail.reason}"
         return view
 
     async def records(self) -> dict[str, Mapping[str, Any]]:

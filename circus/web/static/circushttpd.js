@@ -1,7 +1,7 @@
 // circushttpd: live updates (WebSocket) and actions with progress. The pages work without it.
 (function () {
   "use strict";
-  var KEEP = 60, W = 120, H = 24;
+  var KEEP = 60, W = 120, H = 24, LATE_EVENTS = 3000;
   var meta = function (name) {
     var el = document.querySelector('meta[name="' + name + '"]');
     return el ? el.getAttribute("content") : null;
@@ -43,6 +43,8 @@
     if (!line || !values.length) { return; }
     var metric = svg.getAttribute("data-metric");
     var top = Math.max.apply(null, values.concat([metric === "cpu" ? 1 : 0.1]));
+    var scale = svg.parentNode ? q(".spark-scale", svg.parentNode) : null;
+    if (scale) { scale.textContent = top.toFixed(1) + "%"; }
     var step = W / (KEEP - 1), start = W - step * (values.length - 1);
     line.setAttribute("points", values.map(function (v, i) {
       return (start + i * step).toFixed(1) + "," + (H - 1 - (H - 2) * v / top).toFixed(1);
@@ -109,6 +111,8 @@
   function onOutput(m) {
     var out = q("#output");
     if (!out || m.watcher !== watcher) { return; }
+    var empty = q("#output-empty");
+    if (empty) { empty.remove(); }
     var atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
     var span = document.createElement("span");
     span.className = m.stream || "";
@@ -142,7 +146,9 @@
       }
     }
     if (running && (!running.watcher || topicName(running.watcher) === m.watcher)) { progressLine(m.text); }
-    if (["spawn", "reap", "state", "ready", "added", "removed", "stop", "start"].indexOf(m.event) >= 0) {
+    var mine = !watcher || m.watcher === topicName(watcher);     // a watcher page: its own
+    if (mine && ["spawn", "reap", "state", "ready", "add", "remove", "stop", "start", "backoff",
+                 "respawn", "exhausted", "updated", "progress", "adopt"].indexOf(m.event) >= 0) {
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(refresh, 400);
     }
@@ -178,12 +184,21 @@
       })
       .then(function (text) {
         var doc = new DOMParser().parseFromString(text, "text/html");
-        ["#watchers tbody", "#processes tbody", "#sockets tbody", ".titlebar"].forEach(function (sel) {
-          var old = q(sel), fresh = q(sel, doc);
-          if (old && fresh) { old.replaceWith(document.importNode(fresh, true)); }
+        // every part marked data-refresh (tables, their counts, the title, the trouble box,
+        // the admin forms) is replaced by its fresh copy; the output and progress stay
+        qa("[data-refresh][id]", doc).forEach(function (fresh) {
+          var old = document.getElementById(fresh.id);
+          // nor is a part replaced while the operator is in it (typing in the add form)
+          if (!old || old.contains(document.activeElement)) { return; }
+          var copy = document.importNode(fresh, true);
+          // what the operator is typing stays (the add form, after a failed add)
+          qa("input[name]:not([type=hidden])", old).forEach(function (input) {
+            var twin = q('input[name="' + attr(input.name) + '"]:not([type=hidden])', copy);
+            if (twin) { twin.value = input.value; }
+          });
+          old.replaceWith(copy);
         });
-        var acts = q("main > .actions"), freshActs = q("main > .actions", doc);
-        if (acts && freshActs) { acts.replaceWith(document.importNode(freshActs, true)); }
+        if (running && !running.done) { qa("form.action button, #add-watcher button").forEach(function (b) { b.disabled = true; }); }
         qa("svg.sparkline").forEach(adopt);
       }).catch(function () { /* the next event or action tries again */ });
   }
@@ -196,6 +211,34 @@
     running.lines.appendChild(li);
   }
 
+  // the banner of an action, from the server's reading of the node's reply (banners.py)
+  function showResult(box, head, what, res) {
+    var b = res.body || {}, banner = b.banner;
+    if (!banner) {        // refused before reaching the node (403, 400) or not JSON
+      banner = {kind: "error", title: what + ": failed", reason: b.reason || b.error || ("HTTP " + res.status),
+                lines: [], summary: ""};
+    }
+    var kind = banner.kind === "ok" || banner.kind === "warning" ? banner.kind : "error";
+    box.className = "progress " + (kind === "ok" ? "done" : kind === "warning" ? "warned" : "failed");
+    box.setAttribute("data-result", kind);
+    if (banner.code) { box.setAttribute("data-code", banner.code); }
+    head.className = "banner-title";
+    head.textContent = banner.title + (banner.summary ? ": " + banner.summary : "");
+    var after = head.nextSibling;
+    if (banner.reason) {
+      var reason = document.createElement("div");
+      reason.className = "banner-reason";
+      reason.textContent = banner.reason;
+      box.insertBefore(reason, after);
+    }
+    if (banner.lines && banner.lines.length) {
+      var pre = document.createElement("pre");
+      pre.className = "banner-lines";
+      pre.textContent = banner.lines.join("\n");
+      box.insertBefore(pre, after);
+    }
+  }
+
   function submit(form, e) {
     var box = q("#progress");
     if (!box || !window.fetch) { return; }   // no script support: the normal post and redirect
@@ -204,8 +247,12 @@
     var name = form.getAttribute("data-watcher") || (form.elements.name ? form.elements.name.value : "");
     var pid = form.getAttribute("data-pid");
     var what = action + (name ? " " + name : "") + (pid ? " process " + pid : "");
+    var flash = q("#flash");
+    if (flash) { flash.remove(); }
     box.hidden = false;
     box.className = "progress";
+    box.removeAttribute("data-result");
+    box.removeAttribute("data-code");
     box.textContent = "";
     var head = document.createElement("div");
     box.appendChild(head);
@@ -216,28 +263,27 @@
     var tick = function () { head.textContent = what + ": running… " + ((Date.now() - started) / 1000).toFixed(1) + " s"; };
     tick();
     var timer = setInterval(tick, 100);
-    var buttons = qa("form.action button, #add-watcher button");
+    var buttons = qa("form.action button, #add-watcher button").filter(function (b) { return !b.disabled; });
     buttons.forEach(function (b) { b.disabled = true; });
     fetch(form.getAttribute("action"), {method: "POST", body: new FormData(form), credentials: "same-origin",
                         headers: {Accept: "application/json"}})
-      .then(function (r) { return r.json().then(function (j) { return {status: r.status, body: j}; }); })
-      .then(function (res) {
-        var b = res.body, ok = res.status === 200 && b.ok;
-        box.className = "progress " + (ok ? "done" : "failed");
-        box.setAttribute("data-result", ok ? "ok" : "error");
-        head.textContent = what + (ok ? ": done in " + b.duration.toFixed(1) + " s"
-                                      : ": failed: " + (b.error || b.reason || res.status));
+      .then(function (r) {
+        return r.json().then(function (j) { return {status: r.status, body: j}; },
+                             function () { return {status: r.status, body: {}}; });
       })
+      .then(function (res) { clearInterval(timer); showResult(box, head, what, res); })
       .catch(function (err) {
-        box.className = "progress failed";
-        box.setAttribute("data-result", "error");
-        head.textContent = what + ": failed: " + err;
+        clearInterval(timer);
+        showResult(box, head, what, {status: 0, body: {reason: String(err)}});
       })
       .then(function () {
-        clearInterval(timer);
-        running = null;
+        // the last steps' events may arrive just after the reply: they are still listed for
+        // a moment (unless another action starts)
+        var mine = running;
+        setTimeout(function () { if (running === mine) { running = null; } }, LATE_EVENTS);
+        mine.done = true;
         buttons.forEach(function (b) { b.disabled = false; });
-        if (action === "add") { form.reset(); }
+        if (action === "add" && box.getAttribute("data-result") !== "error") { form.reset(); }
         return refresh();
       });
   }
