@@ -115,7 +115,8 @@ def test_statsd_sampling_drops_what_the_rate_says():
 
 def test_statsd_options_and_gauges():
     e = StatsdEmitter(EP, PUB, 5, application_name="shop", port="9125", sample_rate="0.25")
-    assert (e.statsd.prefix, e.statsd.address[1], e.statsd.sample_rate) == ("circus.shop", 9125, 0.25)
+    assert (e.statsd.prefix, e.statsd.address[1], e.statsd.sample_rate) == \
+        ("circus.shop.watcher", 9125, 0.25)                      # 0.19's prefix
     e.statsd.stop()
     with pytest.raises(PluginConfigError, match="sample_rate"):
         StatsdEmitter(EP, PUB, 5, sample_rate="2")
@@ -126,7 +127,8 @@ def test_statsd_options_and_gauges():
                              "3": "No such process (stopped?)"})
     assert gauges == {"watchers_num": 2, "cpu_max": 30.0, "cpu_sum": 40.0, "mem_pct_max": 1.5,
                       "mem_pct_sum": 2.0, "mem_max": 1000.0, "mem_sum": 1000.0}
-    assert watcher_gauges({})["watchers_num"] == 0
+    assert watcher_gauges({}) == {"watchers_num": 0}             # 0.19 sends only that one
+    assert watcher_gauges({"3": "No such process (stopped?)"}) == {"watchers_num": 0}
 
 
 # -- flapping ---------------------------------------------------------------------------------------
@@ -162,6 +164,8 @@ def test_flapping_settings_per_watcher_override_and_bad_ones_are_ignored():
     own = base.for_watcher({"flapping.max_retry": 1, "flapping.window": "2.5", "cmd": "x"}, "w")
     assert own == FlapSettings(attempts=3, window=2.5, retry_in=0.5, max_retry=1)
     assert base.for_watcher({"flapping.attempts": "zero"}, "w") == base
+    assert base.active and not base.for_watcher({"flapping.active": "False"}, "w").active
+    assert base.for_watcher({"flapping.active": "maybe"}, "w") == base
     with pytest.raises(PluginConfigError, match="max_retry"):
         FlapSettings.from_config({"max_retry": "-2"}, "plugin flapping")
 
