@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping
 
-from circus.plugins.options import (Amount, PluginConfigError, get_amount, get_bool, get_float, get_period,
+from circus.plugins.options import (Amount, PluginConfigError, get_amount, get_bool, get_float,
                                     get_int, get_signal, get_str)
 from circus.plugins.statsd import BaseObserver
 
