@@ -300,7 +300,10 @@ def scenario(node: Node, driver) -> dict:
         seen["sockets"] = f"127.0.0.1:{node.socket_port}" in page_text(s)
 
         def press(where: str, css: str, message: str, effect) -> None:
-            s.get(where)
+            def shown() -> bool:        # circus-web empties its watcher list while it re-reads
+                s.get(where)            # it after a command: a page may come without the row
+                return s.exists(css)
+            s.wait_until(shown, 15, f"{css} on {where}", interval=0.3)
             click(s, css)
             s.wait_until(lambda: message in page_text(s), 15, f"the message {message!r}")
             seen["messages"].append(message)
