@@ -115,7 +115,8 @@ def test_statsd_sampling_drops_what_the_rate_says():
 
 def test_statsd_options_and_gauges():
     e = StatsdEmitter(EP, PUB, 5, application_name="shop", port="9125", sample_rate="0.25")
-    assert (e.statsd.prefix, e.statsd.address[1], e.statsd.sample_rate) == ("circus.shop", 9125, 0.25)
+    assert (e.statsd.prefix, e.statsd.address[1], e.statsd.sample_rate) == \
+        ("circus.shop.watcher", 9125, 0.25)                      # 0.19's prefix
     e.statsd.stop()
     with pytest.raises(PluginConfigError, match="sample_rate"):
         StatsdEmitter(EP, PUB, 5, sample_rate="2")
@@ -126,7 +127,8 @@ def test_statsd_options_and_gauges():
                              "3": "No such process (stopped?)"})
     assert gauges == {"watchers_num": 2, "cpu_max": 30.0, "cpu_sum": 40.0, "mem_pct_max": 1.5,
                       "mem_pct_sum": 2.0, "mem_max": 1000.0, "mem_sum": 1000.0}
-    assert watcher_gauges({})["watchers_num"] == 0
+    assert watcher_gauges({}) == {"watchers_num": 0}             # 0.19 sends only that one
+    assert watcher_gauges({"3": "No such process (stopped?)"}) == {"watchers_num": 0}
 
 
 # -- flapping ---------------------------------------------------------------------------------------
@@ -162,6 +164,8 @@ def test_flapping_settings_per_watcher_override_and_bad_ones_are_ignored():
     own = base.for_watcher({"flapping.max_retry": 1, "flapping.window": "2.5", "cmd": "x"}, "w")
     assert own == FlapSettings(attempts=3, window=2.5, retry_in=0.5, max_retry=1)
     assert base.for_watcher({"flapping.attempts": "zero"}, "w") == base
+    assert base.active and not base.for_watcher({"flapping.active": "False"}, "w").active
+    assert base.for_watcher({"flapping.active": "maybe"}, "w") == base
     with pytest.raises(PluginConfigError, match="max_retry"):
         FlapSettings.from_config({"max_retry": "-2"}, "plugin flapping")
 
@@ -402,3 +406,45 @@ def test_a_plugin_that_cannot_start_exits_1_with_the_reason(tmp_path):
                     "--config", f"port:{port}", "circus.plugins.watchdog.WatchDog")
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"cannot listen for heartbeats on 127.0.0.1:{port}" in r.stdout
+
+
+# -- the observers' pure parts ----------------------------------------------------------------------
+
+def test_redis_urls_as_redis_py_reads_them():
+    from circus.plugins.redis_info import RedisTarget, parse_url
+    assert parse_url("redis://localhost:6379/0") == RedisTarget()
+    assert parse_url("redis://:pw@10.0.0.1/4") == RedisTarget(host="10.0.0.1", db=4, password="pw")
+    assert parse_url("rediss://me:p%40ss@cache:6380") == RedisTarget(
+        host="cache", port=6380, username="me", password="p@ss", tls=True)
+    assert parse_url("unix:///run/redis.sock?db=2&password=x") == RedisTarget(
+        path="/run/redis.sock", db=2, password="x")
+    for bad, word in (("http://x/", "redis://"), ("redis://x/zero", "not a number"),
+                      ("redis://x:99999/", "port"), ("unix://", "no socket path")):
+        with pytest.raises(ValueError, match=word):
+            parse_url(bad)
+
+
+def test_redis_info_and_commands():
+    from circus.plugins.redis_info import encode_command, parse_info
+    text = "# Server\r\nredis_version:7.0.15\r\nuptime_in_seconds:12\r\n\r\n# Memory\r\n" \
+           "mem_fragmentation_ratio:1.25\r\ndb0:keys=1,expires=0\r\n"
+    assert parse_info(text) == {"redis_version": "7.0.15", "uptime_in_seconds": 12,
+                                "mem_fragmentation_ratio": 1.25, "db0": "keys=1,expires=0"}
+    assert encode_command("AUTH", "pw") == b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
+
+
+def test_observers_read_019s_options():
+    from circus.plugins.http_observer import HttpObserver
+    from circus.plugins.redis_observer import RedisObserver
+    h = HttpObserver(EP, PUB, 5)
+    assert (h.check_url, h.request_timeout, h.restart_on_error, h.loop_rate) == \
+        ("http://localhost/", 10.0, None, 60.0)
+    assert h.statsd.prefix == "circus.http_observer.watcher"      # 0.19's default_app_name
+    h.handle_stop()
+    r = RedisObserver(EP, PUB, 5, restart_on_timeout="cache", application_name="x")
+    assert (str(r.target), r.redis_timeout, r.restart_on_timeout) == ("localhost:6379", 5.0, "cache")
+    assert r.statsd.prefix == "circus.x.watcher"
+    r.handle_stop()
+    assert RedisObserver(EP, PUB, 5, restart_on_error="db").restart_on_timeout == "db"
+    with pytest.raises(PluginConfigError, match="redis_url"):
+        RedisObserver(EP, PUB, 5, redis_url="localhost:6379")

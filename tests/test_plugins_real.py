@@ -160,16 +160,27 @@ def test_statsd_emitter_sends_a_counter_per_event(node, udp):
     assert "plugin statsdemitter stopped" in p.text()
 
 
-def test_full_stats_sends_the_gauges_of_every_watcher(node, udp):
+GAUGES_019 = {"watchers_num", "cpu_max", "cpu_sum", "mem_pct_max", "mem_pct_sum", "mem_max",
+              "mem_sum"}
+
+
+def test_full_stats_sends_019s_gauges_of_every_watcher(node, udp):
     d, c, plugin, wait = node("""
         [watcher:pair]
         cmd = sleep 60
         numprocesses = 2
+        [watcher:idle]
+        cmd = sleep 60
+        numprocesses = 0
+        [plugin:quiet]
+        use = circus.plugins.statsd.StatsdEmitter
+        active = false
     """)
     wait(lambda: running(c, "pair", 2), what="pair running")
     plugin("circus.plugins.statsd.FullStats", host="127.0.0.1", port=udp.getsockname()[1],
            application_name="app", loop_rate="0.2")
     gauges: dict[str, float] = {}
+    others: list[str] = []
 
     def all_gauges():
         for line in metrics(udp):
@@ -177,11 +188,24 @@ def test_full_stats_sends_the_gauges_of_every_watcher(node, udp):
             value, kind = rest.split("|")[:2]
             if kind == "g":
                 gauges[name] = float(value)
-        return all(f"circus.app._stats.pair.{k}" in gauges for k in (
-            "watchers_num", "cpu_max", "cpu_sum", "mem_pct_max", "mem_pct_sum", "mem_max", "mem_sum"))
+            else:
+                others.append(line)
+        return all(f"circus.app.watcher._stats.pair.{k}" in gauges for k in GAUGES_019) \
+            and "circus.app.watcher._stats.idle.watchers_num" in gauges
     wait(all_gauges, what="the gauges of pair")
-    g = {k.rsplit(".", 1)[1]: v for k, v in gauges.items() if k.startswith("circus.app._stats.pair.")}
-    assert g["watchers_num"] == 2
+    c.call("stop", name="pair", waiting=True)
+    c.call("start", name="pair", waiting=True)           # events: 0.19's FullStats counts none
+    wait(lambda: running(c, "pair", 2), what="pair running again")
+    gauges.clear()
+    wait(all_gauges, what="a round after the events")
+    # exactly 0.19's names: the watcher's gauges (only watchers_num without processes), no
+    # event counters, nothing for the plugins' watchers
+    assert {n for n in gauges if n.startswith("circus.app.watcher._stats.")} == \
+        {f"circus.app.watcher._stats.pair.{k}" for k in GAUGES_019} | \
+        {"circus.app.watcher._stats.idle.watchers_num"}
+    assert not others and not any("plugin" in n for n in gauges)
+    g = {k.rsplit(".", 1)[1]: v for k, v in gauges.items()
+         if k.startswith("circus.app.watcher._stats.pair.")}
     assert 0 < g["mem_max"] <= g["mem_sum"] < 2**30              # bytes (RSS of two sleeps)
     assert g["mem_max"] * 2 >= g["mem_sum"]
     assert 0 <= g["mem_pct_max"] <= g["mem_pct_sum"] < 100
@@ -213,8 +237,8 @@ def test_resource_watcher_restarts_a_watcher_over_its_limit(node, udp, tmp_path,
            port=udp.getsockname()[1], **limits)
     wait(lambda: (now := running(c, "hog")) and now != before, timeout=15, what="hog restarted")
     lines = metrics(udp)
-    assert f"circus.app._resource_watcher.hog.{check}:1|c" in lines
-    assert "circus.app._resource_watcher.hog.restarting:1|c" in lines
+    assert f"circus.app.watcher._resource_watcher.hog.{check}:1|c" in lines
+    assert "circus.app.watcher._resource_watcher.hog.restarting:1|c" in lines
     assert running(c, "calm") == calm
 
 
@@ -242,7 +266,7 @@ def test_resource_watcher_with_process_children_signals_only_the_child(node, udp
     assert running(c, "parent") == [parent] and proc_alive(parent)
     assert f"child {child} of parent's process {parent}" in p.text()
     assert "signal 10" in p.text()
-    assert "circus.app._resource_watcher.parent.over_memory:1|c" in metrics(udp)
+    assert "circus.app.watcher._resource_watcher.parent.over_memory:1|c" in metrics(udp)
 
 
 # -- watchdog -----------------------------------------------------------------------------------------
@@ -319,6 +343,12 @@ def test_flapping_stops_a_crash_looping_watcher_retries_then_gives_up(node, tmp_
         backoff_initial = 0.05
         backoff_max = 0.05
         flapping.max_retry = 1
+        [watcher:exempt]
+        cmd = {PY} -c "import sys; sys.exit(3)"
+        max_retry = -1
+        backoff_initial = 0.05
+        backoff_max = 0.05
+        flapping.active = False
         [watcher:steady]
         cmd = sleep 60
     """)
@@ -331,6 +361,8 @@ def test_flapping_stops_a_crash_looping_watcher_retries_then_gives_up(node, tmp_
     assert "crash is flapping" in text and "retry 1 of 1" in text and "starting crash again" in text
     assert "refused" not in text and "failed" not in text
     assert running(c, "steady") == steady
+    # flapping.active = False on a watcher: crash-looping as fast, never touched (0.19's switch)
+    assert "exempt" not in text and c.call("status", name="exempt")["status"] == "active"
 
 
 # -- [plugin:NAME] ------------------------------------------------------------------------------------
@@ -376,7 +408,8 @@ def test_the_plugins_example_runs(node, udp, tmp_path):
     body = body.replace("python3 examples/heartbeat.py 1664", f"{PY} {root}/examples/heartbeat.py {port}")
     body = body.replace("port = 1664", f"port = {port}").replace("port = 8125", f"port = {udp.getsockname()[1]}")
     d, c, plugin, wait = node(body)
-    names = ("plugin:statsd", "plugin:memory", "plugin:heartbeat", "plugin:flapping")
+    names = ("plugin:statsd", "plugin:gauges", "plugin:memory", "plugin:heartbeat",
+             "plugin:flapping")
     helpers = {n: wait(lambda n=n: running(c, n), what=n) for n in names}
     wait(lambda: running(c, "worker", 2), what="the workers")
     received: list[str] = []
@@ -386,6 +419,6 @@ def test_the_plugins_example_runs(node, udp, tmp_path):
         assert reply["status"] == "ok", reply
         received.extend(metrics(udp))
         return "circus.example.watcher.worker.updated:1|c" in received
-    wait(counted, what="FullStats counting the worker's events")
+    wait(counted, what="StatsdEmitter counting the worker's events")
     assert {n: running(c, n) for n in names} == helpers        # no plugin died meanwhile
     assert c.call("status", name="worker")["status"] == "active"

@@ -100,6 +100,12 @@ def node(tmp_path_factory):
         port = {udp.getsockname()[1]}
         application_name = sec
         loop_rate = 0.2
+
+        [plugin:ev]
+        use = circus.plugins.statsd.StatsdEmitter
+        host = 127.0.0.1
+        port = {udp.getsockname()[1]}
+        application_name = sec
     """)
     n.daemon.wait(lambda: (root / "control.sock").exists(), what="control socket")
     try:
@@ -364,11 +370,11 @@ def test_circusd_stats_rereads_the_clients_directory(node, sub):
 
 
 def test_plugin_started_by_circusd_is_connected(node):
-    """FullStats counts events (its subscription) and sends gauges from ``stats`` calls (its
-    control client): both under CURVE."""
+    """StatsdEmitter counts events (its subscription) and FullStats sends gauges from ``stats``
+    calls (its control client): both under CURVE."""
     received: list[str] = []
     deadline = time.monotonic() + 15
-    while not (any(line.startswith("circus.sec._stats.sleeper.watchers_num:1|g")
+    while not (any(line.startswith("circus.sec.watcher._stats.sleeper.watchers_num:1|g")
                    for line in received) and
                any(line.startswith("circus.sec.watcher.sleeper.spawn:1|c") for line in received)):
         assert time.monotonic() < deadline, f"no metrics from the plugin: {received[-5:]}"

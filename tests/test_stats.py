@@ -38,6 +38,21 @@ def test_topics_are_node_prefixed_and_map_to_019s():
     assert pl.split_topic("watcher.api.spawn") is None
 
 
+def test_forms_published_follow_the_subscriptions():
+    assert pl.wanted_forms([], "web1") == (False, False)                  # nobody: nothing
+    assert pl.wanted_forms([""], "web1") == (True, False)                 # everything: ours
+    assert pl.wanted_forms(["stat."], "web1") == (False, True)            # 0.19's clients
+    assert pl.wanted_forms(["stat.api"], "web1") == (False, True)
+    assert pl.wanted_forms(["st"], "web1") == (False, True)
+    assert pl.wanted_forms(["web1/stat."], "web1") == (True, False)
+    assert pl.wanted_forms(["web1/"], "web1") == (True, False)
+    assert pl.wanted_forms(["web1/stat.api.4"], "web1") == (True, False)
+    assert pl.wanted_forms(["web2/stat."], "web1") == (False, False)      # another node's
+    assert pl.wanted_forms(["watcher."], "web1") == (False, False)
+    assert pl.wanted_forms(["s"], "srv") == (True, True)                  # a prefix of both
+    assert pl.wanted_forms(["", "stat."], "web1") == (True, True)
+
+
 def test_aggregate_keeps_019s_fields_and_sums_numbers():
     infos = [{"pid": 1, "cpu": 10.0, "mem": 1.5, "age": 3.0, "rss": 100, "vms": 1000,
               "num_fds": 4, "num_threads": 1},

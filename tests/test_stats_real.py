@@ -253,9 +253,12 @@ def test_socket_stats_count_waiting_connections(circusd, tmp_path, zctx, feeds):
         assert feed.latest[topic]["address"] == f"127.0.0.1:{sock['port']}"
         for _ in range(3):              # nobody accepts them: they wait in the accept queue
             clients.append(socket.create_connection(("127.0.0.1", sock["port"]), timeout=5))
-        feed.wait(lambda f: f.latest[topic]["queue"] == 3, what="queue of 3", alive=alive(d))
+        total_topic = f"{node}/stat.sockets"       # published after the sockets of its round
+        feed.wait(lambda f: f.latest[topic]["queue"] == 3
+                  and f.latest.get(total_topic, {}).get("queue") == 3, what="queue of 3",
+                  alive=alive(d))
         assert feed.latest[topic]["connections"] == 3
-        total = feed.latest[f"{node}/stat.sockets"]
+        total = feed.latest[total_topic]
         assert total["queue"] == 3 and total["addresses"] == [f"127.0.0.1:{sock['port']}"]
     finally:
         for s in clients:

@@ -2,7 +2,9 @@
 
 Started by circusd as its ``circusd-stats`` watcher when ``[circus] statsd = true`` (or
 ``prometheus_endpoint`` is set), or by hand against any circusd. 0.19's flags, plus
-``--interval``, ``--legacy-topics`` and ``--prometheus``.
+``--interval``, ``--legacy-topics`` and ``--prometheus``. Each form of topics (0.19's
+``stat....``, the node-prefixed ``<node>/stat....``) is published while somebody subscribes to
+it; ``--legacy-topics`` publishes 0.19's all the time.
 
 CURVE: ``--curve-key`` and ``--server-key`` are its client keys to circusd (started by circusd:
 the node's own secret key file, both times); ``--curve-clients DIR`` makes the stats endpoint a
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=1.0,
                    help="seconds between two samples (default 1)")
     p.add_argument("--legacy-topics", action="store_true",
-                   help="also publish 0.19's unprefixed topics (stat.WATCHER.PID...)")
+                   help="publish 0.19's unprefixed topics (stat.WATCHER.PID...) even while "
+                   "nobody subscribes to them (without it they go to their subscribers only)")
     p.add_argument("--prometheus", metavar="HOST:PORT",
                    help="serve /metrics in the Prometheus text format there")
     p.add_argument("--log-level", dest="loglevel", default="info", type=str.lower,

@@ -95,8 +95,9 @@ class CircusOptions:
     stats_endpoint: str = opt("tcp://127.0.0.1:5557", c.ENDPOINT, "stats (PUB) endpoint")
     stats_interval: float = opt(1.0, c.number(0.0, exclusive=True),
                                 "seconds between two samples of circusd-stats (> 0)")
-    legacy_stats_topics: bool = opt(False, c.BOOL, "circusd-stats also publishes 0.19's "
-                                    "unprefixed topics (stat.WATCHER.PID...) for old subscribers")
+    legacy_stats_topics: bool = opt(False, c.BOOL, "circusd-stats publishes 0.19's unprefixed "
+                                    "topics (stat.WATCHER.PID...) even while nobody subscribes "
+                                    "to them (they go to their subscribers anyway)")
     prometheus_endpoint: str | None = opt(
         None, c.HOST_PORT, "HOST:PORT where circusd-stats serves /metrics in the Prometheus text "
         "format (a bare PORT means 127.0.0.1); setting it runs circusd-stats; unset = off")

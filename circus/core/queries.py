@@ -207,22 +207,32 @@ def _stringify(info: dict) -> dict:
     return {str(pid): value for pid, value in info.items()}
 
 
+def _slot_keys(w: Watcher, samples: dict) -> dict:
+    """0.19's ``wid`` and ``started`` (wall-clock time of the spawn) in each process's info."""
+    for slot in w.slots.values():
+        info = samples.get(slot.pid) if slot.pid is not None else None
+        if isinstance(info, dict):
+            info["wid"], info["started"] = slot.wid, slot.create_time
+    return samples
+
+
 @handler("stats")
 async def _stats(arbiter, ops, p):
     if p["name"] is None:
         watchers = list(arbiter.watchers.values())
         samples = await ops.stats([pid for w in watchers for pid in w.pids()])
-        return {"infos": {w.name: _stringify({pid: samples[pid] for pid in w.pids() if pid in samples})
+        return {"infos": {w.name: _stringify(_slot_keys(w, {pid: samples[pid] for pid in w.pids()
+                                                           if pid in samples}))
                           for w in watchers}}
     w = _one(arbiter, p["name"])
     if p["process"] is not None:
         pid = _pid(p["process"])
         if pid not in w.pids():
             raise ProtocolError(ErrorCode.UNKNOWN_PROCESS, f"process {pid} not found in {w.name!r}")
-        samples = await ops.stats([pid])
+        samples = _slot_keys(w, await ops.stats([pid]))
         await _extended(w, samples, p["extended"])
         return {"process": pid, "info": samples[pid]}
-    samples = await ops.stats(w.pids())
+    samples = _slot_keys(w, await ops.stats(w.pids()))
     await _extended(w, samples, p["extended"])
     return {"name": w.name, "info": _stringify(samples)}
 

@@ -7,7 +7,8 @@ When ``attempts`` reaps of a watcher (default 2) fall within ``window`` seconds 
 watcher is flapping: it is stopped, and started again ``retry_in`` seconds later (default 7).
 After ``max_retry`` such rounds in a row (default 5; -1 = forever) it is stopped for good. A
 watcher may override each value with its own option ``flapping.<option>`` (read with ``options``
-on its first reap, and again after an ``updated`` event). Reaps seen while a retry is pending do
+on its first reap, and again after an ``updated`` event); ``flapping.active = false`` on a
+watcher leaves it alone (0.19's per-watcher switch). Reaps seen while a retry is pending do
 not count, nor do those of processes circusd was stopping (a ``kill`` event came first: stop,
 restart, decr, kill), so restarting a watcher of several processes is not flapping. Two reaps
 farther apart than ``window`` end the series of rounds.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from circus.plugins.base import CircusPlugin
-from circus.plugins.options import PluginConfigError, get_float, get_int
+from circus.plugins.options import PluginConfigError, get_bool, get_float, get_int
 
 __all__ = ["Flapping", "FlapSettings", "FlapDetector", "Verdict"]
 
@@ -41,6 +42,7 @@ class FlapSettings:
     window: float = 1.0
     retry_in: float = 7.0
     max_retry: int = 5
+    active: bool = True     # false on a watcher (``flapping.active``): not checked at all
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], where: str, prefix: str = "",
@@ -54,7 +56,8 @@ class FlapSettings:
                        or 0.0,
                        retry_in=get_float(cfg, "retry_in", base.retry_in, where, minimum=0.0)
                        or 0.0,
-                       max_retry=get_int(cfg, "max_retry", base.max_retry, where, minimum=-1))
+                       max_retry=get_int(cfg, "max_retry", base.max_retry, where, minimum=-1),
+                       active=get_bool(cfg, "active", base.active, where))
         return settings
 
     def for_watcher(self, options: Mapping[str, Any], watcher: str) -> "FlapSettings":
@@ -145,6 +148,8 @@ class Flapping(CircusPlugin):
             if not isinstance(when, (int, float)):
                 when = time.time()
             settings = await self._settings(watcher)
+            if not settings.active:
+                return                                # flapping.active = false on the watcher
             verdict, round_ = self.detector.reap(watcher, float(when), settings)
             if verdict is Verdict.RETRY:
                 await self._retry(watcher, settings, round_)

@@ -29,9 +29,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping
 
-from circus.plugins.options import (Amount, PluginConfigError, get_amount, get_bool, get_float, get_period,
+from circus.plugins.options import (Amount, PluginConfigError, get_amount, get_bool, get_float,
                                     get_int, get_signal, get_str)
-from circus.plugins.statsd import BaseStatsdPlugin
+from circus.plugins.statsd import BaseObserver
 
 __all__ = ["ResourceWatcher", "Limits", "Usage", "Counters", "CHECKS"]
 
@@ -125,7 +125,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-class ResourceWatcher(BaseStatsdPlugin):
+class ResourceWatcher(BaseObserver):
     name = "resource_watcher"
 
     def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float | str,
@@ -140,11 +140,7 @@ class ResourceWatcher(BaseStatsdPlugin):
         self.max_count = get_int(self.config, "max_count", 3, self.name, minimum=0)
         self.process_children = get_bool(self.config, "process_children", False, self.name)
         self.child_signal = get_signal(self.config, "child_signal", 15, self.name)
-        self.loop_rate = get_period(self.config, "loop_rate", 60.0, self.name)
         self.counters = Counters()
-
-    def handle_init(self) -> Any:
-        self.every(self.loop_rate, self.look_after)
 
     def _count(self, failed: Iterable[str]) -> None:
         for check in sorted(failed):

@@ -11,8 +11,10 @@ same way (subscribe to ``web1/stat.`` or to ``""``)::
     <node>/stat.sockets            all of them
     <node>/stat.node               the machine: load, CPU, memory, disks   (new)
 
-:func:`legacy_topic` gives 0.19's unprefixed topic for ``legacy_stats_topics``; the node view has
-none (a 0.19 subscriber would read it as a watcher called "node").
+:func:`legacy_topic` gives 0.19's unprefixed topic; the node view has none (a 0.19 subscriber
+would read it as a watcher called "node"). :func:`wanted_forms` says which of the two forms the
+current subscriptions want (the stats socket is an XPUB that sees them): a form nobody is
+subscribed to is not published.
 
 New fields (a 0.19 subscriber ignores them): a watcher's aggregate carries its state as circusd's
 ``processes`` reply tells it (:func:`watcher_state`: ``state``, ``trouble``, ``reason``,
@@ -25,8 +27,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 __all__ = ["prefix", "process_topic", "watcher_topic", "socket_topic", "node_topic",
-           "legacy_topic", "process_payload", "aggregate", "sockets_aggregate", "split_topic",
-           "watcher_state", "process_states", "node_counts"]
+           "legacy_topic", "wanted_forms", "LEGACY_PREFIX", "process_payload", "aggregate",
+           "sockets_aggregate", "split_topic", "watcher_state", "process_states", "node_counts"]
 
 _SUMMED = ("rss", "vms", "num_fds", "num_threads")
 
@@ -57,6 +59,32 @@ def legacy_topic(topic: str) -> str | None:
     if not sep or rest == "stat.node":
         return None
     return rest
+
+
+#: what every 0.19 topic starts with (0.19's clients subscribe to it)
+LEGACY_PREFIX = "stat."
+
+
+def _overlaps(subscription: str, prefix: str) -> bool:
+    """True when a subscriber to ``subscription`` receives some topic starting with ``prefix``."""
+    return prefix.startswith(subscription) or subscription.startswith(prefix)
+
+
+def wanted_forms(subscriptions: Iterable[str], node: str) -> tuple[bool, bool]:
+    """``(prefixed, legacy)``: is somebody subscribed to a topic of the node-prefixed form
+    (``<node>/stat....``), to one of 0.19's form (``stat....``)?
+
+    The empty subscription (everything: circusmeta's proxy, the dashboard, circus-top) counts for
+    the prefixed form only: the tools that subscribe to everything are ours and read the node's
+    name from the topic; 0.19's clients subscribe to ``stat.``. A subscription such as ``s`` or
+    ``stat.web`` wants 0.19's form; ``web1/`` or ``web1/stat.web`` the prefixed one of ``web1``.
+    """
+    prefixed = legacy = False
+    own = prefix(node)
+    for sub in subscriptions:
+        prefixed = prefixed or _overlaps(sub, own)
+        legacy = legacy or (sub != "" and _overlaps(sub, LEGACY_PREFIX))
+    return prefixed, legacy
 
 
 def split_topic(topic: str) -> tuple[str, str, str | None] | None:

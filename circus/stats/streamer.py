@@ -11,6 +11,14 @@ in a worker thread, so events and ``/metrics`` scrapes keep being served meanwhi
 the topics of :mod:`circus.stats.payloads`. The PUB socket never blocks: a subscriber that does
 not read loses samples (ZeroMQ's high-water mark), circusd-stats does not grow.
 
+Two forms of topics, each published only while somebody is subscribed to it: the stats socket is
+an XPUB, so circusd-stats sees the subscriptions (libzmq passes on the first subscription to a
+topic and the last unsubscription, a disconnect included). ``<node>/stat....`` goes to
+subscribers of ``""`` (everything) or of a prefix of the node's topics (circusmeta, the
+dashboard, circus-top); 0.19's ``stat....`` to subscribers of ``stat.`` or a prefix of it
+(circus-top 0.19, circus-web), or always with ``legacy`` (``legacy_stats_topics``). See
+:func:`circus.stats.payloads.wanted_forms`.
+
 CURVE: with ``curve`` (its :class:`~circus.security.keys.ClientKeys`) it talks to a CURVE-protected
 circusd; with ``server`` and ``keyring`` its PUB is a CURVE server of its own, a
 :class:`~circus.security.zap.Gate` on its own context admitting the keys of the clients
@@ -95,6 +103,8 @@ class Streamer:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="circusd-stats")
         self._context = zmq.asyncio.Context()
         self._pub: zmq.asyncio.Socket | None = None
+        #: topics somebody is subscribed to on the stats socket (as the XPUB reports them)
+        self.subscriptions: set[str] = set()
         self._client: AsyncClient | None = None
         self.curve = curve
         self.server = server if keyring is not None else None
@@ -186,7 +196,29 @@ class Streamer:
             self.on_snapshot(snap)
         return snap
 
+    def read_subscriptions(self) -> None:
+        """Take in the (un)subscriptions the XPUB received since last time (never blocks)."""
+        assert self._pub is not None
+        sock = zmq.Socket.shadow(self._pub.underlying)
+        while True:
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not frame:
+                continue
+            topic = frame[1:].decode(errors="replace")
+            if frame[0] == 1:
+                self.subscriptions.add(topic)
+            elif frame[0] == 0:
+                self.subscriptions.discard(topic)
+
     async def publish(self, snap: Snapshot) -> None:
+        self.read_subscriptions()
+        prefixed, legacy = pl.wanted_forms(self.subscriptions, snap.node)
+        legacy = legacy or self.legacy
+        if not (prefixed or legacy):
+            return                        # nobody listens: nothing to encode or send
         node = snap.node
         out: list[tuple[str, dict]] = []
         states = pl.process_states(snap.records)
@@ -208,12 +240,14 @@ class Streamer:
         out.append((pl.node_topic(node), snap.node_view))
         assert self._pub is not None
         for topic, payload in out:
+            old = pl.legacy_topic(topic) if legacy else None
+            if not prefixed and old is None:
+                continue
             body = json.dumps(payload).encode()
-            await self._pub.send_multipart([topic.encode(), body])
-            if self.legacy:
-                legacy = pl.legacy_topic(topic)
-                if legacy is not None:
-                    await self._pub.send_multipart([legacy.encode(), body])
+            if prefixed:
+                await self._pub.send_multipart([topic.encode(), body])
+            if old is not None:
+                await self._pub.send_multipart([old.encode(), body])
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -225,7 +259,7 @@ class Streamer:
     # -- the stats socket ---------------------------------------------------------------------------
 
     def _open_pub(self) -> zmq.asyncio.Socket:
-        pub = self._context.socket(zmq.PUB)
+        pub = self._context.socket(zmq.XPUB)     # a PUB that sees the subscriptions
         pub.setsockopt(zmq.SNDHWM, SNDHWM)
         pub.setsockopt(zmq.LINGER, 0)
         if self.server is not None:
@@ -244,6 +278,7 @@ class Streamer:
         assert self._pub is not None
         self._pub.close(linger=0)
         self._pub = None
+        self.subscriptions.clear()           # the subscribers subscribe again to the new one
         deadline = asyncio.get_running_loop().time() + REBIND_DEADLINE
         while True:
             try:
