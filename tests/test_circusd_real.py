@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import proc_alive, proc_children, proc_cmdline, proc_state
+from conftest import Circusd, proc_alive, proc_children, proc_cmdline, proc_state
 
 pytestmark = pytest.mark.real
 
@@ -276,3 +276,27 @@ def test_daemon_reports_a_startup_failure(tmp_path):
     conf.write_text("[watcher:bg]\ncmd = sleep 1\n")
     r = run_circusd("--daemon", "--log-output", str(tmp_path / "no" / "such" / "dir.log"), str(conf))
     assert r.returncode == 1 and "log output" in r.stderr
+
+
+def test_the_ipc_socket_files_are_removed_at_exit_but_never_another_circusds(tmp_path):
+    import socket as _socket
+    d = Circusd(tmp_path)
+    d.start(f"[circus]\nendpoint = ipc://{tmp_path}/control.sock\n"
+            f"pubsub_endpoint = ipc://{tmp_path}/events.sock\n\n[watcher:s]\ncmd = sleep 3600\n")
+    try:
+        d.wait(lambda: (tmp_path / "control.sock").exists() and (tmp_path / "events.sock").exists(),
+               what="the socket files")
+        assert d.stop() == 0
+        assert not (tmp_path / "control.sock").exists() and not (tmp_path / "events.sock").exists()
+        d.proc.stdout.close()
+        # a socket file at the same path that is not the one it bound is left alone
+        d.start()
+        d.wait(lambda: (tmp_path / "events.sock").exists(), what="the socket files")
+        (tmp_path / "events.sock").unlink()
+        other = _socket.socket(_socket.AF_UNIX)
+        other.bind(str(tmp_path / "events.sock"))
+        assert d.stop() == 0
+        assert (tmp_path / "events.sock").exists() and not (tmp_path / "control.sock").exists()
+        other.close()
+    finally:
+        d.cleanup()

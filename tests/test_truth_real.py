@@ -186,3 +186,31 @@ def test_reloadconfig_of_a_wrong_file_is_an_error_without_waiting(node):
         _error(c.call("reloadconfig", waiting=waiting), "config_error", "numprocesess",
                "did you mean 'numprocesses'")
     assert c.call("status", name="sleeper")["status"] == "active"
+
+
+def test_start_and_restart_of_a_crash_loop_try_again_now_and_say_how_it_went(node):
+    d, c = node(BODY.replace("autostart = false\nmin_uptime = 1", "min_uptime = 1\nbackoff_initial = 30"))
+    d.wait(lambda: c.call("status", name="early").get("trouble") == "backoff", 15, "backoff")
+    retry_at = c.call("status", name="early")["processes"][0]["retry_at"]
+    assert retry_at > time.time() + 20                      # the next try is far away
+    for command, props in (("start", {}), ("restart", {"graceful": True}), ("restart", {})):
+        started = time.monotonic()
+        reply = c.call(command, name="early", waiting=True, wait=15, **props)
+        _error(reply, "not_ready", "exit code 3", "Traceback: boom")    # tried now, failed
+        assert time.monotonic() - started < 10, command
+    assert c.call("status", name="early")["trouble"] == "backoff"
+
+
+def test_incr_of_a_singleton_says_nothing_changed(node):
+    d, c = node(BODY.replace("[watcher:sleeper]\ncmd = sleep 3600", "[watcher:sleeper]\ncmd = sleep 3600\nsingleton = true"))
+    reply = c.call("incr", name="sleeper", nb=2, waiting=True)
+    assert reply["status"] == "ok" and reply["numprocesses"] == 1, reply
+    assert "singleton" in reply["warning"]
+
+
+def test_add_start_waiting_says_what_it_started(node):
+    d, c = node(BODY)
+    reply = c.call("add", name="fresh", cmd="sleep 3600", start=True, waiting=True,
+                   options={"min_uptime": 0.2})
+    assert reply["status"] == "ok" and len(reply["info"]["started"]) == 1, reply
+    assert reply["info"]["started"] == c.call("list", name="fresh")["pids"]

@@ -45,7 +45,7 @@ from circus.protocol.limits import MAX_SUBSCRIPTIONS, MAXMSG_FACTOR, READ_BATCH,
 from circus.security.audit import ON_BEHALF_OF, audit_record, audit_topic, describe, web_user
 from circus.security.exposure import INSECURE_WARNING, exposed, is_local
 from circus.security.keyring import ANONYMOUS, Identity
-from circus.security.ipcbind import bind_private, ipc_path
+from circus.security.ipcbind import bind_private, ipc_path, remove_socket_file, socket_file
 
 __all__ = ["Controller", "BindError"]
 
@@ -78,6 +78,7 @@ class Controller:
         self.max_frame = max_frame
         self.router: zmq.Socket | None = None
         self._watch: ConnectionWatch | None = None
+        self._files: dict[zmq.Socket, Any] = {}      # ipc:// socket files to remove at close
         self._pub: zmq.Socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._check_pending = False
@@ -116,6 +117,7 @@ class Controller:
             raise BindError(f"cannot bind {endpoint}: {exc.strerror}") from None
         except OSError as exc:
             raise BindError(f"cannot bind {endpoint}: {exc.strerror}") from None
+        self._files[sock] = socket_file(endpoint)
         return sock
 
     async def start(self) -> None:
@@ -262,6 +264,7 @@ class Controller:
         if sock.type in (zmq.ROUTER, zmq.XPUB) and self._loop is not None:
             self._loop.remove_reader(sock.getsockopt(zmq.FD))
         sock.close(linger=linger)
+        remove_socket_file(self._files.pop(sock, None))   # libzmq leaves the file behind
 
     # -- subscriptions ----------------------------------------------------------------------------
 

@@ -202,7 +202,8 @@ async def _resize(arbiter, ops, p, sign: int):
     if p["nb"] < 0:
         raise ProtocolError(ErrorCode.INVALID_PROPERTY, "property 'nb' must be positive")
     if w.cfg.singleton:
-        return {"numprocesses": w.numprocesses, "singleton": True}
+        return {"numprocesses": w.numprocesses, "singleton": True,
+                "warning": f"{w.name} is a singleton: it runs at most one process, nothing changed"}
     if sign > 0:        # refused now, doing nothing (with waiting, checked again when it runs)
         check_numprocesses(w.numprocesses + p["nb"], arbiter.max_numprocesses)
     before = w.numprocesses
@@ -245,7 +246,9 @@ async def _add(arbiter, ops, p):
     _check_ids(cfg)
     watcher = arbiter.add_watcher(cfg)
     if p["start"]:
-        await ops.run(p, _settled(watcher, watcher.start()), "add")
+        info = await ops.run(p, _settled(watcher, watcher.start()), "add")
+        if info is not None:
+            return {"info": info}
     return {}
 
 

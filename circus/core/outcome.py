@@ -47,8 +47,10 @@ def trouble(w: Any) -> str | None:
 
 
 def last_lines(w: Any, n: int = LAST_LINES) -> list[dict]:
-    """The last ``n`` lines of ``w``'s stderr, else of its stdout (``[]``: none kept)."""
-    return w.output.last(n, ("stderr",)) or w.output.last(n, ("stdout",))
+    """The last ``n`` lines of ``w``'s stderr, else of its stdout (``[]``: none kept), each
+    with its watcher's name."""
+    lines = w.output.last(n, ("stderr",)) or w.output.last(n, ("stdout",))
+    return [{**line, "watcher": w.name} for line in lines]
 
 
 def lines_text(lines: Iterable[dict], limit: int = LAST_LINES) -> str:

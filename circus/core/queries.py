@@ -3,6 +3,7 @@ the request arrived (no waiting, no lock). ``stats`` and ``dstats`` sample proce
 Registered in :data:`circus.core.handlers.HANDLERS` when that module is imported."""
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -81,7 +82,14 @@ def _process_view(p: Any) -> dict:
     return {"wid": p.wid, "pid": p.pid if live else None, "state": str(p.state),
             "ready": p.state is ProcessState.RUNNING, "started": started,
             "restarts": max(0, p.spawns - 1), "last_exit": p.last_exit,
-            **({"reason": p.reason} if p.reason else {})}
+            **({"reason": p.reason} if p.reason else {}),
+            **({"retry_at": _wall(p.retry_at)} if p.state is ProcessState.BACKOFF and p.retry_at
+               else {})}
+
+
+def _wall(when: float) -> float:
+    """A time of the loop's clock as wall-clock time (epoch): when a backoff retries."""
+    return round(time.time() + when - asyncio.get_running_loop().time(), 3)
 
 
 def _processes_view(w: Watcher) -> dict:

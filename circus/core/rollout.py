@@ -70,6 +70,7 @@ class RolloutMixin:
                 await self._converge()
         else:
             await self._rollout(old, batch_size(batch, len(old)))
+        await self._respawn_backoff()           # those that wait in backoff: now, as new ones
         self.host.emit(self.name, "reload", {"time": time.time()})
         return {"stopped": stopped, "started": sorted(set(self.pids()) - before), "kept": []}
 

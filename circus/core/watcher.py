@@ -258,7 +258,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
 
     async def _start(self) -> dict:
         if self.state in (WS.ACTIVE, WS.STARTING):
-            return {"started": [], "kept": self.pids()}
+            return await self._respawn_backoff()
         if not await self._hook("before_start"):
             raise WatcherError(f"{self.name}: the before_start hook failed: start aborted")
         self._set_state(WatcherEvent.START)
@@ -286,6 +286,22 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
             await self._stop()
             raise WatcherError(f"{self.name}: the after_start hook failed: watcher stopped")
         outcome.check_started(self)          # a process that could not be spawned: an error
+        return {"started": sorted(set(self.pids()) - before), "kept": sorted(before)}
+
+    async def _respawn_backoff(self) -> dict:
+        """An operator's start (or restart) of an active watcher whose processes wait in backoff
+        (a crash loop): try them again now, with a fresh count of failed starts, and say how
+        it went (an error if they cannot even be spawned)."""
+        loop = asyncio.get_running_loop()
+        waiting = [p for p in self.slots.values() if p.state is PS.BACKOFF and not p.retiring]
+        before = set(self.pids())
+        if not waiting:
+            return {"started": [], "kept": sorted(before)}
+        for p in waiting:
+            p.retry_at, p.failures, p.streak_started = loop.time(), 0, None
+        await self._converge()
+        await self._wait_ready([p for p in waiting if p.state is PS.STARTING])
+        outcome.check_started(self, waiting)
         return {"started": sorted(set(self.pids()) - before), "kept": sorted(before)}
 
     async def _stop(self) -> None:

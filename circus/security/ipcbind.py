@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-__all__ = ["ipc_path", "bind_private", "secure_ipc", "IPC_MODE"]
+__all__ = ["ipc_path", "bind_private", "secure_ipc", "IPC_MODE", "socket_file", "remove_socket_file"]
 
 #: mode of an ipc:// socket file
 IPC_MODE = 0o600
@@ -70,3 +70,30 @@ def bind_private(sock: Any, endpoint: str, owner: tuple[int, int] | None = None)
     except OSError:
         sock.close(linger=0)
         raise
+
+
+def socket_file(endpoint: str) -> tuple[str, int, int] | None:
+    """``(path, device, inode)`` of the socket file an ``ipc://`` endpoint just bound, to remove
+    it at close (libzmq leaves it behind); None for other transports and abstract sockets."""
+    path = ipc_path(endpoint)
+    if path is None or path.startswith("@") or path == "*":
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (path, st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
+
+
+def remove_socket_file(record: tuple[str, int, int] | None) -> None:
+    """Remove a socket file recorded by :func:`socket_file` if it is still that very file (not
+    one another process bound at the same path since)."""
+    if record is None:
+        return
+    path, dev, ino = record
+    try:
+        st = os.lstat(path)
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == (dev, ino):
+            os.unlink(path)
+    except OSError:
+        pass
