@@ -106,7 +106,8 @@ def test_the_owner_cannot_append_to_a_root_file_and_a_legitimate_add_works(circu
         ("add", {"name": "esc", "cmd": "/bin/echo", "args": "ssh-ed25519 AAAA-attacker nobody@evil",
                  "start": True, "options": _mine(shared, filename=str(shared / "target"))}),
         ("add", {"name": "mine", "cmd": "/bin/echo", "args": "hello from nobody", "start": True,
-                 "waiting": True, "options": _mine(shared, filename=str(shared / "own" / "out.log"))}),
+                 "waiting": True, "options": {**_mine(shared, filename=str(shared / "own" / "out.log")),
+                                              "restart_policy": "never"}}),   # a job: one echo
         ("set", {"name": "mine", "options": {"stdout_stream.filename": str(shared / "target")}}))
     assert attack["status"] == "error" and attack["code"] == "forbidden", attack
     assert "Permission denied" in attack["reason"] and "'nobody'" in attack["reason"], attack

@@ -7,6 +7,7 @@ output streamed while the tool runs, and circusd answering other commands meanwh
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -164,13 +165,11 @@ def test_the_tools_example_runs(circusd, tmp_path):
     text = text.replace("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/c.sock")
     text = text.replace("tcp://127.0.0.1:5556", f"ipc://{tmp_path}/p.sock")
     text = text.replace("python3 -m http.server 8080", "sleep 60")
-    text = text.replace("/tmp/keys-rotated-at", f"{tmp_path}/rotated")
     d = circusd(text)
     d.wait_log("web: active")
     assert ctl(d, "tools").stdout.split("\n")[0].startswith("disk-usage ")
     r = ctl(d, "tool", "rotate-keys", "signing")
-    assert (r.returncode, r.stdout) == (0, "rotating signing keys\n")
-    assert (tmp_path / "rotated").exists()
+    assert r.returncode == 0 and re.fullmatch(r"rotating signing keys at \d\d:\d\d:\d\d\n", r.stdout), r
     r = ctl(d, "tool", "disk-usage", str(tmp_path))      # not a directory others write in
     assert r.returncode == 0 and r.stdout.endswith(f"{tmp_path}\n")
     assert d.stop() == 0

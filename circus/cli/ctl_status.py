@@ -32,23 +32,27 @@ Reply = Mapping[str, Any]
 _MAX_PIDS = 4
 
 
-def _healthy(state: Any, trouble: Any) -> bool:
-    return state == "active" and not trouble
+def _healthy(state: Any, trouble: Any, completed: Any = None) -> bool:
+    """Active with no trouble, or a job that completed (every process ended with exit 0)."""
+    return (state == "active" and not trouble) or (state == "stopped" and completed is True)
 
 
 def status_exit(reply: Reply) -> int:
-    """0 if every watcher in a ``status`` reply is active with no trouble, else 3."""
+    """0 if every watcher in a ``status`` reply is active with no trouble (or a job that
+    completed), else 3."""
     if reply.get("status") == "error":
         return UNHEALTHY
     if "statuses" in reply:
         details = reply.get("details") or {}
         for name, state in (reply.get("statuses") or {}).items():
             detail = details.get(name) if isinstance(details.get(name), Mapping) else {}
-            if not _healthy(detail.get("state", state), detail.get("trouble")):
+            if not _healthy(detail.get("state", state), detail.get("trouble"),
+                            detail.get("completed")):
                 return UNHEALTHY
         return HEALTHY
     state = reply.get("state") or reply.get("status")
-    return HEALTHY if _healthy(state, reply.get("trouble")) else UNHEALTHY
+    return HEALTHY if _healthy(state, reply.get("trouble"), reply.get("completed")) \
+        else UNHEALTHY
 
 
 def annotation(state: Any, reason: Any, trouble: Any) -> str:

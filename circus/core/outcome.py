@@ -4,7 +4,9 @@ tells, so that ``ok`` is only said of what is done.
 * :func:`trouble` names what is wrong with a watcher whose 0.19 state word hides it: ``fatal``,
   ``backoff`` (an ``active`` watcher with processes that exited or failed to start and wait to be
   respawned: a crash loop), ``exited`` (processes that ended with an error and are not
-  respawned). ``None``: nothing is wrong.
+  respawned, or a job that stopped when its processes ended, not all with exit 0). ``None``:
+  nothing is wrong (a job that completed, every process with exit 0, is ``stopped`` and
+  ``completed``).
 * :func:`last_lines` gives the output that explains it: the last lines of stderr (of stdout when
   there is no stderr), as a watcher keeps them (``recent_lines``).
 * :func:`start_failure` says why a start did not start everything it should have: a process
@@ -36,6 +38,8 @@ def trouble(w: Any) -> str | None:
     """What is wrong with watcher ``w`` (``fatal``, ``backoff``, ``exited``), or None."""
     if w.state is WS.FATAL:
         return "fatal"
+    if w.state is WS.STOPPED and w.completed_ok is False:
+        return "exited"                  # a job whose processes ended, not all with exit 0
     if w.state is not WS.ACTIVE:
         return None
     slots = [p for p in w.slots.values() if not p.retiring]

@@ -153,6 +153,8 @@ def _trouble_fields(w: Watcher) -> dict:
     something is, the output lines that tell why (``last_lines``)."""
     kind = outcome.trouble(w)
     fields: dict[str, Any] = {"trouble": kind}
+    if w.completed_ok is not None and w.compat_status() == "stopped":
+        fields["completed"] = w.completed_ok     # a job whose processes all ended
     if kind is not None:
         fields["last_lines"] = outcome.last_lines(w)
     return fields
@@ -180,6 +182,8 @@ def _status(arbiter, ops, p):
             reason, kind = w.describe_reason(), outcome.trouble(w)
             if reason or kind:         # only watchers with something to say (keeps replies small)
                 details[w.name] = {"state": state, "reason": reason, "trouble": kind}
+                if w.completed_ok is not None and state == "stopped":
+                    details[w.name]["completed"] = w.completed_ok
         cached = {"statuses": statuses, "details": details}
         if matched is None:
             arbiter.views["status"] = cached
