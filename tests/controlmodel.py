@@ -95,8 +95,21 @@ class Outcome:
     allowed: dict[str, Effect | None]
 
     @classmethod
-    def refused(cls, codes: set[str] | frozenset[str]) -> "Outcome":
-        return cls({c: None for c in codes})
+    def refused(cls, codes: set[str] | frozenset[str], check: Effect | None = None) -> "Outcome":
+        return cls({c: check for c in codes})
+
+
+LIMIT_TEXT = re.compile(r"\b10[,_ ]?000\b")
+
+
+def names_the_limit(model: Model, reply: dict) -> None:
+    """A refusal of a count above the maximum says what the maximum is."""
+    assert LIMIT_TEXT.search(str(reply.get("reason", ""))), \
+        f"the reason does not name the limit of {MAX_NUMPROCESSES}: {reply.get('reason')!r}"
+
+
+def _over(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > MAX_NUMPROCESSES
 
 
 def _select(model: Model, name: str, match: str) -> list[str] | None:
@@ -120,7 +133,8 @@ def _add(model: Model, p: Mapping[str, Any]) -> Outcome:
     if set(options) - {"numprocesses", "autostart", "env", "graceful_timeout", "priority"}:
         errors |= OPTION_ERRORS
     if errors:
-        return Outcome.refused(errors)
+        only_over = _over(n) and set(options) <= {"numprocesses", "autostart", "env", "graceful_timeout", "priority"}
+        return Outcome.refused(errors, names_the_limit if only_over else None)
     if name.lower() in model.watchers:
         return Outcome.refused({"already_exists"})
     args = p["args"]
@@ -194,8 +208,8 @@ def _resize(model: Model, command: str, p: Mapping[str, Any]) -> Outcome:
     if errors:
         return Outcome.refused(errors)
     n = model.watchers[key].n
-    if command == "incr" and n + nb > MAX_NUMPROCESSES:
-        return Outcome.refused({"invalid_property"})      # above the documented maximum
+    if command == "incr" and n + nb > MAX_NUMPROCESSES:        # above the documented maximum
+        return Outcome.refused({"invalid_property"}, names_the_limit)
     target = max(0, n + nb if command == "incr" else n - nb)
 
     def effect(m: Model, reply: dict) -> None:
@@ -203,8 +217,8 @@ def _resize(model: Model, command: str, p: Mapping[str, Any]) -> Outcome:
             assert reply["numprocesses"] == target, f"reply says {reply['numprocesses']}, expected {target}"
         m.set(key, n=target)
     allowed: dict[str, Effect | None] = {"ok": effect}
-    if command == "decr" and (n - nb < 0 or nb > MAX_NUMPROCESSES):
-        allowed["invalid_property"] = None                # clamped to 0 (0.19) or refused
+    if command == "decr" and (n - nb < 0 or nb > MAX_NUMPROCESSES):   # clamped to 0 (0.19) or refused
+        allowed["invalid_property"] = names_the_limit if nb > MAX_NUMPROCESSES else None
     return Outcome(allowed)
 
 
@@ -222,7 +236,8 @@ def _set(model: Model, p: Mapping[str, Any]) -> Outcome:
         elif k.lower() not in ("numprocesses", "env", "graceful_timeout", "priority"):
             errors |= OPTION_ERRORS
     if errors:
-        return Outcome.refused(errors)
+        only_over = len(options) == 1 and _over(next(iter(options.values())))
+        return Outcome.refused(errors, names_the_limit if only_over else None)
     n = next((v for k, v in options.items() if k.lower() == "numprocesses"), None)
 
     def effect(m: Model, reply: dict) -> None:

@@ -13,17 +13,25 @@ between without waiting; one client sends hundreds of requests per batch and nev
 reply; some batches carry a frame of 1-4 MiB (answered ``oversize``) or over 4 MiB (cut by
 libzmq).
 
-Every reply must be standard JSON with an allowed outcome. After each batch: a ``list`` on a
-socket that sent nothing else is answered within 100 ms, circusd is alive, and within a
-deadline ``list``, ``status``, ``numprocesses``, ``get numprocesses`` and circusd's real
-children (/proc) show exactly the model's watchers and processes.
+Every reply must be standard JSON with an allowed outcome (a count above the maximum is
+refused naming the limit; NaN/Infinity are ``invalid_json``; a name with a control, format,
+separator or surrogate character or with spaces around it is refused). After each batch: a
+``list`` on a new, connected socket is answered within 100 ms (the best of 3 tries: a loaded CI
+machine has hiccups, a frozen node fails all three), circusd is alive, nothing it wrote to its
+log or stderr is a traceback, and within a deadline ``list``, ``status``, ``numprocesses``,
+``get numprocesses`` and circusd's real children (/proc, by the marker argument of each watcher)
+show exactly the model's watchers and processes: an ``ok`` is true, a refusal changed nothing,
+nothing runs that no watcher lists.
 
 Every receive has a deadline; a node that stops answering fails the example at once
-(``Frozen``); circusd and its children are killed by pid after each example.
+(``Frozen``), and a wrong reply that came before the freeze is reported instead (it is the
+cause). circusd and its children are killed by pid after each example (and by the kernel if
+this process dies). Each kind of failure is its own exception class, so that hypothesis reports
+and shrinks each one separately.
 
-CI runs a fixed sequence (``derandomize``, 20 examples, about a minute). A longer randomized
+CI runs a fixed sequence (``derandomize``, 60 examples, about 35 s). A longer randomized
 campaign: ``CIRCUS_FUZZ_EXAMPLES=500 pytest -m fuzz tests/test_fuzz_control.py`` (a failure
-prints the ``@reproduce_failure`` blob that replays it).
+prints its minimal example and the ``@reproduce_failure`` blob that replays it).
 """
 from __future__ import annotations
 
@@ -105,6 +113,14 @@ def strict(body: bytes, about: str) -> dict:
     if not isinstance(reply, dict):
         raise failure("NotStandardJSON", f"{about}: the reply is not an object: {short(body, 300)}")
     return reply
+
+
+def excerpt(text: str, at: int) -> str:
+    """The start of the traceback at ``at`` and its last lines (the exception; for a logging
+    error, the message that was lost)."""
+    block = text[at:at + 20_000].split("\n\n", 1)[0]
+    lines = block.splitlines()
+    return "\n".join(lines if len(lines) <= 16 else [*lines[:8], "  ...", *lines[-6:]])
 
 
 def outcome(reply: dict) -> str:
@@ -357,7 +373,7 @@ class Node:
             if "Traceback" in text or "internal error" in text:
                 at = max(text.find("Traceback"), text.find("internal error"))
                 raise failure("Traceback", f"circusd's {name} has a traceback after batch {index}:\n"
-                              f"{text[max(0, at - 300):at + 1500]}{self.context()}")
+                              f"{excerpt(text, at)}{self.context()}")
 
     def collect_side(self, index: int, complete: bool = True) -> None:
         """Read and check the replies to side{index}'s requests. ``complete``: each must come (else
