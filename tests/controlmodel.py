@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from circus.protocol import COMMANDS, ErrorCode
-from circus.protocol.limits import MAX_NAME
+from circus.protocol.limits import MAX_PATTERN, MAX_NAME
 from controlreq import Req, frame_problem, json_doubt, prop_problems, short
 
 #: the documented maximum of a watcher's numprocesses (``[circus] max_numprocesses``)
@@ -118,6 +118,8 @@ def _select(model: Model, name: str, match: str) -> list[str] | None:
     if match == "simple" or (match == "glob" and not any(c in name for c in "*?[")):
         return [key] if key in model.watchers else []
     if match == "glob":
+        if len(name) > MAX_PATTERN:
+            return None                            # refused: a glob has at most 256 characters
         return [k for k in keys if fnmatch.fnmatchcase(k, key)]
     return [k for k in keys if re.compile(name, re.IGNORECASE).match(k)]
 
@@ -169,7 +171,9 @@ def _lifecycle(model: Model, command: str, p: Mapping[str, Any]) -> Outcome:
         keys = [k for k, w in model.watchers.items() if command == "stop" or w.autostart]
     else:
         keys = _select(model, name, match)
-        if not keys:
+        if keys is None:
+            errors.add("invalid_property")
+        elif not keys:
             errors.add("unknown_watcher")
     if errors:
         return Outcome.refused(errors)

@@ -214,3 +214,14 @@ def test_add_start_waiting_says_what_it_started(node):
                    options={"min_uptime": 0.2})
     assert reply["status"] == "ok" and len(reply["info"]["started"]) == 1, reply
     assert reply["info"]["started"] == c.call("list", name="fresh")["pids"]
+
+
+def test_set_keys_are_case_insensitive(node):
+    """Found by the control fuzz: set NumProcesses = 5 answered ok and changed nothing (the old
+    numprocesses, merged first, won)."""
+    d, c = node(BODY)
+    assert c.call("set", name="sleeper", options={"NumProcesses": 3}, waiting=True)["status"] == "ok"
+    assert c.call("get", name="sleeper", keys=["numprocesses"])["options"]["numprocesses"] == 3
+    d.wait(lambda: len(c.call("list", name="sleeper")["pids"]) == 3, 10, "3 processes")
+    assert c.call("set", name="sleeper", options={"GRACEFUL_TIMEOUT": 2}, waiting=True)["status"] == "ok"
+    assert c.call("get", name="sleeper", keys=["graceful_timeout"])["options"]["graceful_timeout"] == 2

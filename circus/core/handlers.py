@@ -299,6 +299,9 @@ async def _set(arbiter, ops, p):
             stream = merged.get(lower.split(".")[0]) or {}
             merged[lower.split(".")[0]] = {**stream, lower.split(".", 1)[1]: changes[key]}
             continue
+    spelled = {k.lower() for k in changes}      # NumProcesses replaces numprocesses (keys are
+    merged = {k: v for k, v in merged.items()   # case-insensitive: the first one would win)
+              if k.lower() not in spelled or k in changes}
     merged.update({k: v for k, v in changes.items()
                    if not (k.lower().split(".")[0] in ("stdout_stream", "stderr_stream") and "." in k)})
     cmd, args = merged.pop("cmd"), merged.pop("args", None)

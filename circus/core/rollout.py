@@ -155,7 +155,7 @@ class RolloutMixin:
                 await self._swap_streams(old)
             if cfg.singleton:
                 self.numprocesses = min(self.numprocesses, 1)
-            if "numprocesses" in keys:
+            if "numprocesses" in {k.lower() for k in keys}:
                 self._target(min(cfg.numprocesses, 1) if cfg.singleton else cfg.numprocesses)
             for key in keys:
                 self.host.emit(self.name, "updated", {"time": time.time(), "key": key})
