@@ -41,8 +41,8 @@ def watcher_from_options(name: str, cmd: str, args: object, options: Mapping[str
     issues = Issues()
     section = f"watcher:{name}"
 
-    def report(where: Any, key: str | None, reason: str) -> None:
-        issues.add(PROTOCOL_SOURCE, None, section, key, reason)
+    def report(where: Any, key: str | None, reason: str, lenient: str | None = None) -> None:
+        issues.add(PROTOCOL_SOURCE, None, section, key, reason)   # nothing is lenient here
 
     if not isinstance(name, str) or not name.strip():
         report(None, "name", "expected a non-empty JSON string")
