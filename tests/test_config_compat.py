@@ -346,3 +346,10 @@ def test_loggerconfig_default_and_relative_paths(tmp_path, monkeypatch):
         load_config(str(ini), {})
     ini.write_text("[circus]\nloggerconfig = default\n")
     assert load_config(str(ini), {}).warnings == ()
+
+
+@pytest.mark.parametrize("name", ["A=B", ""])
+def test_an_environment_name_execve_would_refuse_is_refused_in_add(name):
+    with pytest.raises(ConfigError) as info:
+        watcher_from_options("w", "sleep 1", None, {"env": {name: "1"}}, {})
+    assert "is not an environment variable name" in str(info.value)

@@ -32,6 +32,10 @@ def _env(value: object, report: Any, environ: Mapping[str, str]) -> dict[str, st
     ):
         report(None, "env", "expected a JSON object of strings")
         return {}
+    bad = [k for k in value if not k or "=" in k]
+    if bad:   # execve would refuse it at every spawn
+        report(None, "env", f"{bad[0]!r} is not an environment variable name (empty, or with '=')")
+        return {}
     return {key: expand_vars(text, environ) for key, text in value.items()}
 
 
