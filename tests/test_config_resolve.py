@@ -154,14 +154,18 @@ def test_a_module_that_blocks_at_import_is_given_up_in_time(tmp_path, pylib):
     assert reasons[1] == "importing it did not finish within 1 s (a module that blocks at import?)"
 
 
-def test_a_hook_in_the_watchers_pythonpath_resolves_as_in_0_19(tmp_path):
+def test_a_hook_is_resolved_where_the_hook_runner_imports_it(tmp_path):
+    """circusd's sys.path, not the watcher's PYTHONPATH (0.19 added that one to circusd's path;
+    our hook runner does not: the check says what the run would find)."""
     hookdir = tmp_path / "hookdir"
     hookdir.mkdir()
     (hookdir / "pphooks.py").write_text("def f(**kw):\n    return True\n")
-    text = "[watcher:w]\ncmd = w\nhooks.before_start = pphooks.f\n"
-    assert refusal(tmp_path, text).issues[0].key == "hooks.before_start"
-    cfg = check(tmp_path, text + f"[env:w]\nPYTHONPATH = /nonexistent:{hookdir}\n")
-    assert cfg.watchers[0].hooks["before_start"] == ("pphooks.f", False)
+    text = f"[watcher:w]\ncmd = w\nhooks.before_start = pphooks.f\n[env:w]\nPYTHONPATH = {hookdir}\n"
+    (issue,) = refusal(tmp_path, text).issues
+    assert issue.key == "hooks.before_start" and "No module named 'pphooks'" in issue.reason
+    refs = [DottedRef("hook", "pphooks.f", "x.ini", 1, "watcher:w", "hooks.before_start", "w",
+                      paths=(str(hookdir),))]
+    assert resolve_refs(refs, environ={}) == [None]     # the mechanism, for when it searches it
 
 
 def test_custom_stream_classes_resolve(tmp_path, pylib):

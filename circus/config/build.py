@@ -17,7 +17,6 @@ watcher or of a socket, a socket reference to no [socket:NAME]) is reported as a
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Mapping
@@ -313,10 +312,11 @@ class _Builder:
                 cls = (getattr(w, name) or {}).get("class", "")
                 if ("." in cls or ":" in cls) and builtin_stream_name(cls) == cls:
                     add("stream", cls, section, f"{name}.class", w.name)
-            paths = tuple(p for p in w.env.get("PYTHONPATH", "").split(os.pathsep) if p)
+            # resolved as circus.hooks does at run time: circusd's sys.path only (0.19 also
+            # searched the watcher's PYTHONPATH; see resolve.py)
             for point, (target, _) in sorted(w.hooks.items()):
                 if not target.startswith("exec:"):
-                    add("hook", target, section, f"hooks.{point}", w.name, paths)
+                    add("hook", target, section, f"hooks.{point}", w.name)
 
     def dependencies(self, watchers: list[tuple[str, WatcherConfig | None, IniSection]]
                      ) -> dict[str, WatcherConfig]:

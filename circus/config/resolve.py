@@ -11,10 +11,13 @@ can be imported and is what it must be:
 Importing a module runs its code, so it is done in a child process (the current interpreter,
 ``-I``, circusd's environment and working directory), never in circusd: a module that hangs,
 exits, crashes or prints cannot harm it, and nothing else of it runs (no plugin is started, no
-hook is called, no stream is built). The child's ``sys.path`` is circusd's own; a hook's also has
-the directories of its watcher's ``PYTHONPATH`` after it, as 0.19 added them to circusd's path
-"so that a hook there can be loaded". It answers within :data:`RESOLVE_TIMEOUT` seconds or the
-rest is reported as not answered in time.
+hook is called, no stream is built). The child's ``sys.path`` is circusd's own, as the runtime
+imports them (``circus.hooks.resolve``, ``circus.streams.registry``, ``circus-plugin`` with
+``copy_path``). 0.19 also added the directories of a watcher's ``PYTHONPATH`` to circusd's path so
+that a hook there could be loaded; our hook runner does not, so neither does the check (a
+``DottedRef`` can carry extra ``paths``: the day the runtime searches them, the check passes
+them). It answers within :data:`RESOLVE_TIMEOUT` seconds or the rest is reported as not answered
+in time.
 
 When a path does not resolve: a plugin is an error (0.19 refused such a file too); a hook or a
 stream class is a ``DROPPED`` issue (0.19 dropped that watcher at boot): an error, or with
@@ -52,7 +55,7 @@ class DottedRef:
     section: str
     key: str
     watcher: str | None = None       # the watcher it belongs to (a plugin: None)
-    paths: tuple[str, ...] = ()      # appended to sys.path for this one (a hook's PYTHONPATH)
+    paths: tuple[str, ...] = ()      # appended to sys.path for this one (none today)
 
 
 # The child: reads {"path": [...], "items": [{"kind", "target", "paths"}]} on stdin, answers one
