@@ -10,6 +10,7 @@ additions of one file do not leak into the next one.
     python circus019_probe.py FILE...
 """
 import copy
+import fnmatch
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import traceback
 
 from circus import logger
 from circus.arbiter import Arbiter
-from circus.config import get_config
+from circus.config import get_config, read_config
 from circus.sockets import CircusSocket
 from circus.util import configure_logger, parse_env_dict
 from circus.watcher import Watcher
@@ -55,6 +56,20 @@ def _reason(exc):
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
+def file_env_keys(parser, watcher):
+    """The environment variables the file itself sets for `watcher` ([env], [env:PATTERNS])."""
+    keys = set()
+    for section in parser.sections():
+        if section == "env":
+            keys |= set(dict(parser.items(section, noreplace=True)))
+        elif section.startswith("env:"):
+            patterns = [p.strip() for p in section[4:].split(",")]
+            if any(fnmatch.fnmatch(watcher, p) for p in patterns):
+                keys |= set(dict(parser.items(section, noreplace=True)))
+    keys.discard("__name__")
+    return keys
+
+
 def probe(path):
     out = {"file": path, "ok": False, "error": None, "circus": {}, "watchers": [],
            "sockets": [], "plugins": []}
@@ -70,7 +85,7 @@ def probe(path):
     except BaseException as exc:
         out["error"] = "loggerconfig: " + _reason(exc)
         return out
-    environ = dict(os.environ)
+    parser, _ = read_config(path)
     for raw in cfg["watchers"]:
         item = {"name": raw["name"], "dropped": None}
         for key in WATCHER_KEYS:
@@ -83,7 +98,8 @@ def probe(path):
                 env = parse_env_dict(raw["env"])
             except BaseException as exc:
                 env = {"<error>": _reason(exc)}
-            item["env"] = {k: v for k, v in env.items() if environ.get(k) != v and k != "__name__"}
+            keys = file_env_keys(parser, raw["name"])
+            item["env"] = {k: v for k, v in env.items() if k in keys}
         try:
             Watcher.load_from_config(copy.deepcopy(raw))
         except BaseException as exc:

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from circus.config.hints import reserved_prefix_typo
 from circus.config.stream_options import builtin_stream_name
 
 HERE = Path(__file__).parent
@@ -90,7 +91,10 @@ def theirs(result: dict) -> dict:
         w["stdout_stream"] = _stream(raw.get("stdout_stream"))
         w["stderr_stream"] = _stream(raw.get("stderr_stream"))
         w["env"] = dict(raw.get("env") or {})
-        w["options"] = {k: str(v) for k, v in raw.get("extra", {}).items() if "." in k}
+        # dotted keys are plugin options, except typos of a reserved prefix (stdin_stream.class):
+        # 0.19 kept those unused, --no-strict leaves them out with a warning
+        w["options"] = {k: str(v) for k, v in raw.get("extra", {}).items()
+                        if "." in k and reserved_prefix_typo(k.partition(".")[0].lower()) is None}
         if "max_age" in raw:    # 0.19 keeps max_age and max_age_variance as text
             w["max_age"] = float(raw["max_age"])
         watchers[raw["name"]] = w
