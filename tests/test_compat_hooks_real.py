@@ -236,15 +236,16 @@ def test_a_hook_module_starting_with_from_circus_import_logger_checks_and_runs(c
 
 
 def test_a_hook_module_that_does_not_import_fails_its_hook_only(control_node, tmp_path):
+    # in a file it is a configuration error (test_config_compat_real.py); added at run time it
+    # fails its hook only
     (tmp_path / "badhooks.py").write_text("def f(watcher, arbiter, hook_name, **kw):\n    return 'x\n")
     d, c = control_node("""
-        [watcher:refused]
-        cmd = sleep 3684
-        hooks.before_start = badhooks.f
         [watcher:other]
         cmd = sleep 3685
     """)
     d.wait(lambda: d.children("sleep 3685"), what="the other watcher")
+    c.call("add", name="refused", cmd="sleep 3684", start=True,
+           options={"hooks": {"before_start": ["badhooks.f", False]}})
     d.wait_log("hook before_start (badhooks.f) failed: cannot import 'badhooks': SyntaxError")
     assert c.call("status", name="refused")["status"] == "stopped"
     assert not d.children("sleep 3684")

@@ -81,14 +81,15 @@ def test_0_19_stream_classes_load_by_dotted_path_and_get_each_line(control_node,
 
 @pytest.mark.real
 def test_a_stream_class_that_cannot_be_loaded_fails_its_watcher_only(control_node, tmp_path):
+    # in a file it is a configuration error (test_config_compat_real.py); added at run time it
+    # fails its watcher only
     d, c = control_node("""
-        [watcher:broken]
-        cmd = sleep 3682
-        stdout_stream.class = nosuchmodule.Stream
         [watcher:fine]
         cmd = sleep 3683
     """)
     d.wait(lambda: d.children("sleep 3683"), what="the other watcher")
+    c.call("add", name="broken", cmd="sleep 3682", start=True,
+           options={"stdout_stream": {"class": "nosuchmodule.Stream"}})
     d.wait(lambda: c.call("status", name="broken")["status"] in ("fatal", "stopped"), what="fatal")
     assert "nosuchmodule" in c.call("status", name="broken")["reason"]
     assert not d.children("sleep 3682")

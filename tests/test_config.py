@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,36 @@ REALISTIC = HERE / "realistic" / "circus.ini"
 ENVIRON = {"HOME": "/home/op", "STATSD_HOST": "stats.example", "PATH": "/usr/bin"}
 
 
+PYLIB = HERE / "realistic" / "pylib"     # its hooks' package (they are imported at check)
+
+
+def load_realistic(strict: bool = False):
+    sys.path.insert(0, str(PYLIB))
+    try:
+        return load_config(str(REALISTIC), ENVIRON, strict=strict)
+    finally:
+        sys.path.remove(str(PYLIB))
+
+
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(str(REALISTIC), ENVIRON)
+    # the file repeats keys (first definition wins, as 0.19): a warning each, with --no-strict
+    return load_realistic(strict=False)
+
+
+def test_repeated_keys_are_refused_by_default_and_warnings_with_no_strict(cfg):
+    repeats = [(os.path.relpath(i.file, REALISTIC.parent), i.line, i.section, i.key)
+               for i in cfg.warnings]
+    assert repeats == [("circus.ini", 54, "watcher:web", "numprocesses"),
+                       ("conf.d/extra.ini", 3, "circus", "check_delay"),
+                       ("conf.d/extra.ini", 8, "watcher:web", "numprocesses")]
+    assert all("set again (first at" in i.reason for i in cfg.warnings)
+    with pytest.raises(ConfigError) as info:
+        load_realistic(strict=True)
+    assert [(i.line, i.key) for i in info.value.issues] == [(54, "numprocesses"),
+                                                             (3, "check_delay"),
+                                                             (8, "numprocesses")]
+    assert "--no-strict" in str(info.value)
 
 
 def watcher(cfg, name: str) -> WatcherConfig:
@@ -205,13 +233,19 @@ def test_continuation_lines_and_blank_lines_inside_values():
 
 
 def test_first_definition_wins_case_insensitively_and_repeated_header_extends():
-    cfg = parse(
-        "[watcher:a]\ncmd = first\nNumProcesses = 2\n"
-        "[watcher:b]\ncmd = b\n"
-        "[watcher:a]\ncmd = second\nnumprocesses = 5\npriority = 3\n"
-    )
+    text = ("[watcher:a]\ncmd = first\nNumProcesses = 2\n"
+            "[watcher:b]\ncmd = b\n"
+            "[watcher:a]\ncmd = second\nnumprocesses = 5\npriority = 3\n")
+    cfg = parse_config_text(text, "main.ini", {}, strict=False)
     a = cfg.watchers[0]
     assert (a.cmd, a.numprocesses, a.priority) == ("first", 2, 3)
+    # 0.19 did so silently: each repeat is a warning with --no-strict, an error by default
+    assert [(i.line, i.key) for i in cfg.warnings] == [(6, None), (7, "cmd"), (8, "numprocesses")]
+    assert "first at main.ini:3" in cfg.warnings[2].reason      # NumProcesses, another case
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert [(i.line, i.key) for i in info.value.issues] == [(6, None), (7, "cmd"),
+                                                             (8, "numprocesses")]
 
 
 def test_empty_quotes_colon_delimiter_and_booleans_any_case():
@@ -228,10 +262,12 @@ def test_env_substitution_everywhere_case_insensitive_and_unknown_verbatim():
         "[watcher:a]\ncmd = serve ((circus.env.port)) $(CIRCUS.ENV.HOST) $(circus.env.nope)\n"
         "[watcher:b]\ncmd = serve $(circus.env.PORT) $(circus.wid)\n"
     )
-    cfg = parse(text, {"HOST": "10.0.0.1", "PORT": "1"})
+    cfg = parse_config_text(text, "main.ini", {"HOST": "10.0.0.1", "PORT": "1"}, strict=False)
     assert cfg.circus.endpoint == "tcp://10.0.0.1:5555"
     assert cfg.watchers[0].cmd == "serve 81 10.0.0.1 $(circus.env.nope)"
     assert cfg.watchers[1].cmd == "serve 80 $(circus.wid)"
+    (unset,) = cfg.warnings   # left as written, as 0.19 did: a warning (an error by default)
+    assert (unset.line, unset.key) == (9, "cmd") and "nope is set neither" in unset.reason
 
 
 def test_dollar_vars_in_env_values():

@@ -79,8 +79,12 @@ def test_str_lists_one_issue_per_line(bad_issues):
     lines = text.splitlines()
     assert len(lines) == len(EXPECTED)
     n = line_of(BAD, "check_dealy")
+    # a key Circus 0.19 ignored says that --no-strict would load the file
     assert lines[0] == (f"{BAD}:{n}: [circus] check_dealy: unknown option "
-                        "(did you mean 'check_delay'?)")
+                        "(did you mean 'check_delay'?) (Circus 0.19 accepted this silently; "
+                        "'circusd --no-strict' loads the file and warns)")
+    n = line_of(BAD, "graceful_timeout = -1")
+    assert f"{BAD}:{n}: [watcher:web] graceful_timeout: must be >= 0.0, got -1.0" in lines
 
 
 def test_issue_str_without_line_section_or_key():
@@ -169,7 +173,7 @@ def test_include_errors_point_into_the_included_file():
         ("[circus]\nloglevel = loud\n", 2, "circus", "loglevel", "expected one of"),
         ("[socket:a]\nfamily = AF_INET6\npath = /s\n", 2, "socket:a", "family", "is AF_UNIX"),
         ("[socket:a]\ntype = SOCK_WEIRD\n", 2, "socket:a", "type", "expected one of"),
-        ("[socket:a]\n[socket:A]\nport = 1\n[socket:a]\nport = 2\n", 2, "socket:A", None,
+        ("[socket:a]\nport = 2\n[socket:A]\nport = 1\n", 3, "socket:A", None,
          "duplicate socket name"),
         ("[plugin:p]\nuse = not a name\n", 2, "plugin:p", "use", "dotted name"),
         ("[plugin:p]\nuse = a.B\npriority = high\n", 3, "plugin:p", "priority", "expected an integer"),

@@ -31,8 +31,11 @@ def test_example_pool_files_load(example):
 @pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.ini")
                                            if p.name not in POOLS))
 def test_example_configs_load(example):
+    # the check imports hooks as circusd will: the examples run with PYTHONPATH=examples
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "examples")}
     r = subprocess.run([sys.executable, "-m", "circus.cli.circusd", "--check-config",
-                        str(ROOT / "examples" / example)], capture_output=True, text=True, timeout=60)
+                        str(ROOT / "examples" / example)], capture_output=True, text=True,
+                       timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "watchers (" in r.stdout
 

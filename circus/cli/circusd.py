@@ -2,7 +2,12 @@
 
 Exit codes: 0 clean stop, 1 could not start (pidfile taken or unsafe — a symbolic link, another
 user's file —, daemon failed to come up, runtime error), 2 usage or configuration error (a log
-output circusd refuses, in the foreground; with ``--daemon`` every startup failure is 1).
+output or logger configuration circusd refuses, in the foreground; with ``--daemon`` every
+startup failure is 1).
+
+``--no-strict`` loads a Circus 0.19 file as 0.19 did: what 0.19 silently ignored or dropped is a
+warning (file:line, key, reason) instead of an error, and the rest boots (see
+circus.config.errors). ``--check-config`` prints every problem at once, and the warnings.
 
 ``--daemon`` sets circusd's umask to :data:`DAEMON_UMASK` (027) unless ``[circus] umask`` says
 otherwise: a daemon must not keep the umask of whatever shell started it (000 would make its log
@@ -40,18 +45,76 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log level (default: [circus] loglevel, else info)")
     p.add_argument("--log-output", dest="logoutput",
                    help="'-' or 'stdout', 'stderr', a file path, or syslog://HOST[:PORT]?FACILITY")
-    p.add_argument("--logger-config", dest="loggerconfig", help="accepted for compatibility; ignored")
+    p.add_argument("--logger-config", dest="loggerconfig",
+                   help="a logging configuration file (*.ini, *.json or *.yaml) replacing "
+                        "--log-level and --log-output (default: [circus] loggerconfig)")
     p.add_argument("--daemon", action="store_true",
                    help="run in the background; returns once the arbiter is up (or failed: exit 1)")
     p.add_argument("--pidfile", help="write (and lock) this pidfile")
     p.add_argument("--name", help="node name (default: [circus] name, else the host name)")
     p.add_argument("--check-config", action="store_true",
                    help="validate the configuration, print a summary (exit 0) or the errors (exit 2)")
+    p.add_argument("--no-strict", dest="no_strict", action="store_true",
+                   help="load what Circus 0.19 silently ignored or dropped (unknown keys and "
+                        "sections, missing includes, a watcher without cmd or whose hook does not "
+                        "import...) with a warning for each, instead of refusing the file")
     p.add_argument("--fresh", action="store_true",
                    help="ignore [circus] state_file: start from the configuration alone and end "
                         "the processes an earlier circusd left running")
     p.add_argument("--version", action="version", version=f"circusd {__version__}")
     return p
+
+
+STRICT_HINT = ("circusd: what Circus 0.19 accepted silently is refused by default (the lines "
+               "that say so): 'circusd --no-strict', or [circus] strict = false in the file, "
+               "loads it with a warning for each")
+
+
+def _print_warnings(warnings) -> None:
+    for issue in warnings:
+        print(f"circusd: warning: {issue.as_warning()}", file=sys.stderr)
+
+
+def _check_cli_logger_config(value: str | None) -> str | None:
+    from circus.config.loggerconfig import logger_config_path, read_logger_config
+
+    target = logger_config_path(value)
+    try:
+        if target is not None:
+            read_logger_config(target)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def configure_logging(args: argparse.Namespace, opts, output: str,
+                      console: str | None) -> str | None:
+    """circusd's logging: the logger configuration file (--logger-config, else [circus]
+    loggerconfig) when there is one, as 0.19; else level and `output` (`console`: the file a
+    daemon's stdout and stderr go to). The reason it cannot be done, or None."""
+    import logging.config
+
+    from circus.cli import logsetup
+    from circus.config.loggerconfig import logger_config_path, read_logger_config
+
+    target = logger_config_path(args.loggerconfig or opts.loggerconfig)
+    if target is None:
+        try:
+            logsetup.configure(args.loglevel or opts.loglevel or "info", output, console=console)
+        except (OSError, ValueError) as exc:
+            why = (exc.strerror if isinstance(exc, OSError) and exc.filename else None) or exc
+            where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+            return f"bad log output: {where}{why}"
+        return None
+    try:
+        kind, data = read_logger_config(target)
+        if kind == "ini":
+            logging.config.fileConfig(data, disable_existing_loggers=True)
+        else:
+            logging.config.dictConfig(data)
+    except Exception as exc:  # logging.config raises what the file's contents make it raise
+        return f"bad logger configuration {target}: {exc}"
+    return None
 
 
 class Report:
@@ -106,14 +169,22 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_usage(sys.stderr)
         return EXIT_USAGE
     try:
-        config = load_config(args.config, os.environ)
+        config = load_config(args.config, os.environ, strict=not args.no_strict)
     except ConfigError as exc:
         print(f"circusd: invalid configuration\n{exc}", file=sys.stderr)
+        if any(issue.lenient for issue in exc.issues):
+            print(STRICT_HINT, file=sys.stderr)
+        _print_warnings(exc.warnings)
         return EXIT_USAGE
     except OSError as exc:
         print(f"circusd: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     if args.check_config:
+        _print_warnings(config.warnings)
+        problem = _check_cli_logger_config(args.loggerconfig)
+        if problem:
+            print(f"circusd: invalid --logger-config: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         print(summarize(config))
         return EXIT_OK
 
@@ -149,14 +220,13 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
             report(f"circusd: {exc}")
             return EXIT_FAILED
         output, console = where.log, where.console
-    try:
-        logsetup.configure(args.loglevel or opts.loglevel or "info", output, console=console)
-    except (OSError, ValueError) as exc:
-        why = (exc.strerror if isinstance(exc, OSError) and exc.filename else None) or exc
-        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
-        report(f"circusd: bad log output: {where}{why}")
-        print(f"circusd: bad log output: {where}{why}", file=sys.stderr)
+    problem = configure_logging(args, opts, output, console)
+    if problem is not None:
+        report(f"circusd: {problem}")
+        print(f"circusd: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    for issue in config.warnings:
+        log.warning("configuration: %s", issue.as_warning())
     pidfile = None
     pidfile_path = args.pidfile or opts.pidfile
     if pidfile_path:

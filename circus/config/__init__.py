@@ -2,7 +2,9 @@
 
 The schema (`schema.py`) is the only place where option names, types, defaults and docs live.
 `diff` computes what a reload has to do (`ReloadPlan`).
-Everything here is pure except `load_config`, which reads the file and its includes.
+Everything here is pure except `load_config`, which reads the file, its includes and its
+``loggerconfig`` file, and imports the dotted paths it names in a child process (`resolve`).
+What Circus 0.19 accepted silently is an error unless ``strict=False`` (errors.py).
 """
 
 from .diff import ReloadPlan, Step, changed_fields, diff

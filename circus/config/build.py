@@ -5,7 +5,14 @@ Section kinds: [circus], [env], [env:PATTERNS], [watcher:NAME], [socket:NAME], [
 
 Substitution of `$(circus.env.X)` happens in every value, from environ < [env] < (for watcher
 sections) the matching [env:PATTERNS] sections in file order. Environment values first get
-`$VAR` / `${VAR}` expanded from environ.
+`$VAR` / `${VAR}` expanded from environ. A `$(circus.env.X)` of a variable set nowhere is left
+as written, as 0.19 did, and reported (lenient).
+
+What Circus 0.19 silently ignored (an unknown section kind, an unknown key of [circus], of a
+watcher or of a socket, a socket reference to no [socket:NAME]) is reported as a lenient
+``IGNORED`` issue, and the rest is built without it; what made 0.19 drop a watcher at boot is a
+``DROPPED`` issue and no watcher (see errors.py). The sections 0.19 did not have ([notify:],
+[tool:]) are strict.
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ from typing import Any
 
 from circus.protocol.limits import MAX_NUMPROCESSES, MAX_WATCHERS, name_problem, numprocesses_problem
 
-from .errors import Issues, did_you_mean
+from .errors import IGNORED, Issues, did_you_mean
 from .ini import IniSection, IniValue
 from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
 from .plugin_watchers import plugin_watcher
+from .resolve import DottedRef
+from .stream_options import builtin_stream_name
 from .security import check_security, resolve_paths
 from .stats_watcher import stats_watcher
 from .httpd_watcher import httpd_watcher
-from .substitute import expand_vars, lower_keys, substitute_env
+from .substitute import expand_vars, lower_keys, substitute_env, unresolved_env
 from .watcher import Collector, Report, assemble_watcher
 
 __all__ = ["build_config"]
@@ -48,14 +57,15 @@ class _Builder:
         self.env_sections: list[tuple[tuple[str, ...], IniSection]] = []
         self.named: dict[str, list[tuple[str, IniSection]]] = {kind: [] for kind in _NAMED}
         self.max_numprocesses = MAX_NUMPROCESSES
+        self.refs: list[DottedRef] = []   # the dotted paths to import (resolve.py)
         for section in sections.values():
             if section.values:
                 self.classify(section)
 
     def reporter(self, section: IniSection) -> Report:
-        def report(where: Any, key: str | None, reason: str) -> None:
+        def report(where: Any, key: str | None, reason: str, lenient: str | None = None) -> None:
             where = where or section
-            self.issues.add(where.file, where.line, section.header, key, reason)
+            self.issues.add(where.file, where.line, section.header, key, reason, lenient)
 
         return report
 
@@ -78,11 +88,11 @@ class _Builder:
         elif kind in _NAMED or kind in ("circus", "env"):
             report(None, None, f"malformed section name; expected [{kind}:NAME]" if kind in _NAMED
                    else f"malformed section name; expected [{kind}]")
-        else:
+        else:  # 0.19 skipped the sections it did not know
             hint = did_you_mean(kind, _KINDS)
             report(None, None, f"unknown section kind {kind!r}{hint}; expected one of "
                    "circus, env, env:PATTERNS, watcher:NAME, socket:NAME, plugin:NAME, notify:NAME, "
-                   "tool:NAME")
+                   "tool:NAME", lenient=IGNORED)
 
     # -- environment -------------------------------------------------------------------------
     def expanded(self, section: IniSection | None) -> dict[str, str]:
@@ -111,6 +121,12 @@ class _Builder:
     # -- sections ----------------------------------------------------------------------------
     def items(self, section: IniSection,
               context: Mapping[str, str]) -> list[tuple[str, str, IniValue]]:
+        report = self.reporter(section)
+        for v in section.values.values():
+            for name in unresolved_env(v.value, context):
+                report(v, v.key, f"$(circus.env.{name}): {name} is set neither in circusd's "
+                       "environment nor in an [env] section; the text is left as written",
+                       lenient=IGNORED)
         return [(v.key, substitute_env(v.value, context), v) for v in section.values.values()]
 
     def unique(self, kind: str, fold: bool) -> list[tuple[str, IniSection]]:
@@ -173,7 +189,7 @@ class _Builder:
 
     def simple(self, cls: type, name: str, section: IniSection) -> tuple[bool, dict[str, Any]]:
         """(all good, the converted values) of a section whose keys are plain options of `cls`,
-        and whose name appears in event topics."""
+        and whose name appears in event topics (a section kind of ours: no key is lenient)."""
         report = self.reporter(section)
         col = Collector(cls, "text", report)
         ok = bool(_TOPIC_NAME.fullmatch(name))
@@ -181,7 +197,8 @@ class _Builder:
             report(None, None, "a name may only have letters, digits, '_' and '-'")
         for key, value, where in self.items(section, self.env_for(None)[1]):
             if not col.feed(key, value, where):
-                col.unknown(key, where)
+                col.unknown(key, where, lenient=None)
+                ok = False
         col.check_required(section)
         values = col.good()
         required = {f.name for f in fields(cls) if f.default is MISSING and f.name != "name"}
@@ -240,7 +257,8 @@ class _Builder:
             report(None, None, problem)
             return None
         items = self.items(section, context)
-        watcher = assemble_watcher(name, items, "text", report, env, section)
+        watcher = assemble_watcher(name, items, "text", report, env, section,
+                                   env_section=f"env:{name}")
         if watcher is None:
             return None
         ok = True
@@ -255,15 +273,50 @@ class _Builder:
         for key, text in texts.items():
             refs += [(key, ref.lower()) for ref in _SOCKET_REF.findall(text)]
         for key, ref in refs:
-            if ref not in sockets:
-                hint = did_you_mean(ref, sockets)
+            if ref in sockets:
+                continue
+            hint = did_you_mean(ref, sockets)
+            if key in ("sockets", "stdin_socket"):  # every spawn would fail
                 report(_where(section, key), key, f"unknown socket {ref!r}{hint}")
                 ok = False
+            else:  # 0.19 left $(circus.sockets.NAME) as written (no fd for it)
+                report(_where(section, key), key, f"unknown socket {ref!r}{hint}; no "
+                       "[socket:NAME] has that name, the reference is left as written",
+                       lenient=IGNORED)
         if watcher.listen_fds and not sockets:
             report(_where(section, "listen_fds"), "listen_fds",
                    "no [socket:NAME] section is defined")
             ok = False
         return watcher if ok else None
+
+    def collect_refs(self, watchers: list[WatcherConfig], sections: Mapping[str, IniSection],
+                     plugins: list[PluginConfig], plugin_sections: Mapping[str, IniSection]
+                     ) -> None:
+        """The dotted paths of the plugins and of the watchers that were built, with where each
+        one is written (resolve.py imports them)."""
+        def add(kind: str, target: str, section: IniSection, key: str, watcher: str | None,
+                paths: tuple[str, ...] = ()) -> None:
+            where = _where(section, key) or section
+            self.refs.append(DottedRef(kind, target, where.file, where.line, section.header,
+                                       getattr(where, "key", key), watcher, paths))
+
+        for plugin in plugins:
+            section = plugin_sections.get(plugin.name)
+            if section is not None:
+                add("plugin", plugin.use, section, "use", None)
+        for w in watchers:
+            section = sections.get(w.name.lower())
+            if section is None:
+                continue
+            for name in ("stdout_stream", "stderr_stream"):
+                cls = (getattr(w, name) or {}).get("class", "")
+                if ("." in cls or ":" in cls) and builtin_stream_name(cls) == cls:
+                    add("stream", cls, section, f"{name}.class", w.name)
+            # resolved as circus.hooks does at run time: circusd's sys.path only (0.19 also
+            # searched the watcher's PYTHONPATH; see resolve.py)
+            for point, (target, _) in sorted(w.hooks.items()):
+                if not target.startswith("exec:"):
+                    add("hook", target, section, f"hooks.{point}", w.name)
 
     def dependencies(self, watchers: list[tuple[str, WatcherConfig | None, IniSection]]
                      ) -> dict[str, WatcherConfig]:
@@ -308,7 +361,8 @@ class _Builder:
         socket_sections = self.unique("socket", fold=True)
         sockets = [self.socket(n, s) for n, s in socket_sections]
         names = {name for name, _ in socket_sections}
-        plugins = [self.plugin(n, s) for n, s in self.unique("plugin", fold=False)]
+        plugin_sections = dict(self.unique("plugin", fold=False))
+        plugins = [self.plugin(n, s) for n, s in plugin_sections.items()]
         sections = self.unique("watcher", fold=False)
         if len(sections) > MAX_WATCHERS:
             name, section = sections[MAX_WATCHERS]
@@ -323,6 +377,7 @@ class _Builder:
         plugins = sorted((p for p in plugins if p), key=lambda p: p.name.lower())
         all_watchers = list(built.values())
         sections = {n.lower(): s for n, _, s in watchers}
+        self.collect_refs(all_watchers, sections, plugins, plugin_sections)
         helpers = [stats_watcher(circus, sys.executable)]
         helpers += [plugin_watcher(circus, p, sys.executable) for p in plugins]
         helpers.append(httpd_watcher(circus, sys.executable, source))
@@ -392,6 +447,12 @@ def _cycles(graph: Mapping[str, list[str]]) -> list[list[str]]:
 
 
 def build_config(sections: Mapping[str, IniSection], environ: Mapping[str, str],
-                 source: str, files: tuple[str, ...], issues: Issues) -> Config:
-    """The Config for merged sections; problems are added to `issues` (the caller raises)."""
-    return _Builder(sections, environ, issues).build(source, files)
+                 source: str, files: tuple[str, ...], issues: Issues,
+                 refs: list[DottedRef] | None = None) -> Config:
+    """The Config for merged sections; problems are added to `issues` (the caller raises), the
+    dotted paths to import to `refs`."""
+    builder = _Builder(sections, environ, issues)
+    config = builder.build(source, files)
+    if refs is not None:
+        refs.extend(builder.refs)
+    return config

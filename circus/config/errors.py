@@ -4,8 +4,17 @@ Every problem found while loading a configuration is a `ConfigIssue` (where and 
 collects all of them and raises one `ConfigError`, so an operator fixes a file in one pass::
 
     circus.errors.CircusError
-     └── ConfigError    .issues: list[ConfigIssue]
+     └── ConfigError    .issues: list[ConfigIssue]     (the errors)
+                        .warnings: list[ConfigIssue]   (lenient issues, reported with them)
                         str(): one "file:line: [section] key: reason" per line
+
+An issue may be *lenient*: something Circus 0.19 accepted without a word, that we refuse by
+default and only warn about with ``circusd --no-strict`` (or ``[circus] strict = false``):
+
+- ``IGNORED``: 0.19 ignored it (an unknown key, an unknown section kind, a missing include,
+  a repeated key, an unknown socket or variable left as written): the rest is used;
+- ``DROPPED``: 0.19 dropped the whole watcher at boot (no ``cmd``, a hook or stream class that
+  cannot be imported, ``copy_path`` without ``copy_env``): the other watchers run.
 """
 
 from __future__ import annotations
@@ -16,7 +25,16 @@ from dataclasses import dataclass
 
 from circus.errors import CircusError
 
-__all__ = ["ConfigIssue", "ConfigError", "Issues", "did_you_mean"]
+__all__ = ["ConfigIssue", "ConfigError", "Issues", "did_you_mean", "IGNORED", "DROPPED"]
+
+IGNORED, DROPPED = "ignored", "dropped"
+_STRICT_NOTE = {
+    IGNORED: "Circus 0.19 accepted this silently; 'circusd --no-strict' loads the file and warns",
+    DROPPED: "Circus 0.19 dropped this watcher at boot; 'circusd --no-strict' does the same and "
+             "warns",
+}
+_WARNING_NOTE = {IGNORED: "ignored, as Circus 0.19 did",
+                 DROPPED: "this watcher is not loaded, as Circus 0.19 did"}
 
 
 @dataclass(frozen=True)
@@ -28,23 +46,36 @@ class ConfigIssue:
     section: str | None
     key: str | None
     reason: str
+    lenient: str | None = None   # IGNORED / DROPPED: a warning with --no-strict
 
-    def __str__(self) -> str:
+    def place(self) -> str:
+        """``file:line: [section] key:`` (as precise as known)."""
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         parts = [f"{where}:"]
         if self.section is not None:
             parts.append(f"[{self.section}]")
         if self.key is not None:
             parts.append(f"{self.key}:")
-        parts.append(self.reason)
         return " ".join(parts)
+
+    def __str__(self) -> str:
+        """As an error: the reason, and for a lenient issue that --no-strict would accept it."""
+        note = f" ({_STRICT_NOTE[self.lenient]})" if self.lenient else ""
+        return f"{self.place()} {self.reason}{note}"
+
+    def as_warning(self) -> str:
+        """As a --no-strict warning: the reason, and what is done about it."""
+        note = f" ({_WARNING_NOTE[self.lenient]})" if self.lenient else ""
+        return f"{self.place()} {self.reason}{note}"
 
 
 class ConfigError(CircusError):
     """The configuration cannot be used; `issues` lists every problem found."""
 
-    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+    def __init__(self, issues: Iterable[ConfigIssue],
+                 warnings: Iterable[ConfigIssue] = ()) -> None:
         self.issues: list[ConfigIssue] = list(issues)
+        self.warnings: list[ConfigIssue] = list(warnings)
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
@@ -61,22 +92,32 @@ class Issues:
         section: str | None,
         key: str | None,
         reason: str,
+        lenient: str | None = None,
     ) -> None:
-        self.items.append(ConfigIssue(file, line, section, key, reason))
+        self.items.append(ConfigIssue(file, line, section, key, reason, lenient))
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def raise_if_any(self, file_order: Iterable[str] = ()) -> None:
-        """Raise ConfigError, issues ordered by file (in read order) then line."""
-        if not self.items:
-            return
+    def ordered(self, file_order: Iterable[str] = ()) -> list[ConfigIssue]:
+        """The issues ordered by file (in read order) then line."""
         rank = {name: index for index, name in enumerate(file_order)}
-        ordered = sorted(
-            self.items,
-            key=lambda issue: (rank.get(issue.file, len(rank)), issue.line or 0),
-        )
-        raise ConfigError(ordered)
+        return sorted(self.items,
+                      key=lambda issue: (rank.get(issue.file, len(rank)), issue.line or 0))
+
+    def raise_if_any(self, file_order: Iterable[str] = ()) -> None:
+        """Raise ConfigError with every issue (lenient ones too), ordered by file then line."""
+        if self.items:
+            raise ConfigError(self.ordered(file_order))
+
+    def split(self, strict: bool, file_order: Iterable[str] = ()
+              ) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
+        """(errors, warnings): in strict mode every issue is an error; otherwise the lenient
+        ones are warnings."""
+        items = self.ordered(file_order)
+        if strict:
+            return items, []
+        return ([i for i in items if not i.lenient], [i for i in items if i.lenient])
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

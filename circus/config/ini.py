@@ -10,8 +10,12 @@ configparser cannot report line numbers, so Circus 0.19's dialect is read here:
 - A line indented deeper than its option continues the value: joined with "\n" (blank lines in
   between are kept as empty lines when a continuation follows them).
 - A value of exactly `""` is the empty string.
-- First definition wins: a repeated key is ignored, also across files (main file first).
+- First definition wins: a repeated key is ignored, also across files (main file first). 0.19
+  did that silently; here it is a lenient issue (an error unless --no-strict), and so is a
+  section header repeated in the same file (its options are merged, as 0.19 did). A section
+  continued in an included file is the documented way to add options: no issue.
 - `__name__` is reserved (0.19 leaked it into child environments) and refused.
+- A NUL byte cannot reach a process (argv, environment and paths are C strings): refused.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import Issues
+from .errors import IGNORED, Issues
 
 __all__ = ["IniValue", "IniSection", "parse_ini", "merge_sections"]
 
 _INLINE_COMMENT = re.compile(r"\s;")
+_PER_FILE = ("include", "include_dir")   # each file's own: read by the loader, file by file
 _OPTION = re.compile(r"(?P<key>[^=:]*?)\s*[=:]\s*(?P<value>.*)$")
 
 
@@ -44,8 +49,16 @@ class IniSection:
     line: int
     values: dict[str, IniValue] = field(default_factory=dict)
 
-    def add(self, item: IniValue) -> None:
-        self.values.setdefault(item.key, item)
+    def add(self, item: IniValue, issues: Issues | None = None) -> None:
+        """Keep ``item`` unless the key is set already (first definition wins); a repeat is
+        reported to ``issues``."""
+        first = self.values.get(item.key)
+        if first is None:
+            self.values[item.key] = item
+        elif issues is not None:
+            issues.add(item.file, item.line, self.header, item.key,
+                       f"set again (first at {first.file}:{first.line}); this value is ignored",
+                       IGNORED)
 
 
 def _strip_inline_comment(text: str) -> str:
@@ -78,6 +91,12 @@ class _Reader:
         self.lines: list[str] = []
         self.blanks = 0
         for number, raw in enumerate(text.splitlines(), start=1):
+            if "\0" in raw:
+                self.flush()
+                self.issues.add(filename, number, self.current.header if self.current else None,
+                                None, "a NUL byte: no value can hold one (a process's arguments, "
+                                "environment and paths cannot)")
+                continue
             self.feed(number, raw)
         self.flush()
 
@@ -109,6 +128,10 @@ class _Reader:
         section = self.sections.get(header)
         if section is None:
             section = self.sections[header] = IniSection(header, self.filename, number)
+        else:
+            self.issues.add(self.filename, number, header, None,
+                            f"section started again (first at line {section.line}); its options "
+                            "are added to the first one", IGNORED)
         self.current = section
 
     def start_option(self, number: int, indent: int, text: str) -> None:
@@ -132,7 +155,7 @@ class _Reader:
     def flush(self) -> None:
         if self.key is not None and self.current is not None:
             value = _finish("\n".join(self.lines))
-            self.current.add(IniValue(self.key, value, self.filename, self.key_line))
+            self.current.add(IniValue(self.key, value, self.filename, self.key_line), self.issues)
         self.key = None
         self.blanks = 0
 
@@ -142,8 +165,10 @@ def parse_ini(text: str, filename: str, issues: Issues) -> list[IniSection]:
     return list(_Reader(text, filename, issues).sections.values())
 
 
-def merge_sections(into: dict[str, IniSection], sections: list[IniSection]) -> None:
-    """Fold a later file's sections into `into`: new sections and keys are added, none replaced."""
+def merge_sections(into: dict[str, IniSection], sections: list[IniSection],
+                   issues: Issues | None = None) -> None:
+    """Fold a later file's sections into `into`: new sections and keys are added, none replaced
+    (a key set again is reported to `issues`)."""
     for section in sections:
         target = into.get(section.header)
         if target is None:
@@ -152,4 +177,5 @@ def merge_sections(into: dict[str, IniSection], sections: list[IniSection]) -> N
             )
             continue
         for item in section.values.values():
-            target.add(item)
+            own_include = section.header == "circus" and item.key.lower() in _PER_FILE
+            target.add(item, None if own_include else issues)

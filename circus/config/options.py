@@ -32,6 +32,10 @@ def _env(value: object, report: Any, environ: Mapping[str, str]) -> dict[str, st
     ):
         report(None, "env", "expected a JSON object of strings")
         return {}
+    bad = [k for k in value if not k or "=" in k]
+    if bad:   # execve would refuse it at every spawn
+        report(None, "env", f"{bad[0]!r} is not an environment variable name (empty, or with '=')")
+        return {}
     return {key: expand_vars(text, environ) for key, text in value.items()}
 
 
@@ -41,8 +45,8 @@ def watcher_from_options(name: str, cmd: str, args: object, options: Mapping[str
     issues = Issues()
     section = f"watcher:{name}"
 
-    def report(where: Any, key: str | None, reason: str) -> None:
-        issues.add(PROTOCOL_SOURCE, None, section, key, reason)
+    def report(where: Any, key: str | None, reason: str, lenient: str | None = None) -> None:
+        issues.add(PROTOCOL_SOURCE, None, section, key, reason)   # nothing is lenient here
 
     if not isinstance(name, str) or not name.strip():
         report(None, "name", "expected a non-empty JSON string")

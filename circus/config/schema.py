@@ -44,18 +44,20 @@ STREAM_OPTIONS: dict[str, c.Conv] = {
     "color": c.choice(*STREAM_COLORS),
     "compress": c.choice("gzip", "none"),      # new: gzip rotated files
     "format": c.choice("text", "json"),        # new: one JSON object per line
+    "refresh_time": c.number(0.0),             # 0.19's (documented for every stream): no effect
 }
+_EVERY_STREAM = frozenset({"refresh_time"})
 STREAM_CLASSES: dict[str, frozenset[str]] = {
     "FileStream": frozenset({"filename", "max_bytes", "backup_count", "time_format", "compress",
-                             "format"}),
-    "WatchedFileStream": frozenset({"filename", "time_format", "format"}),
+                             "format"}) | _EVERY_STREAM,
+    "WatchedFileStream": frozenset({"filename", "time_format", "format"}) | _EVERY_STREAM,
     "TimedRotatingFileStream": frozenset(
         {"filename", "backup_count", "time_format", "rotate_when", "rotate_interval", "utc",
          "compress", "format"}
-    ),
-    "StdoutStream": frozenset({"format"}),
-    "FancyStdoutStream": frozenset({"color", "time_format"}),
-    "QueueStream": frozenset(),
+    ) | _EVERY_STREAM,
+    "StdoutStream": frozenset({"format"}) | _EVERY_STREAM,
+    "FancyStdoutStream": frozenset({"color", "time_format"}) | _EVERY_STREAM,
+    "QueueStream": _EVERY_STREAM,
 }
 RESTART_POLICIES = ("always", "on-failure", "never")
 DEPEND_CONDITIONS = c.DEPEND_CONDITIONS  # depends_on: what a dependency must have reached
@@ -107,7 +109,9 @@ class CircusOptions:
         MAX_NUMPROCESSES, c.integer(1, MAX_NUMPROCESSES_CEILING),
         f"*new*: most processes one watcher may have (numprocesses, incr, set, add); above it a "
         f"request is refused (at most {MAX_NUMPROCESSES_CEILING:,})")
-    check_delay: float = opt(5.0, c.number(0.0), "seconds between periodic checks")
+    check_delay: float = opt(
+        5.0, c.number(), "seconds between 0.19's periodic checks, given to plugins; circusd "
+        "itself reacts to events and has none (0.19's tests set -1: no periodic check)")
     warmup_delay: float = opt(0.0, c.number(0.0), "seconds between starting two watchers")
     include: tuple[str, ...] = opt((), c.WORDS, "space-separated globs of files to include")
     include_dir: tuple[str, ...] = opt((), c.WORDS, "directories whose *.ini files are included")
@@ -126,7 +130,14 @@ class CircusOptions:
                         "log level (the command line wins)")
     logoutput: str = opt("-", c.TEXT, "log output: '-' for stdout (with --daemon: the default "
                          "log file), a path, or syslog://")
-    loggerconfig: str | None = opt(None, _ANY_TEXT, "logging config file (ini, json or yaml)")
+    loggerconfig: str | None = opt(
+        None, _ANY_TEXT, "a logging configuration file for circusd (*.ini: logging.config."
+        "fileConfig, *.json or *.yaml: dictConfig; relative to circusd's working directory, as "
+        "0.19); replaces loglevel and logoutput; 'default' = unset; --logger-config wins")
+    strict: bool = opt(
+        True, c.BOOL, "*new*: false = load what Circus 0.19 silently ignored or dropped (unknown "
+        "keys and sections, missing includes, watchers without cmd...) with a warning for each, "
+        "as 'circusd --no-strict'")
     fqdn_prefix: str | None = opt(None, _ANY_TEXT, "prefix for the node's fully qualified name")
     statsd_close_outputs: bool = opt(False, c.BOOL, "accepted for compatibility; unused")
     httpd_close_outputs: bool = opt(False, c.BOOL, "accepted for compatibility; unused")
@@ -322,6 +333,10 @@ class Config:
     files: tuple[str, ...]
     notifications: tuple[NotifyConfig, ...] = ()
     tools: tuple[ToolConfig, ...] = ()
+    #: the lenient issues accepted (ConfigIssue: what 0.19 ignored or dropped), with --no-strict
+    warnings: tuple[Any, ...] = field(default=(), compare=False)
+    #: loaded with ``strict=False`` (circusd --no-strict): a reload is read the same way
+    no_strict: bool = field(default=False, compare=False)
 
 
 _KINDS = {"circus": CircusOptions, "watcher": WatcherConfig, "socket": SocketConfig,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["substitute_spawn", "substitute_env", "expand_vars", "lower_keys", "fill_placeholders"]
+__all__ = ["substitute_spawn", "substitute_env", "expand_vars", "lower_keys", "fill_placeholders",
+           "unresolved_env"]
 
 _CIRCUS = re.compile(
     r"\$\(circus\.(?P<a>[\w.-]+)\)|\(\(circus\.(?P<b>[\w.-]+)\)\)", re.IGNORECASE
@@ -81,6 +82,19 @@ def substitute_env(text: str, env: Mapping[str, str]) -> str:
         return match.group(0)
 
     return _CIRCUS.sub(replace, text)
+
+
+def unresolved_env(text: str, env: Mapping[str, str]) -> list[str]:
+    """The names X of the `$(circus.env.X)` / `((circus.env.X))` in `text` that `env` does not
+    have (case-insensitive), in order, each once."""
+    table = lower_keys(env)
+    found: list[str] = []
+    for match in _CIRCUS.finditer(text):
+        name = match.group("a") or match.group("b")
+        if name.lower().startswith("env.") and name[4:].lower() not in table \
+                and name[4:] not in found:
+            found.append(name[4:])
+    return found
 
 
 def expand_vars(text: str, environ: Mapping[str, str]) -> str:

@@ -61,6 +61,8 @@ def summarize(cfg: Config) -> str:
         + (f", stats {c.stats_endpoint}" if c.statsd else "")
         + (f", multicast {c.multicast_endpoint}" if c.multicast_endpoint else ""),
         _security_line(c),
+        *([f"not strict (--no-strict or strict = false): {len(cfg.warnings)} warning(s), "
+           "printed above"] if cfg.warnings else []),
         f"watchers ({len(cfg.watchers)}):",
         *(_watcher_line(w) for w in cfg.watchers),
         f"sockets ({len(cfg.sockets)}):",

@@ -1,18 +1,23 @@
 """Assembling a WatcherConfig from (key, value, where) items, shared by INI files and `add`/`set`.
 
 `mode` says how values are typed: "text" (INI strings, already substituted) or "json" (protocol
-values, which must carry the right JSON type). Problems go to `report(where, key, reason)`, where
-`where` is whatever the caller attached to the item (an INI value with file and line, or None).
+values, which must carry the right JSON type). Problems go to `report(where, key, reason,
+lenient=None)`, where `where` is whatever the caller attached to the item (an INI value with
+file and line, or None) and `lenient` says what Circus 0.19 did with it (``errors.IGNORED``: the
+key is left out and the watcher is built; ``errors.DROPPED``: no watcher). The protocol (`add`,
+`set`) refuses every issue; an INI file with ``--no-strict`` only the others.
 
 Keys are matched case-insensitively against the schema; the first definition of an option wins.
 Besides the plain options a watcher takes `rlimit_<name>`, `hooks.<hook>`, `stdout_stream.<opt>`
 and `stderr_stream.<opt>`; any other dotted key (`flapping.max_retry`) is a free-form plugin
-option kept in `options`.
+option kept in `options`, unless its prefix is a typo of ``hooks``, ``stdout_stream`` or
+``stderr_stream`` (``stdout_steam.class``: an issue, not an option).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import MISSING, fields
 from typing import Any
@@ -20,16 +25,19 @@ from typing import Any
 from circus.protocol.limits import MAX_ARGS, MAX_ENV, MAX_EXEC_BYTES, MAX_VALUE
 
 from . import convert as c
-from .errors import did_you_mean
-from .schema import HOOK_NAMES, STREAM_CLASSES, STREAM_OPTIONS, WatcherConfig, schema_fields
+from .errors import DROPPED, IGNORED
+from .hints import RESERVED_PREFIXES, reserved_prefix_typo, unknown_key_hint
+from .schema import HOOK_NAMES, WatcherConfig, schema_fields
+from .stream_options import builtin_stream_name, finish_stream
+from .substitute import fill_placeholders
 
 __all__ = ["Report", "Collector", "assemble_watcher", "finish_stream", "builtin_stream_name"]
 
-Report = Callable[[Any, "str | None", str], None]
+Report = Callable[..., None]   # report(where, key, reason, lenient=None)
 Item = tuple[str, object, Any]
 
 _STREAMS = ("stdout_stream", "stderr_stream")
-_RESERVED_PREFIXES = ("hooks",) + _STREAMS
+_NUL = "a NUL byte: no value can hold one (a process's arguments, environment and paths cannot)"
 _BAD = object()  # a value that was given but could not be converted
 
 
@@ -49,10 +57,17 @@ class Collector:
         found = self.fields.get(key.lower())
         if found is None:
             return False
-        if found.name in self.values:
-            return True  # first definition wins, also between case variants
+        if found.name in self.values:  # first definition wins, also between case variants
+            first = self.where.get(found.name)
+            at = f" (first at {first.file}:{first.line})" if getattr(first, "line", None) else ""
+            self.report(where, key, f"set again{at}; this value is ignored", lenient=IGNORED)
+            return True
         conv: c.Conv = found.metadata["conv"]
         self.where[found.name] = where
+        if _has_nul(value):
+            self.values[found.name] = _BAD
+            self.report(where, key, _NUL)
+            return True
         try:
             if self.mode == "text":
                 self.values[found.name] = conv.text(str(value))
@@ -63,15 +78,18 @@ class Collector:
             self.report(where, key, str(exc))
         return True
 
-    def unknown(self, key: str, where: Any, extra: Iterable[str] = ()) -> None:
-        hint = did_you_mean(key, [*self.fields, *extra])
-        self.report(where, key, f"unknown option{hint}")
+    def unknown(self, key: str, where: Any, extra: Iterable[str] = (), *,
+                lenient: str | None = IGNORED, env_section: str | None = None) -> None:
+        """Report the unknown `key`: IGNORED (0.19 ignored it) unless `lenient` says otherwise
+        (the sections 0.19 did not have are strict)."""
+        hint = unknown_key_hint(key, [*self.fields, *extra], env_section)
+        self.report(where, key, f"unknown option{hint}", lenient=lenient)
 
-    def check_required(self, where: Any) -> None:
+    def check_required(self, where: Any, lenient: str | None = None) -> None:
         for f in fields(self.cls):
             required = f.default is MISSING and f.default_factory is MISSING
             if f.metadata.get("kind") == "plain" and required and f.name not in self.values:
-                self.report(where, f.name, "missing required option")
+                self.report(where, f.name, "missing required option", lenient=lenient)
 
     def given(self, name: str) -> bool:
         return name in self.values
@@ -91,71 +109,6 @@ def _scalar_text(value: object, mode: str) -> str:
     if isinstance(value, (bool, int, float)) or value is None:
         return json.dumps(value)
     raise ValueError(f"expected a JSON string, number or boolean, got {type(value).__name__}")
-
-
-def finish_stream(conf: dict[str, tuple[str, Any]], prefix: str, report: Report,
-                  where: Any) -> dict[str, str] | None:
-    """Check one stream's options {option: (value, where)}; returns {class, options...} with the
-    options of a built-in class normalised (``rotate_when = midnight`` -> ``MIDNIGHT``, ``utc = yes``
-    -> ``true``). A dotted class (a custom stream) takes any option, as text."""
-    cls_item = conf.get("class")
-    if cls_item is None:
-        if "filename" not in conf:
-            report(where, prefix, "a stream needs 'class' (or 'filename' for a FileStream)")
-            return None
-        cls_item = ("FileStream", where)
-    cls_name, cls_where = builtin_stream_name(cls_item[0].strip()), cls_item[1]
-    ok = True
-    allowed = STREAM_CLASSES.get(cls_name)
-    if "." in cls_name or ":" in cls_name:
-        try:
-            c.check_dotted(cls_name)
-        except ValueError as exc:
-            report(cls_where, f"{prefix}.class", str(exc))
-            ok = False
-    elif allowed is None:
-        hint = did_you_mean(cls_name, STREAM_CLASSES) or f" (known: {', '.join(STREAM_CLASSES)})"
-        report(cls_where, f"{prefix}.class", f"unknown stream class {cls_name!r}{hint}")
-        ok = False
-    result = {"class": cls_name}
-    for option, (value, option_where) in conf.items():
-        if option == "class":
-            continue
-        if allowed is None:
-            result[option] = value
-            continue
-        if option not in allowed:
-            hint = did_you_mean(option, allowed)
-            report(option_where, f"{prefix}.{option}", f"not an option of {cls_name}{hint}")
-            ok = False
-            continue
-        try:
-            result[option] = _stream_text(STREAM_OPTIONS[option].text(value))
-        except ValueError as exc:
-            report(option_where, f"{prefix}.{option}", str(exc))
-            ok = False
-    if cls_name == "TimedRotatingFileStream" and "rotate_when" not in conf:
-        report(where, f"{prefix}.rotate_when", f"required by {cls_name}")
-        ok = False
-    if result.get("format") == "json" and "time_format" in result:
-        report(conf["time_format"][1], f"{prefix}.time_format",
-               "not used with format = json (every line carries its time)")
-        ok = False
-    return result if ok else None
-
-
-def builtin_stream_name(name: str) -> str:
-    """0.19's full names of the built-in streams (``circus.stream.FileStream``) as short names."""
-    package, _, short = name.replace(":", ".").rpartition(".")
-    if package in ("circus.stream", "circus.streams") and short in STREAM_CLASSES:
-        return short
-    return name
-
-
-def _stream_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class _Composite:
@@ -178,17 +131,24 @@ class _Composite:
     def feed(self, key: str, value: object, where: Any) -> bool:
         lower = key.lower()
         prefix, dot, rest = lower.partition(".")
+        if _has_nul(value):
+            self.fail(where, key, _NUL)
+            return True
         try:
-            if lower.startswith("rlimit_"):
+            typo = reserved_prefix_typo(prefix) if dot else None
+            if typo is not None:
+                self.report(where, key, f"unknown option (did you mean '{typo}.{key.partition('.')[2]}'?)",
+                            lenient=IGNORED)
+            elif lower.startswith("rlimit_"):
                 self.rlimit(lower[7:], value)
             elif self.mode == "json" and lower == "rlimits":
                 for name, limit in _json_object(value, "an object of resource limits").items():
                     self.rlimit(name.lower(), limit)
             elif prefix == "hooks" and dot:
-                self.hook(rest, value)
+                self.hook(rest, value, where)
             elif self.mode == "json" and lower == "hooks":
                 for name, spec in _json_object(value, "an object of hooks").items():
-                    self.hook(name.lower(), spec)
+                    self.hook(name.lower(), spec, where)
             elif prefix in _STREAMS and dot:
                 self.stream_where.setdefault(prefix, where)
                 self.streams[prefix].setdefault(rest, (_scalar_text(value, self.mode), where))
@@ -197,7 +157,7 @@ class _Composite:
                 for option, item in _json_object(value, "a stream object").items():
                     text = _scalar_text(item, "json")
                     self.streams[lower].setdefault(option.lower(), (text, where))
-            elif dot and prefix not in _RESERVED_PREFIXES:
+            elif dot and prefix not in RESERVED_PREFIXES:
                 self.options.setdefault(key, _scalar_text(value, self.mode))
             else:
                 return False
@@ -217,10 +177,12 @@ class _Composite:
                 raise ValueError(f"must be >= 0, got {limit}")
             self.rlimits.setdefault(name, limit)
 
-    def hook(self, name: str, value: object) -> None:
-        if name not in HOOK_NAMES:
-            hint = did_you_mean(name, HOOK_NAMES) or f" (known: {', '.join(HOOK_NAMES)})"
-            raise ValueError(f"unknown hook {name!r}{hint}")
+    def hook(self, name: str, value: object, where: Any) -> None:
+        if name not in HOOK_NAMES:  # 0.19 kept it under that name and never called it
+            hint = unknown_key_hint(name, HOOK_NAMES) or f" (known: {', '.join(HOOK_NAMES)})"
+            self.report(where, f"hooks.{name}", f"unknown hook {name!r}{hint}",
+                        lenient=IGNORED)
+            return
         if self.mode == "text" or isinstance(value, str):
             self.hooks.setdefault(name, c.parse_hook(str(value)))
         elif isinstance(value, list) and len(value) == 2 and isinstance(value[1], bool):
@@ -241,6 +203,25 @@ class _Composite:
         return result
 
 
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
+def _split_problem(text: str) -> str | None:
+    """Why `text` cannot be split into arguments as each spawn splits it, or None."""
+    try:
+        shlex.split(fill_placeholders(text))
+    except ValueError as exc:
+        return f"cannot be split into arguments: {exc} (in {text!r})"
+    return None
+
+
 def _json_object(value: object, what: str) -> dict[str, object]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"expected {what}")
@@ -255,18 +236,26 @@ def _cross_check(watcher: str, col: Collector, report: Report,
     v = col.good()
     ok = True
 
-    def bad(name: str, reason: str) -> None:
+    def bad(name: str, reason: str, lenient: str | None = None) -> None:
         nonlocal ok
         ok = False
-        report(col.where.get(name, section_where), name, reason)
+        report(col.where.get(name, section_where), name, reason, lenient=lenient)
 
+    # what made 0.19's Watcher() raise: the watcher was dropped at boot (DROPPED)
     if "cmd" in v and not str(v["cmd"]).strip():
-        bad("cmd", "must not be empty")
+        bad("cmd", "must not be empty", DROPPED)
     if v.get("singleton") and v.get("numprocesses", 1) not in (0, 1):
-        bad("numprocesses", "a singleton watcher runs 0 or 1 process")
+        bad("numprocesses", "a singleton watcher runs 0 or 1 process", DROPPED)
     for name in ("copy_path", "virtualenv"):
         if v.get(name) and not v.get("copy_env"):
-            bad(name, "requires copy_env = true")
+            bad(name, "requires copy_env = true", DROPPED)
+    # what every spawn would fail on
+    texts = [("cmd", v.get("cmd"))] if not v.get("shell") else [("shell_args", v.get("shell_args"))]
+    texts.append(("args", v.get("args")))
+    for name, text in texts:
+        problem = _split_problem(text) if isinstance(text, str) and text else None
+        if problem:
+            bad(name, problem)
     if v.get("backoff_max", 30.0) < v.get("backoff_initial", 0.1):
         bad("backoff_max", "must be >= backoff_initial")
     ready_ok = "ready" in v or not col.given("ready")  # a bad ready is reported already
@@ -323,20 +312,26 @@ def _exec_bytes(watcher: WatcherConfig) -> int:
 
 
 def assemble_watcher(name: str, items: Iterable[Item], mode: str, report: Report,
-                     env: dict[str, str], section_where: Any) -> WatcherConfig | None:
-    """A WatcherConfig, or None after reporting every problem."""
+                     env: dict[str, str], section_where: Any,
+                     env_section: str | None = None) -> WatcherConfig | None:
+    """A WatcherConfig, or None after reporting every problem. An unknown key is reported as
+    IGNORED and left out (`env_section`: where its environment variables would go, for the
+    hint); a DROPPED issue or any other error means None."""
     col = Collector(WatcherConfig, mode, report)
     composite = _Composite(mode, report)
     for key, value, where in items:
         if not (col.feed(key, value, where) or composite.feed(key, value, where)):
-            col.unknown(key, where, ("rlimit_", "hooks.", "stdout_stream.", "stderr_stream."))
-            composite.ok = False
-    col.check_required(section_where)
+            col.unknown(key, where, ("rlimit_", "hooks.", "stdout_stream.", "stderr_stream."),
+                        env_section=env_section)
+    col.check_required(section_where, lenient=DROPPED)   # no cmd: 0.19 dropped the watcher
     extra = composite.finish()
     values = _cross_check(name, col, report, section_where)
     env_ok = True
     for problem in env_problems(env):
         report(section_where, "env", problem)
+        env_ok = False
+    if _has_nul(env):
+        report(section_where, "env", _NUL)
         env_ok = False
     if values is None or not (col.ok and composite.ok and env_ok and "cmd" in values):
         return None

@@ -415,7 +415,7 @@ class Arbiter(ArbiterSurvival):
         """``restart`` without a name: stop everything, re-read the file, start everything."""
         await self.stop_watchers()
         try:
-            new = load_config(self.config.source, self.environ)
+            new = await asyncio.to_thread(self.read_file)
         except (ConfigError, OSError) as exc:
             log.error("restart: keeping the current configuration: %s", exc)
         else:
@@ -436,9 +436,22 @@ class Arbiter(ArbiterSurvival):
         self.publish(f"arbiter.{self.node}.reloadconfig", {"time": time.time(), "plan": plan.to_dict()})
         return plan
 
+    def read_file(self) -> Config:
+        """The configuration file, read as it was at start (``--no-strict`` or not); its
+        warnings are logged. Blocking (it imports the dotted paths in a child process): run it
+        off the loop."""
+        new = load_config(self.config.source, self.environ, strict=not self.config.no_strict)
+        for issue in new.warnings:
+            log.warning("configuration: %s", issue.as_warning())
+        return new
+
+    async def read_config_async(self) -> Config:
+        """:meth:`read_config` off the event loop."""
+        return await asyncio.to_thread(self.read_config)
+
     def read_config(self) -> Config:
         try:
-            return load_config(self.config.source, self.environ)
+            return self.read_file()
         except ConfigError as exc:
             raise ProtocolError(ErrorCode.CONFIG_ERROR, f"invalid configuration: {exc}") from None
         except OSError as exc:

@@ -162,11 +162,10 @@ def build_spec(
     sockets = dict(sockets or {})
     values = spawn_values(cfg, wid, sockets)
     env = dict(environ) if cfg.copy_env else {}
+    if cfg.copy_path:   # as 0.19: circusd's sys.path, unless the configuration sets PYTHONPATH
+        env["PYTHONPATH"] = os.pathsep.join(python_path)
     env.update(cfg.env)
     env.update(extra_env or {})
-    if cfg.copy_path:
-        current = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = os.pathsep.join([*python_path, *([current] if current else [])])
     if cfg.virtualenv:
         _virtualenv_env(env, cfg.virtualenv, cfg.virtualenv_py_ver)
     uid, gid, groups = resolve_ids(cfg.uid, cfg.gid)

@@ -120,6 +120,8 @@ class RealOS:
             raise SpawnError(f"could not start {spec.argv[0]!r}: {exc}") from None
         except OSError as exc:
             raise SpawnError(f"could not start {spec.argv[0]!r}: {exc.strerror or exc}") from None
+        except (ValueError, TypeError) as exc:  # e.g. "embedded null byte" in argv, env or a path
+            raise SpawnError(f"could not start {spec.argv[0]!r}: {exc}") from None
         # The reaper below owns the exit status. Tell the Popen object it is done so that it never
         # calls waitpid() itself (subprocess._cleanup would steal statuses) nor warns at collection.
         popen.returncode = 0

@@ -1,0 +1,1 @@
+"""The application of tests/config/realistic/circus.ini: its hooks must import (resolve.py)."""
