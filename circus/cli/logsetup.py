@@ -37,7 +37,8 @@ class SafeFileHandler(logging.handlers.WatchedFileHandler):
     def __init__(self, filename: str, console: bool = False) -> None:
         #: circusd's stdout and stderr are this file too, reopened with it
         self.console = console
-        super().__init__(filename)
+        # a name sent by a client may hold anything; a line is never lost for one character
+        super().__init__(filename, encoding="utf-8", errors="backslashreplace")
 
     def _open(self) -> IO[str]:
         fd, created = open_append(self.baseFilename, mode=LOG_MODE)

@@ -56,6 +56,9 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
     problem = shape_problem(data)
     if problem:
         raise BadRequest(ErrorCode.INVALID_MESSAGE, f"message invalid: {problem}")
+    if _lone_surrogate(data):
+        raise BadRequest(ErrorCode.INVALID_JSON, "json invalid: a string holds a lone surrogate "
+                         "(\\ud800-\\udfff): it is no Unicode text")
     req_id = data.get("id")
     cast = data.get("msg_type") == "cast"
     command = data.get("command")
@@ -77,6 +80,25 @@ class _NotJSON(ValueError):
 def _no_constant(name: str) -> Any:
     """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's json accepts them)."""
     raise _NotJSON(f"{name} is not a JSON value")
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    """Whether a string of ``obj`` (decoded JSON, of a bounded shape) holds a lone surrogate:
+    JSON's ``\\ud800`` escapes allow them, UTF-8 (logs, files, terminals) does not."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _finite_float(text: str) -> float:
