@@ -17,10 +17,14 @@ of them at once, like a bad circusd configuration::
     pubsub_endpoint = tcp://10.0.0.11:5556
     stats_endpoint = tcp://10.0.0.11:5557
     server_key = keys/web1.key   ; the node's public key: CURVE on all three endpoints
+    prometheus_endpoint = 10.0.0.11:9101    ; its /metrics, for prometheus-sd (promsd.py)
     tags = web, eu
     [collection:frontend]
     members = web1:nginx, web2:nginx, backend   ; node:watcher items or other collections
     mode = sequential            ; or parallel
+
+``[meta] srv`` (and ``dns_server``) adds the nodes of DNS SRV records, when the file is loaded
+(:mod:`circusmeta.srv`); a ``[node:NAME]`` without ``endpoint`` then pins keys for DNS's NAME.
 
 CURVE keys (see the security page of the docs). A node has one key pair for its control,
 events and stats endpoints, so its ``server_key`` serves all three. A node with a

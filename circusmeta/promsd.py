@@ -34,7 +34,8 @@ import signal
 import tempfile
 from typing import Any, Iterable, Sequence
 
-__all__ = ["targets", "render", "check_address", "split_address", "write_atomically", "promsd_cli", "LABELS"]
+__all__ = ["targets", "render", "check_address", "split_address", "write_atomically", "promsd_cli",
+           "select", "source", "LABELS"]
 
 EXIT_OK, EXIT_IO, EXIT_USAGE = 0, 1, 2
 LABELS = ("circus_node", "circus_tags")

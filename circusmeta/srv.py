@@ -5,7 +5,7 @@ or ``--pool srv://NAME`` without a file).
 
     _circus._tcp.example.test.  SRV  0 0 5555 web1.example.test.   ; a node: its control port
     web1.example.test.          A    10.0.0.11                      ; its address
-    web1.example.test.          TXT  "circus-tags=web,eu" "circus-stats=5557" "circus-prometheus=9101"
+    web1.example.test.          TXT  "circus-tags=web,eu" "circus-stats=5557"
 
 The rules (:func:`dns_nodes` is pure; :func:`resolve_pool` asks the server):
 
@@ -127,7 +127,8 @@ def srv_targets(answers: Mapping[str, dns.Response]) -> tuple[list[Target], list
     any)."""
     targets, warnings = [], []
     for name, answer in answers.items():
-        found = [r.data for r in dns.records(answer, dns.SRV)]
+        found: list[tuple[int, int, int, str]] = [
+            r.data for r in dns.records(answer, dns.SRV)]         # type: ignore[misc]
         usable = [Target(name, str(t).rstrip(".").lower(), port) for _, _, port, t in found
                   if str(t).strip(".") and port]
         if not usable:
@@ -278,8 +279,8 @@ def resolve_pool(config: PoolConfig, resolver: dns.Resolver | None = None) -> Po
     except dns.DnsMalformed as exc:
         raise PoolUnavailable([_issue(config.file, f"the nodes are not known: a bad answer from "
                                                    f"the DNS server: {exc}")]) from None
-    txt = {h: [s for r in dns.records(more[(h, dns.TXT)], dns.TXT) for s in r.data]  # type: ignore
-           for h in hosts}
+    txt = {h: [s for r in dns.records(more[(h, dns.TXT)], dns.TXT)
+               for s in r.data] for h in hosts}                    # type: ignore[attr-defined]
     return merge(config, dns_nodes(targets, txt, known, config.file), warnings)
 
 

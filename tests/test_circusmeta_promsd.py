@@ -24,8 +24,8 @@ from circusmeta.httpsd import MAX_HEAD, SdServer
 from circusmeta.pool import parse_pool
 from circusmeta.promsd import check_address, render, split_address, targets, write_atomically
 from conftest import ROOT
-from sdnodes import (META, Daemon, ensure_tool, free_port, http_get, run_meta, start_nodes, stop_nodes,
-                     try_get, wait_for)
+from sdnodes import (META, Daemon, ensure_tool, free_port, http_get, run_meta, start_nodes,
+                     stop_nodes, try_get, wait_for)
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import struct
 import textwrap
 import threading
@@ -20,7 +21,7 @@ from circus.config.errors import ConfigError
 from circus.security.keys import write_keypair
 from circusmeta import dns, srv
 from circusmeta.pool import load_pool, parse_pool
-from sdnodes import (dnsmasq, ensure_tool, free_port, free_port_both, run_meta, start_nodes,
+from sdnodes import (BIN, dnsmasq, ensure_tool, free_port, free_port_both, run_meta, start_nodes,
                      stop_nodes, wait_for)
 
 SRV_NAME = "_circus._tcp.example.test"
@@ -75,7 +76,7 @@ def test_answers_are_parsed_with_compression():
 
 @pytest.mark.parametrize("damage, why", [
     (lambda d: d[:11], "header"),
-    (lambda d: d[:12] + b"\xc0\x0c" + d[14:], "loop"),                 # the question points at itself
+    (lambda d: d[:12] + b"\xc0\x0c" + d[14:], "loop"),     # the question points at itself
     (lambda d: d[:-3], "past the end"),
     (lambda d: d[:12] + b"\x80" + d[13:], "label type"),
     (lambda d: d[:2] + b"\x01\x00" + d[4:], "QR"),
@@ -347,6 +348,9 @@ def test_a_pool_from_dnsmasq_runs_commands_on_every_node(three, dns_server, tmp_
     code, out, err = run_meta(f"srv://127.0.0.1:{port}/{SRV_NAME}", "status")
     assert code == 0, err
     assert {line.split()[0] for line in out.splitlines()[1:]} == {"n1", "n2", "n3"}
+    r = subprocess.run([str(BIN / "circusctl"), "--pool", f"srv://127.0.0.1:{port}/{SRV_NAME}",
+                        "--node", "n2", "list"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.split() == ["circusd-stats,crash,sl"], r
     # the other endpoints came from TXT: the nodes' stats (top --once reads them)
     code, out, err = run_meta(str(pool), "top", "--once", "--node", "n2", timeout=60)
     assert code == 0, err
