@@ -413,9 +413,9 @@ def load_pool(path: str) -> PoolConfig:
     says ``[meta] srv``, its node and client key files checked (ConfigError naming file,
     section and key for each one that is missing or malformed; its subclass
     :class:`circusmeta.srv.PoolUnavailable` when the DNS server does not answer)."""
-    from . import srv
-    if srv.is_srv_url(path):
-        config = srv.pool_from_url(path)
+    if path[:4].lower() == "srv:":                       # (srv.py: imported only for DNS)
+        from .srv import pool_from_url
+        config = pool_from_url(path)
     else:
         try:
             text = Path(path).read_text()
@@ -424,7 +424,8 @@ def load_pool(path: str) -> PoolConfig:
                                             f"{exc.strerror or exc}")]) from None
         config = parse_pool(text, path)
         if config.meta.srv:
-            config = srv.resolve_pool(config)
+            from .srv import resolve_pool
+            config = resolve_pool(config)
     issues = Issues()
     loader = _KeyLoader(config, issues)
     for name in config.nodes:

@@ -25,13 +25,10 @@ has a ``prometheus_endpoint``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import json
 import os
 import re
-import signal
-import tempfile
 from typing import Any, Iterable, Sequence
 
 __all__ = ["targets", "render", "check_address", "split_address", "write_atomically", "promsd_cli",
@@ -101,6 +98,7 @@ def render(groups: list[dict]) -> bytes:
 def write_atomically(path: str, data: bytes) -> None:
     """Replace ``path`` by ``data`` in one rename; the file keeps its mode (a new one gets
     0644 less the umask: Prometheus often runs as another user). OSError."""
+    import tempfile
     directory = os.path.dirname(os.path.abspath(path))
     try:
         mode = os.stat(path).st_mode & 0o7777
@@ -196,6 +194,9 @@ def source(pool_path: str, names: Sequence[str] = (), tags: Sequence[str] = ()) 
 
 
 async def serve_until_stopped(ctx: Any, address: str, load: Any) -> int:
+    import asyncio
+    import signal
+
     from .httpsd import SdServer
     server = SdServer(load, _logger(ctx))
     try:

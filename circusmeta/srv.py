@@ -41,7 +41,7 @@ from circus.config.errors import ConfigError, ConfigIssue, did_you_mean
 from . import dns
 from .pool import MetaOptions, NodeSpec, PoolConfig
 
-__all__ = ["PoolUnavailable", "Target", "read_meta", "is_srv_url", "parse_srv_url",
+__all__ = ["PoolUnavailable", "Target", "read_meta", "parse_srv_url",
            "pool_from_url", "resolve_pool", "dns_nodes", "TXT_KEYS"]
 
 TXT_KEYS = ("node", "tags", "pubsub", "stats", "prometheus")
@@ -91,10 +91,6 @@ def read_meta(values: Mapping[str, Any], bad: Callable[[Any, str], None]) -> dic
             bad(values["dns_server"], "needs srv too (the SRV names whose records are the "
                                       "nodes)")
     return out
-
-
-def is_srv_url(text: str) -> bool:
-    return text.lower().startswith("srv:")
 
 
 def parse_srv_url(text: str) -> tuple[str, str | None]:
