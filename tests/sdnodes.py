@@ -137,23 +137,57 @@ port = {web}
 """
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports of 127.0.0.1 (each held until all are picked)."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+def _start_node(root: Path, name: str, extra: str) -> Node:
+    """One node; started again on other ports when one of its ports was taken meanwhile (by
+    another test's process, between our pick and circusd's bind)."""
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        ports = dict(zip(("control", "pubsub", "stats", "metrics", "web"), free_ports(5)))
+        d = Circusd(directory)
+        d.start(textwrap.dedent(NODE_CONFIG).format(**ports, extra=extra), "--name", name)
+        node = Node(name, d, ports["control"], ports["pubsub"], ports["stats"], ports["metrics"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if d.proc.poll() is not None:
+                break
+            if f'circus_stats_up{{node="{name}"}} 1.0' in \
+                    (try_get(f"http://{node.metrics_address}/metrics") or ""):
+                return node
+            time.sleep(0.05)
+        log = d.log_text()
+        d.cleanup()
+        if "Address already in use" not in log:
+            pytest.fail(f"{name} did not serve /metrics within 30 s:\n{log[-3000:]}")
+        d.log.unlink(missing_ok=True)
+    pytest.fail(f"{name}: its ports were taken 5 times in a row")
+
+
 def start_nodes(root: Path, names: list[str], extra: Callable[[str], str] = lambda n: "",
                 ) -> list[Node]:
     """Real circusd nodes on loopback TCP ports, each serving /metrics; returned once every
-    /metrics says ``circus_stats_up ... 1``."""
-    nodes = []
-    for name in names:
-        directory = root / name
-        directory.mkdir(parents=True, exist_ok=True)
-        ports = {k: free_port() for k in ("control", "pubsub", "stats", "metrics", "web")}
-        d = Circusd(directory)
-        d.start(textwrap.dedent(NODE_CONFIG).format(**ports, extra=extra(name)), "--name", name)
-        nodes.append(Node(name, d, ports["control"], ports["pubsub"], ports["stats"],
-                          ports["metrics"]))
-    for node in nodes:
-        node.daemon.wait(lambda n=node: "circus_stats_up{node=\"%s\"} 1.0" % n.name in
-                         (try_get(f"http://{n.metrics_address}/metrics") or ""), 30,
-                         f"{node.name}'s /metrics")
+    /metrics says ``circus_stats_up ... 1``. On a failure the nodes started are stopped."""
+    nodes: list[Node] = []
+    try:
+        for name in names:
+            nodes.append(_start_node(root, name, extra(name)))
+    except BaseException:
+        stop_nodes(nodes)
+        raise
     return nodes
 
 

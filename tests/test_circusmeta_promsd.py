@@ -24,7 +24,7 @@ from circusmeta.httpsd import MAX_HEAD, SdServer
 from circusmeta.pool import parse_pool
 from circusmeta.promsd import check_address, render, split_address, targets, write_atomically
 from conftest import ROOT
-from sdnodes import (META, Daemon, ensure_tool, free_port, http_get, run_meta, start_nodes,
+from sdnodes import (META, Daemon, ensure_tool, free_ports, http_get, run_meta, start_nodes,
                      stop_nodes, try_get, wait_for)
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -272,12 +272,12 @@ def test_prometheus_scrapes_every_node_through_file_sd_and_http_sd(nodes, promet
     sd_file.parent.mkdir()
     code, out, err = run_meta(str(pool), "prometheus-sd", "--out", str(sd_file))
     assert code == 0 and out.strip() == f"{sd_file}: 3 targets", err
-    ports = {"proxy": free_port(), "listen": free_port(), "web": free_port()}
+    ports = dict(zip(("proxy", "listen", "web", "stats", "pubsub"), free_ports(5)))
     meta = [META or "circusmeta", "--pool", str(pool)]
     started = [
         Daemon([*meta, "proxy", "--http-sd", f"127.0.0.1:{ports['proxy']}", "--stats-endpoint",
-                f"tcp://127.0.0.1:{free_port()}", "--pubsub-endpoint",
-                f"tcp://127.0.0.1:{free_port()}"], tmp_path / "proxy.log"),
+                f"tcp://127.0.0.1:{ports['stats']}", "--pubsub-endpoint",
+                f"tcp://127.0.0.1:{ports['pubsub']}"], tmp_path / "proxy.log"),
         Daemon([*meta, "prometheus-sd", "--listen", f"127.0.0.1:{ports['listen']}"],
                tmp_path / "listen.log")]
     try:
