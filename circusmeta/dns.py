@@ -68,12 +68,15 @@ class Record:
 
 @dataclass(frozen=True)
 class Response:
+    """The header, the question and the answer section. The authority and additional sections
+    are not read: nothing here relies on them (dnsmasq, for one, writes wrong compression
+    pointers there once an answer passes 16 KiB: an address would be given to another name)."""
+
     id: int
     rcode: int
     truncated: bool
     question: tuple[str, int] | None
     answers: tuple[Record, ...] = ()
-    additional: tuple[Record, ...] = ()
 
 
 # -- the wire format (pure) ----------------------------------------------------------------------
@@ -186,7 +189,7 @@ def parse_response(data: bytes) -> Response:
     A truncated answer (TC set) is returned with what it holds, its records not parsed."""
     if len(data) < 12:
         raise DnsMalformed(f"an answer of {len(data)} bytes (a header is 12)")
-    qid, flags, qd, an, ns, ar = struct.unpack(">HHHHHH", data[:12])
+    qid, flags, qd, an = struct.unpack(">HHHH", data[:8])
     if not flags & 0x8000:
         raise DnsMalformed("not a response (QR not set)")
     rcode, truncated = flags & 0x000F, bool(flags & 0x0200)
@@ -201,9 +204,7 @@ def parse_response(data: bytes) -> Response:
     if truncated:
         return Response(qid, rcode, True, question)
     answers, offset = _records(data, offset, an)
-    _, offset = _records(data, offset, ns)
-    additional, offset = _records(data, offset, ar)
-    return Response(qid, rcode, False, question, tuple(answers), tuple(additional))
+    return Response(qid, rcode, False, question, tuple(answers))
 
 
 # -- servers -------------------------------------------------------------------------------------

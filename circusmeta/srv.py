@@ -11,7 +11,8 @@ The rules (:func:`dns_nodes` is pure; :func:`resolve_pool` asks the server):
 
 - a node per SRV record: control endpoint ``tcp://ADDRESS:PORT``, ADDRESS the target's first A
   record (else AAAA), asked of the same server (ZeroMQ's own resolver could not be pointed at
-  it); priority and weight are not used: every target is a node. A target ``.`` is none.
+  it) in a question of its own (see dns.Response); priority and weight are not used: every
+  target is a node. A target ``.`` is none.
 - its name: the TXT ``circus-node=NAME`` of the target, else the target's first label
   (``web1``). Two records of one name are an error (give each circusd its own target name).
   The nodes come after the pool file's own, in natural order of their names (node2 before
@@ -135,14 +136,14 @@ def srv_targets(answers: Mapping[str, dns.Response]) -> tuple[list[Target], list
     return targets, warnings
 
 
-def addresses(answers: Sequence[dns.Response]) -> dict[str, str]:
-    """host -> its first A address (else AAAA), from the A/AAAA records of ``answers``."""
+def addresses(answers: Mapping[str, dns.Response]) -> dict[str, str]:
+    """host -> its first address, from the answer to the A (or AAAA) question about it (never
+    from another question's answer, nor from an additional section: see dns.Response)."""
     out: dict[str, str] = {}
-    for rtype in (dns.A, dns.AAAA):
-        for answer in answers:
-            for record in (*answer.answers, *answer.additional):
-                if record.type == rtype:
-                    out.setdefault(record.name.rstrip(".").lower(), str(record.data))
+    for host, answer in answers.items():
+        found = [r for r in answer.answers if r.type in (dns.A, dns.AAAA)]
+        if found:
+            out[host] = str(found[0].data)
     return out
 
 
@@ -263,13 +264,11 @@ def resolve_pool(config: PoolConfig, resolver: dns.Resolver | None = None) -> Po
         answers = resolver.ask((name, dns.SRV) for name in meta.srv)
         targets, warnings = srv_targets({n: answers[(n, dns.SRV)] for n in meta.srv})
         hosts = list(dict.fromkeys(t.host for t in targets))
-        known = addresses(list(answers.values()))
-        more = resolver.ask([(h, dns.TXT) for h in hosts] +
-                            [(h, dns.A) for h in hosts if h not in known])
-        known.update(addresses(list(more.values())))
+        more = resolver.ask([(h, dns.TXT) for h in hosts] + [(h, dns.A) for h in hosts])
+        known = addresses({h: more[(h, dns.A)] for h in hosts})
         if missing := [h for h in hosts if h not in known]:
             six = resolver.ask((h, dns.AAAA) for h in missing)
-            known.update(addresses(list(six.values())))
+            known.update(addresses({h: six[(h, dns.AAAA)] for h in missing}))
     except dns.DnsUnavailable as exc:
         raise PoolUnavailable([_issue(config.file, f"the nodes are not known: {exc}")]) from None
     except dns.DnsMalformed as exc:
