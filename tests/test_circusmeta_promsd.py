@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import urllib.parse
@@ -359,3 +360,24 @@ def test_the_docs_scrape_configs_pass_promtool(prometheus_bin, tmp_path):
         assert r.returncode == 0, (body, r.stdout, r.stderr)
     assert kinds == {"file_sd_configs", "http_sd_configs"}
 
+
+
+def test_an_http_sd_address_in_use_or_malformed_is_refused(tmp_path):
+    """``proxy --http-sd`` and ``prometheus-sd --listen``: exit 1 when the address is taken,
+    2 when it is not HOST:PORT; no node needs to run for that."""
+    stats, pubsub, metrics = free_ports(3)
+    pool = tmp_path / "pool.ini"
+    pool.write_text(f"[node:a]\nendpoint = tcp://127.0.0.1:1\nstats_endpoint = tcp://127.0.0.1:"
+                    f"{stats}\nprometheus_endpoint = 127.0.0.1:{metrics}\n")
+    proxy_binds = [f"--stats-endpoint=tcp://127.0.0.1:{p}" for p in free_ports(1)] + \
+        ["--no-events"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        code, _, err = run_meta(str(pool), "proxy", *proxy_binds, "--http-sd", address)
+        assert code == 1 and f"--http-sd {address}: " in err and "in use" in err, err
+        code, _, err = run_meta(str(pool), "prometheus-sd", "--listen", address)
+        assert code == 1 and f"cannot listen on {address}" in err, err
+    code, _, err = run_meta(str(pool), "proxy", *proxy_binds, "--http-sd", "9180")
+    assert code == 2 and "--http-sd" in err and "HOST:PORT" in err, err
