@@ -252,6 +252,13 @@ def api(port: int, path: str, **query: str):
     return json.loads(body)["data"] if status == 200 else None
 
 
+def health(port: int) -> dict[tuple[str, str], str]:
+    """(job, circus_node) -> health ("up", "down", "unknown") of every active target."""
+    data = api(port, "targets", state="active") or {"activeTargets": []}
+    return {(t["labels"]["job"], t["labels"].get("circus_node", "?")): t["health"]
+            for t in data["activeTargets"]}
+
+
 def up_targets(port: int) -> dict[str, dict[str, dict]]:
     """job -> circus_node -> the target's labels, of the active targets whose health is up."""
     data = api(port, "targets", state="active") or {"activeTargets": []}
@@ -327,11 +334,19 @@ def test_prometheus_scrapes_every_node_through_file_sd_and_http_sd(nodes, promet
                        found[job]["n2"].get("circus_tags") == ",api," and
                        found[job]["n1"].get("circus_tags") == ",web," for job in JOBS)
         wait_for(changed, 60, "Prometheus following the pool's change", prom.dead, step=0.25)
+        # a node that stops stays a target, down (what an alert on up == 0 needs)
+        nodes[1].daemon.stop()
+
+        def n2_down() -> bool:
+            now = health(web)
+            return all(now.get((job, "n2")) == "down" and now.get((job, "n1")) == "up"
+                       for job in JOBS)
+        wait_for(n2_down, 60, "n2 down in every job", prom.dead, step=0.25)
         # a pool that cannot be read: 503, Prometheus keeps the targets it had
         pool.write_text("[node:broken\n")
         status, body, _ = http_get(f"http://127.0.0.1:{ports['listen']}/targets")
         assert status == 503 and "pool.ini" in body
-        assert set(up_targets(web)["circus-sd"]) == {"n1", "n2"}
+        assert {n for (job, n) in health(web) if job == "circus-sd"} == {"n1", "n2"}
     finally:
         for daemon in reversed(started):
             daemon.stop()
