@@ -219,7 +219,7 @@ def _main(ns: argparse.Namespace) -> int:
         return EXIT_USAGE
     except ConfigError as exc:
         ctx.warn(str(exc))
-        return EXIT_USAGE
+        return getattr(exc, "exit_code", EXIT_USAGE)   # srv.PoolUnavailable: 1
     except KeyboardInterrupt:
         return 130
 
@@ -231,8 +231,8 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         from .discover import discover_cli
         return await discover_cli(ctx, words)
     pool = Pool.from_file(ctx.pool_path)
-    from .pool import key_warnings
-    for warning in key_warnings(pool.config):
+    from .pool import pool_warnings
+    for warning in pool_warnings(pool.config):
         ctx.warn(f"warning: {warning}")
     try:
         if command == "add":                 # its command's words are its own (``--``)
@@ -253,6 +253,9 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         if command == "top":
             from .live import top_cli
             return await top_cli(ctx, pool, selected if explicit else None, rest)
+        if command == "prometheus-sd":
+            from .promsd import promsd_cli
+            return await promsd_cli(ctx, pool, nodes, tags, rest)
         if command == "proxy":
             from .live import proxy_cli
             return await proxy_cli(ctx, pool, selected, rest)

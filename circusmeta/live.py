@@ -347,7 +347,18 @@ def _proxy_parser() -> argparse.ArgumentParser:
                    help="bind events here ([meta] pubsub_endpoint)")
     p.add_argument("--no-stats", action="store_true", help="do not republish stats")
     p.add_argument("--no-events", action="store_true", help="do not republish events")
+    p.add_argument("--http-sd", metavar="HOST:PORT", type=_listen_address,
+                   help="also serve Prometheus http_sd of the pool at http://HOST:PORT/targets")
     return p
+
+
+def _listen_address(text: str) -> str:
+    from .promsd import split_address
+    try:
+        split_address(text, any_port=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _log_to(err: Any) -> Callable[[str], None]:
@@ -406,12 +417,20 @@ async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
             return EXIT_USAGE
         log(f"warning: {problem}")
     proxy = Proxy(feeds, binds, log, server=server)
+    closing: list[Any] = []
     try:
         try:
             proxy.open()
         except zmq.ZMQError as exc:
             ctx.warn(f"circusmeta proxy: {exc}")
             return EXIT_BIND
+        if args.http_sd:                                  # Prometheus http_sd (httpsd.py)
+            from .httpsd import open_for
+            try:
+                closing.append(await open_for(pool.config.file, args.http_sd, log))
+            except OSError as exc:
+                ctx.warn(f"circusmeta proxy: --http-sd {args.http_sd}: {exc.strerror or exc}")
+                return EXIT_BIND
         for kind, address in binds.items():
             followed = ", ".join(f"{f.node} ({f.address}{', CURVE' if f.curve else ''})"
                                  for f in feeds if f.kind == kind)
@@ -429,6 +448,8 @@ async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     finally:
+        for sd in closing:
+            await sd.close()
         proxy.close()
     log(f"stopped ({proxy.forwarded.get(STATS, 0)} stats, {proxy.forwarded.get(EVENTS, 0)} "
         f"events republished)")

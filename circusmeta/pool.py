@@ -17,10 +17,14 @@ of them at once, like a bad circusd configuration::
     pubsub_endpoint = tcp://10.0.0.11:5556
     stats_endpoint = tcp://10.0.0.11:5557
     server_key = keys/web1.key   ; the node's public key: CURVE on all three endpoints
+    prometheus_endpoint = 10.0.0.11:9101    ; its /metrics, for prometheus-sd (promsd.py)
     tags = web, eu
     [collection:frontend]
     members = web1:nginx, web2:nginx, backend   ; node:watcher items or other collections
     mode = sequential            ; or parallel
+
+``[meta] srv`` (and ``dns_server``) adds the nodes of DNS SRV records, when the file is loaded
+(:mod:`circusmeta.srv`); a ``[node:NAME]`` without ``endpoint`` then pins keys for DNS's NAME.
 
 CURVE keys (see the security page of the docs). A node has one key pair for its control,
 events and stats endpoints, so its ``server_key`` serves all three. A node with a
@@ -42,14 +46,18 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from circus.config.errors import ConfigError, Issues, did_you_mean
 from circus.config.ini import IniSection, IniValue, parse_ini
 
+# the key files (poolkeys.py); their functions stay importable from here
+from .poolkeys import (check_key_files, client_keys_for, key_warnings, node_keys,
+                       proxy_client_keys, proxy_server_keys)
+
 __all__ = ["NodeSpec", "Member", "Collection", "MetaOptions", "PoolConfig", "parse_pool",
            "load_pool", "locate_pool", "client_keys_for", "node_keys", "proxy_client_keys",
-           "proxy_server_keys", "key_warnings", "STRATEGIES", "DEFAULT_PATHS"]
+           "proxy_server_keys", "key_warnings", "pool_warnings", "STRATEGIES", "DEFAULT_PATHS"]
 
 STRATEGIES = ("round_robin", "least_loaded", "least_memory", "fewest_processes", "random")
 MODES = ("sequential", "parallel")
@@ -68,6 +76,7 @@ class NodeSpec:
     server_key: str | None = None      # the node's public key file: CURVE
     timeout: float | None = None       # this node's deadline; None: [meta] timeout
     client_key: str | None = None      # this client's key pair for this node; None: [meta]'s
+    prometheus_endpoint: str | None = None  # HOST:PORT of its /metrics, for Prometheus SD
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class MetaOptions:
     proxy_clients: str | None = None    # who may subscribe to the proxy (a clients directory)
     proxy_key: str | None = None        # the proxy's public key, for its subscribers
     insecure: bool = False              # the proxy may bind a network address without CURVE
+    srv: tuple[str, ...] = ()           # DNS SRV names whose records are nodes (srv.py)
+    dns_server: str | None = None       # HOST:PORT asked for them; None: resolv.conf's
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,9 @@ class PoolConfig:
     #: (section, key) -> where it is set, for the key options ("meta" or "node:NAME")
     origins: Mapping[tuple[str, str], Origin] = field(default_factory=dict, compare=False,
                                                       repr=False)
+    #: [node:NAME] sections without endpoint: what the file pins for DNS's node NAME (keys)
+    pins: Mapping[str, NodeSpec] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()      # about where the nodes came from (DNS)
 
     def origin(self, section: str, key: str) -> Origin:
         return self.origins.get((section, key), Origin(self.file, None, section))
@@ -149,10 +163,10 @@ class PoolConfig:
 # -- reading -------------------------------------------------------------------------------------
 
 _NODE_KEYS = ("endpoint", "pubsub_endpoint", "stats_endpoint", "tags", "server_key", "timeout",
-              "client_key")
+              "client_key", "prometheus_endpoint")
 _KEY_FILES = ("client_key", "proxy_secret_key", "proxy_clients", "proxy_key")
 _META_KEYS = ("strategy", "timeout", "stats_endpoint", "pubsub_endpoint", "log_dir",
-              *_KEY_FILES, "insecure")
+              *_KEY_FILES, "insecure", "srv", "dns_server")
 _COLLECTION_KEYS = ("members", "mode")
 _TRUE, _FALSE = ("1", "yes", "true", "on"), ("0", "no", "false", "off")
 
@@ -241,6 +255,9 @@ class _Reader:
             missing = "proxy_clients" if given == "proxy_secret_key" else "proxy_secret_key"
             self.bad(section, values[given], f"needs {missing} too (a CURVE proxy needs its "
                      f"key pair and the directory of the client keys it admits)")
+        if "srv" in values or "dns_server" in values:
+            from .srv import read_meta
+            kwargs.update(read_meta(values, lambda v, why: self.bad(section, v, why)))
         if kwargs.get("proxy_key") and not kwargs.get("client_key"):
             self.bad(section, values["proxy_key"], "needs client_key too (the key pair this "
                      "client subscribes to the proxy with)")
@@ -248,11 +265,8 @@ class _Reader:
 
     def node(self, name: str, section: IniSection) -> NodeSpec | None:
         values = self.known(section, _NODE_KEYS)
-        if "endpoint" not in values:
-            self.bad(section, None, "no endpoint (the node's control endpoint, e.g. "
-                     "tcp://10.0.0.11:5555)")
-            return None
-        endpoint = self.endpoint(section, values["endpoint"])
+        # no endpoint: a pin for DNS's node of that name (parse_pool checks there is [meta] srv)
+        endpoint = self.endpoint(section, values["endpoint"]) if "endpoint" in values else ""
         timeout = self.number(section, values["timeout"]) if "timeout" in values else None
         tags = tuple(t for t in re.split(r"[\s,]+", values["tags"].value.strip()) if t) \
             if "tags" in values else ()
@@ -266,9 +280,15 @@ class _Reader:
                      "key, its NODE.key file)")
         if endpoint is None:
             return None
+        metrics = values.get("prometheus_endpoint")
+        if metrics is not None:
+            from .promsd import check_address
+            if (why := check_address(metrics.value)) is not None:
+                self.bad(section, metrics, why)
         return NodeSpec(name, endpoint, self.endpoint(section, values.get("pubsub_endpoint")),
                         self.endpoint(section, values.get("stats_endpoint")), tags,
-                        server_key, timeout, client_key)
+                        server_key, timeout, client_key,
+                        metrics.value.strip() if metrics is not None else None)
 
     def collection(self, name: str, section: IniSection) -> Collection | None:
         values = self.known(section, _COLLECTION_KEYS)
@@ -295,6 +315,7 @@ def parse_pool(text: str, filename: str) -> PoolConfig:
     meta_section = None
     nodes: dict[str, NodeSpec] = {}
     collections: dict[str, Collection] = {}
+    node_sections: dict[str, IniSection] = {}     # for the errors found later
     for section in sections:
         kind, sep, name = (part.strip() for part in section.header.partition(":"))
         kind = kind.lower()
@@ -315,22 +336,32 @@ def parse_pool(text: str, filename: str) -> PoolConfig:
         item = reader.node(name, section) if kind == "node" else reader.collection(name, section)
         if item is not None:
             table[name] = item
+            if kind == "node":
+                node_sections[name] = section
     meta = reader.meta(meta_section)
-    if not nodes and not issues:
+    pins = {name: spec for name, spec in nodes.items() if not spec.endpoint}
+    for name in pins:
+        del nodes[name]
+        if not meta.srv:
+            reader.bad(node_sections[name], None, "no endpoint (the node's control endpoint, e.g. "
+                       "tcp://10.0.0.11:5555; a section without one is for a node from DNS, "
+                       "with [meta] srv)")
+    if not nodes and not meta.srv and not issues:
         issues.add(filename, None, None, None, "no [node:NAME] section: the pool is empty")
-    for name, spec in nodes.items():
+    for name, spec in {**nodes, **pins}.items():
         if spec.server_key and not (spec.client_key or meta.client_key):
             where = reader.origins[(f"node:{name}", "server_key")]
             issues.add(where.file, where.line, where.section, "server_key", "needs a client key "
                        "too: set [meta] client_key (or client_key in this section) to this "
                        "client's NAME.key_secret file")
-    _check_collections(sections, collections, nodes, issues)
+    _check_collections(sections, collections, None if meta.srv else nodes, issues)
     issues.raise_if_any([filename])
-    return PoolConfig(meta, nodes, collections, filename, reader.origins)
+    return PoolConfig(meta, nodes, collections, filename, reader.origins, pins)
 
 
 def _check_collections(sections: list[IniSection], collections: dict[str, Collection],
-                       nodes: Mapping[str, NodeSpec], issues: Issues) -> None:
+                       nodes: Mapping[str, NodeSpec] | None, issues: Issues) -> None:
+    """``nodes`` None: the nodes are not known yet (from DNS: :func:`srv.resolve_pool`)."""
     where = {s.header.partition(":")[2].strip(): s for s in sections
              if s.header.lower().startswith("collection:")}
     for name, coll in collections.items():
@@ -341,7 +372,7 @@ def _check_collections(sections: list[IniSection], collections: dict[str, Collec
                 issues.add(section.file, value.line if value else section.line, section.header,
                            "members", f"{member.collection!r} is neither NODE:WATCHER nor a "
                            f"collection{did_you_mean(member.collection, collections)}")
-            elif member.node and member.node not in nodes:
+            elif member.node and nodes is not None and member.node not in nodes:
                 issues.add(section.file, value.line if value else section.line, section.header,
                            "members", f"unknown node {member.node!r} in {member}"
                            f"{did_you_mean(member.node, nodes)}")
@@ -382,143 +413,30 @@ def locate_pool(given: str | None, environ: Mapping[str, str],
 
 
 def load_pool(path: str) -> PoolConfig:
-    """The pool file at ``path``, its node and client key files checked (ConfigError naming
-    file, section and key for each one that is missing or malformed)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError([_issue(path, f"cannot read the pool file: {exc.strerror or exc}")]) \
-            from None
-    config = parse_pool(text, path)
-    issues = Issues()
-    loader = _KeyLoader(config, issues)
-    for name in config.nodes:
-        loader.client_keys(name)
-    if config.meta.proxy_key:
-        loader.public("meta", "proxy_key", config.meta.proxy_key)
-    issues.raise_if_any([path])
+    """The pool file at ``path`` (or ``srv://...``: a pool from DNS), its nodes from DNS when it
+    says ``[meta] srv``, its node and client key files checked (ConfigError naming file,
+    section and key for each one that is missing or malformed; its subclass
+    :class:`circusmeta.srv.PoolUnavailable` when the DNS server does not answer)."""
+    if path[:4].lower() == "srv:":                       # (srv.py: imported only for DNS)
+        from .srv import pool_from_url
+        config = pool_from_url(path)
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError([_issue(path, f"cannot read the pool file: "
+                                            f"{exc.strerror or exc}")]) from None
+        config = parse_pool(text, path)
+        if config.meta.srv:
+            from .srv import resolve_pool
+            config = resolve_pool(config)
+    check_key_files(config)
     return config
 
 
-# -- keys (reading the key files) ----------------------------------------------------------------
-
-class _KeyLoader:
-    """Loads each key file once, reports each bad (section, key) once."""
-
-    def __init__(self, config: PoolConfig, issues: Issues) -> None:
-        self.config, self.issues = config, issues
-        self._cache: dict[tuple[str, bool], Any] = {}
-        self._reported: set[tuple[str, str]] = set()
-
-    def _load(self, section: str, key: str, path: str, secret: bool) -> Any:
-        from circus.security.keys import KeyFileError, load_keypair, load_public
-        if (path, secret) not in self._cache:
-            try:
-                self._cache[(path, secret)] = (load_keypair if secret else load_public)(path)
-            except KeyFileError as exc:
-                self._cache[(path, secret)] = exc
-        found = self._cache[(path, secret)]
-        if not isinstance(found, Exception):
-            return found
-        if (section, key) not in self._reported:
-            self._reported.add((section, key))
-            where = self.config.origin(section, key)
-            self.issues.add(where.file, where.line, where.section, key, str(found))
-        return None
-
-    def pair(self, section: str, key: str, path: str) -> Any:
-        return self._load(section, key, path, True)
-
-    def public(self, section: str, key: str, path: str) -> Any:
-        return self._load(section, key, path, False)
-
-    def client_keys(self, node: str) -> Any:
-        from circus.security.keys import ClientKeys
-        spec = self.config.nodes[node]
-        if not spec.server_key:
-            return None
-        section = f"node:{node}"
-        if spec.client_key:
-            own = self.pair(section, "client_key", spec.client_key)
-        elif self.config.meta.client_key:
-            own = self.pair("meta", "client_key", self.config.meta.client_key)
-        else:
-            where = self.config.origin(section, "server_key")
-            self.issues.add(where.file, where.line, where.section, "server_key",
-                            "needs a client key too: set [meta] client_key")
-            own = None
-        server = self.public(section, "server_key", spec.server_key)
-        if own is None or server is None:
-            return None
-        return ClientKeys(own.public, own.secret, server.public)
-
-
-def _loaded(config: PoolConfig, work: Callable[["_KeyLoader"], Any]) -> Any:
-    issues = Issues()
-    result = work(_KeyLoader(config, issues))
-    issues.raise_if_any([config.file])
-    return result
-
-
-def client_keys_for(config: PoolConfig, node_name: str) -> Any:
-    """The :class:`~circus.security.keys.ClientKeys` to reach ``node_name`` with, or ``None``
-    for a node without ``server_key`` (reached without CURVE). Raises ConfigError naming the
-    file, section and key of a key file that is missing or malformed, KeyError for a node that
-    is not in the pool."""
-    if node_name not in config.nodes:
-        raise KeyError(f"no node {node_name!r} in {config.file}")
-    return _loaded(config, lambda loader: loader.client_keys(node_name))
-
-
-def node_keys(config: PoolConfig) -> dict[str, Any]:
-    """Every node's ClientKeys (or None), all problems in one ConfigError."""
-    return _loaded(config, lambda loader: {n: loader.client_keys(n) for n in config.nodes})
-
-
-def proxy_client_keys(config: PoolConfig) -> Any:
-    """The ClientKeys a subscriber of ``circusmeta proxy`` uses (``[meta] client_key`` and
-    ``proxy_key``, else the public half of ``proxy_secret_key``), or None without them."""
-    from circus.security.keys import ClientKeys
-    meta = config.meta
-    server_file, server_key = (meta.proxy_key, "proxy_key") if meta.proxy_key else \
-        (meta.proxy_secret_key, "proxy_secret_key")
-    if not (server_file and meta.client_key):
-        return None
-
-    def work(loader: _KeyLoader) -> Any:
-        own = loader.pair("meta", "client_key", meta.client_key)
-        server = loader.public("meta", server_key, server_file)
-        return ClientKeys(own.public, own.secret, server.public) if own and server else None
-    return _loaded(config, work)
-
-
-def proxy_server_keys(config: PoolConfig) -> tuple[Any, Any] | None:
-    """(the proxy's KeyPair, its Keyring) from ``[meta] proxy_secret_key`` and
-    ``proxy_clients``, or None when the pool file does not make the proxy a CURVE server."""
-    meta = config.meta
-    if not (meta.proxy_secret_key and meta.proxy_clients):
-        return None
-    from circus.security.keyring import Keyring
-    from circus.security.keys import KeyFileError
-
-    def work(loader: _KeyLoader) -> Any:
-        pair = loader.pair("meta", "proxy_secret_key", meta.proxy_secret_key)
-        try:
-            keyring = Keyring.load(meta.proxy_clients, pair.public if pair else None)
-        except (KeyFileError, OSError) as exc:
-            where = config.origin("meta", "proxy_clients")
-            loader.issues.add(where.file, where.line, where.section, "proxy_clients", str(exc))
-            return None
-        return (pair, keyring) if pair else None
-    return _loaded(config, work)
-
-
-def key_warnings(config: PoolConfig) -> list[str]:
-    """A warning for each client secret key file that others than its owner can read."""
-    from circus.security.keys import secret_file_warning
-    paths = [config.meta.client_key] + [n.client_key for n in config.nodes.values()]
-    found = (secret_file_warning(p) for p in dict.fromkeys(p for p in paths if p))
-    return [w for w in found if w]
+def pool_warnings(config: PoolConfig) -> list[str]:
+    """Where the nodes came from (DNS) and :func:`key_warnings`: for stderr."""
+    return [*config.warnings, *key_warnings(config)]
 
 
 def _issue(file: str, reason: str):

@@ -12,7 +12,7 @@ __all__ = ["HELP", "LOCAL_COMMANDS", "suggestions", "unknown_command", "distance
 
 #: the commands circusmeta itself implements (the others are circusctl's, fanned out)
 LOCAL_COMMANDS = ("nodes", "status", "list", "stats", "tail", "add", "top", "proxy", "discover",
-                  "help")
+                  "prometheus-sd", "help")
 
 HELP = """\
 usage: circusmeta [--pool FILE] [--json] [--timeout S] [--log-dir D] COMMAND [ARGS]
@@ -35,13 +35,16 @@ commands:
   top                   the live view of every node (circus-top, with --once for scripts)
   proxy                 one merged stats socket and one events socket for dashboards
   discover              find circusd nodes by multicast and print their pool sections
+  prometheus-sd         Prometheus targets: every node's /metrics, as a file_sd file
+                        (--out FILE.json) or served as http_sd (--listen HOST:PORT)
   any circusctl command start, stop, restart, incr, decr, set, get, processes, ...: sent to
                         the selected nodes at once
   help [COMMAND]        this text, or a command's (also: circusmeta COMMAND --help)
 
 options:
   --pool FILE           the pool file (default: $CIRCUSMETA_POOL, ~/.config/circus/pool.ini,
-                        /etc/circus/pool.ini)
+                        /etc/circus/pool.ini), or srv://[SERVER:PORT/]NAME: the nodes of
+                        DNS's SRV records
   --json                print the results as JSON
   --timeout S           per-node deadline in seconds (default: [meta] timeout; at least 30 s
                         for a command with --waiting)
@@ -54,9 +57,9 @@ options:
   --version             print the version
   -h, --help            print this text
 
-exit codes: 0 every selected node did it; 1 no node could be reached; 2 usage or pool file
-error; 3 no node did it (the nodes that answered refused); 4 partial (some did it, others
-failed or could not be reached).
+exit codes: 0 every selected node did it; 1 no node could be reached (or the DNS server of
+a pool from DNS did not answer); 2 usage or pool file error; 3 no node did it (the nodes
+that answered refused); 4 partial (some did it, others failed or could not be reached).
 """
 
 
