@@ -42,6 +42,7 @@ client keys and ``proxy_key``; the proxy's own files are checked by :func:`proxy
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -355,6 +356,9 @@ def parse_pool(text: str, filename: str) -> PoolConfig:
                        "too: set [meta] client_key (or client_key in this section) to this "
                        "client's NAME.key_secret file")
     _check_collections(sections, collections, None if meta.srv else nodes, issues)
+    # a pool file is circusmeta's own format: what 0.19 let pass in circus.ini (a section or
+    # key given twice) is an error here, without circusd's --no-strict hint
+    issues.items = [dataclasses.replace(i, lenient=None) for i in issues.items]
     issues.raise_if_any([filename])
     return PoolConfig(meta, nodes, collections, filename, reader.origins, pins)
 

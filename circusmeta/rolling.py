@@ -41,6 +41,7 @@ import zmq
 
 from .api import SelectionError
 from .confirm import confirm, note
+from .report import LAST_LINES_MARK
 from .fanout import (ACTIVE, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, EXIT_UNREACHABLE, NOT_AVAILABLE,
                      UNRESPONSIVE, NodeResult)
 
@@ -174,7 +175,8 @@ class RollingReport:
 
 
 def _first_line(text: str) -> str:
-    return (text.splitlines() or [""])[0]
+    """The reason's first line, without the announcement of the output lines that follow it."""
+    return text.split(LAST_LINES_MARK)[0].splitlines()[0] if text else ""
 
 
 def _why(r: NodeResult) -> str:

@@ -86,10 +86,13 @@ def test_bad_pool_files_name_file_line_section_key(text, expected):
     assert expected in str(err.value)
 
 
-def test_duplicate_node_header_in_one_file_extends_it_as_ini_does():
-    # an INI section seen twice is one section (first definition of a key wins)
-    pool = parse_pool("[node:a]\nendpoint = tcp://h:1\n[node:a]\ntags = t\n", "p.ini")
-    assert pool.nodes["a"].tags == ("t",)
+def test_duplicate_node_header_in_one_file_is_an_error_naming_both_lines():
+    # two nodes pasted under one name: merging them would drop one without a word
+    with pytest.raises(ConfigError) as err:
+        parse_pool("[node:a]\nendpoint = tcp://h:1\n[node:a]\nendpoint = tcp://h:2\n", "p.ini")
+    text = str(err.value)
+    assert "p.ini:3: [node:a] section started again (first at line 1)" in text
+    assert "no-strict" not in text
 
 
 def test_every_problem_reported_at_once():

@@ -218,11 +218,11 @@ def test_waiting_starts_report_each_nodes_failure_with_its_output(pool):
                              "output lines:")
     assert lines[1:] == ["  n1/early | Traceback: boom", "n2: ok",
                          "n3: error: program early not found: the watchers are sl, ticker"]
-    # started again while circusd retries it: the node says ok, with nothing started
+    # started again while circusd retries it: it is tried again now, and fails the same way
     code, out, err = pool.meta("--node", "n1", "start", "missing", "--waiting")
-    assert code == 0 and out.splitlines() == [
-        "n1: ok", "n1: warning: no process was started and none runs (circusmeta status missing "
-        "--node n1 says why)"]
+    assert code == 3 and out.splitlines() == [
+        "n1: error: missing: 1 of 1 process(es) could not be started: process 1: command not "
+        "found: '/usr/bin/does-not-exist'; circusd retries it, see its status"], out + err
     assert pool.meta("--node", "n1", "stop", "missing")[0] == 0
     code, out, _ = pool.meta("--json", "--node", "n1", "start", "missing", "--waiting")
     n1 = json.loads(out)["nodes"]["n1"]
@@ -382,25 +382,27 @@ def test_top_shows_the_states_of_a_pool_node(pool):
     assert rows[1][:3] == ["early", "(0)", "stopped"] and rows[3][:3] == ["sl", "(1)", "active"]
 
 
-def test_a_restart_that_leaves_nothing_running_is_not_done(pool):
-    """circusd answers ok to a waiting graceful restart of a watcher it retries in backoff,
-    having started nothing: the fan-out says so, and a rolling restart (graceful) fails that
-    step. (A plain restart restarts it, and fails with its output.)"""
-    code, out, err = pool.meta("--node", "n1", "restart", "crasher", "--waiting")
-    assert code == 3 and out.splitlines()[1:] == ["  n1/crasher | crasher: giving up"], out + err
-    code, out, err = pool.meta("--node", "n1", "restart", "crasher", "--waiting", "--graceful")
-    assert code == 0, err
-    assert out.splitlines() == ["n1: ok", "n1: warning: no process was started and none runs "
-                                          "(circusmeta status crasher --node n1 says why)"]
+def test_a_restart_of_a_watcher_in_backoff_tries_it_now_and_fails_with_its_output(pool):
+    """A watcher circusd retries in backoff is restarted now by a waiting restart, graceful or
+    not, and the reply is its failure with its output (not an ok that started nothing); a
+    rolling restart fails that step with the same reason, on one line in the summary."""
+    for graceful in ((), ("--graceful",)):
+        code, out, err = pool.meta("--node", "n1", "restart", "crasher", "--waiting", *graceful)
+        assert code == 3, out + err
+        lines = out.splitlines()
+        assert re.fullmatch(r"n1: error: crasher: process \d+ exit code 3 [0-9.]+ s after it "
+                            r"started \(a failed start: it ran less than min_uptime = 1 s\); "
+                            r"its last output lines:", lines[0]), lines[0]
+        assert lines[1:] == ["  n1/crasher | crasher: giving up"]
     code, out, err = pool.meta("restart", "--rolling", "crasher")
     assert code == 3, out + err
     lines = out.splitlines()
-    assert lines[:2] == ["rolling restart of crasher: 1 item in 1 step (batch 1)",
-                         lines[1].split(" ... ")[0] + " ... " + lines[1].split(" ... ")[1]]
-    assert lines[1].startswith("[1/1] n1:crasher restart ... failed (")
-    assert re.fullmatch(r"  n1:crasher: the restart was answered ok, but it started no process "
-                        r"and none of 'crasher' runs \(backoff: 1 process\(es\) in backoff: "
-                        r"exit code 3; respawn in [0-9.]+ s\)", lines[2]), lines[2]
+    assert lines[0] == "rolling restart of crasher: 1 item in 1 step (batch 1)"
+    assert re.fullmatch(r"\[1/1\] n1:crasher restart \.\.\. failed \([0-9.]+ s\)", lines[1])
+    assert "crasher: giving up" in out
+    assert re.fullmatch(r"failed: n1:crasher \(crasher: process \d+ exit code 3 [0-9.]+ s after "
+                        r"it started \(a failed start: it ran less than min_uptime = 1 s\)\)",
+                        lines[-1]), lines[-1]
     # a healthy watcher's rolling restart is still done
     code, out, err = pool.meta("restart", "--rolling", "sl", "--node", "n3")
     assert code == 0 and out.splitlines()[-1] == "done: n3:sl", out + err

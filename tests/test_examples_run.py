@@ -324,7 +324,7 @@ def test_notifications(sb):
 
 def test_circus_019(sb):
     assert header(EXAMPLES / "circus-0.19.ini") == [
-        ".venv/bin/circusd --check-config examples/circus-0.19.ini",
+        "PYTHONPATH=examples .venv/bin/circusd --check-config examples/circus-0.19.ini",
         "PYTHONPATH=examples .venv/bin/circusd examples/circus-0.19.ini",
         ".venv/bin/circusctl status", "curl -s http://127.0.0.1:8888/"]
     check, start, ctl, curl = header(EXAMPLES / "circus-0.19.ini")

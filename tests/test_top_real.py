@@ -320,7 +320,7 @@ def test_screen_colours_states_and_details_say_why(tmp_path, feeds, term):
     a = f"ipc://{tmp_path}/a.sock"
     feeds(a, {"web1": TROUBLED}, states=STATES)
     t = term("--endpoint", a, cols=160)
-    screen = t.has("web2 (0/1)", "crasher (0/1)", "STATE", "2 watchers in trouble")
+    screen = t.has("web2 (0/1)", "crasher (0/1)", "sleeper (", "STATE", "2 watchers in trouble")
     lines = screen.splitlines()
     at = [i for i, line in enumerate(lines) if line.startswith(("web2 (", "crasher (", "sleeper ("))]
     assert [lines[i].split()[0] for i in at] == ["web2", "crasher", "sleeper"]   # trouble first
