@@ -1,0 +1,480 @@
+"""One socket for the whole pool: a ZeroMQ ROUTER connected to every node's control endpoint,
+each connection named by the pool (``CONNECT_ROUTING_ID``), and one socket monitor for all.
+
+Why: a DEALER and a monitor per node cost three ZeroMQ sockets a node (libzmq's default limit of
+1,023 sockets per context was reached at about 340 nodes) and a coroutine, a future and a timer
+per call. Here a call is a frame pair sent on the one socket and an entry in a dict; a reply is
+routed to its call by the message id (a counter, prefixed once per process), so the cost of a
+node is its connection (one file descriptor) and a few microseconds of Python per call.
+
+circusd's control socket is a ROUTER: our ROUTER's frames ``[link, body]`` reach it as ``[our
+identity, body]``, as a DEALER's would, and its answer ``[our identity, reply]`` comes back as
+``[link, reply]``. The options libzmq copies at connect time — CURVE keys, the handshake interval
+— are set before each ``connect``, so every node has its own keys on the one socket. Nodes of the
+pool file that share an endpoint and keys share one connection (a *link*).
+
+What a link's state says (from the monitor's events, which carry the endpoint):
+
+- *connected*: the transport connected (``CONNECTED``), not lost since. A call is sent only on a
+  connected link; one made before waits for the connection at most ``connect_timeout``.
+- *gave up*: no connection within ``connect_timeout``: the next calls fail at once
+  (``not_available``) until the link connects.
+- *handshake error*: the CURVE handshake failed for a key reason: ``not_available`` at once
+  until a handshake succeeds. A handshake that *timed out* (the peer accepted the connection and
+  never spoke within ``HANDSHAKE_IVL``) is no key problem: it only adds its words to the
+  ``unresponsive`` reason.
+- *silent*: a call on the connected link got no answer within its deadline, and nothing has
+  arrived on the link since — a frozen circusd, or a listener that never speaks. The next calls
+  are not sent and are ``unresponsive`` at once, so a frozen node costs one timeout per session,
+  not one per call (a dashboard's refresh, a rolling operation's steps). Anything received on the
+  link (the late answer of an overloaded node too) or a new successful handshake ends it.
+
+Drivers: :meth:`Router.run` blocks (``zmq.Poller``; the command line needs no asyncio for a
+fan-out), :meth:`Router.run_async` waits on the event loop (readers on the two sockets' file
+descriptors, one timer for the earliest deadline). Both use :meth:`Router.submit` and
+:meth:`Router.pump`, which never wait.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import os
+import struct
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import zmq
+
+from .fanout import (ACTIVE, HANDSHAKE_FAILED, NOT_AVAILABLE, UNRESPONSIVE, NodeResult,
+                     connect_failure, handshake_failure, handshake_timed_out)
+
+__all__ = ["Router", "Link", "Call", "request_template"]
+
+_MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED |
+              zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+              zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_CONNECTED, _DISCONNECTED, _RETRIED = (int(zmq.EVENT_CONNECTED), int(zmq.EVENT_DISCONNECTED),
+                                       int(zmq.EVENT_CONNECT_RETRIED))
+_SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+_FAILED = frozenset(int(e) for e in HANDSHAKE_FAILED)
+_NOBLOCK, _SNDMORE, _POLLIN = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN)
+_EVENT = struct.Struct("=HI")
+#: the handshake interval libzmq uses when not told (30 s)
+DEFAULT_HANDSHAKE_IVL = 30.0
+
+
+def request_template(command: str, props: dict[str, Any]) -> tuple[bytes, bytes]:
+    """A request's JSON around its id: ``head + id + tail`` is the whole request (pure). Encoded
+    once per fan-out, not once per node."""
+    from circus.protocol import encode
+
+    body = encode({"command": command, "properties": props})
+    return body[:-1] + b',"id":"', b'"}'
+
+
+class Link:
+    """One connection of the ROUTER: an endpoint and the keys it is reached with."""
+
+    __slots__ = ("endpoint", "routing_id", "curve", "connected", "retried", "connected_at",
+                 "handshake_error", "handshake_timeout", "gave_up", "silent", "heard",
+                 "waiting", "handshake_ivl")
+
+    def __init__(self, endpoint: str, routing_id: bytes, curve: Any, handshake_ivl: float):
+        self.endpoint = endpoint
+        self.routing_id = routing_id
+        self.curve = curve
+        self.handshake_ivl = handshake_ivl
+        self.connected = False
+        self.retried = False                 # an attempt failed before connecting (refused...)
+        self.connected_at: float | None = None
+        self.handshake_error: str | None = None
+        self.handshake_timeout: str | None = None
+        self.gave_up: str | None = None
+        self.silent: str | None = None
+        self.heard = 0.0                     # when something last arrived on it (monotonic)
+        self.waiting: list[Call] = []        # calls not sent yet: the link is not connected
+
+    def connect_failure(self, limit: float) -> str:
+        exists = None
+        if self.endpoint.startswith("ipc://"):
+            path = self.endpoint[len("ipc://"):]
+            exists = path.startswith("@") or os.path.exists(path)   # @: an abstract socket
+        return connect_failure(self.endpoint, limit, self.retried, exists)
+
+
+class Call:
+    """One request to one node, from submission to its :class:`NodeResult`."""
+
+    __slots__ = ("node", "link", "command", "body", "id", "timeout", "started", "deadline",
+                 "connect_by", "sent", "result", "batch")
+
+    def __init__(self, node: str, link: Link, command: str, body: bytes, call_id: bytes,
+                 timeout: float, connect_timeout: float, batch: "Batch") -> None:
+        self.node, self.link, self.command, self.body, self.id = node, link, command, body, call_id
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.connect_by = self.started + min(timeout, connect_timeout)
+        self.sent = 0.0
+        self.result: NodeResult | None = None
+        self.batch = batch
+
+
+class Batch:
+    """The calls of one fan-out; ``on_done`` runs once the last one has its result."""
+
+    __slots__ = ("calls", "left", "on_done")
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.left = 0
+        self.on_done: Callable[[], None] | None = None
+
+    def results(self) -> dict[str, NodeResult]:
+        return {c.node: c.result for c in self.calls if c.result is not None}
+
+
+class Router:
+    """The pool's one control socket. ``links`` are made on first use, never closed before
+    :meth:`close`; ``connect_timeout`` bounds a call's wait for its link's connection."""
+
+    def __init__(self, *, handshake_ivl: float | None = None, io_threads: int = 1) -> None:
+        self.context = zmq.Context(io_threads)
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTING_ID, b"circusmeta-" + os.urandom(6).hex().encode())
+        self.monitor = self.socket.get_monitor_socket(_MONITORED)
+        self.handshake_ivl = handshake_ivl
+        self._links: dict[tuple[str, Any], Link] = {}
+        self._by_endpoint: dict[bytes, list[Link]] = {}
+        self._by_routing_id: dict[bytes, Link] = {}
+        self._calls: dict[bytes, Call] = {}          # sent, waiting for the answer
+        self._timers: list[tuple[float, int, Call]] = []
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+        self._prefix = os.urandom(4).hex() + "-"
+        self._curve_set = False                      # the socket's options carry CURVE keys
+        self._async: Any = None                      # the asyncio driver, made on first use
+        self.closed = False
+
+    # -- links -------------------------------------------------------------------------------------
+
+    @property
+    def links(self) -> list[Link]:
+        return list(self._links.values())
+
+    @staticmethod
+    def link_key(endpoint: str, curve: Any = None) -> tuple[str, Any]:
+        return endpoint, None if curve is None else (curve.public, curve.secret, curve.server)
+
+    def link_keys(self) -> set[tuple[str, Any]]:
+        return set(self._links)
+
+    def link(self, endpoint: str, curve: Any = None) -> Link:
+        """The link to ``endpoint`` with ``curve`` keys (``ClientKeys`` or None), connected now
+        if new. ZMQError for an endpoint libzmq refuses (a bad address)."""
+        key = self.link_key(endpoint, curve)
+        link = self._links.get(key)
+        if link is not None:
+            return link
+        routing_id = b"n%d" % len(self._links)
+        sock = self.socket
+        if curve is not None:
+            sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+            sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server)     # makes this connect CURVE's
+            self._curve_set = True
+        elif self._curve_set:
+            sock.setsockopt(zmq.CURVE_SERVER, 0)                   # back to no security
+            self._curve_set = False
+        if self.handshake_ivl is not None:
+            sock.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_ivl * 1000))
+        ivl = sock.getsockopt(zmq.HANDSHAKE_IVL) / 1000
+        sock.setsockopt(zmq.CONNECT_ROUTING_ID, routing_id)
+        sock.connect(endpoint)
+        link = Link(endpoint, routing_id, curve, ivl)
+        self._links[key] = link
+        self._by_endpoint.setdefault(endpoint.encode(), []).append(link)
+        self._by_routing_id[routing_id] = link
+        return link
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def submit(self, targets: Sequence[tuple[str, Link, float, float]], command: str,
+               props: dict[str, Any], props_for: Callable[[str], dict[str, Any]] | None = None
+               ) -> Batch:
+        """Start ``command`` on each ``(node, link, timeout, connect_timeout)``; what can be
+        decided at once (a link that gave up, failed its handshake, or is silent) is."""
+        batch = Batch()
+        head, tail = request_template(command, props)
+        prefix = self._prefix
+        for node, link, timeout, connect_timeout in targets:
+            if props_for is not None:
+                extra = props_for(node)
+                if extra:
+                    h, t = request_template(command, {**props, **extra})
+                else:
+                    h, t = head, tail
+            else:
+                h, t = head, tail
+            call_id = (prefix + format(next(self._ids), "x")).encode()
+            call = Call(node, link, command, h + call_id + t, call_id, timeout, connect_timeout,
+                        batch)
+            batch.calls.append(call)
+            batch.left += 1
+            if link.handshake_error is not None:
+                self._finish(call, self._not_available(call, link.handshake_error))
+            elif link.connected:
+                if link.silent is not None:
+                    self._finish(call, NodeResult(node, UNRESPONSIVE, endpoint=link.endpoint,
+                                                  error=f"{link.silent}: {command!r} not sent"))
+                else:
+                    self._send(call)
+            elif link.gave_up is not None:
+                self._finish(call, self._not_available(call, link.gave_up))
+            else:
+                link.waiting.append(call)
+                heapq.heappush(self._timers, (call.connect_by, next(self._seq), call))
+        return batch
+
+    def _send(self, call: Call) -> None:
+        link = call.link
+        try:
+            self.socket.send(link.routing_id, _NOBLOCK | _SNDMORE)
+            self.socket.send(call.body, _NOBLOCK)
+        except zmq.ZMQError as exc:              # the link's queue is full (HWM): no room
+            self._finish(call, self._not_available(call, f"{link.endpoint}: cannot send: {exc}"))
+            return
+        call.sent = time.monotonic()
+        self._calls[call.id] = call
+        heapq.heappush(self._timers, (call.deadline, next(self._seq), call))
+
+    def _finish(self, call: Call, result: NodeResult) -> None:
+        if call.result is not None:
+            return
+        call.result = result
+        self._calls.pop(call.id, None)
+        batch = call.batch
+        batch.left -= 1
+        if batch.left == 0 and batch.on_done is not None:
+            batch.on_done()
+
+    @staticmethod
+    def _not_available(call: Call, why: str) -> NodeResult:
+        return NodeResult(call.node, NOT_AVAILABLE, error=why, endpoint=call.link.endpoint)
+
+    # -- what arrived, what is due -----------------------------------------------------------------
+
+    def pump(self) -> float | None:
+        """Read every monitor event and reply waiting, end the calls whose time is up; the
+        monotonic time of the next deadline (None: nothing pending). Never waits."""
+        self._read_events()
+        self._read_replies()
+        now = time.monotonic()
+        timers = self._timers
+        while timers:
+            when, _, call = timers[0]
+            if call.result is not None:
+                heapq.heappop(timers)
+                continue
+            if when > now:
+                return when
+            heapq.heappop(timers)
+            self._expire(call, when, now)
+        return None
+
+    def _expire(self, call: Call, when: float, now: float) -> None:
+        link = call.link
+        if not call.sent:                        # still waiting for the connection
+            if when < call.connect_by:
+                return
+            why = link.handshake_error or link.connect_failure(call.connect_by - call.started)
+            link.gave_up = why
+            if call in link.waiting:
+                link.waiting.remove(call)
+            self._finish(call, self._not_available(call, why))
+            return
+        if when < call.deadline:
+            return
+        why = (f"connected to {link.endpoint}, but no answer to {call.command!r} within "
+               f"{call.timeout:g} s")
+        if link.handshake_timeout is not None:
+            why += f": {link.handshake_timeout}"
+        if link.heard < call.sent and link.connected:   # nothing since: silent from now on
+            link.silent = (f"no answer to {call.command!r} within {call.timeout:g} s, and "
+                           f"nothing heard from {link.endpoint} since (a frozen or overloaded "
+                           f"circusd, or no circusd at that address)")
+        self._finish(call, NodeResult(call.node, UNRESPONSIVE, error=why,
+                                      endpoint=link.endpoint))
+
+    def _read_replies(self) -> None:
+        sock, calls, links = self.socket, self._calls, self._by_routing_id
+        while True:
+            try:
+                frames = sock.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            link = links.get(frames[0])
+            if link is None:
+                continue
+            link.heard = time.monotonic()
+            link.silent = None
+            try:
+                reply = json.loads(frames[-1])
+            except ValueError:
+                continue
+            if not isinstance(reply, dict):
+                continue
+            call_id = reply.get("id")
+            call = calls.get(call_id.encode()) if isinstance(call_id, str) else None
+            if call is None or call.link is not link:
+                continue                         # the answer to a call given up already
+            self._finish(call, NodeResult(call.node, ACTIVE, reply, rtt=link.heard - call.started,
+                                          endpoint=link.endpoint))
+
+    def _read_events(self) -> None:
+        monitor = self.monitor
+        while True:
+            try:
+                frames = monitor.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 2 or len(frames[0]) < 6:
+                continue
+            kind = _EVENT.unpack_from(frames[0])[0]
+            for link in self._by_endpoint.get(frames[1], ()):
+                self._apply(link, kind)
+
+    def _apply(self, link: Link, kind: int) -> None:
+        if kind == _CONNECTED:
+            link.connected, link.retried, link.gave_up = True, False, None
+            link.connected_at = time.monotonic()
+            waiting, link.waiting = link.waiting, []
+            for call in waiting:
+                if call.result is None:
+                    self._send(call)
+        elif kind == _RETRIED:
+            link.retried = True
+        elif kind == _DISCONNECTED:
+            # the peer went away (circusd stopped, link cut): until ZeroMQ reconnects, a call
+            # is a new connection attempt, not a wait for a frozen node's answer
+            link.connected = False
+        elif kind == _SUCCEEDED:
+            link.handshake_error = link.handshake_timeout = link.silent = None
+        elif kind in _FAILED:
+            elapsed = None if link.connected_at is None else time.monotonic() - link.connected_at
+            if handshake_timed_out(kind, elapsed, link.handshake_ivl):
+                # a timeout, not a key problem: the calls wait for their own deadline
+                link.handshake_timeout = handshake_failure(
+                    kind, link.curve is not None, link.endpoint, True, link.handshake_ivl)
+                return
+            why = handshake_failure(kind, link.curve is not None, link.endpoint)
+            link.handshake_error = why
+            for call in [c for c in self._calls.values() if c.link is link] + link.waiting:
+                self._finish(call, NodeResult(call.node, NOT_AVAILABLE, error=why,
+                                              endpoint=link.endpoint))
+            link.waiting = []
+
+    # -- drivers -----------------------------------------------------------------------------------
+
+    def run(self, *batches: Batch) -> None:
+        """Wait (blocking) until every call of ``batches`` has its result."""
+        poller = zmq.Poller()
+        poller.register(self.socket, _POLLIN)
+        poller.register(self.monitor, _POLLIN)
+        while any(b.left for b in batches):
+            due = self.pump()
+            if not any(b.left for b in batches):
+                break
+            wait = 1000 if due is None else max(0, int((due - time.monotonic()) * 1000) + 1)
+            poller.poll(wait)
+
+    async def run_async(self, batch: Batch) -> dict[str, NodeResult]:
+        """Wait on the running event loop until every call of ``batch`` has its result."""
+        if self._async is None or self._async.stale():
+            if self._async is not None:
+                self._async.close()
+            self._async = _AsyncDriver(self)
+        return await self._async.wait(batch)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._async is not None:
+            self._async.close()
+            self._async = None
+        for call in list(self._calls.values()) + [c for link in self._links.values()
+                                                  for c in link.waiting]:
+            self._finish(call, self._not_available(call, "the pool was closed"))
+        try:
+            self.socket.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(linger=0)
+        self.socket.close(linger=0)
+        self.context.term()
+
+
+
+class _AsyncDriver:
+    """The router on an asyncio loop: a reader on each socket's file descriptor (ZeroMQ's are
+    edge-triggered: every wake-up reads until nothing is left), one timer for the earliest
+    deadline, one future per batch."""
+
+    def __init__(self, router: Router) -> None:
+        import asyncio
+
+        self.router = router
+        self.loop = asyncio.get_running_loop()
+        self._timer: Any = None
+        self._due: float | None = None
+        self._fds = [router.socket.getsockopt(zmq.FD), router.monitor.getsockopt(zmq.FD)]
+        for fd in self._fds:
+            self.loop.add_reader(fd, self._wake)
+
+    def stale(self) -> bool:
+        import asyncio
+
+        return self.loop.is_closed() or asyncio.get_running_loop() is not self.loop
+
+    async def wait(self, batch: Batch) -> dict[str, NodeResult]:
+        if batch.left:
+            future = self.loop.create_future()
+
+            def done() -> None:
+                if not future.done():
+                    future.set_result(None)
+            batch.on_done = done
+            self._wake()                     # the sends may have consumed the fd's edge
+            if batch.left:
+                try:
+                    await future
+                finally:
+                    batch.on_done = None
+        return batch.results()
+
+    def _wake(self) -> None:
+        if self.router.closed:
+            return
+        due = self.router.pump()
+        if due == self._due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due = due
+        if due is not None:
+            self._timer = self.loop.call_later(max(0.0, due - time.monotonic()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer, self._due = None, None
+        self._wake()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.loop.is_closed():
+            for fd in self._fds:
+                self.loop.remove_reader(fd)
