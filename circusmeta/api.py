@@ -17,13 +17,15 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .errors import SelectionError, TooManyNodes, UsageError
 from .fanout import ACTIVE, NodeResult
-from .placement import Choice, NodeView, PlacementError, place
 from .pool import PoolConfig, load_pool, locate_pool, node_keys
 from .router import Batch, Link, Router
+
+if TYPE_CHECKING:
+    from .placement import Choice
 
 __all__ = ["Pool", "SelectionError", "UsageError", "AddResult", "TooManyNodes",
            "ensure_open_files"]
@@ -216,6 +218,8 @@ class Pool:
                   options: Mapping[str, Any] | None = None) -> AddResult:
         """Place watcher ``name`` (``--node`` explicit, else by ``strategy``); refused when a
         watcher of that name exists anywhere in the pool (or a node cannot be asked)."""
+        from .placement import Choice, NodeView, PlacementError, place
+
         strategy = strategy or self.config.meta.strategy
         infos = await self.nodes()
         unreachable = [n for n, r in infos.items() if not r.ok]

@@ -103,6 +103,8 @@ class NodeResult:
     endpoint: str = ""
     #: why the node's ok is not borne out by a look at it afterwards (rolling operations)
     unconfirmed: str | None = None
+    #: False: the request was not sent (the node stayed silent after a call it did not answer)
+    sent: bool = True
 
     @property
     def ok(self) -> bool:
@@ -146,6 +148,8 @@ class NodeResult:
             out["error"] = self.error
         if self.unconfirmed:
             out["unconfirmed"] = self.unconfirmed
+        if not self.sent:
+            out["sent"] = False
         if self.name_mismatch:
             out["reported_name"] = self.reported_name
         return out

@@ -208,7 +208,8 @@ def _why(r: NodeResult) -> str:
         return r.reason or "error reply"
     why = f"{r.state}: {r.reason}" if r.reason and r.reason != r.state else r.state
     # the request went out: the node may finish it after we stopped waiting
-    return why + " (sent; the node may still be doing it)" if r.state == UNRESPONSIVE else why
+    return why + " (sent; the node may still be doing it)" if r.state == UNRESPONSIVE and \
+        r.sent else why
 
 
 # -- pure: the plan --------------------------------------------------------------------------------

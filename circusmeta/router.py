@@ -109,7 +109,7 @@ class Call:
     __slots__ = ("node", "link", "command", "body", "id", "timeout", "started", "deadline",
                  "connect_by", "sent", "result", "batch")
 
-    def __init__(self, node: str, link: Link, command: str, body: bytes, call_id: bytes,
+    def __init__(self, node: str, link: Link, command: str, body: bytes, call_id: str,
                  timeout: float, connect_timeout: float, batch: "Batch") -> None:
         self.node, self.link, self.command, self.body, self.id = node, link, command, body, call_id
         self.timeout = timeout
@@ -149,12 +149,13 @@ class Router:
         self._links: dict[tuple[str, Any], Link] = {}
         self._by_endpoint: dict[bytes, list[Link]] = {}
         self._by_routing_id: dict[bytes, Link] = {}
-        self._calls: dict[bytes, Call] = {}          # sent, waiting for the answer
+        self._calls: dict[str, Call] = {}            # sent, waiting for the answer
         self._timers: list[tuple[float, int, Call]] = []
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(4).hex() + "-"
         self._curve_set = False                      # the socket's options carry CURVE keys
+        self._ivl: float | None = None
         self._async: Any = None                      # the asyncio driver, made on first use
         self.closed = False
 
@@ -188,9 +189,11 @@ class Router:
         elif self._curve_set:
             sock.setsockopt(zmq.CURVE_SERVER, 0)                   # back to no security
             self._curve_set = False
-        if self.handshake_ivl is not None:
-            sock.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_ivl * 1000))
-        ivl = sock.getsockopt(zmq.HANDSHAKE_IVL) / 1000
+        if self._ivl is None:                        # the same for every connection
+            if self.handshake_ivl is not None:
+                sock.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_ivl * 1000))
+            self._ivl = sock.getsockopt(zmq.HANDSHAKE_IVL) / 1000
+        ivl = self._ivl
         sock.setsockopt(zmq.CONNECT_ROUTING_ID, routing_id)
         sock.connect(endpoint)
         link = Link(endpoint, routing_id, curve, ivl)
@@ -218,9 +221,9 @@ class Router:
                     h, t = head, tail
             else:
                 h, t = head, tail
-            call_id = (prefix + format(next(self._ids), "x")).encode()
-            call = Call(node, link, command, h + call_id + t, call_id, timeout, connect_timeout,
-                        batch)
+            call_id = prefix + format(next(self._ids), "x")
+            call = Call(node, link, command, h + call_id.encode() + t, call_id, timeout,
+                        connect_timeout, batch)
             batch.calls.append(call)
             batch.left += 1
             if link.handshake_error is not None:
@@ -228,7 +231,8 @@ class Router:
             elif link.connected:
                 if link.silent is not None:
                     self._finish(call, NodeResult(node, UNRESPONSIVE, endpoint=link.endpoint,
-                                                  error=f"{link.silent}: {command!r} not sent"))
+                                                  error=f"{link.silent}: {command!r} not sent",
+                                                  sent=False))
                 else:
                     self._send(call)
             elif link.gave_up is not None:
@@ -309,41 +313,48 @@ class Router:
                                       endpoint=link.endpoint))
 
     def _read_replies(self) -> None:
-        sock, calls, links = self.socket, self._calls, self._by_routing_id
+        recv, calls, links = self.socket.recv, self._calls, self._by_routing_id
+        loads = json.loads
         while True:
             try:
-                frames = sock.recv_multipart(_NOBLOCK)
+                head = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            link = links.get(frames[0])
-            if link is None:
+            body = head
+            while body.more:                     # circusd answers [link, reply]
+                body = recv(_NOBLOCK, copy=False)
+            link = links.get(head.bytes)
+            if link is None or body is head:
                 continue
             link.heard = time.monotonic()
             link.silent = None
             try:
-                reply = json.loads(frames[-1])
+                reply = loads(body.bytes.decode())
             except ValueError:
                 continue
             if not isinstance(reply, dict):
                 continue
-            call_id = reply.get("id")
-            call = calls.get(call_id.encode()) if isinstance(call_id, str) else None
+            call = calls.get(reply.get("id"))    # type: ignore[arg-type]
             if call is None or call.link is not link:
                 continue                         # the answer to a call given up already
             self._finish(call, NodeResult(call.node, ACTIVE, reply, rtt=link.heard - call.started,
                                           endpoint=link.endpoint))
 
     def _read_events(self) -> None:
-        monitor = self.monitor
+        recv, by_endpoint, unpack = self.monitor.recv, self._by_endpoint, _EVENT.unpack_from
         while True:
             try:
-                frames = monitor.recv_multipart(_NOBLOCK)
+                event = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if len(frames) < 2 or len(frames[0]) < 6:
+            address = event
+            while address.more:
+                address = recv(_NOBLOCK, copy=False)
+            raw = event.bytes
+            if address is event or len(raw) < 6:
                 continue
-            kind = _EVENT.unpack_from(frames[0])[0]
-            for link in self._by_endpoint.get(frames[1], ()):
+            kind = unpack(raw)[0]
+            for link in by_endpoint.get(address.bytes, ()):
                 self._apply(link, kind)
 
     def _apply(self, link: Link, kind: int) -> None:
