@@ -99,10 +99,12 @@ class Pool:
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, exiting: bool = False) -> None:
+        """Close the connections; ``exiting``: the process ends right after (the command
+        line), so libzmq's taking them down is not waited for."""
         self._links.clear()
         if self._router is not None:
-            self._router.close()
+            self._router.close(exiting)
             self._router = None
 
     def _links_of(self, names: list[str]) -> dict[str, Link]:

@@ -134,7 +134,13 @@ def take_selection(words: list[str]) -> tuple[list[str], list[str], list[str], b
     return rest, nodes, tags, every
 
 
+#: run as the console script (``sys.argv``): the process ends when main returns
+_CONSOLE = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _CONSOLE
+    _CONSOLE = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         ns = _global_parser().parse_args(args)
@@ -256,6 +262,11 @@ def _selection(pool: Any, words: list[str]) -> tuple[list[str], list[str], bool]
     return rest, selected, bool(nodes or tags or every)
 
 
+def _exiting() -> bool:
+    """Whether the process ends when this command is done (not a caller of main())."""
+    return _CONSOLE or __name__ == "__main__"
+
+
 def _run_blocking(ctx: Context, command: str, words: list[str]) -> int:
     """The plain fan-outs: ``nodes`` and every control command (no event loop)."""
     pool = _open(ctx)
@@ -267,7 +278,7 @@ def _run_blocking(ctx: Context, command: str, words: list[str]) -> int:
         from .control import control_cli
         return control_cli(ctx, pool, command, rest, selected, explicit)
     finally:
-        pool.close()
+        pool.close(exiting=_exiting())
 
 
 async def _run(ctx: Context, command: str, words: list[str]) -> int:
@@ -293,7 +304,7 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         rest.remove("--rolling")
         return await rolling_cli(ctx, pool, command, rest, selected, explicit)
     finally:
-        pool.close()
+        pool.close(exiting=_exiting())
 
 
 if __name__ == "__main__":

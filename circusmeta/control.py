@@ -131,8 +131,8 @@ def control_cli(ctx: Any, pool: Any, command: str, rest: list[str],
             merged = list_lines(counted)
         elif command == "stats":
             merged = stats_lines(counted)
-        for line in merged or ():
-            ctx.print(line)
+        if merged:                             # one write: a table of 1,000 nodes is 1,000 rows
+            ctx.print("\n".join(merged))
         for node, r in counted.items():
             if merged is not None and r.ok:
                 continue

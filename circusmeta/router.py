@@ -15,19 +15,23 @@ pool file that share an endpoint and keys share one connection (a *link*).
 
 What a link's state says (from the monitor's events, which carry the endpoint):
 
-- *connected*: the transport connected (``CONNECTED``), not lost since. A call is sent only on a
-  connected link; one made before waits for the connection at most ``connect_timeout``.
-- *gave up*: no connection within ``connect_timeout``: the next calls fail at once
-  (``not_available``) until the link connects.
+- *connected*: the transport connected (``CONNECTED``: the one event a healthy node costs), not
+  lost since. A call is sent at once, connected or not: libzmq writes it when the connection is
+  up. One whose link is not connected by ``connect_timeout`` fails (``not_available``, why:
+  refused, no socket file, no answer to the attempts), and what was queued for the link is
+  dropped (it is connected anew under another routing id): a request never reaches a node late,
+  after it was reported unreachable.
+- *gave up*: that happened: the next calls fail at once until the link connects.
 - *handshake error*: the CURVE handshake failed for a key reason: ``not_available`` at once
-  until a handshake succeeds. A handshake that *timed out* (the peer accepted the connection and
-  never spoke within ``HANDSHAKE_IVL``) is no key problem: it only adds its words to the
-  ``unresponsive`` reason.
-- *silent*: a call on the connected link got no answer within its deadline, and nothing has
-  arrived on the link since — a frozen circusd, or a listener that never speaks. The next calls
-  are not sent and are ``unresponsive`` at once, so a frozen node costs one timeout per session,
-  not one per call (a dashboard's refresh, a rolling operation's steps). Anything received on the
-  link (the late answer of an overloaded node too) or a new successful handshake ends it.
+  until the link connects again (and fails again at once if the keys are still wrong). A
+  handshake that *timed out* (the peer accepted the connection and never spoke within
+  ``HANDSHAKE_IVL``) is no key problem: it only adds its words to the ``unresponsive`` reason.
+- *silent*: a call on the link got no answer within its deadline, and nothing has arrived on
+  the link since — a frozen circusd, or a listener that never speaks. The next calls are not
+  sent and are ``unresponsive`` at once, so a frozen node costs one timeout per session, not
+  one per call (a dashboard's refresh, a rolling operation's steps). Anything received on the
+  link (the late answer of an overloaded node too) ends it, and so does the loss of the
+  connection to a peer that did speak (circusd stopped: the next one gets a fair chance).
 
 Drivers: :meth:`Router.run` blocks (``zmq.Poller``; the command line needs no asyncio for a
 fan-out), :meth:`Router.run_async` waits on the event loop (readers on the two sockets' file
@@ -51,15 +55,22 @@ from .fanout import (ACTIVE, HANDSHAKE_FAILED, NOT_AVAILABLE, UNRESPONSIVE, Node
 
 __all__ = ["Router", "Link", "Call", "request_template"]
 
+#: what the monitor reports: one event per node that connects fine (``CONNECTED``), the rest
+#: only when something goes wrong
 _MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED |
-              zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-              zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+              zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+              zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 _CONNECTED, _DISCONNECTED, _RETRIED = (int(zmq.EVENT_CONNECTED), int(zmq.EVENT_DISCONNECTED),
                                        int(zmq.EVENT_CONNECT_RETRIED))
-_SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
 _FAILED = frozenset(int(e) for e in HANDSHAKE_FAILED)
 _NOBLOCK, _SNDMORE, _POLLIN = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN)
+_RCVMORE, _CONNECT_ROUTING_ID = int(zmq.RCVMORE), int(zmq.CONNECT_ROUTING_ID)
 _EVENT = struct.Struct("=HI")
+# pyzmq's own methods, without the Python layer over them (its option and flag conversions
+# cost more than the call itself, a thousand times per fan-out)
+_send, _connect = zmq.backend.Socket.send, zmq.backend.Socket.connect
+#: contexts left to the end of the process (:meth:`Router.close` with ``exiting``)
+_LEFT: list[zmq.Context] = []
 #: the handshake interval libzmq uses when not told (30 s)
 DEFAULT_HANDSHAKE_IVL = 30.0
 
@@ -78,7 +89,7 @@ class Link:
 
     __slots__ = ("endpoint", "routing_id", "curve", "connected", "retried", "connected_at",
                  "handshake_error", "handshake_timeout", "gave_up", "silent", "heard",
-                 "waiting", "handshake_ivl")
+                 "handshake_ivl", "index", "generation")
 
     def __init__(self, endpoint: str, routing_id: bytes, curve: Any, handshake_ivl: float):
         self.endpoint = endpoint
@@ -93,7 +104,7 @@ class Link:
         self.gave_up: str | None = None
         self.silent: str | None = None
         self.heard = 0.0                     # when something last arrived on it (monotonic)
-        self.waiting: list[Call] = []        # calls not sent yet: the link is not connected
+        self.index, self.generation = 0, 0   # its routing id: n{index}.{generation}
 
     def connect_failure(self, limit: float) -> str:
         exists = None
@@ -107,7 +118,7 @@ class Call:
     """One request to one node, from submission to its :class:`NodeResult`."""
 
     __slots__ = ("node", "link", "command", "body", "id", "timeout", "started", "deadline",
-                 "connect_by", "sent", "result", "batch")
+                 "connect_by", "sent", "live", "result", "batch")
 
     def __init__(self, node: str, link: Link, command: str, body: bytes, call_id: str,
                  timeout: float, connect_timeout: float, batch: "Batch") -> None:
@@ -117,6 +128,7 @@ class Call:
         self.deadline = self.started + timeout
         self.connect_by = self.started + min(timeout, connect_timeout)
         self.sent = 0.0
+        self.live = False                    # sent on a connection that was up
         self.result: NodeResult | None = None
         self.batch = batch
 
@@ -179,8 +191,18 @@ class Router:
         link = self._links.get(key)
         if link is not None:
             return link
-        routing_id = b"n%d" % len(self._links)
-        sock = self.socket
+        link = Link(endpoint, b"", curve, 0.0)
+        link.index = len(self._links)
+        self._connect(link)
+        self._links[key] = link
+        self._by_endpoint.setdefault(endpoint.encode(), []).append(link)
+        return link
+
+    def _connect(self, link: Link) -> None:
+        """Connect ``link`` under a new routing id, its options set first."""
+        curve, sock = link.curve, self.socket
+        link.generation += 1
+        routing_id = b"n%d.%d" % (link.index, link.generation)
         if curve is not None:
             sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
             sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
@@ -193,14 +215,27 @@ class Router:
             if self.handshake_ivl is not None:
                 sock.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_ivl * 1000))
             self._ivl = sock.getsockopt(zmq.HANDSHAKE_IVL) / 1000
-        ivl = self._ivl
-        sock.setsockopt(zmq.CONNECT_ROUTING_ID, routing_id)
-        sock.connect(endpoint)
-        link = Link(endpoint, routing_id, curve, ivl)
-        self._links[key] = link
-        self._by_endpoint.setdefault(endpoint.encode(), []).append(link)
+        link.handshake_ivl = self._ivl
+        sock.set(_CONNECT_ROUTING_ID, routing_id)
+        _connect(sock, link.endpoint)
+        self._by_routing_id.pop(link.routing_id, None)
+        link.routing_id = routing_id
         self._by_routing_id[routing_id] = link
-        return link
+
+    def _purge(self, link: Link, why: str) -> None:
+        """Drop what is queued for ``link`` (its node never took it): its connection is made
+        anew under another routing id, and every call still waiting on it fails with ``why``
+        (a request queued for a node that is down must not run when it comes back)."""
+        endpoint = link.endpoint
+        try:
+            self.socket.disconnect(endpoint)
+        except zmq.ZMQError:
+            pass
+        for other in self._by_endpoint.get(endpoint.encode(), ()):  # one endpoint, other keys
+            other.connected = False
+            for call in [c for c in self._calls.values() if c.link is other]:
+                self._finish(call, self._not_available(call, why))
+            self._connect(other)
 
     # -- calls -------------------------------------------------------------------------------------
 
@@ -238,19 +273,23 @@ class Router:
             elif link.gave_up is not None:
                 self._finish(call, self._not_available(call, link.gave_up))
             else:
-                link.waiting.append(call)
-                heapq.heappush(self._timers, (call.connect_by, next(self._seq), call))
+                # sent now: libzmq writes it as soon as the connection is up; if it is not up
+                # by ``connect_by``, the queue is dropped (:meth:`_purge`)
+                self._send(call)
+                if call.result is None and call.connect_by < call.deadline:
+                    heapq.heappush(self._timers, (call.connect_by, next(self._seq), call))
         return batch
 
     def _send(self, call: Call) -> None:
-        link = call.link
+        link, sock = call.link, self.socket
         try:
-            self.socket.send(link.routing_id, _NOBLOCK | _SNDMORE)
-            self.socket.send(call.body, _NOBLOCK)
+            _send(sock, link.routing_id, _NOBLOCK | _SNDMORE)
+            _send(sock, call.body, _NOBLOCK)
         except zmq.ZMQError as exc:              # the link's queue is full (HWM): no room
             self._finish(call, self._not_available(call, f"{link.endpoint}: cannot send: {exc}"))
             return
         call.sent = time.monotonic()
+        call.live = link.connected
         self._calls[call.id] = call
         heapq.heappush(self._timers, (call.deadline, next(self._seq), call))
 
@@ -290,14 +329,18 @@ class Router:
 
     def _expire(self, call: Call, when: float, now: float) -> None:
         link = call.link
-        if not call.sent:                        # still waiting for the connection
+        # no connection by now (a peer that accepts and never completes a handshake is
+        # connected often enough: it is a silent node, not a missing one)
+        if not link.connected and link.handshake_timeout is None:
             if when < call.connect_by:
                 return
-            why = link.handshake_error or link.connect_failure(call.connect_by - call.started)
+            why = link.handshake_error or link.gave_up or \
+                link.connect_failure(call.connect_by - call.started)
+            if call.live and link.handshake_error is None and link.gave_up is None:
+                why = f"the connection to {link.endpoint} was lost before an answer to " \
+                      f"{call.command!r} (circusd stopped?)"
             link.gave_up = why
-            if call in link.waiting:
-                link.waiting.remove(call)
-            self._finish(call, self._not_available(call, why))
+            self._purge(link, why)
             return
         if when < call.deadline:
             return
@@ -305,7 +348,7 @@ class Router:
                f"{call.timeout:g} s")
         if link.handshake_timeout is not None:
             why += f": {link.handshake_timeout}"
-        if link.heard < call.sent and link.connected:   # nothing since: silent from now on
+        if link.heard < call.sent:               # nothing since: silent from now on
             link.silent = (f"no answer to {call.command!r} within {call.timeout:g} s, and "
                            f"nothing heard from {link.endpoint} since (a frozen or overloaded "
                            f"circusd, or no circusd at that address)")
@@ -313,23 +356,23 @@ class Router:
                                       endpoint=link.endpoint))
 
     def _read_replies(self) -> None:
-        recv, calls, links = self.socket.recv, self._calls, self._by_routing_id
-        loads = json.loads
+        sock, calls, links = self.socket, self._calls, self._by_routing_id
+        recv, more, loads = sock.recv, sock.get, json.loads
         while True:
             try:
-                head = recv(_NOBLOCK, copy=False)
+                head = recv(_NOBLOCK)
             except zmq.Again:
                 return
-            body = head
-            while body.more:                     # circusd answers [link, reply]
-                body = recv(_NOBLOCK, copy=False)
-            link = links.get(head.bytes)
-            if link is None or body is head:
+            body = None
+            while more(_RCVMORE):                # circusd answers [link, reply]
+                body = recv(_NOBLOCK)
+            link = links.get(head)
+            if link is None or body is None:
                 continue
             link.heard = time.monotonic()
-            link.silent = None
+            link.silent = link.handshake_timeout = None
             try:
-                reply = loads(body.bytes.decode())
+                reply = loads(body.decode())
             except ValueError:
                 continue
             if not isinstance(reply, dict):
@@ -341,38 +384,37 @@ class Router:
                                           endpoint=link.endpoint))
 
     def _read_events(self) -> None:
-        recv, by_endpoint, unpack = self.monitor.recv, self._by_endpoint, _EVENT.unpack_from
+        monitor = self.monitor
+        recv, more, unpack = monitor.recv, monitor.get, _EVENT.unpack_from
+        by_endpoint = self._by_endpoint
         while True:
             try:
-                event = recv(_NOBLOCK, copy=False)
+                event = recv(_NOBLOCK)
             except zmq.Again:
                 return
-            address = event
-            while address.more:
-                address = recv(_NOBLOCK, copy=False)
-            raw = event.bytes
-            if address is event or len(raw) < 6:
+            address = None
+            while more(_RCVMORE):                # [event and value, endpoint]
+                address = recv(_NOBLOCK)
+            if address is None or len(event) < 6:
                 continue
-            kind = unpack(raw)[0]
-            for link in by_endpoint.get(address.bytes, ()):
+            kind = unpack(event)[0]
+            for link in by_endpoint.get(address, ()):
                 self._apply(link, kind)
 
     def _apply(self, link: Link, kind: int) -> None:
         if kind == _CONNECTED:
             link.connected, link.retried, link.gave_up = True, False, None
+            link.handshake_error = None          # told again at once if the keys are still wrong
             link.connected_at = time.monotonic()
-            waiting, link.waiting = link.waiting, []
-            for call in waiting:
-                if call.result is None:
-                    self._send(call)
         elif kind == _RETRIED:
             link.retried = True
         elif kind == _DISCONNECTED:
             # the peer went away (circusd stopped, link cut): until ZeroMQ reconnects, a call
-            # is a new connection attempt, not a wait for a frozen node's answer
+            # is a new connection attempt, not a wait for a frozen node's answer; the next
+            # connection gets a fair chance (it may be a circusd started again)
             link.connected = False
-        elif kind == _SUCCEEDED:
-            link.handshake_error = link.handshake_timeout = link.silent = None
+            if link.handshake_timeout is None:   # not the same peer that never speaks
+                link.silent = None
         elif kind in _FAILED:
             elapsed = None if link.connected_at is None else time.monotonic() - link.connected_at
             if handshake_timed_out(kind, elapsed, link.handshake_ivl):
@@ -382,10 +424,8 @@ class Router:
                 return
             why = handshake_failure(kind, link.curve is not None, link.endpoint)
             link.handshake_error = why
-            for call in [c for c in self._calls.values() if c.link is link] + link.waiting:
-                self._finish(call, NodeResult(call.node, NOT_AVAILABLE, error=why,
-                                              endpoint=link.endpoint))
-            link.waiting = []
+            link.connected = False
+            self._purge(link, why)
 
     # -- drivers -----------------------------------------------------------------------------------
 
@@ -409,15 +449,17 @@ class Router:
             self._async = _AsyncDriver(self)
         return await self._async.wait(batch)
 
-    def close(self) -> None:
+    def close(self, exiting: bool = False) -> None:
+        """Close the sockets and the context; ``exiting``: the process ends now, the context
+        is left to the end of the process rather than waited for (libzmq takes every
+        connection down at a context's end: tens of milliseconds for 1,000 nodes)."""
         if self.closed:
             return
         self.closed = True
         if self._async is not None:
             self._async.close()
             self._async = None
-        for call in list(self._calls.values()) + [c for link in self._links.values()
-                                                  for c in link.waiting]:
+        for call in list(self._calls.values()):
             self._finish(call, self._not_available(call, "the pool was closed"))
         try:
             self.socket.disable_monitor()
@@ -425,7 +467,10 @@ class Router:
             pass
         self.monitor.close(linger=0)
         self.socket.close(linger=0)
-        self.context.term()
+        if exiting:
+            _LEFT.append(self.context)
+        else:
+            self.context.term()
 
 
 
