@@ -32,6 +32,8 @@ __all__ = ["Pool", "SelectionError", "UsageError", "AddResult", "TooManyNodes",
 
 #: file descriptors kept free besides one per connection (ZeroMQ's own, stdio, key files...)
 FD_MARGIN = 64
+#: from this many CURVE nodes on, libzmq gets a second I/O thread
+CURVE_IO_THREAD = 64
 
 
 def ensure_open_files(needed: int, nodes: int) -> None:
@@ -112,7 +114,11 @@ class Pool:
         new = [n for n in names if n not in self._links]
         if new:
             if self._router is None:
-                self._router = Router(handshake_ivl=self.handshake_ivl)
+                # CURVE handshakes cost CPU in libzmq's I/O thread: a second one for a large
+                # CURVE pool (they run in parallel on two cores)
+                keyed = sum(1 for n in self.config.nodes if self.keys.get(n) is not None)
+                self._router = Router(handshake_ivl=self.handshake_ivl,
+                                      io_threads=2 if keyed >= CURVE_IO_THREAD else 1)
             router = self._router
             fresh = {router.link_key(self.config.nodes[n].endpoint, self.keys.get(n))
                      for n in new} - router.link_keys()

@@ -65,6 +65,7 @@ _CONNECTED, _DISCONNECTED, _RETRIED = (int(zmq.EVENT_CONNECTED), int(zmq.EVENT_D
 _FAILED = frozenset(int(e) for e in HANDSHAKE_FAILED)
 _NOBLOCK, _SNDMORE, _POLLIN = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN)
 _RCVMORE, _CONNECT_ROUTING_ID = int(zmq.RCVMORE), int(zmq.CONNECT_ROUTING_ID)
+_EVENTS = int(zmq.EVENTS)
 _EVENT = struct.Struct("=HI")
 # pyzmq's own methods, without the Python layer over them (its option and flag conversions
 # cost more than the call itself, a thousand times per fan-out)
@@ -512,9 +513,14 @@ class _AsyncDriver:
         return batch.results()
 
     def _wake(self) -> None:
-        if self.router.closed:
+        router = self.router
+        if router.closed:
             return
-        due = self.router.pump()
+        due = router.pump()
+        # an edge consumed by the work of this pump (a send, a reconnection) with something
+        # left to read: read it on the next turn of the loop, not at the next timer
+        if router.socket.get(_EVENTS) & _POLLIN or router.monitor.get(_EVENTS) & _POLLIN:
+            self.loop.call_soon(self._wake)
         if due == self._due:
             return
         if self._timer is not None:
