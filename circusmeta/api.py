@@ -120,9 +120,12 @@ class Pool:
                 self._router = Router(handshake_ivl=self.handshake_ivl,
                                       io_threads=2 if keyed >= CURVE_IO_THREAD else 1)
             router = self._router
-            fresh = {router.link_key(self.config.nodes[n].endpoint, self.keys.get(n))
-                     for n in new} - router.link_keys()
-            ensure_open_files(len(fresh), len(names))
+            import resource
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            if soft != resource.RLIM_INFINITY and len(new) + 2 * FD_MARGIN > soft:
+                fresh = {router.link_key(self.config.nodes[n].endpoint, self.keys.get(n))
+                         for n in new} - router.link_keys()
+                ensure_open_files(len(fresh), len(names))
             for n in new:
                 self._links[n] = self._router.link(self.config.nodes[n].endpoint,
                                                    self.keys.get(n))
