@@ -191,10 +191,10 @@ class RollingReport:
 LONG_LIST = 8
 
 
-def _items_text(items: Sequence[str]) -> str:
+def _items_text(items: Sequence[str], noun: str = "items") -> str:
     if len(items) <= LONG_LIST:
         return ", ".join(items)
-    return f"{len(items)} items ({items[0]} ... {items[-1]})"
+    return f"{len(items)} {noun} ({items[0]} ... {items[-1]})"
 
 
 def _first_line(text: str) -> str:
@@ -277,7 +277,7 @@ async def resolve(pool: Any, target: str, nodes: Iterable[str] | None = None
     if not items:                                # every node answered, none has it
         collections = ", ".join(config.collections) or "none"
         raise UnknownTarget(f"no watcher or collection called {target!r}: no node of "
-                            f"{_items_text(names)} has such a watcher, and the pool's "
+                            f"{_items_text(names, 'nodes')} has such a watcher, and the pool's "
                             f"collections are: {collections}")
     return "watcher", items, "sequential", unchecked, wrong
 
