@@ -22,24 +22,27 @@ file too), 3 no node did it: the nodes that answered refused (e.g. ``forbidden``
 client's role), 4 partial. A node
 whose CURVE handshake fails is not_available. With a log directory, every run that changes
 something leaves an audit file.
+
+Imports are lazy: ``--version`` and ``--help`` load no ZeroMQ; the plain fan-out commands
+(``status``, ``nodes``, any control command) run without an event loop (no asyncio); only the
+commands that need one (``add``, ``tail``, ``top``, ``proxy``, ``discover``, ``--rolling``) load it.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
 from circus import __version__
-from circus.config import ConfigError
 
-from .api import UsageError
-from .fanout import EXIT_OK, EXIT_USAGE
+from .errors import EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["main", "Context", "Usage"]
 
+#: the commands that run on an event loop; the others are plain fan-outs, run blocking
+ASYNC_COMMANDS = ("add", "tail", "top", "proxy", "discover")
 
 
 # defined outside this module: ``python -m circusmeta.cli`` runs it as __main__, and the
@@ -58,6 +61,8 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     argv: list[str] = field(default_factory=list)
+    #: the whole command line, without the program's name (a resume command is made from it)
+    command_line: list[str] = field(default_factory=list)
 
     def print(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -129,7 +134,13 @@ def take_selection(words: list[str]) -> tuple[list[str], list[str], list[str], b
     return rest, nodes, tags, every
 
 
+#: run as the console script (``sys.argv``): the process ends when main returns
+_CONSOLE = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _CONSOLE
+    _CONSOLE = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         ns = _global_parser().parse_args(args)
@@ -140,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"circusmeta {__version__}")
         return EXIT_OK
     try:
-        return _main(ns)
+        return _main(ns, args)
     except BrokenPipeError:                # `circusmeta status | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -175,7 +186,7 @@ def _help(ctx: "Context", words: list[str]) -> int:
     return -1                              # the command's own --help
 
 
-def _main(ns: argparse.Namespace) -> int:
+def _main(ns: argparse.Namespace, args: list[str] | None = None) -> int:
     from .usage import HELP, unknown_command
     if ns.help:
         print(HELP.rstrip())
@@ -194,7 +205,8 @@ def _main(ns: argparse.Namespace) -> int:
     if command not in _known_commands():
         print(f"circusmeta: {unknown_command(command, _known_commands())}", file=sys.stderr)
         return EXIT_USAGE
-    ctx = Context(ns.pool, ns.json, ns.timeout, ns.log_dir, argv=list(ns.words))
+    ctx = Context(ns.pool, ns.json, ns.timeout, ns.log_dir, argv=list(ns.words),
+                  command_line=list(args or ()))
     words: list[str] = []
     for node in ns.node:                     # given before the command: same as after it
         words += ["--node", node]            # (first: after an add's ``--`` words are literal)
@@ -212,8 +224,12 @@ def _main(ns: argparse.Namespace) -> int:
         if code >= 0:
             return code
         command, words = ns.words[0].lower(), [*ns.words[1:], "--help"]
+    from circus.config.errors import ConfigError
     try:
-        return asyncio.run(_run(ctx, command, words))
+        if command in ASYNC_COMMANDS or "--rolling" in words:
+            import asyncio
+            return asyncio.run(_run(ctx, command, words))
+        return _run_blocking(ctx, command, words)
     except Usage as exc:
         ctx.warn(f"circusmeta {ns.command}: {exc}")
         return EXIT_USAGE
@@ -224,29 +240,57 @@ def _main(ns: argparse.Namespace) -> int:
         return 130
 
 
-async def _run(ctx: Context, command: str, words: list[str]) -> int:
-    from .api import Pool, SelectionError
+def _open(ctx: Context) -> Any:
+    from .api import Pool
+    from .pool import pool_warnings
 
+    pool = Pool.from_file(ctx.pool_path)
+    for warning in pool_warnings(pool.config):
+        ctx.warn(f"warning: {warning}")
+    return pool
+
+
+def _selection(pool: Any, words: list[str]) -> tuple[list[str], list[str], bool]:
+    """(the command's own words, the selected nodes, whether the selection was explicit)."""
+    from .errors import SelectionError
+
+    rest, nodes, tags, every = take_selection(words)
+    try:
+        selected = pool.select(nodes or None, tags or None)
+    except SelectionError as exc:
+        raise Usage(str(exc)) from None
+    return rest, selected, bool(nodes or tags or every)
+
+
+def _exiting() -> bool:
+    """Whether the process ends when this command is done (not a caller of main())."""
+    return _CONSOLE or __name__ == "__main__"
+
+
+def _run_blocking(ctx: Context, command: str, words: list[str]) -> int:
+    """The plain fan-outs: ``nodes`` and every control command (no event loop)."""
+    pool = _open(ctx)
+    try:
+        rest, selected, explicit = _selection(pool, words)
+        if command == "nodes":
+            from .control import nodes_cli
+            return nodes_cli(ctx, pool, selected, rest)
+        from .control import control_cli
+        return control_cli(ctx, pool, command, rest, selected, explicit)
+    finally:
+        pool.close(exiting=_exiting())
+
+
+async def _run(ctx: Context, command: str, words: list[str]) -> int:
     if command == "discover":              # needs no pool file
         from .discover import discover_cli
         return await discover_cli(ctx, words)
-    pool = Pool.from_file(ctx.pool_path)
-    from .pool import pool_warnings
-    for warning in pool_warnings(pool.config):
-        ctx.warn(f"warning: {warning}")
+    pool = _open(ctx)
     try:
         if command == "add":                 # its command's words are its own (``--``)
             from .placing import add_cli
             return await add_cli(ctx, pool, words)
-        rest, nodes, tags, every = take_selection(words)
-        try:
-            selected = pool.select(nodes or None, tags or None)
-        except SelectionError as exc:
-            raise Usage(str(exc)) from None
-        explicit = bool(nodes or tags or every)
-        if command == "nodes":
-            from .control import nodes_cli
-            return await nodes_cli(ctx, pool, selected, rest)
+        rest, selected, explicit = _selection(pool, words)
         if command == "tail":
             from .tail import tail_cli
             return await tail_cli(ctx, pool, selected, rest)
@@ -259,14 +303,11 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         if command == "proxy":
             from .live import proxy_cli
             return await proxy_cli(ctx, pool, selected, rest)
-        if "--rolling" in rest:
-            from .rolling import rolling_cli
-            rest.remove("--rolling")
-            return await rolling_cli(ctx, pool, command, rest, selected if explicit else None)
-        from .control import control_cli
-        return await control_cli(ctx, pool, command, rest, selected, explicit)
+        from .rollingcli import rolling_cli
+        rest.remove("--rolling")
+        return await rolling_cli(ctx, pool, command, rest, selected, explicit)
     finally:
-        pool.close()
+        pool.close(exiting=_exiting())
 
 
 if __name__ == "__main__":

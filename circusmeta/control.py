@@ -1,6 +1,7 @@
 """``circusmeta nodes`` and the fanned-out control commands (``status``, ``list``, ``stats``,
 ``start``, ``decr``, ... any circusctl command): one request per node, in parallel, a result
-per node (the text is :mod:`circusmeta.report`'s).
+per node (the text is :mod:`circusmeta.report`'s). They block (``Pool.call_blocking``): no
+event loop is needed for one round of requests.
 
 A read-only command naming a watcher (``status web``, ``processes web``) asks the nodes that
 *have* it: a node answering ``unknown_watcher`` is listed on stderr as not having it and does not
@@ -10,7 +11,6 @@ not forgiven so: a node that lacks the watcher failed to do it.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any, Mapping
@@ -48,7 +48,7 @@ def node_row(pool: Any, r: NodeResult, status: NodeResult | None = None) -> dict
     return row
 
 
-async def nodes_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -> int:
+def nodes_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -> int:
     from .cli import Usage
     if rest in (["--help"], ["-h"]):
         ctx.print("usage: circusmeta nodes [--node N | --tag T]\n\nEach node's state "
@@ -59,8 +59,7 @@ async def nodes_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
     if rest:
         raise Usage(f"nodes takes no argument, got {' '.join(rest)}")
     # both at once: a node costs one round trip (an unreachable one, its timeout once)
-    infos, statuses = await asyncio.gather(pool.nodes(selected), pool.call("status",
-                                                                             nodes=selected))
+    infos, statuses = pool.calls_blocking([("nodeinfo", {}), ("status", {})], nodes=selected)
     code = exit_code(infos.values())
     rows = [node_row(pool, r, statuses.get(r.node)) for r in infos.values()]
     if ctx.json:
@@ -89,7 +88,7 @@ def split_absent(readonly: bool, props: Mapping[str, Any], results: Mapping[str,
     return {n: r for n, r in results.items() if n not in absent}, absent
 
 
-async def control_cli(ctx: Any, pool: Any, command: str, rest: list[str],
+def control_cli(ctx: Any, pool: Any, command: str, rest: list[str],
                       selected: list[str], explicit: bool) -> int:
     from circus.cli.ctl_forms import HelpRequested, UsageError, build_request
     from circus.cli.ctl_output import render
@@ -112,7 +111,7 @@ async def control_cli(ctx: Any, pool: Any, command: str, rest: list[str],
     timeout = ctx.timeout
     if timeout is None and props.get("waiting"):
         timeout = max(pool.config.meta.timeout, 30.0)     # a waiting command takes its time
-    results = await pool.call(command, nodes=selected, deadline=timeout, **props)
+    results = pool.call_blocking(command, nodes=selected, deadline=timeout, **props)
     counted, absent = split_absent(spec.readonly, props, results)
     code = exit_code(counted.values())
     name = props.get("name") if isinstance(props.get("name"), str) else None
@@ -132,8 +131,8 @@ async def control_cli(ctx: Any, pool: Any, command: str, rest: list[str],
             merged = list_lines(counted)
         elif command == "stats":
             merged = stats_lines(counted)
-        for line in merged or ():
-            ctx.print(line)
+        if merged:                             # one write: a table of 1,000 nodes is 1,000 rows
+            ctx.print("\n".join(merged))
         for node, r in counted.items():
             if merged is not None and r.ok:
                 continue

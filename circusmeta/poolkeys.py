@@ -48,10 +48,10 @@ class _KeyLoader:
         return self._load(section, key, path, False)
 
     def client_keys(self, node: str) -> Any:
-        from circus.security.keys import ClientKeys
         spec = self.config.nodes[node]
         if not spec.server_key:
             return None
+        from circus.security.keys import ClientKeys      # CURVE's modules only when used
         section = f"node:{node}"
         if spec.client_key:
             own = self.pair(section, "client_key", spec.client_key)
@@ -130,9 +130,12 @@ def proxy_server_keys(config: PoolConfig) -> tuple[Any, Any] | None:
 
 def key_warnings(config: PoolConfig) -> list[str]:
     """A warning for each client secret key file that others than its owner can read."""
-    from circus.security.keys import secret_file_warning
     paths = [config.meta.client_key] + [n.client_key for n in config.nodes.values()]
-    found = (secret_file_warning(p) for p in dict.fromkeys(p for p in paths if p))
+    paths = [p for p in dict.fromkeys(paths) if p]
+    if not paths:
+        return []
+    from circus.security.keys import secret_file_warning
+    found = (secret_file_warning(p) for p in paths)
     return [w for w in found if w]
 
 

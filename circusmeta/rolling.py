@@ -33,19 +33,20 @@ done, then a failure).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import zmq
 
-from .api import SelectionError
-from .confirm import confirm, note
+from .confirm import confirm
+from .errors import SelectionError
 from .report import LAST_LINES_MARK
 from .fanout import (ACTIVE, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, EXIT_UNREACHABLE, NOT_AVAILABLE,
                      UNRESPONSIVE, NodeResult)
 
-__all__ = ["rolling", "rolling_cli", "RollingReport", "Step", "Progress", "Item", "UnknownTarget",
+__all__ = ["rolling", "RollingReport", "Step", "Progress", "Item", "UnknownTarget",
            "ACTIONS", "DEFAULT_STEP_TIMEOUT", "STATE_EVERY", "plan_steps", "resolve"]
 
 ACTIONS = ("restart", "reload", "stop", "start")
@@ -112,6 +113,10 @@ class RollingReport:
     unchecked: dict[str, NodeResult] = field(default_factory=dict)
     #: sent, but the run was cancelled before they answered (their nodes may still be at it)
     interrupted: list[str] = field(default_factory=list)
+    #: nodes whose circusd calls itself otherwise (their items fail without being sent)
+    misnamed: dict[str, NodeResult] = field(default_factory=dict)
+    #: the plan's items before ``start_at`` (a resumed run), not part of this run
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def total_steps(self) -> int:
@@ -148,10 +153,11 @@ class RollingReport:
         return EXIT_UNREACHABLE
 
     def summary(self) -> str:
-        """``done: a, b; failed: c (reason); not done: d``."""
+        """``done: a, b; failed: c (reason); not done: d`` (a long list of done or not done
+        items is shortened to its count, first and last: the JSON report has them all)."""
         parts = []
         if self.done:
-            parts.append("done: " + ", ".join(self.done))
+            parts.append("done: " + _items_text(self.done))
         if self.failed:
             parts.append("failed: " + ", ".join(f"{i} ({_first_line(_why(r))})"
                                                 for i, r in self.failed.items()))
@@ -159,8 +165,14 @@ class RollingReport:
             parts.append("interrupted: " + ", ".join(self.interrupted)
                          + " (sent; the node may still be doing it)")
         if self.not_done:
-            parts.append("not done: " + ", ".join(self.not_done))
+            parts.append("not done: " + _items_text(self.not_done))
         return "; ".join(parts) or "nothing to do"
+
+    @property
+    def resume_at(self) -> str | None:
+        """The first item not done, in the plan's order (None: all done)."""
+        done = set(self.done)
+        return next((i for i in self.items if i not in done), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"command": self.action, "rolling": True, "target": self.target, "kind": self.kind,
@@ -169,9 +181,21 @@ class RollingReport:
                 "failed": {i: {"state": r.state, "reason": _why(r)}
                            for i, r in self.failed.items()},
                 "not_done": self.not_done, "interrupted": self.interrupted,
+                "skipped": self.skipped, "resume_at": self.resume_at,
+                "misnamed": {n: r.reported_name for n, r in self.misnamed.items()},
                 "steps": [s.to_dict() for s in self.steps],
                 "unchecked": {n: {"state": r.state, "reason": _why(r)}
                               for n, r in self.unchecked.items()}}
+
+
+#: lists longer than this are shortened in the text (count, first, last)
+LONG_LIST = 8
+
+
+def _items_text(items: Sequence[str], noun: str = "items") -> str:
+    if len(items) <= LONG_LIST:
+        return ", ".join(items)
+    return f"{len(items)} {noun} ({items[0]} ... {items[-1]})"
 
 
 def _first_line(text: str) -> str:
@@ -186,7 +210,8 @@ def _why(r: NodeResult) -> str:
         return r.reason or "error reply"
     why = f"{r.state}: {r.reason}" if r.reason and r.reason != r.state else r.state
     # the request went out: the node may finish it after we stopped waiting
-    return why + " (sent; the node may still be doing it)" if r.state == UNRESPONSIVE else why
+    return why + " (sent; the node may still be doing it)" if r.state == UNRESPONSIVE and \
+        r.sent else why
 
 
 # -- pure: the plan --------------------------------------------------------------------------------
@@ -198,36 +223,54 @@ def plan_steps(items: Sequence[Any], batch: int) -> list[list[Any]]:
     return [list(items[i:i + batch]) for i in range(0, len(items), batch)]
 
 
+def misnamed(node: str, r: NodeResult) -> str:
+    """Why an item on a node whose circusd calls itself otherwise is not sent (pure)."""
+    return (f"the circusd at {r.endpoint} calls itself {r.reported_name!r}, not {node!r} (a "
+            f"wrong address in the pool file, or a renamed node?): not sent")
+
+
 async def resolve(pool: Any, target: str, nodes: Iterable[str] | None = None
-                  ) -> tuple[str, list[Item], str, dict[str, NodeResult]]:
-    """(kind, items, mode, unchecked) for ``target``; raises UnknownTarget."""
+                  ) -> tuple[str, list[Item], str, dict[str, NodeResult], dict[str, NodeResult]]:
+    """(kind, items, mode, unchecked, misnamed) for ``target``; raises UnknownTarget.
+    ``misnamed``: the nodes whose circusd answered ``list`` with another name than the pool's
+    (their items fail in their turn, without being sent)."""
     config = pool.config
     wanted = None if nodes is None else list(nodes)
     if wanted:                                   # each node once, in pool-file order
         wanted = pool.select(wanted)
-    if target in config.collections:
-        members = config.expand(target)
-        items = [Item(m.node, m.watcher) for m in members
-                 if wanted is None or m.node in wanted]
-        if not items:
-            raise UnknownTarget(f"collection {target!r} has no member on the selected nodes "
-                                f"({', '.join(wanted or ())})")
-        return "collection", items, config.collections[target].mode, {}
-    if ":" in target:
-        node, _, watcher = target.partition(":")
-        if node not in config.nodes or not watcher:
-            raise UnknownTarget(f"{target!r}: no node {node!r} in {config.file}")
-        if wanted is not None and node not in wanted:
-            raise UnknownTarget(f"{target!r}: node {node!r} is not among the selected nodes")
-        return "item", [Item(node, watcher)], "sequential", {}
+    if target in config.collections or ":" in target:
+        if target in config.collections:
+            members = config.expand(target)
+            items = [Item(m.node, m.watcher) for m in members
+                     if wanted is None or m.node in wanted]
+            if not items:
+                raise UnknownTarget(f"collection {target!r} has no member on the selected "
+                                    f"nodes ({', '.join(wanted or ())})")
+            kind, mode = "collection", config.collections[target].mode
+        else:
+            node, _, watcher = target.partition(":")
+            if node not in config.nodes or not watcher:
+                raise UnknownTarget(f"{target!r}: no node {node!r} in {config.file}")
+            if wanted is not None and node not in wanted:
+                raise UnknownTarget(f"{target!r}: node {node!r} is not among the selected "
+                                    f"nodes")
+            items, kind, mode = [Item(node, watcher)], "item", "sequential"
+        # one look at the nodes first: is each the circusd the pool file means? (a node that
+        # does not answer fails in its turn)
+        listed = await pool.call("list", nodes=list(dict.fromkeys(i.node for i in items)))
+        wrong = {n: r for n, r in listed.items() if r.ok and r.name_mismatch}
+        return kind, items, mode, {}, wrong
     names = pool.names if wanted is None else wanted
     listed = await pool.call("list", nodes=names)
     key = target.lower()
-    items, unchecked = [], {}
+    items, unchecked, wrong = [], {}, {}
     for name in names:
         r = listed[name]
         if not r.ok:
             unchecked[name] = r
+            items.append(Item(name, target))
+        elif r.name_mismatch:                    # not the node meant: fails in its turn
+            wrong[name] = r
             items.append(Item(name, target))
         else:                                    # the name as the node spells it
             found = [str(w) for w in r.reply.get("watchers", ()) if str(w).lower() == key]
@@ -236,9 +279,9 @@ async def resolve(pool: Any, target: str, nodes: Iterable[str] | None = None
     if not items:                                # every node answered, none has it
         collections = ", ".join(config.collections) or "none"
         raise UnknownTarget(f"no watcher or collection called {target!r}: no node of "
-                            f"{', '.join(names)} has such a watcher, and the pool's "
+                            f"{_items_text(names, 'nodes')} has such a watcher, and the pool's "
                             f"collections are: {collections}")
-    return "watcher", items, "sequential", unchecked
+    return "watcher", items, "sequential", unchecked, wrong
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -262,8 +305,11 @@ def command_props(action: str) -> dict[str, Any]:
 
 
 async def _call_item(pool: Any, item: Item, action: str, deadline: float,
-                     props: Mapping[str, Any]) -> NodeResult:
-    """The node's answer, and when it is ok, whether a look at the node bears it out."""
+                     props: Mapping[str, Any], wrong: NodeResult | None = None) -> NodeResult:
+    """The node's answer, and when it is ok, whether a look at the node bears it out.
+    ``wrong``: the node's ``list`` answer naming another circusd: the item is not sent."""
+    if wrong is not None:
+        return dataclasses.replace(wrong, unconfirmed=misnamed(item.node, wrong))
     try:
         result = await pool.call_one(item.node, action, deadline=deadline, name=item.watcher,
                                      **props)
@@ -278,7 +324,8 @@ async def _run_step(pool: Any, report: RollingReport, step: Step, items: list[It
                     emit: Callable[..., None]) -> None:
     start = time.monotonic()
     tasks = {str(item): asyncio.ensure_future(_call_item(pool, item, report.action, step_timeout,
-                                                         props)) for item in items}
+                                                         props, report.misnamed.get(item.node)))
+             for item in items}
     emit("start", step)
     try:
         pending = set(tasks.values())
@@ -302,23 +349,34 @@ async def _run_step(pool: Any, report: RollingReport, step: Step, items: list[It
 async def rolling(pool: Any, action: str, target: str, *, batch: int | None = None,
                   nodes: Iterable[str] | None = None, step_timeout: float | None = None,
                   on_progress: Callable[[Progress], None] | None = None,
-                  state_every: float = STATE_EVERY) -> RollingReport:
+                  state_every: float = STATE_EVERY, start_at: str | None = None
+                  ) -> RollingReport:
     """Run ``action`` on ``target``'s items step by step, stopping at the first failed step.
 
     ``nodes``: only items on these nodes (None: the whole pool). ``step_timeout``: how long a
-    step may take (default: the larger of ``[meta] timeout`` and 120 s). Raises UnknownTarget
-    when nothing is called ``target``, ValueError for a bad action or batch < 1.
+    step may take (default: the larger of ``[meta] timeout`` and 120 s). ``start_at``: a
+    ``NODE`` or ``NODE:WATCHER`` of the plan: the run starts at its first item (the items
+    before it are left out: a resumed run). Raises UnknownTarget when nothing is called
+    ``target`` (or ``start_at`` is not in the plan), ValueError for a bad action or batch < 1.
     """
     if step_timeout is None:
         step_timeout = max(pool.config.meta.timeout, DEFAULT_STEP_TIMEOUT)
     props = command_props(action)
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    kind, items, mode, unchecked = await resolve(pool, target, nodes)
+    kind, items, mode, unchecked, wrong = await resolve(pool, target, nodes)
+    skipped: list[str] = []
+    if start_at is not None:
+        first = next((k for k, i in enumerate(items) if start_at in (str(i), i.node)), None)
+        if first is None:
+            plan = _items_text([str(i) for i in items])
+            raise UnknownTarget(f"--from {start_at}: no item of the plan ({plan}) is on "
+                                f"{start_at!r}")
+        skipped, items = [str(i) for i in items[:first]], items[first:]
     if batch is None:
         batch = len(items) if mode == "parallel" else 1
     report = RollingReport(action, target, kind, batch, [str(i) for i in items], mode,
-                           unchecked=unchecked)
+                           unchecked=unchecked, misnamed=wrong, skipped=skipped)
 
     def emit(kind: str, step: Step | None = None, running: tuple[str, ...] = ()) -> None:
         if on_progress is not None:
@@ -336,152 +394,3 @@ async def rolling(pool: Any, action: str, target: str, *, batch: int | None = No
         if not step.ok:
             break
     return report
-
-
-# -- the command line ------------------------------------------------------------------------------
-
-EXIT_INTERRUPTED = 130                  # as the shell reports SIGINT; cli.main returns it too
-_USAGE = ("circusmeta {restart|reload|stop|start} --rolling [--batch N] [--step-timeout S] "
-          "[--state-every S] TARGET [--node N | --tag T | --all]")
-_HELP = """
-Run the command on TARGET step by step, each step waiting until its nodes say the work is done
-(restart/reload: the replacements are ready; the old processes served meanwhile).
-
-TARGET   a watcher (every selected node that has it, in pool-file order), a collection of the
-         pool file (its members in order, nested collections in place), or NODE:WATCHER
-
-  --batch N           items per step, at once (default 1; a parallel collection: all)
-  --step-timeout S    how long a step may take (default: --timeout or [meta] timeout, at least
-                      120 s)
-  --state-every S     a "still running" line every S seconds of a long step (default 5)
-  --node/--tag/--all  only the items on these nodes
-
-A progress line per step, then "done: ...; failed: ... (why); not done: ...". An item is done
-when its node answered ok and a look at the node right after bears it out (the watcher is still
-there and still the one the command ran on). It stops at the first failed step (error reply, an
-ok not borne out, unresponsive, not_available). Exit: 0 all done, 1 nothing reached, 2 usage,
-3 the first step failed on a node that answered, 4 partial, 130 interrupted.
-"""
-
-
-def _parse(words: list[str]) -> Any:
-    import argparse
-
-    from .cli import Usage
-
-    p = argparse.ArgumentParser(prog="circusmeta", usage=_USAGE, add_help=False)
-    p.add_argument("--batch", type=int)
-    p.add_argument("--step-timeout", dest="step_timeout", type=float)
-    p.add_argument("--state-every", dest="state_every", type=float, default=STATE_EVERY)
-    p.add_argument("--help", "-h", action="store_true")
-    p.add_argument("target", nargs="?")
-
-    def error(message: str) -> Any:
-        raise Usage(message)
-    p.error = error  # type: ignore[method-assign]
-    return p.parse_args(words)
-
-
-def _seconds(s: float) -> str:
-    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
-
-
-def _progress_printer(ctx: Any) -> Callable[[Progress], None]:
-    out = ctx.warn if ctx.json else ctx.print          # with --json, stdout is the report
-
-    def show(p: Progress) -> None:
-        report, step = p.report, p.step
-        if p.kind == "plan":
-            for node, r in report.unchecked.items():
-                ctx.warn(f"{node}: {r.state}: {r.reason or r.error}: cannot tell whether it has "
-                         f"{report.target!r}; it is tried in its turn")
-            out(f"rolling {report.action} of {report.target}: {len(report.items)} item"
-                f"{'s' if len(report.items) != 1 else ''} in {report.total_steps} step"
-                f"{'s' if report.total_steps != 1 else ''} (batch {report.batch})")
-            return
-        assert step is not None
-        head = f"[{step.index}/{report.total_steps}] {', '.join(step.items)} {report.action}"
-        if p.kind == "running":
-            finished = [f"{i} {'ok' if r.ok else 'failed'}" for i, r in step.results.items()]
-            out(f"{head} ... still running: {', '.join(p.running)} ({_seconds(p.elapsed)})"
-                + (f"; finished: {', '.join(finished)}" if finished else ""))
-        elif p.kind == "done":
-            if step.ok:
-                out(f"{head} ... ok ({_seconds(step.elapsed)})")
-                for item, r in step.results.items():
-                    if (said := note(report.action, r.reply)) is not None:
-                        out(f"  {item}: {said}")
-            else:
-                good = [i for i, r in step.results.items() if r.ok]
-                out(f"{head} ... failed ({_seconds(step.elapsed)})"
-                    + (f"; ok: {', '.join(good)}" if good else ""))
-                for item, r in step.results.items():
-                    if not r.ok:                # the reason may carry the child's last lines
-                        first, *more = _why(r).splitlines() or [""]
-                        out(f"  {item}: {first}")
-                        for line in more:
-                            out(f"    {line}")
-            for r in step.results.values():
-                if r.name_mismatch:
-                    ctx.warn(f"{r.node}: the circusd there calls itself {r.reported_name!r}")
-    return show
-
-
-async def rolling_cli(ctx: Any, pool: Any, command: str, words: list[str],
-                      selected: list[str] | None) -> int:
-    """``circusmeta COMMAND --rolling ...``: progress on stdout, the report, the audit file."""
-    import json
-
-    from .cli import Usage
-
-    ns = _parse(words)
-    if ns.help:
-        ctx.print(f"usage: {_USAGE}\n{_HELP.rstrip()}")
-        return EXIT_OK
-    if command not in ACTIONS:
-        raise Usage(f"--rolling works with {', '.join(ACTIONS)}, not {command!r}")
-    if not ns.target:
-        raise Usage(f"which watcher or collection? usage: {_USAGE}")
-    if ns.batch is not None and ns.batch < 1:
-        raise Usage(f"--batch must be at least 1, got {ns.batch}")
-    if ns.state_every <= 0 or (ns.step_timeout is not None and ns.step_timeout <= 0):
-        raise Usage("--step-timeout and --state-every are seconds > 0")
-    step_timeout = ns.step_timeout
-    if step_timeout is None:
-        step_timeout = max(ctx.timeout or pool.config.meta.timeout, DEFAULT_STEP_TIMEOUT)
-    show, seen = _progress_printer(ctx), []
-
-    def on_progress(p: Progress) -> None:
-        if not seen:
-            seen.append(p.report)
-        show(p)
-    try:
-        report = await rolling(pool, command, ns.target, batch=ns.batch, nodes=selected,
-                               step_timeout=step_timeout, on_progress=on_progress,
-                               state_every=ns.state_every)
-    except UnknownTarget as exc:
-        raise Usage(str(exc)) from None
-    except asyncio.CancelledError:          # Ctrl-C: say how far it got, then stop
-        if seen:
-            ctx.warn(f"interrupted: {seen[0].summary()}")
-            _audit(ctx, pool, command, seen[0], EXIT_INTERRUPTED, step_timeout)
-        raise
-    code = report.exit_code
-    if ctx.json:
-        ctx.print(json.dumps(report.to_dict()))
-    else:
-        ctx.print(report.summary())
-    _audit(ctx, pool, command, report, code, step_timeout)
-    return code
-
-
-def _audit(ctx: Any, pool: Any, command: str, report: RollingReport, code: int,
-           step_timeout: float) -> None:
-    """The audit file: a line per item tried (keyed ``node:watcher``), the plan and outcome."""
-    results = {item: {**r.to_dict(), "item": item, "watcher": item.partition(":")[2]}
-               for item, r in report.results.items()}
-    extra = {k: v for k, v in report.to_dict().items() if k not in ("command", "exit", "steps")}
-    extra["steps"] = [{"step": s.index, "items": list(s.items), "ok": s.ok,
-                       "elapsed": round(s.elapsed, 3)} for s in report.steps]
-    extra["step_timeout"] = step_timeout
-    ctx.audit(pool, command, results, code, extra)

@@ -588,3 +588,31 @@ def test_the_curve_pool_example(tmp_path):
                 d.stop()
             d.cleanup()
             assert not proc_alive(d.pid)
+
+
+def test_curve_and_plain_nodes_share_one_socket(nodes, circusd, tmp_path):
+    """The keys are set per connection of circusmeta's one socket: plain, CURVE, plain, CURVE
+    in a row, each reached as it should be."""
+    keys, daemons = nodes
+    plain = []
+    for k in range(2):
+        d = circusd(None, start=False)
+        d.write(f"[circus]\nendpoint = ipc://{d.dir}/plain.sock\n"
+                f"pubsub_endpoint = ipc://{d.dir}/plain-events.sock\n" + WATCHER)
+        d.start(None, "--name", f"plain{k}")
+        d.wait(lambda d=d: (d.dir / "plain-events.sock").exists(), 20, "plain sockets")
+        plain.append(d)
+    text = f"[meta]\ntimeout = {TIMEOUT:g}\nclient_key = {keys.secret('admin')}\n"
+    for name, endpoint, server in (
+            ("plain0", f"ipc://{plain[0].dir}/plain.sock", None),
+            ("node1", f"ipc://{daemons['node1'].dir}/control.sock", keys.public("node1")),
+            ("plain1", f"ipc://{plain[1].dir}/plain.sock", None),
+            ("node2", f"ipc://{daemons['node2'].dir}/control.sock", keys.public("node2"))):
+        text += f"\n[node:{name}]\nendpoint = {endpoint}\n" + (
+            f"server_key = {server}\n" if server else "")
+    pool = tmp_path / "mixed.ini"
+    pool.write_text(text)
+    run = meta(pool, "--json", "nodes")
+    assert run.code == 0, [(r["node"], r["state"], r.get("error")) for r in run.json()["nodes"]]
+    assert {r["node"]: r["state"] for r in run.json()["nodes"]} == {
+        "plain0": "active", "node1": "active", "plain1": "active", "node2": "active"}, run

@@ -236,7 +236,7 @@ def test_loopback_node_gone_during_a_session(circusd, tmp_path):
             first = (await p.call("nodeinfo"))["solo"]
             d.stop()
             deadline = time.monotonic() + 5
-            while p.client("solo").connected:         # the monitor sees the disconnection
+            while p.connected("solo"):                # the monitor sees the disconnection
                 assert time.monotonic() < deadline, "no disconnection seen within 5 s"
                 await asyncio.sleep(0.01)
             start = time.monotonic()

@@ -300,7 +300,7 @@ def test_rolling_restart_goes_node_after_node_and_no_request_fails(cluster_ok, t
         try:
             time.sleep(0.3)
             code, out, err = c.meta("--log-dir", str(tmp_path / "audit"), "restart", "--rolling",
-                                    "web")
+                                    "web", "--all")
             time.sleep(0.3)
         finally:
             for load in loads:
@@ -330,7 +330,7 @@ def test_rolling_restart_goes_node_after_node_and_no_request_fails(cluster_ok, t
     for (_, end), (start, _) in zip(windows, windows[1:]):
         assert end <= start, windows
     # the audit file: the run, one line per node:watcher, the outcome
-    audit = list((tmp_path / "audit").glob("*-restart-rolling-web.log"))
+    audit = list((tmp_path / "audit").glob("*-restart-rolling-web-all.log"))
     assert len(audit) == 1, list((tmp_path / "audit").iterdir())
     lines = [json.loads(line) for line in audit[0].read_text().splitlines()]
     assert lines[0]["run"]["rolling"] is True and lines[0]["run"]["done"] == [
@@ -390,7 +390,7 @@ def test_a_collection_goes_in_pool_file_order_nested_collections_in_place(cluste
     # a watcher name as the nodes spell it; stop and start wait too
     code, out, _ = c.meta("--json", "restart", "--rolling", "WEB", "--node", "n1")
     assert code == 0 and json.loads(out)["items"] == ["n1:web"]
-    code, out, err = c.meta("stop", "--rolling", "worker")
+    code, out, err = c.meta("stop", "--rolling", "worker", "--all")
     assert code == 0 and out.splitlines()[-1] == "done: n3:worker", out + err
     assert c.nodes["n3"].status("worker") == "stopped"
     code, out, err = c.meta("start", "--rolling", "n3:worker")
@@ -401,7 +401,7 @@ def test_the_first_failure_stops_the_rollout_and_the_rest_is_untouched(cluster_o
     c = cluster_ok
     (c.nodes["n2"].dir / "ready").unlink()          # n2's new workers will never be ready
     before = c.pids()
-    code, out, err = c.meta("restart", "--rolling", "web", "--step-timeout", "20")
+    code, out, err = c.meta("restart", "--rolling", "web", "--all", "--step-timeout", "20")
     assert code == 4, out + err
     lines = step_lines(out)
     assert len(lines) == 2 and " ... ok (" in lines[0]
@@ -420,7 +420,7 @@ def test_the_first_failure_stops_the_rollout_and_the_rest_is_untouched(cluster_o
     # Ctrl-C during a step: what was done, what was sent, what was not; an audit file
     before = c.pids()
     code, out, err = interrupt(c, "--log-dir", str(tmp_path / "audit"), "restart", "--rolling",
-                               "web", "--state-every", "0.1", when="[2/3] n2:web restart ... "
+                               "web", "--all", "--state-every", "0.1", when="[2/3] n2:web restart ... "
                                                                    "still running")
     assert code == 130, out + err
     assert "interrupted: done: n1:web; interrupted: n2:web (sent; the node may still be doing " \
@@ -444,7 +444,7 @@ def test_a_node_that_is_down_stops_the_rollout_at_its_turn(cluster_ok, tmp_path)
     gone = f"[node:n9]\nendpoint = ipc://{tmp_path}/nobody.sock\ntimeout = 0.5\n"
     c.write_pool(("n1", "n9", "n2", "n3"), extra=gone)
     before = c.pids()
-    code, out, err = c.meta("--json", "restart", "--rolling", "web")
+    code, out, err = c.meta("--json", "restart", "--rolling", "web", "--all")
     assert code == 4, out + err
     report = json.loads(out)
     assert report["items"] == ["n1:web", "n9:web", "n2:web", "n3:web"]
@@ -461,7 +461,7 @@ def test_a_node_that_is_down_stops_the_rollout_at_its_turn(cluster_ok, tmp_path)
 
 def test_usage_errors_exit_2(cluster_ok):
     c = cluster_ok
-    code, out, err = c.meta("restart", "--rolling", "nosuch")
+    code, out, err = c.meta("restart", "--rolling", "nosuch", "--all")
     assert code == 2 and "no watcher or collection called 'nosuch'" in err, out + err
     assert "backend, all, wave" in err                               # the collections it knows
     code, out, err = c.meta("restart", "--rolling", "--batch", "0", "web")

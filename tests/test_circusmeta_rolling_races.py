@@ -178,7 +178,7 @@ def test_a_send_hup_restart_says_its_processes_were_kept(node):
     import subprocess
     before = node.pids("hup")
     r = subprocess.run([PY, "-m", "circusmeta.cli", "--pool", str(node.pool), "restart",
-                        "--rolling", "hup"], capture_output=True, text=True, timeout=60)
+                        "--rolling", "hup", "--all"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert lines[1].startswith("[1/1] n1:hup restart ... ok (")

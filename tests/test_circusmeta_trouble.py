@@ -334,35 +334,37 @@ def test_a_node_that_cannot_be_asked_says_where_and_why(pool, tmp_path):
 def test_a_frozen_node_is_a_timeout_not_a_curve_problem(pool):
     """A node that accepted the connection and never completes ZeroMQ's handshake (SIGSTOP):
     ZeroMQ gives up the handshake after HANDSHAKE_IVL (30 s; 1 s here), which used to be
-    reported as "the node uses CURVE?"."""
-    import zmq
-    import zmq.asyncio
-
-    from circusmeta.fanout import UNRESPONSIVE, NodeClient
-    from circusmeta.pool import NodeSpec
+    reported as "the node uses CURVE?". The next call on the same open Pool does not wait
+    again: nothing was heard from the node since."""
+    from circusmeta import Pool
+    from circusmeta.fanout import UNRESPONSIVE
+    from circusmeta.pool import MetaOptions, NodeSpec, PoolConfig
 
     d = pool.daemons["n2"]
     os.kill(d.pid, signal.SIGSTOP)
     pool.wait(lambda: proc_state(d.pid) == "T", "n2 stopped")
+    endpoint = f"ipc://{pool.tmp}/n2-c.sock"
+    config = PoolConfig(MetaOptions(timeout=2.0), {"n2": NodeSpec("n2", endpoint)})
 
     async def ask():
-        context = zmq.asyncio.Context()
-        client = NodeClient(NodeSpec("n2", f"ipc://{pool.tmp}/n2-c.sock"), context, 2.0,
-                            configure=lambda sock, spec: sock.setsockopt(zmq.HANDSHAKE_IVL, 1000))
-        try:
-            return await client.call("status", 3.0)
-        finally:
-            client.close()
-            context.term()
+        async with Pool(config, handshake_ivl=1.0) as p:
+            first = await p.call_one("n2", "status", deadline=3.0)
+            start = time.monotonic()
+            second = await p.call_one("n2", "list", deadline=3.0)
+            return first, second, time.monotonic() - start
     try:
-        result = asyncio.run(ask())
+        first, second, waited = asyncio.run(ask())
     finally:
         os.kill(d.pid, signal.SIGCONT)
-    assert result.state == UNRESPONSIVE, result
-    assert result.reason == (
-        f"connected to ipc://{pool.tmp}/n2-c.sock, but no answer to 'status' within 3 s: "
-        f"ipc://{pool.tmp}/n2-c.sock accepted the connection but did not complete the ZeroMQ "
+    assert first.state == UNRESPONSIVE, first
+    assert first.reason == (
+        f"connected to {endpoint}, but no answer to 'status' within 3 s: "
+        f"{endpoint} accepted the connection but did not complete the ZeroMQ "
         f"handshake within 1 s (a frozen or overloaded circusd, or no circusd at that address)")
+    assert second.state == UNRESPONSIVE and waited < 1.0, (second, waited)
+    assert second.reason == (
+        f"no answer to 'status' within 3 s, and nothing heard from {endpoint} since (a frozen "
+        f"or overloaded circusd, or no circusd at that address): 'list' not sent")
 
 
 def test_top_shows_the_states_of_a_pool_node(pool):
@@ -394,7 +396,7 @@ def test_a_restart_of_a_watcher_in_backoff_tries_it_now_and_fails_with_its_outpu
                             r"started \(a failed start: it ran less than min_uptime = 1 s\); "
                             r"its last output lines:", lines[0]), lines[0]
         assert lines[1:] == ["  n1/crasher | crasher: giving up"]
-    code, out, err = pool.meta("restart", "--rolling", "crasher")
+    code, out, err = pool.meta("restart", "--rolling", "crasher", "--all")
     assert code == 3, out + err
     lines = out.splitlines()
     assert lines[0] == "rolling restart of crasher: 1 item in 1 step (batch 1)"

@@ -628,7 +628,7 @@ def test_a_node_frozen_before_the_rolling_restart_fails_in_its_turn_the_others_r
     before = {name: n.pids("w") for name, n in nodes.items()}
     os.kill(nodes["n2"].d.pid, signal.SIGSTOP)
     nodes["n2"].d.wait(lambda: proc_state(nodes["n2"].d.pid) == "T", what="n2 stopped")
-    code, report, err, wall = rolling(pool, "restart", "--rolling", "w", "--step-timeout", "2")
+    code, report, err, wall = rolling(pool, "restart", "--rolling", "w", "--all", "--step-timeout", "2")
     assert code == 4, (report, err)                                  # partial
     assert report["items"] == ["n1:w", "n3:w", "n2:w"], report
     assert report["done"] == ["n1:w", "n3:w"] and report["not_done"] == [], report
@@ -655,7 +655,7 @@ def test_a_node_frozen_during_the_rolling_restart_fails_at_its_deadline(frozen_p
     pool = write_pool(tmp_path, nodes, POOL_NAMES)
     before = {name: n.pids("w") for name, n in nodes.items()}
     proc = subprocess.Popen([PY, "-m", "circusmeta.cli", "--pool", str(pool), "restart",
-                             "--rolling", "w", "--step-timeout", "2.5"], cwd=ROOT,
+                             "--rolling", "w", "--all", "--step-timeout", "2.5"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
