@@ -42,7 +42,7 @@ from .errors import EXIT_OK, EXIT_USAGE, UsageError
 __all__ = ["main", "Context", "Usage"]
 
 #: the commands that run on an event loop; the others are plain fan-outs, run blocking
-ASYNC_COMMANDS = ("add", "tail", "top", "proxy", "discover")
+ASYNC_COMMANDS = ("add", "tail", "top", "proxy", "discover", "prometheus-sd")
 
 
 # defined outside this module: ``python -m circusmeta.cli`` runs it as __main__, and the
@@ -290,6 +290,10 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         if command == "add":                 # its command's words are its own (``--``)
             from .placing import add_cli
             return await add_cli(ctx, pool, words)
+        if command == "prometheus-sd":       # asks no node: the selection as given
+            from .promsd import promsd_cli
+            rest, nodes, tags, _ = take_selection(words)
+            return await promsd_cli(ctx, pool, nodes, tags, rest)
         rest, selected, explicit = _selection(pool, words)
         if command == "tail":
             from .tail import tail_cli
@@ -297,9 +301,6 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
         if command == "top":
             from .live import top_cli
             return await top_cli(ctx, pool, selected if explicit else None, rest)
-        if command == "prometheus-sd":
-            from .promsd import promsd_cli
-            return await promsd_cli(ctx, pool, nodes, tags, rest)
         if command == "proxy":
             from .live import proxy_cli
             return await proxy_cli(ctx, pool, selected, rest)
