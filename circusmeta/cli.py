@@ -292,6 +292,7 @@ async def _run(ctx: Context, command: str, words: list[str]) -> int:
             return await add_cli(ctx, pool, words)
         if command == "prometheus-sd":       # asks no node: the selection as given
             from .promsd import promsd_cli
+            _selection(pool, words)          # an unknown node or tag is a usage error
             rest, nodes, tags, _ = take_selection(words)
             return await promsd_cli(ctx, pool, nodes, tags, rest)
         rest, selected, explicit = _selection(pool, words)
