@@ -5,14 +5,16 @@ second (100,000 by default), measured over :data:`DEGRADE_WINDOW`. Above it, it 
 the watchers' aggregates, the circus group's, the sockets' totals and the node view of each
 node, and drops the per-process and per-socket messages (:func:`circusmeta.streamtopics.is_detail`):
 a dashboard still sees every watcher of every node, its process count, CPU, memory and state,
-every round. Every second, each node heard meanwhile gets a notice on its own topic::
+every round. Each round of a node gets a notice on the node's own topic, just before its node
+view (a node without node view, a 0.19 one, gets one a second)::
 
     web1/stat.degraded  {"node": "web1", "degraded": true, "by": "circusmeta proxy",
                          "dropped": 412, "dropped_total": 9120, "rate": 131000,
                          "max_rate": 100000, "saturated": false, "since": 1765012345.2,
                          "reason": "..."}
 
-``dropped`` counts the messages of that node not forwarded since its previous notice. When the
+``dropped`` counts the messages of that node not forwarded since its previous notice, ``rate``
+is the pool's (updated every :data:`TICK` seconds). When the
 pool has offered less than :data:`RECOVER_SHARE` of ``max_rate`` for :data:`RECOVER_WINDOW`
 seconds the proxy forwards everything again, and each node notified gets one last notice with
 ``"degraded": false``. ``saturated`` is true when the proxy could not read as fast as the nodes
@@ -84,7 +86,9 @@ def should_recover(rate: float | None, max_rate: int) -> bool:
 class Shedding:
     """One degraded period: what was dropped, per node (topic prefixes, as bytes), and the
     notices saying it. The pump counts into ``dropped`` and ``kept`` directly (its loop is the
-    hot path); :meth:`notices` turns the counts into messages and starts them again."""
+    hot path). Each node's round gets its notice just before its node view (:meth:`notice`,
+    so that a subscriber that has a node's view has its notice too); a node heard without a
+    node view (a 0.19 circusd-stats) gets one a second (:meth:`notices`)."""
 
     def __init__(self, max_rate: int, since: float) -> None:
         self.max_rate = max_rate
@@ -93,6 +97,17 @@ class Shedding:
         self.kept: dict[bytes, int] = {}
         self.dropped_total: dict[bytes, int] = {}
         self.notified: set[bytes] = set()
+        self._told: set[bytes] = set()          # nodes given a notice since notices()
+        self._names: dict[bytes, bytes] = {}
+        self.update(None, False)
+
+    def update(self, rate: float | None, saturated: bool) -> None:
+        """The pool's rate and the saturation, for the notices from now on."""
+        self.rate, self.saturated = rate, saturated
+        common = {"degraded": True, "by": BY, "rate": None if rate is None else round(rate),
+                  "max_rate": self.max_rate, "saturated": saturated, "since": self.since,
+                  "reason": self.reason(rate, saturated)}
+        self._common = json.dumps(common)[1:-1].encode()
 
     def reason(self, rate: float | None, saturated: bool) -> str:
         offered = f"{rate:,.0f}" if rate is not None else "more than"
@@ -109,22 +124,25 @@ class Shedding:
         return (f"the pool's stats arrive at {offered} messages/s, under the proxy's max_rate "
                 f"of {self.max_rate:,}: every message is forwarded again")
 
-    def notices(self, rate: float | None, saturated: bool) -> list[tuple[bytes, bytes]]:
-        """A notice for each node heard since the previous call."""
-        out = []
-        reason = self.reason(rate, saturated)
-        for node in sorted(set(self.dropped) | set(self.kept)):
-            dropped = self.dropped.get(node, 0)
-            total = self.dropped_total[node] = self.dropped_total.get(node, 0) + dropped
-            self.notified.add(node)
-            out.append(_notice(node, {"degraded": True, "dropped": dropped,
-                                      "dropped_total": total,
-                                      "rate": None if rate is None else round(rate),
-                                      "max_rate": self.max_rate, "saturated": saturated,
-                                      "since": self.since, "reason": reason}))
-        self.dropped.clear()
-        self.kept.clear()
-        return out
+    def notice(self, node: bytes) -> tuple[bytes, bytes]:
+        """The node's notice now (its drops since its previous one); cheap: once a round."""
+        name = self._names.get(node)
+        if name is None:
+            name = self._names[node] = json.dumps(node.decode("utf-8", "replace")).encode()
+        dropped = self.dropped.pop(node, 0)
+        self.kept.pop(node, None)
+        total = self.dropped_total[node] = self.dropped_total.get(node, 0) + dropped
+        self.notified.add(node)
+        self._told.add(node)
+        body = b'{"node": %s, %s, "dropped": %d, "dropped_total": %d}' % (
+            name, self._common, dropped, total)
+        return node + _TOPIC, body
+
+    def notices(self) -> list[tuple[bytes, bytes]]:
+        """A notice for each node heard since the previous call that got none meanwhile."""
+        heard = (set(self.dropped) | set(self.kept)) - self._told
+        self._told = set()
+        return [self.notice(node) for node in sorted(heard)]
 
     def ended(self, rate: float | None, until: float) -> list[tuple[bytes, bytes]]:
         """The last notice of every node notified: everything is forwarded again."""
@@ -147,7 +165,10 @@ class Shedding:
         return sum(self.dropped_total.values()) + sum(self.dropped.values())
 
 
+_TOPIC = b"/stat." + DEGRADED.encode()
+
+
 def _notice(node: bytes, fields: dict) -> tuple[bytes, bytes]:
     name = node.decode("utf-8", "replace")
     body = {"node": name, "by": BY, **fields}
-    return node + b"/stat." + DEGRADED.encode(), json.dumps(body).encode()
+    return node + _TOPIC, json.dumps(body).encode()

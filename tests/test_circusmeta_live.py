@@ -94,28 +94,34 @@ def test_rates_and_the_rule_that_degrades_and_recovers():
 
 def test_the_notices_of_a_degraded_period():
     shed = Shedding(1000, since=1765000000.0)
+    shed.update(2500.4, saturated=False)
     shed.dropped[b"web1"] = 40
     shed.kept[b"web1"] = 5
-    shed.kept[b"web2"] = 3                       # a node with aggregates only: told too
-    notices = dict(shed.notices(2500.4, saturated=False))
-    assert set(notices) == {b"web1/stat.degraded", b"web2/stat.degraded"}
-    one = json.loads(notices[b"web1/stat.degraded"])
+    topic, body = shed.notice(b"web1")             # a round of web1 ends: its notice
+    one = json.loads(body)
+    assert topic == b"web1/stat.degraded"
     assert one["node"] == "web1" and one["degraded"] is True and one["by"] == "circusmeta proxy"
     assert (one["dropped"], one["dropped_total"], one["rate"], one["max_rate"]) == \
         (40, 40, 2500, 1000)
     assert "2,500 messages/s, above the proxy's max_rate of 1,000" in one["reason"]
-    assert json.loads(notices[b"web2/stat.degraded"])["dropped"] == 0
-    assert shed.notices(2500, False) == []       # nobody heard since
+    assert not one["saturated"] and one["since"] == 1765000000.0
+    shed.kept[b"old"] = 3                           # a node without node views (0.19)
+    shed.dropped[b"web1"] = 1
+    shed.kept[b"web1"] = 1
+    assert [t for t, _ in shed.notices()] == [b"old/stat.degraded"]   # web1 was told
+    assert [t for t, _ in shed.notices()] == [b"web1/stat.degraded"]  # not since: now
+    assert shed.notices() == []                     # nobody heard since
+    shed.update(None, saturated=True)
     shed.dropped[b"web1"] = 10
-    again = json.loads(dict(shed.notices(None, saturated=True))[b"web1/stat.degraded"])
-    assert again["dropped"] == 10 and again["dropped_total"] == 50 and again["saturated"]
-    assert "publishers drop" in again["reason"]
+    again = json.loads(shed.notice(b"web1")[1])
+    assert again["dropped"] == 10 and again["dropped_total"] == 51 and again["saturated"]
+    assert "publishers drop" in again["reason"] and again["rate"] is None
     shed.dropped[b"web1"] = 2
-    assert shed.total == 52
+    assert shed.total == 53
     ended = {t: json.loads(b) for t, b in shed.ended(100, until=1765000009.0)}
-    assert set(ended) == {b"web1/stat.degraded", b"web2/stat.degraded"}
+    assert set(ended) == {b"web1/stat.degraded", b"old/stat.degraded"}
     assert ended[b"web1/stat.degraded"]["degraded"] is False
-    assert ended[b"web1/stat.degraded"]["dropped_total"] == 52
+    assert ended[b"web1/stat.degraded"]["dropped_total"] == 53
     assert "every message is forwarded again" in ended[b"web1/stat.degraded"]["reason"]
 
 
