@@ -14,6 +14,7 @@ hands the sockets back to libzmq. It tells the main thread of each change over t
 """
 from __future__ import annotations
 
+import signal
 import struct
 import threading
 import time
@@ -30,6 +31,10 @@ __all__ = ["StatsPump", "FULL", "DEGRADED"]
 FULL, DEGRADED = "full", "degraded"
 _BATCH = 20_000                 # messages read in a row before the clock is looked at again
 _MODE = b"MODE"
+#: delivered to the process's other threads: an interrupted libzmq proxy starts again, counts
+#: reset (pyzmq retries it on EINTR)
+_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD,
+            signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE, signal.SIGALRM}
 
 
 class StatsPump:
@@ -63,6 +68,7 @@ class StatsPump:
         self._thread = threading.Thread(target=self._run, name="circusmeta-stats", daemon=True)
         self.error: BaseException | None = None
         self.stopped = False                           # stop() ended the thread
+        self._dropped_before = self._forwarded_before = 0   # earlier degraded periods
 
     @property
     def forwarded(self) -> int:
@@ -83,6 +89,9 @@ class StatsPump:
         if count is None:
             return lines
         now = self.clock()
+        if count < self._forwarded_now:            # the libzmq proxy started again: new counts
+            self._forwarded_full += self._forwarded_now
+            self._meter.reset()
         self._forwarded_now = count
         self._meter.add(now, count)
         if self._meter.full(now) and should_degrade(self._meter.rate(), self.max_rate):
@@ -147,6 +156,7 @@ class StatsPump:
         self._their_ctl.send_multipart([_MODE, mode.encode(), line.encode()])
 
     def _run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
         try:
             while not self._stopping:
                 zmq.proxy_steerable(self.sub, self.pub, None, self._their_ctl)
