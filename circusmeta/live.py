@@ -2,20 +2,11 @@
 proxy`` (one merged stats socket and one merged events socket for dashboards).
 
 ``top`` is circus-top itself (:func:`circus.cli.top.run`) given the nodes' ``stats_endpoint`` s,
-each labelled with its node, or the proxy's ``[meta] stats_endpoint``. ``proxy`` subscribes to
-every selected node's stats and pubsub endpoints and republishes each message, prefixed with
-the node's name, on two PUB sockets it binds::
-
-    web1/stat.sleeper.42        a node's stats topic, already prefixed: unchanged
-    stat.sleeper.42             a 0.19 circusd-stats (no "node" in the payload): web1/stat...
-    watcher.web.spawn           an event of web1: web1/watcher.web.spawn, payload unchanged
-
-The name is the one the node gives itself (its stats topics and every event's ``node``), else
-the pool's name for it. The rewriting (:func:`stats_topic`, :func:`event_topic`) is pure; the
-sockets are in :class:`Proxy`. ZeroMQ reconnects the SUB sockets by itself (a node restarted on
-the same endpoint is followed again, its subscription renewed); the socket monitor makes each
-connect and disconnect a log line. The PUB sockets never block: a subscriber that does not
-read loses messages beyond the high-water mark.
+each labelled with its node, or the proxy's ``[meta] stats_endpoint``. ``proxy`` follows every
+selected node's stats and pubsub endpoints and republishes each message, topics prefixed with
+the node's name (:mod:`circusmeta.streamtopics`), on two PUB sockets it binds; its sockets are
+in :mod:`circusmeta.proxy`, its stats path in :mod:`circusmeta.pump` (libzmq forwards, degraded
+above ``--max-rate``: :mod:`circusmeta.shedding`), its sizes in :mod:`circusmeta.proxysize`.
 
 CURVE: each node is followed with its keys from the pool file (its ``server_key`` covers its
 control, events and stats endpoints). With ``[meta] proxy_secret_key`` and ``proxy_clients``
@@ -28,27 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import zmq
-import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
 
-from circus.security.ipcbind import bind_private
+from .proxy import EVENTS, HWM, STATS, Feed, LimitError, Proxy
+from .proxysize import MAX_QUEUED
+from .shedding import MAX_RATE
+from .streamtopics import FeedState, event_topic, stats_topic
 
-from .fanout import HANDSHAKE_EVENTS, handshake_failure, handshake_timed_out
+__all__ = ["top_cli", "proxy_cli", "Proxy", "Feed", "FeedState", "stats_topic", "event_topic",
+           "HWM", "exposure_problem"]
 
-__all__ = ["top_cli", "proxy_cli", "Proxy", "Feed", "stats_topic", "event_topic", "HWM",
-           "exposure_problem"]
-
-#: messages queued per subscriber (and per upstream socket) before ZeroMQ drops
-HWM = 20000
 EXIT_OK, EXIT_BIND, EXIT_USAGE = 0, 1, 2
-STATS, EVENTS = "stats", "events"
 
 
 # -- circusmeta top ------------------------------------------------------------------------------
@@ -111,211 +96,6 @@ async def top_cli(ctx: Any, pool: Any, selected: list[str] | None, rest: list[st
                    prog="circusmeta top", curve=curve)
 
 
-# -- the rewriting (pure) ------------------------------------------------------------------------
-
-@dataclass
-class FeedState:
-    """What one upstream stats socket taught us: whether it publishes prefixed topics."""
-
-    prefixed: bool = False
-
-
-def _own_name(body: bytes) -> str | None:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    name = payload.get("node") if isinstance(payload, dict) else None
-    return name if isinstance(name, str) and name and "/" not in name else None
-
-
-def stats_topic(node: str, topic: bytes, body: bytes, state: FeedState) -> bytes | None:
-    """The topic to republish a stats message under; None to drop it.
-
-    A prefixed topic (``web1/stat.x``) is kept. An unprefixed one (``stat.x``) is 0.19's: from
-    a node that also publishes prefixed ones (``legacy_stats_topics``; its payload has ``node``)
-    it is a copy and dropped, else it gets the pool's name for the node.
-    """
-    if b"/stat." in topic:
-        state.prefixed = True
-        return topic
-    if not topic.startswith(b"stat."):
-        return None
-    if state.prefixed:
-        return None
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(payload, dict) or "node" in payload:
-        return None
-    return node.encode() + b"/" + topic
-
-
-def event_topic(node: str, topic: bytes, body: bytes) -> bytes:
-    """``watcher.web.spawn`` of node web1 -> ``web1/watcher.web.spawn`` (the name from the
-    payload's ``node``, else the pool's)."""
-    return (_own_name(body) or node).encode() + b"/" + topic
-
-
-# -- circusmeta proxy ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Feed:
-    """One upstream socket: a node's stats or events endpoint."""
-
-    node: str
-    kind: str                 # STATS or EVENTS
-    address: str
-    curve: Any = None         # the node's ClientKeys (None: no CURVE)
-
-
-_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | HANDSHAKE_EVENTS
-
-
-class Proxy:
-    """SUB sockets on the feeds, a PUB socket per kind.
-
-    :meth:`open` binds and connects (a :class:`zmq.ZMQError` names what failed), :meth:`run`
-    republishes until ``stop`` is set, :meth:`close` closes every socket. The proxy owns its
-    tasks: :meth:`run` cancels and waits for every one before it returns.
-    """
-
-    def __init__(self, feeds: Sequence[Feed], binds: dict[str, str],
-                 log: Callable[[str], None], hwm: int = HWM, server: Any = None) -> None:
-        """``server``: (KeyPair, Keyring): the PUB sockets are CURVE servers admitting the
-        keyring's keys (None: no CURVE)."""
-        self.feeds, self.binds, self.log, self.hwm = list(feeds), dict(binds), log, hwm
-        self.server = server
-        self.context = zmq.asyncio.Context()
-        self.forwarded = {kind: 0 for kind in binds}
-        self.dropped = 0
-        self._pubs: dict[str, zmq.Socket] = {}
-        self._subs: list[tuple[Feed, zmq.asyncio.Socket, zmq.asyncio.Socket]] = []
-        self._gate: Any = None
-        self._handshake_ivl = 30.0
-
-    def open(self) -> None:
-        sync = zmq.Context.shadow(self.context.underlying)
-        if self.server is not None:
-            from circus.security.zap import Gate
-            self._gate = Gate(sync, self.server[1])   # one ZAP handler for this context
-        for kind, address in self.binds.items():
-            sock = sync.socket(zmq.PUB)
-            sock.linger = 0
-            sock.sndhwm = self.hwm
-            self._pubs[kind] = sock
-            if self.server is not None:
-                from circus.security.keys import configure_server
-                configure_server(sock, self.server[0])
-            try:
-                bind_private(sock, address)     # an ipc:// socket file: mode 0600
-            except zmq.ZMQError as exc:
-                raise zmq.ZMQError(exc.errno, f"cannot bind {kind} on {address}: {exc}") from None
-            except OSError as exc:
-                raise zmq.ZMQError(exc.errno or 0, f"cannot bind {kind} on {address}: "
-                                                   f"{exc.strerror or exc}") from None
-        for feed in self.feeds:
-            if feed.kind not in self._pubs:
-                continue
-            sock = self.context.socket(zmq.SUB)
-            sock.linger = 0
-            sock.rcvhwm = self.hwm
-            sock.reconnect_ivl = 100
-            sock.reconnect_ivl_max = 2000
-            sock.setsockopt(zmq.HEARTBEAT_IVL, 5000)      # a vanished tcp peer is noticed
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
-            sock.setsockopt(zmq.SUBSCRIBE, b"")
-            if feed.curve is not None:
-                feed.curve.apply(sock)
-            self._handshake_ivl = sock.getsockopt(zmq.HANDSHAKE_IVL) / 1000
-            monitor = sock.get_monitor_socket(_MONITORED)  # before connect: no event missed
-            self._subs.append((feed, sock, monitor))
-            try:
-                sock.connect(feed.address)
-            except zmq.ZMQError as exc:
-                raise zmq.ZMQError(exc.errno, f"cannot connect to {feed.node}'s {feed.kind} "
-                                              f"on {feed.address}: {exc}") from None
-
-    async def run(self, stop: asyncio.Event) -> None:
-        tasks: list[asyncio.Task] = []
-        for feed, sub, monitor in self._subs:
-            tasks.append(asyncio.create_task(self._pump(feed, sub, self._pubs[feed.kind])))
-            tasks.append(asyncio.create_task(self._watch(feed, monitor)))
-        waiter = asyncio.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not waiter and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        finally:
-            for task in (waiter, *tasks):
-                task.cancel()
-            await asyncio.gather(waiter, *tasks, return_exceptions=True)
-
-    def close(self) -> None:
-        for _, sub, monitor in self._subs:
-            try:
-                sub.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            monitor.close(0)
-            sub.close(0)
-        for pub in self._pubs.values():
-            pub.close(0)
-        self._subs.clear()
-        self._pubs.clear()
-        if self._gate is not None:
-            self._gate.close()
-            self._gate = None
-        self.context.term()
-
-    async def _pump(self, feed: Feed, sub: zmq.asyncio.Socket, pub: zmq.Socket) -> None:
-        state = FeedState()
-        while True:
-            frames = await sub.recv_multipart(copy=True)
-            if len(frames) != 2:
-                continue
-            topic, body = frames
-            if feed.kind == STATS:
-                new = stats_topic(feed.node, topic, body, state)
-            else:
-                new = event_topic(feed.node, topic, body)
-            if new is None:
-                self.dropped += 1
-                continue
-            try:
-                pub.send_multipart([new, body], zmq.NOBLOCK)
-            except zmq.Again:                 # not with PUB (it drops), but never block
-                continue
-            self.forwarded[feed.kind] += 1
-
-    async def _watch(self, feed: Feed, monitor: zmq.asyncio.Socket) -> None:
-        failing: str | None = None            # while handshakes fail: said once, not per retry
-        connected_at: float | None = None
-        ivl = self._handshake_ivl
-        while True:
-            event = parse_monitor_message(await monitor.recv_multipart())
-            kind = event["event"]
-            if kind == zmq.EVENT_CONNECTED:
-                connected_at = time.monotonic()
-            if kind == zmq.EVENT_CONNECTED and failing is None:
-                self.log(f"{feed.node}: {feed.kind} connected ({feed.address})")
-            elif kind == zmq.EVENT_DISCONNECTED and failing is None:
-                self.log(f"{feed.node}: {feed.kind} disconnected ({feed.address}); reconnecting")
-            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and failing is not None:
-                failing = None
-                self.log(f"{feed.node}: {feed.kind} handshake succeeded ({feed.address})")
-            elif kind not in (zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED,
-                              zmq.EVENT_HANDSHAKE_SUCCEEDED):
-                elapsed = None if connected_at is None else time.monotonic() - connected_at
-                why = handshake_failure(kind, feed.curve is not None, feed.address,
-                                        handshake_timed_out(kind, elapsed, ivl), ivl)
-                if why != failing:
-                    failing = why
-                    self.log(f"{feed.node}: {feed.kind}: {why}; retrying")
-
-
 def exposure_problem(binds: dict[str, str], curve: bool, insecure: bool) -> str | None:
     """What is wrong with binding ``binds`` (pure): None when every address is local or the
     proxy uses CURVE; else the refusal, or with ``insecure`` the warning."""
@@ -349,7 +129,23 @@ def _proxy_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-events", action="store_true", help="do not republish events")
     p.add_argument("--http-sd", metavar="HOST:PORT", type=_listen_address,
                    help="also serve Prometheus http_sd of the pool at http://HOST:PORT/targets")
+    p.add_argument("--max-rate", type=_positive, default=MAX_RATE, metavar="N",
+                   help=f"stats messages per second forwarded in full; above, only the watchers' "
+                        f"aggregates and the node views (default {MAX_RATE:,})")
+    p.add_argument("--max-queued", type=_positive, default=MAX_QUEUED, metavar="N",
+                   help=f"stats messages the proxy may hold for the whole pool while it is "
+                        f"behind (default {MAX_QUEUED:,})")
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
 
 
 def _listen_address(text: str) -> str:
@@ -370,8 +166,8 @@ def _log_to(err: Any) -> Callable[[str], None]:
 
 async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -> int:
     """Run the proxy until SIGTERM or SIGINT (exit 0); 1 if an endpoint cannot be bound, 2 on
-    a usage error, nothing to follow, a bad proxy key file or a network address without
-    CURVE."""
+    a usage error, nothing to follow, a bad proxy key file, a network address without CURVE,
+    or a pool too big for this process's limits."""
     try:
         args = _proxy_parser().parse_args(rest)
     except SystemExit as exc:
@@ -416,11 +212,15 @@ async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
             ctx.warn(f"circusmeta proxy: {problem}")
             return EXIT_USAGE
         log(f"warning: {problem}")
-    proxy = Proxy(feeds, binds, log, server=server)
+    proxy = Proxy(feeds, binds, log, server=server, max_rate=args.max_rate,
+                  max_queued=args.max_queued)
     closing: list[Any] = []
     try:
         try:
             proxy.open()
+        except LimitError as exc:
+            ctx.warn(f"circusmeta proxy: {exc}")
+            return EXIT_USAGE
         except zmq.ZMQError as exc:
             ctx.warn(f"circusmeta proxy: {exc}")
             return EXIT_BIND
@@ -435,6 +235,13 @@ async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
             followed = ", ".join(f"{f.node} ({f.address}{', CURVE' if f.curve else ''})"
                                  for f in feeds if f.kind == kind)
             log(f"{kind} on {address}, from {followed or 'no node'}")
+        nodes = len({f.node for f in feeds})
+        assert proxy.plan is not None
+        log(f"{nodes:,} node{'s' if nodes != 1 else ''}: {proxy.plan.summary(nodes)}"
+            + (f"; stats in full up to {args.max_rate:,} messages/s" if STATS in binds else ""))
+        if proxy.raised is not None:
+            log(f"open files limit (RLIMIT_NOFILE) raised from {proxy.raised[0]:,} to "
+                f"{proxy.raised[1]:,}")
         if server is not None:
             log(f"subscribers need CURVE: {server[0].path}'s public key and a client key in "
                 f"{meta.proxy_clients} ({server[1].summary()})")
@@ -451,6 +258,10 @@ async def proxy_cli(ctx: Any, pool: Any, selected: list[str], rest: list[str]) -
         for sd in closing:
             await sd.close()
         proxy.close()
+    shed = ""
+    if proxy.pump is not None and proxy.pump.periods:
+        shed = (f"; degraded {proxy.pump.periods} time{'s' if proxy.pump.periods != 1 else ''}, "
+                f"{proxy.pump.not_forwarded:,} per-process messages not forwarded")
     log(f"stopped ({proxy.forwarded.get(STATS, 0)} stats, {proxy.forwarded.get(EVENTS, 0)} "
-        f"events republished)")
+        f"events republished{shed})")
     return EXIT_OK

@@ -18,6 +18,10 @@ import pytest
 import zmq
 
 from circusmeta.live import FeedState, event_topic, stats_topic
+from circusmeta.proxysize import (PER_NODE_MAX, PER_NODE_MIN, fd_refusal, plan, queue_per_node,
+                                  socket_refusal)
+from circusmeta.shedding import RateMeter, Shedding, should_degrade, should_recover
+from circusmeta.streamtopics import is_detail, not_starting_with
 from tests.conftest import ROOT
 
 META = [sys.executable, "-m", "circusmeta.cli"]
@@ -47,6 +51,97 @@ def test_event_topics_are_prefixed_with_the_name_the_node_gives():
     assert event_topic("web1", b"watcher.web.spawn", b"\xff") == b"web1/watcher.web.spawn"
     assert event_topic("web1", b"watcher.web.spawn", b'{"node": "a/b"}') == \
         b"web1/watcher.web.spawn"
+
+
+def test_the_upstream_subscriptions_are_every_topic_but_the_unprefixed_ones():
+    prefixes = not_starting_with(b"stat.")
+    assert len(prefixes) == 5 * 255 and len(set(prefixes)) == len(prefixes)
+
+    def received(topic: bytes) -> bool:
+        return any(topic.startswith(p) for p in prefixes)
+    for topic in (b"web1/stat.api.7", b"s/stat.x", b"st/stat.x", b"stat/stat.x", b"statX",
+                  b"\xffnode/stat.node", b"sta.x/stat.node", b"Stat.x/stat.node"):
+        assert received(topic), topic
+    for topic in (b"stat.api.7", b"stat.", b"stat.circus", b"sta", b""):
+        assert not received(topic), topic
+
+
+def test_what_a_degraded_proxy_calls_detail():
+    assert is_detail(b"web1/stat.api.4242", b'{"pid": 4242, "cpu": 3.0}')
+    assert is_detail(b"web1/stat.sockets.7", b'{"fd": 7, "address": "x"}')
+    assert is_detail(b"web1/stat.circus.12", b'{"pid": 12}')
+    assert not is_detail(b"web1/stat.api", b'{"pid": [1, 2], "cpu": 1}')
+    assert not is_detail(b"web1/stat.web.2", b'{"pid": [1, 2], "numprocesses": 2}')
+    assert not is_detail(b"web1/stat.node", b'{"load": [0, 0, 0]}')
+    assert not is_detail(b"web1/stat.sockets", b'{"addresses": []}')
+    assert not is_detail(b"web1/stat.degraded", b"{}")
+
+
+def test_rates_and_the_rule_that_degrades_and_recovers():
+    meter = RateMeter(2.0)
+    assert meter.rate() is None and not meter.full(0.0)
+    for i in range(9):                           # 1,000 messages every 0.25 s: 4,000/s
+        meter.add(i * 0.25, i * 1000)
+    assert meter.full(2.0) and meter.rate() == pytest.approx(4000)
+    meter.add(2.25, 8000)                        # nothing for a while: the rate falls
+    assert meter.rate() == pytest.approx(3500)
+    assert should_degrade(4001, 4000) and not should_degrade(4000, 4000)
+    assert not should_degrade(None, 1)
+    assert should_recover(3199, 4000) and not should_recover(3200, 4000)
+    meter.reset()
+    assert meter.rate() is None
+
+
+def test_the_notices_of_a_degraded_period():
+    shed = Shedding(1000, since=1765000000.0)
+    shed.update(2500.4, saturated=False)
+    shed.dropped[b"web1"] = 40
+    shed.kept[b"web1"] = 5
+    topic, body = shed.notice(b"web1")             # a round of web1 ends: its notice
+    one = json.loads(body)
+    assert topic == b"web1/stat.degraded"
+    assert one["node"] == "web1" and one["degraded"] is True and one["by"] == "circusmeta proxy"
+    assert (one["dropped"], one["dropped_total"], one["rate"], one["max_rate"]) == \
+        (40, 40, 2500, 1000)
+    assert "2,500 messages/s, above the proxy's max_rate of 1,000" in one["reason"]
+    assert not one["saturated"] and one["since"] == 1765000000.0
+    shed.kept[b"old"] = 3                           # a node without node views (0.19)
+    shed.dropped[b"web1"] = 1
+    shed.kept[b"web1"] = 1
+    assert [t for t, _ in shed.notices()] == [b"old/stat.degraded"]   # web1 was told
+    assert [t for t, _ in shed.notices()] == [b"web1/stat.degraded"]  # not since: now
+    assert shed.notices() == []                     # nobody heard since
+    shed.update(None, saturated=True)
+    shed.dropped[b"web1"] = 10
+    again = json.loads(shed.notice(b"web1")[1])
+    assert again["dropped"] == 10 and again["dropped_total"] == 51 and again["saturated"]
+    assert "publishers drop" in again["reason"] and again["rate"] is None
+    shed.dropped[b"web1"] = 2
+    assert shed.total == 53
+    ended = {t: json.loads(b) for t, b in shed.ended(100, until=1765000009.0)}
+    assert set(ended) == {b"web1/stat.degraded", b"old/stat.degraded"}
+    assert ended[b"web1/stat.degraded"]["degraded"] is False
+    assert ended[b"web1/stat.degraded"]["dropped_total"] == 53
+    assert "every message is forwarded again" in ended[b"web1/stat.degraded"]["reason"]
+
+
+def test_the_proxy_is_sized_for_the_pool():
+    assert queue_per_node(1) == PER_NODE_MAX
+    assert queue_per_node(200) == 1000 and queue_per_node(200, 100_000) == PER_NODE_MIN
+    assert queue_per_node(10_000) == PER_NODE_MIN
+    small, big = plan(3, 3, 0, 2), plan(1000, 1000, 0, 2)
+    assert small.queued == 3 * PER_NODE_MAX and big.queued == 1000 * PER_NODE_MIN
+    assert 1023 < big.sockets < 2100 and big.fds > big.sockets + 3000
+    assert plan(0, 200, 200, 1).queued == 0 and plan(0, 200, 200, 1).sockets > 600
+    # the soft limit is raised when the hard one allows; refused, with the numbers, if not
+    assert fd_refusal(500, 1024, 4096, 10) == (None, None)
+    assert fd_refusal(5000, 1024, 20000, 1000) == (20000, None)
+    assert fd_refusal(5000, 1024, -1, 1000) == (1 << 20, None)
+    new, why = fd_refusal(5000, 1024, 4096, 1000)
+    assert new is None and "1,000 nodes needs about 5,000 file descriptors" in why
+    assert "4,096 (RLIMIT_NOFILE hard limit)" in why and "ulimit -Hn" in why
+    assert socket_refusal(60_000, 65_535, 20_000) is None
+    assert "70,000 ZeroMQ sockets" in socket_refusal(70_000, 65_535, 30_000)
 
 
 # -- real nodes ----------------------------------------------------------------------------------

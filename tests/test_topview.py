@@ -335,3 +335,85 @@ def test_the_state_span_follows_a_long_label(name):
     row = next(r for r in rows(model, View(), 0.0) if r.key)
     (start, end, _), = row.spans
     assert row.text[start:end] == "fatal"
+
+
+# -- many nodes ---------------------------------------------------------------------------------
+
+def test_nodes_in_natural_order_and_a_node_filter():
+    from circus.stats.topview import natural_key
+    names = ["node10", "node2", "node1", "Node3", "node100", "web-b", "web-a", "db"]
+    assert sorted(names, key=natural_key) == ["db", "node1", "node2", "Node3", "node10",
+                                               "node100", "web-a", "web-b"]
+    model = fed(*[m for n in ("node10", "node2", "node1") for m in
+                  (node_stat(n), agg(n, "app", [1]), proc(n, "app", 1))])
+    heads = [t.split()[0] for t in texts(model) if t.startswith("node")]
+    assert heads == ["node1", "node2", "node10"]
+    assert list(snapshot(model, View())["nodes"]) == ["node1", "node2", "node10"]
+    only = View(node_filter="NODE1")
+    assert [t.split()[0] for t in texts(model, only) if t.startswith("node")] == \
+        ["node1", "node10"]
+    assert title(only, model).startswith("circus-top  nodes 2 of 3  ") and "nodes 'NODE1'" in \
+        title(only, model)
+    assert texts(model, View(node_filter="zz")) == ["(no node matches 'zz')"]
+
+
+def test_the_pool_wide_view_sorts_across_nodes():
+    model = fed(agg("a", "web", [1], cpu=5.0), agg("b", "web", [2], cpu=50.0),
+                agg("b", "db", [3], cpu=1.0), agg("c", "web", [4], cpu=20.0, trouble="backoff"),
+                agg("a", "db", [5], cpu=9.0))
+    view = View(pool=True)
+    lines = texts(model, view)
+    assert lines[0].startswith("NODE/WATCHER")
+    assert [line.split()[0] for line in lines[1:]] == ["c/web", "b/web", "a/db", "a/web", "b/db"]
+    assert selectable(rows(model, view, 0.0))[0] == ("c", "web")      # trouble first, then CPU
+    by_name = [t.split()[0] for t in texts(model, View(pool=True, sort=SortKey.NAME))[1:]]
+    assert by_name == ["c/web", "a/db", "b/db", "a/web", "b/web"]
+    assert "sort cpu desc pool-wide" in title(view, model)
+    assert texts(model, View(pool=True, filter="zz"))[1:] == ["(no watcher matches 'zz')"]
+
+
+def test_a_degraded_proxy_notice_is_shown_on_its_node_and_expires():
+    notice = ("web1/stat.degraded", {"node": "web1", "degraded": True, "by": "circusmeta proxy",
+                                      "dropped": 3, "reason": "..."})
+    model = fed(node_stat("web1"), agg("web1", "degraded", [7]), notice)
+    assert model.nodes["web1"].degraded is not None
+    assert "degraded" in model.nodes["web1"].groups          # a watcher of that name stays one
+    head = next(r for r in rows(model, View(), 0.0) if r.style is Style.NODE)
+    assert "[proxy: aggregates only]" in head.text
+    assert any(tone is Tone.WARN for _, _, tone in head.spans)
+    assert "1 degraded by the proxy" in title(View(), model)
+    assert snapshot(model, View())["nodes"]["web1"]["degraded"]["dropped"] == 3
+    model.feed("web1/stat.degraded", {**notice[1], "degraded": False}, 1.0)
+    assert model.nodes["web1"].degraded is None
+    model.feed(*notice, 2.0)
+    model.expire(10.0)
+    assert model.nodes["web1"].degraded is None
+
+
+def test_a_scrolled_window_keeps_its_node_header():
+    from circus.stats.toprows import Row, page_selection, scroll_to, window
+    body = []
+    for n in range(5):
+        if body:
+            body.append(Row("", Style.NOTE))
+        body += [Row(f"n{n}", Style.NODE), Row("WATCHER", Style.HEADER),
+                 Row(f"w{n}", Style.GROUP, (f"n{n}", "w")), Row(f"  {n}", Style.PROCESS),
+                 Row(f"x{n}", Style.GROUP, (f"n{n}", "x")), Row(f"  {n}", Style.PROCESS)]
+    assert window(body, 0, 4) == (None, body[0:4])
+    sticky, shown = window(body, 3, 4)                # inside n0's block
+    assert sticky.text == "n0" and shown == body[3:6]
+    assert window(body, 7, 4) == (None, body[7:11])  # a block's own header first
+    assert window(body, 6, 4) == (None, body[6:10])  # the blank line before it
+    # the selection stays visible under the sticky header; the end of the list is reachable
+    index = body.index(next(r for r in body if r.key == ("n1", "x")))
+    top = scroll_to(body, 0, 4, index)
+    sticky, shown = window(body, top, 4)
+    assert body[index] in shown
+    last = scroll_to(body, 100, 4, None)             # as far as it goes: the last row shown
+    sticky, shown = window(body, last, 4)
+    assert shown[-1] is body[-1] and sticky.text == "n4" and len(shown) == 3
+    assert body[len(body) - 2] in window(body, scroll_to(body, 0, 4, len(body) - 2), 4)[1]
+    assert page_selection(body, ("n0", "w"), 7) == ("n1", "w")
+    assert page_selection(body, ("n4", "x"), 7) == ("n4", "x")
+    assert page_selection(body, ("n2", "w"), -7) == ("n1", "w")
+    assert page_selection(body, None, -1) == ("n4", "x")

@@ -25,12 +25,14 @@ import zmq
 
 from circus.cli.top_stream import Stream
 from circus.stats.health import Tone
-from circus.stats.toprows import Row, Style, move_selection, rows, selectable, title
+from circus.stats.toprows import (Row, Style, move_selection, page_selection, rows, scroll_to,
+                                  selectable, title, window)
 from circus.stats.topview import Model, SortKey, View
 
 __all__ = ["Screen", "run_screen", "HELP"]
 
-HELP = "c cpu  m mem  a age  n name  / filter  Up/Down select  Enter details  Esc back  q quit"
+HELP = ("c/m/a/n sort  p pool-wide  / filter  f nodes  Up/Down select  Enter details  Esc back  "
+        "q quit")
 _PAINT_EVERY = 1.0
 _DATA_REPAINT = 0.25
 _ENTER = (curses.KEY_ENTER, 10, 13)
@@ -80,8 +82,11 @@ class Screen:
         self.model = model
         self.view = view
         self.editing: str | None = None     # the filter being typed, None when not typing
+        self.editing_nodes = False          # ... the node filter (f), not the watcher one (/)
         self.top = 0                        # index of the first row shown
         self.keys: list[tuple[str, str]] = []
+        self.body: list[Row] = []
+        self.space = 1                      # rows of the body on screen
         self.quit = False
         self.tones = tone_attributes(False)
 
@@ -96,15 +101,20 @@ class Screen:
         elif key in _SORT_KEYS:
             self.view = self.view.sorted_by(_SORT_KEYS[key])
         elif key == ord("/"):
-            self.editing = self.view.filter
+            self.editing, self.editing_nodes = self.view.filter, False
+        elif key == ord("f"):
+            self.editing, self.editing_nodes = self.view.node_filter, True
+        elif key == ord("p") and self.view.detail is None:
+            self.view = replace(self.view, pool=not self.view.pool, selected=None)
+            self.top = 0
         elif key in (curses.KEY_UP, ord("k")):
             self._move(-1)
         elif key in (curses.KEY_DOWN, ord("j")):
             self._move(1)
         elif key == curses.KEY_PPAGE:
-            self._move(-10)
+            self._page(-1)
         elif key == curses.KEY_NPAGE:
-            self._move(10)
+            self._page(1)
         elif key in _ENTER and self.view.detail is None and self.view.selected is not None:
             self.view = replace(self.view, detail=self.view.selected)
             self.top = 0
@@ -112,15 +122,17 @@ class Screen:
             if self.view.detail is not None:
                 self.view = replace(self.view, detail=None)
             elif key == _ESC:
-                self.view = replace(self.view, filter="")
+                self.view = replace(self.view, filter="", node_filter="")
 
     def _edit(self, key: int) -> None:
         assert self.editing is not None
+        field = "node_filter" if self.editing_nodes else "filter"
         if key in _ENTER:
-            self.view = replace(self.view, filter=self.editing, detail=None)
+            self.view = replace(self.view, detail=None, selected=None, **{field: self.editing})
             self.editing = None
+            self.top = 0
         elif key == _ESC:
-            self.view = replace(self.view, filter="")
+            self.view = replace(self.view, **{field: ""})
             self.editing = None
         elif key in _BACKSPACE:
             self.editing = self.editing[:-1]
@@ -132,6 +144,14 @@ class Screen:
             self.view = replace(self.view, selected=move_selection(self.keys, self.view.selected, step))
         else:
             self.top = max(0, self.top + step)
+
+    def _page(self, direction: int) -> None:
+        """A screenful up or down (the selection follows)."""
+        rows_ = direction * max(1, self.space - 1)
+        self.top = max(0, self.top + rows_)      # the page moves (to the end, past the last
+        if self.view.detail is None:             # watcher), and the selection with it
+            self.view = replace(self.view, selected=page_selection(self.body, self.view.selected,
+                                                                   rows_))
 
     # -- painting -----------------------------------------------------------------------
 
@@ -149,21 +169,25 @@ class Screen:
             self._put(0, "circus-top: terminal too small", curses.A_BOLD, width)
             self.stdscr.refresh()
             return
-        body = rows(self.model, self.view, now)
+        body = self.body = rows(self.model, self.view, now)
         self.keys = selectable(body)
         if self.view.detail is None and self.view.selected not in self.keys:
             self.view = replace(self.view, selected=self.keys[0] if self.keys else None)
-        self._scroll(body, height - 2)
+        self.space = height - 2
+        self._scroll(body, self.space)
         clock = time.strftime("%H:%M:%S")
         self._put(0, f"{title(self.view, self.model)}  {clock}", curses.A_REVERSE, width)
-        for y, row in enumerate(body[self.top:self.top + height - 2], start=1):
+        sticky, shown = window(body, self.top, self.space)
+        lines = ([sticky] if sticky is not None else []) + shown
+        for y, row in enumerate(lines, start=1):
             attr = self._attr(row)
             self._put(y, row.text, attr, width)
             self._colour(y, row, attr, width)
         if self.editing is not None:
-            status = f"filter (Enter applies, Esc clears): {self.editing}_"
+            what = "node filter" if self.editing_nodes else "filter"
+            status = f"{what} (Enter applies, Esc clears): {self.editing}_"
         else:
-            more = "  [more below]" if self.top + height - 2 < len(body) else ""
+            more = "  [more below]" if self.top + len(shown) < len(body) else ""
             status = HELP + more
         self._put(height - 1, status, curses.A_DIM, width)
         self.stdscr.refresh()
@@ -185,13 +209,10 @@ class Screen:
 
     def _scroll(self, body: list[Row], space: int) -> None:
         """Keep the selected watcher on screen; never scroll past the last row."""
+        index = None
         if self.view.detail is None and self.view.selected is not None:
             index = next((i for i, r in enumerate(body) if r.key == self.view.selected), 0)
-            if index < self.top:
-                self.top = max(0, index - 1)       # show the node header above, when there is one
-            elif index >= self.top + space:
-                self.top = index - space + 1
-        self.top = max(0, min(self.top, len(body) - space))
+        self.top = scroll_to(body, self.top, space, index)
 
     def resize(self) -> None:
         size = os.get_terminal_size(sys.__stdout__.fileno())

@@ -74,7 +74,9 @@ class Stream:
                  labels: Mapping[str, str] | None = None, curve: Any = None) -> None:
         """``curve``: ClientKeys for every endpoint, or a mapping address -> ClientKeys (an
         address not in it, or mapped to None, is read without CURVE)."""
+        addresses = list(addresses)
         self.context = zmq.Context()
+        _size_for(self.context, len(addresses))
         self.endpoints: list[Endpoint] = []
         subscriptions = [p.encode() for p in prefixes] or [b""]
         try:
@@ -122,6 +124,26 @@ class Stream:
         for endpoint in self.endpoints:
             endpoint.socket.close(0)
         self.context.term()
+
+
+def _size_for(context: zmq.Context, sockets: int) -> None:
+    """Room for a socket per endpoint: libzmq's 1,023 sockets per context, and the soft limit
+    of open files (a socket and a connection each), raised when the hard one allows; a
+    :class:`zmq.ZMQError` saying so when it does not."""
+    import errno
+    import resource
+
+    context.set(zmq.MAX_SOCKETS, max(1023, sockets + 16))
+    need = 2 * sockets + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise zmq.ZMQError(errno.EMFILE, f"{sockets:,} endpoints need about {need:,} open files "
+                                         f"and this process may open {hard:,} (RLIMIT_NOFILE "
+                                         f"hard limit): raise it, or watch fewer nodes")
+    target = need if hard == resource.RLIM_INFINITY else min(hard, max(need, 4096))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 class PoolError(Exception):

@@ -7,6 +7,11 @@ state of a watcher, a node's count of watchers in trouble) and, for a watcher's 
 script reads is what an operator sees (coloured on a terminal: :func:`coloured`).
 :func:`snapshot` is the ``--json`` form.
 
+Over many nodes: nodes come in natural order, ``view.pool`` gives one list of the pool's
+watchers sorted across every node (``NODE/WATCHER`` rows), ``view.node_filter`` keeps the
+nodes whose name contains it, and a scrolled screen keeps the header of the node its first
+rows belong to (:func:`window`, :func:`scroll_to`).
+
 The STATE column is :func:`circus.stats.health.state_word` of the watcher's aggregate (its
 trouble, else circusd's state word); ``-`` when the stream does not say (a circusd-stats older
 than this one). A watcher without a running process shows ``-`` for CPU, memory and age, not
@@ -19,11 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from circus.stats.health import Tone, in_trouble, paint, state_word, tone
-from circus.stats.topview import (CIRCUS, SOCKETS, Group, Model, Node, Sample, SortKey, View, number,
-                                  ordered_processes, visible_groups)
+from circus.stats.topview import (CIRCUS, SOCKETS, Group, Model, Node, Sample, SortKey, View,
+                                  node_names, number, ordered_processes, pool_groups,
+                                  visible_groups)
 
 __all__ = ["Style", "Row", "rows", "title", "snapshot", "human_bytes", "human_age", "selectable",
-           "move_selection", "coloured", "trouble_count"]
+           "move_selection", "coloured", "trouble_count", "window", "scroll_to", "page_selection",
+           "DEGRADED_NOTE"]
+
+#: on a node's header while a degraded proxy forwards only its aggregates
+DEGRADED_NOTE = "[proxy: aggregates only]"
 
 LABEL = 26   # width of the name / pid column
 STATE = 8    # width of the state column ("stopping")
@@ -146,6 +156,10 @@ def _node_row(model: Model, node: Node, now: float) -> Row:
             parts.append(f"processes {int(own)} ({machine} on the machine)")
         else:
             parts.append(f"processes on the machine {machine}")
+    if node.degraded is not None:
+        start = len("  ".join(parts)) + 2
+        spans.append((start, start + len(DEGRADED_NOTE), Tone.WARN))
+        parts.append(DEGRADED_NOTE)
     stale = model.stale(node, now)
     if stale is not None:
         parts.append(f"[no data for {int(stale)}s]")
@@ -166,18 +180,19 @@ def group_word(group: Group) -> str:
     return state_word(agg.get("state"), agg.get("trouble"))
 
 
-def _group_row(node: Node, group: Group) -> Row:
+def _group_row(node: Node, group: Group, pool: bool = False) -> Row:
     agg = group.aggregate.data if group.aggregate else {}
     procs = [s.data for s in group.processes.values()]
     pids = agg.get("pid")
     count = agg.get("numprocesses", len(pids) if isinstance(pids, list) else len(procs))
     wanted = number(agg.get("wanted"))
     running = number(count)
-    label = f"{group.name} ({count})"
+    name = f"{node.name}/{group.name}" if pool else group.name
+    label = f"{name} ({count})"
     running_state = agg.get("state") in ("active", "starting") or in_trouble(agg)
     if running_state and wanted is not None and running is not None and \
             int(wanted) != int(running):
-        label = f"{group.name} ({count}/{int(wanted)})"     # fewer (or more) than it should
+        label = f"{name} ({count}/{int(wanted)})"     # fewer (or more) than it should
     word = group_word(group)
     if running == 0 and not procs:       # nothing runs: no numbers that look like an idle one
         cpu = mem = rss = age = "-"
@@ -304,10 +319,20 @@ def title(view: View, model: Model) -> str:
     order = "asc" if view.reverse else "desc"
     if view.sort is SortKey.NAME:
         order = "desc" if view.reverse else "asc"
-    parts = [f"circus-top  nodes {len(model.nodes)}", f"sort {view.sort.value} {order}"]
+    shown = sum(1 for n in model.nodes if view.shows_node(n))
+    count = f"nodes {len(model.nodes)}" if shown == len(model.nodes) else \
+        f"nodes {shown} of {len(model.nodes)}"
+    parts = [f"circus-top  {count}", f"sort {view.sort.value} {order}"]
+    if view.pool:
+        parts[-1] += " pool-wide"
     troubled = sum(trouble_count(model.nodes[n]) for n in model.nodes if view.shows_node(n))
     if troubled:
         parts.append(f"{troubled} watcher{'s' if troubled != 1 else ''} in trouble")
+    degraded = sum(1 for n in model.nodes if view.shows_node(n) and model.nodes[n].degraded)
+    if degraded:
+        parts.append(f"{degraded} degraded by the proxy")
+    if view.node_filter:
+        parts.append(f"nodes {view.node_filter!r}")
     if view.filter:
         parts.append(f"filter {view.filter!r}")
     if view.detail is not None:
@@ -316,9 +341,13 @@ def title(view: View, model: Model) -> str:
 
 
 def rows(model: Model, view: View, now: float) -> list[Row]:
-    """The screen below the title: per node its header, watchers, circus group and sockets."""
-    nodes = [model.nodes[n] for n in sorted(model.nodes) if view.shows_node(n)]
+    """The screen below the title: per node (in natural order) its header, watchers, circus
+    group and sockets; with ``view.pool``, one list of the pool's watchers instead."""
+    nodes = [model.nodes[n] for n in node_names(model, view)]
     if not nodes:
+        if model.nodes and (view.node_filter or view.nodes):
+            return [Row(f"(no node matches {view.node_filter!r})" if view.node_filter
+                        else "(waiting for the selected nodes)", Style.NOTE)]
         return [Row("(waiting for the stats stream)", Style.NOTE)]
     out: list[Row] = []
     if view.detail is not None:
@@ -327,6 +356,8 @@ def rows(model: Model, view: View, now: float) -> list[Row]:
         if node is None or group is None:
             return [Row(f"{view.detail[1]}: no longer published (Esc to go back)", Style.NOTE)]
         return [_node_row(model, node, now), *_detail_rows(node, group, view)]
+    if view.pool:
+        return _pool_rows(model, view)
     header = Row(_line("WATCHER / PID", "STATE", "CPU%", "MEM%", "RSS", "AGE", "COMMAND"),
                  Style.HEADER)
     for node in nodes:
@@ -343,6 +374,69 @@ def rows(model: Model, view: View, now: float) -> list[Row]:
         if not groups and view.filter:
             out.append(Row(f"(no watcher matches {view.filter!r})", Style.NOTE))
     return out
+
+
+def _pool_rows(model: Model, view: View) -> list[Row]:
+    """One row per watcher of the pool, the pool's busiest first (its processes in Enter's
+    details)."""
+    out = [Row(_line("NODE/WATCHER", "STATE", "CPU%", "MEM%", "RSS", "AGE"), Style.HEADER)]
+    out += [_group_row(node, group, pool=True) for node, group in pool_groups(model, view)]
+    if len(out) == 1:
+        out.append(Row(f"(no watcher matches {view.filter!r})" if view.filter
+                       else "(no watcher yet)", Style.NOTE))
+    return out
+
+
+def window(body: list[Row], top: int, space: int) -> tuple[Row | None, list[Row]]:
+    """The rows shown from ``top`` on ``space`` lines. When the first of them is inside a
+    node's block, below its header, that header is shown first (sticky), and one row less:
+    a scrolled screen always says which node its rows are."""
+    shown = body[top:top + space]
+    if top <= 0 or space < 2 or not shown or shown[0].style is Style.NODE:
+        return None, shown
+    if shown[0].style is Style.NOTE and not shown[0].text and len(shown) > 1 and \
+            shown[1].style is Style.NODE:
+        return None, shown                           # the blank line before the next block
+    owner = next((body[i] for i in range(top - 1, -1, -1) if body[i].style is Style.NODE), None)
+    if owner is None:
+        return None, shown
+    return owner, shown[:space - 1]
+
+
+def scroll_to(body: list[Row], top: int, space: int, index: int | None) -> int:
+    """The first row to show so that row ``index`` (None: any) is on screen, moving as little
+    as possible, never past the last row, the sticky header counted."""
+    def last_top() -> int:
+        limit = max(0, len(body) - space)
+        return limit + 1 if window(body, limit, space)[0] is not None and limit > 0 else limit
+    if index is not None:
+        if index < top:
+            top = max(0, index - 1)      # the row above too: the column titles, a header
+        elif index >= top + space:
+            top = index - space + 1
+        for _ in range(2):               # the sticky header takes a line
+            sticky, shown = window(body, top, space)
+            if sticky is not None and index >= top + len(shown):
+                top += 1
+    top = max(0, min(top, last_top()))
+    if 0 < top < last_top() and not body[top].text and body[top + 1].style is Style.NODE:
+        top += 1                         # not the blank line between two blocks: the next one
+    return top
+
+
+def page_selection(body: list[Row], current: tuple[str, str] | None, rows_: int
+                   ) -> tuple[str, str] | None:
+    """The watcher about ``rows_`` screen rows away from ``current`` (a page up or down)."""
+    keyed = [(i, r.key) for i, r in enumerate(body) if r.key is not None]
+    if not keyed:
+        return None
+    at = next((i for i, k in keyed if k == current), None)
+    if at is None:
+        return keyed[0][1] if rows_ >= 0 else keyed[-1][1]
+    target = at + rows_
+    if rows_ >= 0:
+        return next((k for i, k in keyed if i >= target), keyed[-1][1])
+    return next((k for i, k in reversed(keyed) if i <= target), keyed[0][1])
 
 
 def selectable(all_rows: list[Row]) -> list[tuple[str, str]]:
@@ -364,9 +458,7 @@ def move_selection(keys: list[tuple[str, str]], current: tuple[str, str] | None,
 def snapshot(model: Model, view: View) -> dict[str, Any]:
     """The state as plain data for ``--json``: nodes by name, the view's filter and order applied."""
     out: dict[str, Any] = {}
-    for name in sorted(model.nodes):
-        if not view.shows_node(name):
-            continue
+    for name in node_names(model, view):
         node = model.nodes[name]
         watchers = {}
         for group in visible_groups(node, view):
@@ -378,6 +470,8 @@ def snapshot(model: Model, view: View) -> dict[str, Any]:
             }
         entry: dict[str, Any] = {"node": node.stats.data if node.stats else None,
                                  "watchers": watchers}
+        if node.degraded is not None:              # through a proxy above its ceiling
+            entry["degraded"] = node.degraded.data
         if view.shows_group(SOCKETS):
             entry["sockets"] = {
                 "aggregate": node.sockets.aggregate.data if node.sockets.aggregate else None,

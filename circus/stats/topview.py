@@ -9,10 +9,16 @@ This module is pure: messages come in with the caller's reading of ``time.monoto
 here reads a socket, the clock or the terminal, so merging, expiry, sorting and filtering are unit
 tested without ZeroMQ or curses (the rows drawn from it are in :mod:`circus.stats.toprows`).
 It must not import psutil: circus-top only reads the stream, possibly far from the nodes.
+
+Nodes are shown in natural order (``node2`` before ``node10``: :func:`natural_key`). A node
+whose stream comes through a degraded ``circusmeta proxy`` (only the aggregates, above its
+rate ceiling) says so in ``<node>/stat.degraded``: the node keeps that notice while it is fresh
+(:attr:`Node.degraded`), and its processes, no longer published, expire as usual.
 """
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
@@ -21,7 +27,7 @@ from circus.stats.health import TROUBLE_ORDER, in_trouble
 __all__ = [
     "CIRCUS", "SOCKETS", "Kind", "Sample", "Group", "Sockets", "Node", "Model", "SortKey", "View",
     "number", "parse_topic", "visible_groups", "ordered_processes", "group_value",
-    "group_trouble",
+    "group_trouble", "natural_key", "node_names", "pool_groups",
 ]
 
 CIRCUS = "circus"      # the group of circusd itself and circusd-stats
@@ -40,6 +46,7 @@ class Kind(enum.Enum):
     PROCESS = "process"
     SOCKET = "socket"
     SOCKETS = "sockets"
+    NOTICE = "notice"          # a degraded proxy's <node>/stat.degraded
 
 
 def number(value: Any) -> float | None:
@@ -47,6 +54,17 @@ def number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key of a name in natural order: ``node2`` < ``node10`` < ``node100``, ``web-a`` <
+    ``Web-b`` (case aside), digits before letters where they differ."""
+    parts = _DIGITS.split(name)
+    key = tuple((0, int(p), "") if i % 2 else (1, 0, p.lower()) for i, p in enumerate(parts))
+    return key, name
 
 
 def parse_topic(topic: str) -> tuple[str, str] | None:
@@ -96,6 +114,7 @@ class Node:
     last_seen: float = 0.0
     groups: dict[str, Group] = field(default_factory=dict)
     sockets: Sockets = field(default_factory=Sockets)
+    degraded: Sample | None = None    # the proxy's last notice that it forwards aggregates only
 
     def group(self, name: str) -> Group:
         found = self.groups.get(name)
@@ -112,6 +131,8 @@ def _classify(rest: str, payload: Mapping[str, Any]) -> tuple[Kind, str, int | N
     """
     if rest == "node" and "load" in payload:
         return Kind.NODE, "", None
+    if rest == "degraded" and isinstance(payload.get("degraded"), bool) and "by" in payload:
+        return Kind.NOTICE, "", None
     if rest == SOCKETS and "addresses" in payload:
         return Kind.SOCKETS, SOCKETS, None
     if rest.startswith(SOCKETS + ".") and "address" in payload:
@@ -161,6 +182,8 @@ class Model:
                 period = now - node.stats.seen
                 node.interval = period if node.interval is None else 0.7 * node.interval + 0.3 * period
             node.stats = sample
+        elif kind is Kind.NOTICE:
+            node.degraded = sample if payload["degraded"] else None
         elif kind is Kind.SOCKETS:
             node.sockets.aggregate = sample
         elif kind is Kind.SOCKET:
@@ -210,6 +233,8 @@ class Model:
             aggregate = node.sockets.aggregate
             if aggregate is not None and now - aggregate.seen > limit:
                 node.sockets.aggregate = None
+            if node.degraded is not None and now - node.degraded.seen > limit:
+                node.degraded = None
         return dropped
 
     def stale(self, node: Node, now: float) -> float | None:
@@ -238,6 +263,8 @@ class View:
     nodes: frozenset[str] = frozenset()          # empty: every node
     selected: tuple[str, str] | None = None      # (node, watcher) under the cursor
     detail: tuple[str, str] | None = None        # (node, watcher) drilled into
+    node_filter: str = ""                        # only nodes whose name contains it
+    pool: bool = False                           # one list of the pool's watchers, sorted
 
     def sorted_by(self, key: SortKey) -> "View":
         """Choose a sort key; choosing the current one again reverses the order."""
@@ -246,7 +273,8 @@ class View:
         return replace(self, sort=key, reverse=False)
 
     def shows_node(self, name: str) -> bool:
-        return not self.nodes or name in self.nodes
+        return ((not self.nodes or name in self.nodes)
+                and self.node_filter.lower() in name.lower())
 
     def shows_group(self, name: str) -> bool:
         return self.filter.lower() in name.lower()
@@ -314,3 +342,25 @@ def ordered_processes(group: Group, view: View) -> list[Sample]:
                   lambda s: number(s.data.get(key)) if key != "name" else None,
                   lambda s: int(s.data.get("pid", 0)) if isinstance(s.data.get("pid"), int) else 0,
                   view)
+
+
+def node_names(model: Model, view: View) -> list[str]:
+    """The nodes the view shows, in natural order."""
+    return sorted((n for n in model.nodes if view.shows_node(n)), key=natural_key)
+
+
+def pool_groups(model: Model, view: View) -> list[tuple[Node, Group]]:
+    """Every shown node's watchers (and circus groups) passing the filter, as one list: those
+    in trouble first (worst first), then the others in the view's order across the pool (the
+    busiest of the pool first); by name, a watcher's nodes together, in natural order."""
+    items = []
+    for name in node_names(model, view):
+        node = model.nodes[name]
+        items += [(node, g) for g in node.groups.values()
+                  if view.shows_group(g.name) and not _is_helper_copy(node, g)]
+    ordered = _order(items, lambda i: group_value(i[1], view.sort),
+                     lambda i: (i[1].name, natural_key(i[0].name)), view)
+    rank = {id(i): TROUBLE_ORDER.get(group_trouble(i[1]) or "", len(TROUBLE_ORDER))
+            for i in ordered}
+    ordered.sort(key=lambda i: rank[id(i)])            # stable: the view's order within
+    return ordered
