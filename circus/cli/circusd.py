@@ -13,7 +13,6 @@ file or syslog given, a daemon logs to its default log file, which is also its s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ import sys
 from typing import Callable
 
 from circus import __version__
+from circus.cli.argform import HelpFormatter
 from circus.config import ConfigError, load_config, summarize
 
 __all__ = ["main"]
@@ -33,7 +33,8 @@ DAEMON_UMASK = 0o027
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="circusd", description="Run the Circus arbiter of this node.")
+    p = argparse.ArgumentParser(prog="circusd", description="Run the Circus arbiter of this node.",
+                                formatter_class=HelpFormatter)
     p.add_argument("config", nargs="?", help="configuration file (Circus INI)")
     p.add_argument("--log-level", dest="loglevel", type=str.lower,
                    choices=("critical", "error", "warning", "info", "debug"),
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(config))
         return EXIT_OK
 
+    from circus import asynctls
+
+    asynctls.import_asyncio(tls=asynctls.config_needs_tls(config))   # before anything imports it
     report = daemonize() if args.daemon else Report()
     try:
         return _run(args, config, report)
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config, report: Report) -> int:
+    import asyncio
+
     from circus.cli import logsetup
     from circus.cli.pidfile import Pidfile, PidfileError
     from circus.core.arbiter import Arbiter, python_path
@@ -239,14 +245,14 @@ async def _serve(arbiter, report: Callable[[str | None], None]) -> int:
     """Bind the control and events endpoints, then run the arbiter until it quits."""
     from circus.core.controller import Controller
 
-    from circus.core.discovery import start_discovery
-
     arbiter.catch_signals()              # a stop signal while binding stops cleanly
     controller = Controller(arbiter)
     await controller.start()
     discovery = None
     opts = arbiter.config.circus
     if opts.multicast_endpoint:
+        from circus.core.discovery import start_discovery
+
         discovery = await start_discovery(opts.multicast_endpoint, lambda: {
             "endpoint": arbiter.config.circus.endpoint, "node": arbiter.node})
     try:

@@ -8,7 +8,6 @@ process is identified by its pid and its start time (:mod:`circus.core.procfs`).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
@@ -16,6 +15,21 @@ from circus.core.procfs import MARKER, read_marker, running, same_pid_namespace,
 
 __all__ = ["MARKER", "Lineage", "start_ticks", "read_marker", "running", "scan", "Stray", "boot_id",
            "same_pid_namespace"]
+
+
+def _sha256(data: bytes) -> str:
+    """SHA-256 from the interpreter's own implementation (``_sha2`` from Python 3.12 on,
+    ``_sha256`` before): ``hashlib`` would load OpenSSL's libcrypto, 4 MB of circusd's memory,
+    for this one digest."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        return module.sha256(data).hexdigest()
+    import hashlib                    # a Python built without its own SHA-256
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def boot_id() -> str:
@@ -39,7 +53,7 @@ class Lineage:
     def for_config(cls, config_path: str | None, pid: int | None = None) -> "Lineage":
         pid = os.getpid() if pid is None else pid
         source = os.path.realpath(config_path) if config_path else f"pid:{pid}"
-        node_id = hashlib.sha256(source.encode()).hexdigest()[:16]
+        node_id = _sha256(source.encode())[:16]
         return cls(node_id, pid, start_ticks(pid) or 0)
 
     @property

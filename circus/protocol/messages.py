@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -125,7 +124,11 @@ def decode(body: bytes) -> Any:
 
 def make_request(command: str, properties: Mapping[str, Any] | None = None, *,
                  cast: bool = False, id: Any = None) -> dict[str, Any]:
-    msg: dict[str, Any] = {"id": id if id is not None else uuid.uuid4().hex, "command": command,
+    if id is None:
+        import uuid
+
+        id = uuid.uuid4().hex
+    msg: dict[str, Any] = {"id": id, "command": command,
                            "properties": dict(properties or {})}
     if cast:
         msg["msg_type"] = "cast"
