@@ -134,12 +134,8 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
 
     from circus.cli import logsetup
     from circus.cli.pidfile import Pidfile, PidfileError
-    from circus.core.arbiter import Arbiter, python_path
-    from circus.core.controller import BindError
-    from circus.core.keeper import handover_path, start_keeper
+    from circus.core.keeper import KeeperStart, handover_path
     from circus.core.lineage import Lineage
-    from circus.core.sockets import inherited_sockets
-    from circus.core.spawner import RealOS, become_subreaper
 
     opts = config.circus
     if opts.umask is not None:
@@ -183,9 +179,16 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
         log.warning("state_file path too long for the keeper's unix socket %s (limit 107 bytes): "
                     "after a SIGKILL of circusd the processes are still re-adopted, but their "
                     "output pipes and listening sockets are not handed over", handover_path(state_file))
-    keeper = start_keeper("keeper" if state_file else "warden", lineage,
-                          handover_path(state_file) if state_file else None)
-    become_subreaper()
+    # the keeper is forked before the rest of circusd is imported (which it does meanwhile)
+    starting = KeeperStart("keeper" if state_file else "warden", lineage,
+                           handover_path(state_file) if state_file else None)
+    from circus.core.arbiter import Arbiter, python_path
+    from circus.core.controller import BindError
+    from circus.core.sockets import inherited_sockets
+    from circus.core.spawner import RealOS, become_subreaper
+
+    keeper = starting.finish()
+    become_subreaper()                   # after finish(): the keeper must not become our child
     if os.getpid() == 1:
         log.info("running as PID 1: reaping every orphan, TERM stops everything")
     arbiter = Arbiter(config, os_=RealOS(), environ=os.environ, node_name=node,

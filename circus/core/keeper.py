@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from circus.core.lineage import Lineage
 
-__all__ = ["KeeperLink", "start_keeper", "Handover", "collect_handover", "handover_path"]
+__all__ = ["KeeperLink", "KeeperStart", "start_keeper", "Handover", "collect_handover", "handover_path"]
 
 log = logging.getLogger("circus")
 
@@ -124,48 +124,66 @@ def keeper_argv(mode: str, lineage: str, path: str | None) -> list[str]:
 
 
 def start_keeper(mode: str, lineage: Lineage, path: str | None) -> KeeperLink:
-    """Start the keeper (call before any thread or event loop exists, and before circusd becomes
+    """Start the keeper and wait until it exists (:class:`KeeperStart`, then ``finish()``)."""
+    return KeeperStart(mode, lineage, path).finish()
+
+
+class KeeperStart:
+    """Starting the keeper (before any thread or event loop exists, and before circusd becomes
     a subreaper). It is forked twice, so that it is not circusd's child: circusd's children are
     its processes only, and the keeper is not in any of circusd's process trees; the grandchild
     then execs a fresh interpreter. circusd does not wait for that interpreter: what it sends
     meanwhile waits in the socket pair (and a circusd killed meanwhile leaves the keeper its
-    messages and then the end of the stream, as always)."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    argv = keeper_argv(mode, lineage.value, path) if sys.executable else None
-    middle = os.fork()
-    if middle == 0:                                # pragma: no cover - runs in the child
-        code = 1
+    messages and then the end of the stream, as always).
+
+    The fork happens at construction; :meth:`finish` reaps the middle process and reads the
+    keeper's pid, so circusd can do something else meanwhile (import the rest of itself). It
+    must not become a subreaper before :meth:`finish`: the keeper would be re-parented to it."""
+
+    def __init__(self, mode: str, lineage: Lineage, path: str | None) -> None:
+        self.mode = mode
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = keeper_argv(mode, lineage.value, path) if sys.executable else None
+        middle = os.fork()
+        if middle == 0:                                # pragma: no cover - runs in the child
+            code = 1
+            try:
+                ours.close()
+                keeper = os.fork()
+                if keeper > 0:
+                    theirs.send(str(keeper).encode())
+                    code = 0
+                else:
+                    _become_keeper(theirs)
+                    if argv is not None:
+                        try:
+                            os.execv(argv[0], argv)
+                        except OSError:
+                            pass                       # no interpreter to exec: keep in this copy
+                    from circus.core import keeperproc
+                    code = keeperproc.main([str(KEEPER_FD), mode, lineage.value, path or ""])
+            finally:
+                os._exit(code)
+        theirs.close()
+        self._middle, self._sock = middle, ours
+
+    def finish(self) -> KeeperLink:
+        """The link to the keeper, once the middle process is gone (a dead link if the keeper
+        could not start)."""
+        os.waitpid(self._middle, 0)
+        ours, mode = self._sock, self.mode
+        ours.settimeout(5.0)
         try:
+            pid = int(ours.recv(32))
+        except (OSError, ValueError) as exc:
+            log.error("the keeper process did not start (%s): a SIGKILL of circusd would leave its "
+                      "processes running unsupervised until the next start", exc)
             ours.close()
-            keeper = os.fork()
-            if keeper > 0:
-                theirs.send(str(keeper).encode())
-                code = 0
-            else:
-                _become_keeper(theirs)
-                if argv is not None:
-                    try:
-                        os.execv(argv[0], argv)
-                    except OSError:
-                        pass                       # no interpreter to exec: keep in this copy
-                from circus.core import keeperproc
-                code = keeperproc.main([str(KEEPER_FD), mode, lineage.value, path or ""])
-        finally:
-            os._exit(code)
-    os.waitpid(middle, 0)
-    theirs.close()
-    ours.settimeout(5.0)
-    try:
-        pid = int(ours.recv(32))
-    except (OSError, ValueError) as exc:
-        log.error("the keeper process did not start (%s): a SIGKILL of circusd would leave its "
-                  "processes running unsupervised until the next start", exc)
-        ours.close()
-        return KeeperLink(None, mode)
-    ours.settimeout(2.0)
-    log.info("keeper process %d (%s)", pid, "holds pipes and sockets for the next circusd"
-             if mode == "keeper" else "ends the processes if circusd is killed")
-    return KeeperLink(ours, mode, pid)
+            return KeeperLink(None, mode)
+        ours.settimeout(2.0)
+        log.info("keeper process %d (%s)", pid, "holds pipes and sockets for the next circusd"
+                 if mode == "keeper" else "ends the processes if circusd is killed")
+        return KeeperLink(ours, mode, pid)
 
 
 def _become_keeper(sock: socket.socket) -> None:   # pragma: no cover - runs in the child
