@@ -288,7 +288,8 @@ def test_a_stream_that_cannot_be_opened_fails_only_its_watcher(node, tmp_path):
     d.wait(lambda: c.call("status", name="bad")["status"] == "fatal", 10, "bad to be fatal")
     reply = c.call("status", name="bad")
     assert "stdout_stream: cannot open" in reply["reason"] and "No such file" in reply["reason"]
-    assert c.call("status", name="good")["status"] == "active"
+    # the watchers start one after the other: good's turn comes once bad has failed
+    d.wait(lambda: c.call("status", name="good")["status"] == "active", 10, "good to be active")
     assert d.children("sleep 3600") == []
     quit_and_wait(d, c)
 

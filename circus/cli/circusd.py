@@ -18,7 +18,6 @@ file or syslog given, a daemon logs to its default log file, which is also its s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import socket
@@ -26,6 +25,7 @@ import sys
 from typing import Callable
 
 from circus import __version__
+from circus.cli.argform import HelpFormatter
 from circus.config import ConfigError, load_config, summarize
 
 __all__ = ["main"]
@@ -38,7 +38,8 @@ DAEMON_UMASK = 0o027
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="circusd", description="Run the Circus arbiter of this node.")
+    p = argparse.ArgumentParser(prog="circusd", description="Run the Circus arbiter of this node.",
+                                formatter_class=HelpFormatter)
     p.add_argument("config", nargs="?", help="configuration file (Circus INI)")
     p.add_argument("--log-level", dest="loglevel", type=str.lower,
                    choices=("critical", "error", "warning", "info", "debug"),
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(config))
         return EXIT_OK
 
+    from circus import asynctls
+
+    asynctls.import_asyncio(tls=asynctls.config_needs_tls(config))   # before anything imports it
     report = daemonize() if args.daemon else Report()
     try:
         return _run(args, config, report)
@@ -197,14 +201,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config, report: Report) -> int:
+    import asyncio
+
     from circus.cli import logsetup
     from circus.cli.pidfile import Pidfile, PidfileError
-    from circus.core.arbiter import Arbiter, python_path
-    from circus.core.controller import BindError
-    from circus.core.keeper import handover_path, start_keeper
+    from circus.core.keeper import KeeperStart, handover_path
     from circus.core.lineage import Lineage
-    from circus.core.sockets import inherited_sockets
-    from circus.core.spawner import RealOS, become_subreaper
 
     opts = config.circus
     if opts.umask is not None:
@@ -247,9 +249,16 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
         log.warning("state_file path too long for the keeper's unix socket %s (limit 107 bytes): "
                     "after a SIGKILL of circusd the processes are still re-adopted, but their "
                     "output pipes and listening sockets are not handed over", handover_path(state_file))
-    keeper = start_keeper("keeper" if state_file else "warden", lineage,
-                          handover_path(state_file) if state_file else None)
-    become_subreaper()
+    # the keeper is forked before the rest of circusd is imported (which it does meanwhile)
+    starting = KeeperStart("keeper" if state_file else "warden", lineage,
+                           handover_path(state_file) if state_file else None)
+    from circus.core.arbiter import Arbiter, python_path
+    from circus.core.controller import BindError
+    from circus.core.sockets import inherited_sockets
+    from circus.core.spawner import RealOS, become_subreaper
+
+    keeper = starting.finish()
+    become_subreaper()                   # after finish(): the keeper must not become our child
     if os.getpid() == 1:
         log.info("running as PID 1: reaping every orphan, TERM stops everything")
     arbiter = Arbiter(config, os_=RealOS(), environ=os.environ, node_name=node,
@@ -309,14 +318,14 @@ async def _serve(arbiter, report: Callable[[str | None], None]) -> int:
     """Bind the control and events endpoints, then run the arbiter until it quits."""
     from circus.core.controller import Controller
 
-    from circus.core.discovery import start_discovery
-
     arbiter.catch_signals()              # a stop signal while binding stops cleanly
     controller = Controller(arbiter)
     await controller.start()
     discovery = None
     opts = arbiter.config.circus
     if opts.multicast_endpoint:
+        from circus.core.discovery import start_discovery
+
         discovery = await start_discovery(opts.multicast_endpoint, lambda: {
             "endpoint": arbiter.config.circus.endpoint, "node": arbiter.node})
     try:

@@ -3,7 +3,8 @@
 A log file is opened as circusd opens every file as root (:mod:`circus.security.safepath`): not
 through a link others could have placed, an existing one only if it is root's or circusd's user's
 with one link; a new one is created mode 0640. An existing log file others may write to (the
-audit lines are in it) is made ``go-w`` and circusd says so.
+audit lines are in it) is made ``go-w`` and circusd says so. The file handler
+(:mod:`circus.cli.logfile`) and ``logging.handlers`` are imported only for a file or syslog.
 
 With a *console* file (``circusd --daemon``, :mod:`circus.cli.daemonlog`), circusd's own stdout
 and stderr are that file: the output of watchers without a stream goes there. Each time the log
@@ -12,12 +13,9 @@ file is (re)opened, on ``SIGUSR1`` or when logrotate moved it, stdout and stderr
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
-import stat
 import sys
-from typing import IO
-from urllib.parse import parse_qs, urlparse
+from typing import Any
 
 from circus.security.safepath import open_append
 
@@ -28,39 +26,12 @@ __all__ = ["configure", "reopen", "LOG_FORMAT", "LEVELS", "LOG_MODE", "SafeFileH
 LOG_MODE = 0o640
 
 
-class SafeFileHandler(logging.handlers.WatchedFileHandler):
-    """A WatchedFileHandler whose file is opened with circusd's rules for files it opens as root."""
+def __getattr__(name: str) -> Any:
+    if name == "SafeFileHandler":                # loaded with its module, for a log file only
+        from circus.cli.logfile import SafeFileHandler
+        return SafeFileHandler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    #: (path, old mode) of a file whose group/other write bit was removed, to be logged
-    fixed: tuple[str, int] | None = None
-
-    def __init__(self, filename: str, console: bool = False) -> None:
-        #: circusd's stdout and stderr are this file too, reopened with it
-        self.console = console
-        # a name sent by a client may hold anything; a line is never lost for one character
-        super().__init__(filename, encoding="utf-8", errors="backslashreplace")
-
-    def _open(self) -> IO[str]:
-        fd, created = open_append(self.baseFilename, mode=LOG_MODE)
-        try:
-            st = os.fstat(fd)
-            if not created and stat.S_ISREG(st.st_mode) and st.st_mode & 0o022:
-                os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o022)
-                self.fixed = (self.baseFilename, stat.S_IMODE(st.st_mode))
-            if self.console:
-                _console_onto(fd)
-            return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
-        except BaseException:
-            os.close(fd)
-            raise
-
-    def report_fixed(self) -> None:
-        if self.fixed is not None:
-            path, mode = self.fixed
-            self.fixed = None
-            logging.getLogger("circus").warning(
-                "log file %s was writable by others (mode %o): group/other write removed",
-                path, mode)
 
 def _console_onto(fd: int) -> None:
     sys.stdout.flush()
@@ -92,16 +63,21 @@ def _handler(output: str, console: str | None) -> logging.Handler:
     if output == "stderr":
         return logging.StreamHandler(sys.stderr)
     if output.startswith("syslog://"):
+        from logging.handlers import SysLogHandler
+        from urllib.parse import parse_qs, urlparse
+
         url = urlparse(output)
         facility = next(iter(parse_qs(url.query, keep_blank_values=True)), "user") or "user"
-        fac = logging.handlers.SysLogHandler.facility_names.get(facility.lower())
+        fac = SysLogHandler.facility_names.get(facility.lower())
         if fac is None:
             raise ValueError(f"unknown syslog facility {facility!r}")
         if url.path and not url.netloc:
             address: str | tuple[str, int] = url.path
         else:
             address = (url.hostname or "localhost", url.port or 514)
-        return logging.handlers.SysLogHandler(address=address, facility=fac)
+        return SysLogHandler(address=address, facility=fac)
+    from circus.cli.logfile import SafeFileHandler
+
     return SafeFileHandler(output, console=console is not None and
                            os.path.abspath(console) == os.path.abspath(output))
 
@@ -124,8 +100,7 @@ def configure(level: str = "info", output: str = "-", console: str | None = None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    if isinstance(handler, SafeFileHandler):
-        handler.report_fixed()
+    _report_fixed(handler)
     return handler
 
 
@@ -139,14 +114,20 @@ def reopen() -> None:
                 handler.stream = handler._open()
             finally:
                 handler.release()
-            if isinstance(handler, SafeFileHandler):
-                handler.report_fixed()
+            _report_fixed(handler)
     if _console is not None:
         try:
             _open_console(_console)
         except OSError as exc:
             logging.getLogger("circus").error("cannot reopen %s for stdout and stderr: %s",
                                               _console, exc.strerror or exc)
+
+
+def _report_fixed(handler: logging.Handler) -> None:
+    """A log file opened with circusd's rules says whether it had to fix the file's mode."""
+    report = getattr(handler, "report_fixed", None)
+    if report is not None:
+        report()
 
 
 def describe(output: str, console: str | None) -> str:

@@ -19,7 +19,6 @@ default and only warn about with ``circusd --no-strict`` (or ``[circus] strict =
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -122,5 +121,7 @@ class Issues:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ' (did you mean X?)' hint for a near-miss, or ''."""
+    import difflib              # for an error only
+
     matches = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.7)
     return f" (did you mean {matches[0]!r}?)" if matches else ""

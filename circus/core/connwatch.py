@@ -8,6 +8,9 @@ every message carries the descriptor it came from (``ZMQ_SRCFD``). A connection 
 its handshake and was closed without having delivered a single request is what such a cut looks
 like (or a client that connected and left without asking anything): circusd logs it, at most
 once per :data:`LOG_EVERY` seconds with the count of the others, so that the operator sees it.
+
+Only a message that may be a silent connection's first needs its descriptor looked up: while
+every known connection has spoken (``silent`` is 0), messages are not looked at.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ class ConnectionWatch:
         self._router = router
         self._drain = drain
         self._conns: dict[int, int] = {}
+        #: connections accepted that have not delivered a request yet
+        self.silent = 0
         self._monitor: zmq.Socket | None = router.get_monitor_socket(_EVENTS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_log = 0.0
@@ -56,8 +61,9 @@ class ConnectionWatch:
             fd = frame.get(zmq.SRCFD)
         except zmq.ZMQError:
             return
-        if fd in self._conns:
+        if self._conns.get(fd) == _SILENT:
             self._conns[fd] = _SPOKE
+            self.silent -= 1
 
     def _events(self) -> None:
         monitor = self._monitor
@@ -74,6 +80,8 @@ class ConnectionWatch:
             event = int.from_bytes(frames[0][:2], "little")
             fd = int.from_bytes(frames[0][2:6], "little", signed=True)
             if event == zmq.EVENT_ACCEPTED:
+                if self._conns.get(fd) != _SILENT:
+                    self.silent += 1
                 self._conns[fd] = _SILENT
             elif event == zmq.EVENT_DISCONNECTED:
                 closed.append(fd)
@@ -84,6 +92,7 @@ class ConnectionWatch:
             self._drain()    # a request it sent just before closing may be queued: read it first
         for fd in closed:
             if self._conns.pop(fd, _SPOKE) == _SILENT:
+                self.silent -= 1
                 self._cut()
 
     def _cut(self) -> None:

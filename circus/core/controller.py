@@ -64,6 +64,14 @@ REBIND_TRIES = 40
 #: who a request came from when its key was removed from curve_clients since it connected
 _REVOKED = Identity("revoked key", Role.READONLY)
 
+# pyzmq's flags and options as plain ints: its enums make every ``|`` and ``&`` a Python call
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+#: pyzmq's own send, without the Python layer that handles routing ids and groups (unused here)
+_send = zmq.backend.Socket.send
+
 
 class BindError(CircusError):
     """An endpoint could not be bound (in use, permission...)."""
@@ -85,6 +93,7 @@ class Controller:
         self._check_subs_pending = False
         self._reading = False
         self._requests: set[asyncio.Task] = set()
+        self._sync: dict[Any, bool] = {}            # handler -> not a coroutine function
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="circus-stats")
         self.ops = Ops(self._stats)
         self.gate: Any = None                  # circus.security.zap.Gate when CURVE is on
@@ -318,18 +327,28 @@ class Controller:
         self._reading = True
         budget = READ_BYTES
         try:
-            for _ in range(READ_BATCH):
-                if router is None or router.closed or not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            for index in range(READ_BATCH):
+                if router is None or router.closed:
+                    return
+                # woken up, a message is most likely there: the first look is the read itself;
+                # after that, EVENTS (which also takes the fd's edge) says whether one is left
+                if index and not router.getsockopt(_EVENTS) & _POLLIN:
                     return
                 try:
-                    frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    frame = router.recv(_NOBLOCK, copy=False)
+                    frames = [frame]
+                    while frame.more:
+                        frame = router.recv(_NOBLOCK, copy=False)
+                        frames.append(frame)
                 except zmq.Again:
                     return
-                if self._watch is not None:
-                    self._watch.spoke(frames[-1])
-                identity, peer = self._caller(frames[-1])
-                body = frames[-1].bytes
-                self._handle([*(f.bytes for f in frames[:-1]), body], router, identity, peer)
+                last = frames[-1]
+                watch = self._watch
+                if watch is not None and watch.silent:
+                    watch.spoke(last)
+                identity = ANONYMOUS if self.gate is None else self._identify(last)
+                body = last.bytes
+                self._handle([*(f.bytes for f in frames[:-1]), body], router, identity, last)
                 budget -= len(body)
                 if budget <= 0:
                     break
@@ -343,23 +362,18 @@ class Controller:
             self._check_pending = True
             self._loop.call_soon(self._readable)
 
-    def _caller(self, frame: zmq.Frame) -> tuple[Identity | None, str | None]:
-        """Who sent ``frame``: the identity of its CURVE key (``None``: no longer authorized),
-        or anonymous without CURVE; and the peer's address when the transport has one."""
-        try:
-            peer = frame.get("Peer-Address")
-        except zmq.ZMQError:
-            peer = None
-        if self.gate is None:
-            return ANONYMOUS, peer
+    def _identify(self, frame: zmq.Frame) -> Identity | None:
+        """Who sent ``frame`` with CURVE on: the identity of its key (``None``: no longer
+        authorized)."""
         try:
             user_id = frame.get("User-Id")
         except zmq.ZMQError:
             user_id = None
-        return self.gate.identify(user_id), peer
+        return self.gate.identify(user_id)
 
     def _handle(self, frames: list[bytes], router: zmq.Socket, identity: Identity | None = ANONYMOUS,
-                peer: str | None = None) -> None:
+                peer: Any = None) -> None:
+        """Answer one request (``peer``: its address, or the frame to ask it from if needed)."""
         if len(frames) < 2:
             log.warning("dropped a control message of %d frame(s)", len(frames))
             return
@@ -372,29 +386,41 @@ class Controller:
             if not exc.cast:
                 self._send(router, envelope, error_reply(exc.request_id, exc.code, exc.reason, node))
             return
-        started = time.monotonic()
         audit: Any = None
-        behalf = self._on_behalf_of(request.properties.pop(ON_BEHALF_OF, None), identity)
+        properties = request.properties
+        behalf = None
+        if ON_BEHALF_OF in properties:
+            behalf = self._on_behalf_of(properties.pop(ON_BEHALF_OF), identity)
         try:
             command = get_command(request.command)
             if command.role is not Role.READONLY:
-                audit = (identity or _REVOKED, peer, command.name, request.properties, started, behalf)
-            self._authorize(command, identity)
-            props = validate_properties(command, request.properties)
+                audit = (identity or _REVOKED, peer, command.name, properties, time.monotonic(),
+                         behalf)
+            if identity is not ANONYMOUS:
+                self._authorize(command, identity)
+            props = validate_properties(command, properties)
             handler = HANDLERS[command.name]
-            if not inspect.iscoroutinefunction(handler):      # read-only: answered right now
+            if self._is_sync(handler):               # read-only: answered right now
                 reply = ok_reply(request.id, handler(self.arbiter, self.ops, props), node)
                 self._reply(router, envelope, request, reply, audit)
                 return
         except Exception as exc:  # converted at the boundary: no traceback goes on the wire
             if isinstance(exc, ProtocolError) and exc.code is ErrorCode.FORBIDDEN and audit is None:
-                audit = (identity or _REVOKED, peer, request.command, request.properties, started, behalf)
+                audit = (identity or _REVOKED, peer, request.command, properties, time.monotonic(),
+                         behalf)
             self._reply(router, envelope, request, self._error(request, exc), audit)
             return
         task = asyncio.get_running_loop().create_task(
             self._execute(router, envelope, request, handler, props, audit))
         self._requests.add(task)
         task.add_done_callback(self._requests.discard)
+
+    def _is_sync(self, handler: Any) -> bool:
+        """Is ``handler`` a plain function (answered in the loop iteration of its request)?"""
+        sync = self._sync.get(handler)
+        if sync is None:
+            sync = self._sync[handler] = not inspect.iscoroutinefunction(handler)
+        return sync
 
     def _on_behalf_of(self, value: Any, identity: Identity | None) -> str | None:
         """The web user a request names, believed only from the node's own key."""
@@ -425,7 +451,7 @@ class Controller:
     def _audit(self, audit: Any, reply: dict) -> None:
         identity, peer, command, props, started, behalf = audit
         node = self.arbiter.node
-        record = audit_record(node, identity, peer, command, props if isinstance(props, dict) else {},
+        record = audit_record(node, identity, _peer(peer), command, props if isinstance(props, dict) else {},
                               reply, time.monotonic() - started, behalf)
         log.info("%s", describe(record))
         self.publish(audit_topic(node), record)
@@ -450,7 +476,9 @@ class Controller:
         if router.closed:
             return
         try:
-            router.send_multipart([*envelope, encode(reply)], flags=zmq.NOBLOCK)
+            for part in envelope:
+                _send(router, part, _SNDMORE_NOBLOCK)
+            _send(router, encode(reply), _NOBLOCK)
         except zmq.ZMQError as exc:       # peer gone or its queue full: its loss, not ours
             log.debug("reply dropped: %s", exc)
         if not self._reading:          # inside _readable the loop re-checks EVENTS itself
@@ -513,3 +541,14 @@ def _convert(exc: BaseException) -> tuple[ErrorCode, str]:
     if isinstance(exc, OSError):
         return ErrorCode.OS_ERROR, exc.strerror or str(exc)
     return ErrorCode.INTERNAL, "internal error (see circusd's log)"
+
+
+def _peer(frame: Any) -> str | None:
+    """The address a request came from, when the transport has one (for its audit record):
+    asked of its frame only for the requests that are audited."""
+    if not isinstance(frame, zmq.Frame):
+        return frame                  # already an address (or None)
+    try:
+        return frame.get("Peer-Address")
+    except zmq.ZMQError:
+        return None

@@ -14,6 +14,9 @@ crash) depends on the mode:
   the processes and reattaches their output, then exits.
 
 A clean stop of circusd says ``bye``: the keeper closes what it holds and exits.
+
+The keeper is a fresh interpreter (``python -I -S``, :mod:`circus.core.keeperproc`), not a fork of
+circusd: it holds none of circusd's modules and heap.
 """
 from __future__ import annotations
 
@@ -25,20 +28,16 @@ import signal
 import socket
 import stat
 import struct
-import time
+import sys
 from dataclasses import dataclass, field
 
-from circus.core.lineage import Lineage, read_marker, running, same_pid_namespace, start_ticks
+from circus.core.lineage import Lineage
 
-__all__ = ["KeeperLink", "start_keeper", "Handover", "collect_handover", "handover_path"]
+__all__ = ["KeeperLink", "KeeperStart", "start_keeper", "Handover", "collect_handover", "handover_path"]
 
 log = logging.getLogger("circus")
 
 MAX_MESSAGE = 65536
-#: seconds the warden gives the processes between SIGTERM and SIGKILL
-WARDEN_GRACE = 2.0
-#: while waiting for the next circusd, how often the keeper checks that something still runs
-HANDOVER_CHECK = 2.0
 
 
 def handover_path(state_file: str) -> str:
@@ -57,18 +56,21 @@ class KeeperLink:
     def holds_pipes(self) -> bool:
         return self.mode == "keeper"
 
-    def _send(self, message: dict, fds: list[int] = ()) -> None:
+    def _send(self, fields: list[str], fds: list[int] = ()) -> None:
+        """One message: its fields NUL-separated (a name holding a NUL is not sent)."""
         if self.sock is None:
             return
-        data = json.dumps(message, separators=(",", ":")).encode()
+        if any("\0" in f for f in fields):
+            log.error("not told to the keeper process: a name holding a NUL byte (%r)", fields)
+            return
+        data = "\0".join(fields).encode("utf-8", "surrogatepass")
         try:
             if fds:
                 self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
             else:
                 self.sock.send(data)
         except TimeoutError:        # the keeper is slow (stopped?): this message is lost, not it
-            log.warning("the keeper process did not take a message within 2 s: %s lost",
-                        message.get("op"))
+            log.warning("the keeper process did not take a message within 2 s: %s lost", fields[0])
         except OSError as exc:
             log.error("the keeper process is gone (%s): a SIGKILL of circusd would now leave its "
                       "processes running unsupervised until the next start", exc)
@@ -83,15 +85,15 @@ class KeeperLink:
         """A new process (and, in keeper mode, its pipes' read ends, which circusd keeps too)."""
         if not self.holds_pipes:
             pipes = {}
-        self._send({"op": "hold", "pid": pid, "names": list(pipes)}, list(pipes.values()))
+        self._send(["hold", str(pid), *pipes], list(pipes.values()))
 
     def drop(self, pid: int) -> None:
-        self._send({"op": "drop", "pid": pid})
+        self._send(["drop", str(pid)])
 
     def hold_socket(self, name: str, fd: int | None) -> None:
         """A socket bound (``fd``) or closed (None) under ``name``."""
         if self.holds_pipes:
-            self._send({"op": "socket", "name": name}, [fd] if fd is not None else [])
+            self._send(["socket", name], [fd] if fd is not None else [])
 
     def leave(self) -> None:
         """circusd exits on purpose leaving its processes running: the keeper keeps them."""
@@ -101,47 +103,92 @@ class KeeperLink:
 
     def bye(self) -> None:
         """circusd stops cleanly: the keeper lets go of everything and exits."""
-        self._send({"op": "bye"})
+        self._send(["bye"])
         if self.sock is not None:
             self.sock.close()
             self.sock = None
 
 
+#: the keeper's interpreter: its directory on sys.path, then :func:`keeperproc.main`
+_BOOT = ("import sys; sys.path.append(sys.argv[2]); import keeperproc; "
+         "sys.exit(keeperproc.main(sys.argv[3:]))")
+#: the fd of the keeper's end of the socket pair, in the keeper
+KEEPER_FD = 3
+
+
+def keeper_argv(mode: str, lineage: str, path: str | None) -> list[str]:
+    """The command line of the keeper (``circus-keeper`` is only a label for ``ps``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return [sys.executable, "-I", "-S", "-c", _BOOT, "circus-keeper", here, str(KEEPER_FD), mode,
+            lineage, path or ""]
+
+
 def start_keeper(mode: str, lineage: Lineage, path: str | None) -> KeeperLink:
-    """Fork the keeper (call before any thread or event loop exists, and before circusd becomes
+    """Start the keeper and wait until it exists (:class:`KeeperStart`, then ``finish()``)."""
+    return KeeperStart(mode, lineage, path).finish()
+
+
+class KeeperStart:
+    """Starting the keeper (before any thread or event loop exists, and before circusd becomes
     a subreaper). It is forked twice, so that it is not circusd's child: circusd's children are
-    its processes only, and the keeper is not in any of circusd's process trees."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    middle = os.fork()
-    if middle == 0:                                # pragma: no cover - runs in the child
-        code = 1
+    its processes only, and the keeper is not in any of circusd's process trees; the grandchild
+    then execs a fresh interpreter. circusd does not wait for that interpreter: what it sends
+    meanwhile waits in the socket pair (and a circusd killed meanwhile leaves the keeper its
+    messages and then the end of the stream, as always).
+
+    The fork happens at construction; :meth:`finish` reaps the middle process and reads the
+    keeper's pid, so circusd can do something else meanwhile (import the rest of itself). It
+    must not become a subreaper before :meth:`finish`: the keeper would be re-parented to it."""
+
+    def __init__(self, mode: str, lineage: Lineage, path: str | None) -> None:
+        self.mode = mode
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = keeper_argv(mode, lineage.value, path) if sys.executable else None
+        middle = os.fork()
+        if middle == 0:                                # pragma: no cover - runs in the child
+            code = 1
+            try:
+                ours.close()
+                keeper = os.fork()
+                if keeper > 0:
+                    theirs.send(str(keeper).encode())
+                    code = 0
+                else:
+                    _become_keeper(theirs)
+                    if argv is not None:
+                        try:
+                            os.execv(argv[0], argv)
+                        except OSError:
+                            pass                       # no interpreter to exec: keep in this copy
+                    from circus.core import keeperproc
+                    code = keeperproc.main([str(KEEPER_FD), mode, lineage.value, path or ""])
+            finally:
+                os._exit(code)
+        theirs.close()
+        self._middle, self._sock = middle, ours
+
+    def finish(self) -> KeeperLink:
+        """The link to the keeper, once the middle process is gone (a dead link if the keeper
+        could not start)."""
+        os.waitpid(self._middle, 0)
+        ours, mode = self._sock, self.mode
+        ours.settimeout(5.0)
         try:
+            pid = int(ours.recv(32))
+        except (OSError, ValueError) as exc:
+            log.error("the keeper process did not start (%s): a SIGKILL of circusd would leave its "
+                      "processes running unsupervised until the next start", exc)
             ours.close()
-            if os.fork() > 0:
-                code = 0
-            else:
-                _become_keeper(theirs)
-                theirs.send(str(os.getpid()).encode())
-                code = Keeper(theirs, mode, lineage, path).run()
-        finally:
-            os._exit(code)
-    os.waitpid(middle, 0)
-    theirs.close()
-    ours.settimeout(5.0)
-    try:
-        pid = int(ours.recv(32))
-    except (OSError, ValueError) as exc:
-        log.error("the keeper process did not start (%s): a SIGKILL of circusd would leave its "
-                  "processes running unsupervised until the next start", exc)
-        ours.close()
-        return KeeperLink(None, mode)
-    ours.settimeout(2.0)
-    log.info("keeper process %d (%s)", pid, "holds pipes and sockets for the next circusd"
-             if mode == "keeper" else "ends the processes if circusd is killed")
-    return KeeperLink(ours, mode, pid)
+            return KeeperLink(None, mode)
+        ours.settimeout(2.0)
+        log.info("keeper process %d (%s)", pid, "holds pipes and sockets for the next circusd"
+                 if mode == "keeper" else "ends the processes if circusd is killed")
+        return KeeperLink(ours, mode, pid)
 
 
 def _become_keeper(sock: socket.socket) -> None:   # pragma: no cover - runs in the child
+    """The keeper's process before its exec: its own session, the signals meant for circusd's
+    session ignored, /dev/null for 0-2, the socket pair at KEEPER_FD and no other fd."""
     os.setsid()                       # not in circusd's process group: a ^C to it spares us
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
@@ -149,136 +196,11 @@ def _become_keeper(sock: socket.socket) -> None:   # pragma: no cover - runs in 
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    keep = sock.fileno()
-    os.closerange(3, keep)           # circusd's log, pidfile lock...: not ours to hold
-    os.closerange(keep + 1, 65536)
+    if sock.fileno() != KEEPER_FD:
+        os.dup2(sock.fileno(), KEEPER_FD)
+    os.set_inheritable(KEEPER_FD, True)
+    os.closerange(KEEPER_FD + 1, 65536)   # circusd's log, pidfile lock...: not ours to hold
     logging.disable(logging.CRITICAL)
-
-
-# -- the keeper process -------------------------------------------------------------------------
-
-@dataclass
-class Keeper:                                      # pragma: no cover - runs in the child
-    sock: socket.socket
-    mode: str
-    lineage: Lineage
-    path: str | None
-    pipes: dict[int, dict[str, int]] = field(default_factory=dict)
-    ticks: dict[int, int | None] = field(default_factory=dict)   # pid -> start ticks (identity)
-    sockets: dict[str, int] = field(default_factory=dict)
-
-    def ours(self, pid: int) -> bool:
-        """Is ``pid`` still the process circusd told us about (not a reused pid)?"""
-        return running(pid) and start_ticks(pid) == self.ticks.get(pid)
-
-    def run(self) -> int:
-        while True:
-            try:
-                data, fds = _receive(self.sock)
-            except OSError:
-                data, fds = b"", []
-            if not data:
-                break
-            message = json.loads(data)
-            op = message.get("op")
-            if op == "bye":
-                return 0
-            if op == "hold":
-                pid = message["pid"]
-                self.pipes[pid] = dict(zip(message["names"], fds))
-                self.ticks[pid] = start_ticks(pid)
-            elif op == "drop":
-                self.ticks.pop(message["pid"], None)
-                for fd in self.pipes.pop(message["pid"], {}).values():
-                    os.close(fd)
-            elif op == "socket":
-                old = self.sockets.pop(message["name"], None)
-                if old is not None:
-                    os.close(old)
-                if fds:
-                    self.sockets[message["name"]] = fds[0]
-            else:
-                for fd in fds:
-                    os.close(fd)
-        self.sock.close()
-        if self.mode == "keeper" and self.path:
-            return self.hand_over()
-        self.end_everything()
-        return 0
-
-    def end_everything(self) -> None:
-        """circusd died without a state file: stop what it supervised, by group and by lineage."""
-        def victims() -> list[int]:
-            found = [pid for pid in self.pipes if self.ours(pid)]
-            for entry in os.listdir("/proc"):
-                if entry.isdigit() and read_marker(int(entry)) == self.lineage.value \
-                        and same_pid_namespace(int(entry)):
-                    found.append(int(entry))
-            return found
-
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in self.pipes:
-                if self.ours(pid):             # its group leader is still the one: the group too
-                    _signal_group(pid, sig)
-            for pid in victims():
-                _signal(pid, sig)
-            deadline = time.monotonic() + (WARDEN_GRACE if sig == signal.SIGTERM else 1.0)
-            while victims() and time.monotonic() < deadline:
-                time.sleep(0.02)
-
-    def hand_over(self) -> int:
-        """Wait for the next circusd and give it everything we hold."""
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        old_umask = os.umask(0o077)
-        try:
-            server.bind(self.path)
-        except OSError:               # cannot offer them: at least keep the pipes open meanwhile
-            server.close()
-            while any(self.ours(pid) for pid in self.pipes):
-                time.sleep(HANDOVER_CHECK)
-            return 1
-        finally:
-            os.umask(old_umask)
-        server.listen(1)
-        server.settimeout(HANDOVER_CHECK)
-        while True:
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                if any(self.ours(pid) for pid in self.pipes):
-                    continue
-                break                    # everything it kept for has ended: nothing to hand over
-            conn.setblocking(True)
-            if not _trusted_peer(conn):
-                conn.close()
-                continue
-            try:
-                conn.settimeout(10.0)
-                inventory = {"lineage": self.lineage.value,
-                             "processes": {str(pid): list(p) for pid, p in self.pipes.items()},
-                             "sockets": list(self.sockets)}
-                conn.sendmsg([json.dumps(inventory).encode()])
-                for pid, pipes in self.pipes.items():
-                    _send_fds(conn, {"pid": pid, "names": list(pipes)}, list(pipes.values()))
-                for name, fd in self.sockets.items():
-                    _send_fds(conn, {"socket": name}, [fd])
-                conn.sendmsg([b'{"end": true}'])
-                if conn.recv(16) == b"ok":
-                    break
-            except OSError:
-                continue
-            finally:
-                conn.close()
-        server.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-        return 0
 
 
 def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
@@ -306,20 +228,6 @@ def _trusted_peer(conn: socket.socket) -> bool:
     except OSError:
         return False
     return uid in (0, os.geteuid())
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except OSError:
-        pass
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except OSError:
-        pass
 
 
 # -- the next circusd's side --------------------------------------------------------------------

@@ -3,41 +3,33 @@
 Every process circusd starts carries ``CIRCUS_ARBITER=<node id>.<circusd pid>.<circusd start>`` in
 its environment (and so do its descendants, unless they clear their environment). The node id is
 derived from the configuration file's real path, so a circusd started again on the same file
-recognizes what an earlier instance left: the processes of a dead instance of this node. A pid
-alone is not an identity (pids are reused): a process is identified by its pid *and* its start
-time in clock ticks since boot (``/proc/PID/stat`` field 22), which a reused pid cannot share.
+recognizes what an earlier instance left: the processes of a dead instance of this node. A
+process is identified by its pid and its start time (:mod:`circus.core.procfs`).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
+
+from circus.core.procfs import MARKER, read_marker, running, same_pid_namespace, start_ticks
 
 __all__ = ["MARKER", "Lineage", "start_ticks", "read_marker", "running", "scan", "Stray", "boot_id",
            "same_pid_namespace"]
 
-#: the environment variable every child of circusd carries
-MARKER = "CIRCUS_ARBITER"
 
+def _sha256(data: bytes) -> str:
+    """SHA-256 from the interpreter's own implementation (``_sha2`` from Python 3.12 on,
+    ``_sha256`` before): ``hashlib`` would load OpenSSL's libcrypto, 4 MB of circusd's memory,
+    for this one digest."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        return module.sha256(data).hexdigest()
+    import hashlib                    # a Python built without its own SHA-256
 
-def _stat(pid: int | str) -> list[bytes]:
-    """The fields of ``/proc/PID/stat`` after the command name (field 3 first); [] if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return []
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    return data[data.rfind(b")") + 2:].split()
-
-
-def start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot, or None when it is gone."""
-    fields = _stat(pid)
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+    return hashlib.sha256(data).hexdigest()
 
 
 def boot_id() -> str:
@@ -47,40 +39,6 @@ def boot_id() -> str:
             return fh.read().strip()
     except OSError:
         return ""
-
-
-def _pid_ns(pid: int | str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
-def same_pid_namespace(pid: int) -> bool:
-    """Is ``pid`` in our pid namespace? (A container's circusd has its own pids and start times:
-    its processes must never be judged by ours.)"""
-    mine = _pid_ns("self")
-    return mine is None or _pid_ns(pid) == mine
-
-
-def running(pid: int) -> bool:
-    """Is ``pid`` a live process (not a zombie waiting to be reaped)?"""
-    fields = _stat(pid)
-    return bool(fields) and fields[0] not in (b"Z", b"X")
-
-
-def read_marker(pid: int) -> str | None:
-    """The value of ``CIRCUS_ARBITER`` in ``pid``'s environment (None: absent or unreadable)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    key = MARKER.encode() + b"="
-    for entry in data.split(b"\0"):
-        if entry.startswith(key):
-            return entry[len(key):].decode(errors="replace")
-    return None
 
 
 @dataclass(frozen=True)
@@ -95,7 +53,7 @@ class Lineage:
     def for_config(cls, config_path: str | None, pid: int | None = None) -> "Lineage":
         pid = os.getpid() if pid is None else pid
         source = os.path.realpath(config_path) if config_path else f"pid:{pid}"
-        node_id = hashlib.sha256(source.encode()).hexdigest()[:16]
+        node_id = _sha256(source.encode())[:16]
         return cls(node_id, pid, start_ticks(pid) or 0)
 
     @property

@@ -29,7 +29,7 @@ KILL_WAIT = 10.0
 GROUP_POLL = 0.02
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Process:
     """One worker slot of a watcher."""
 
@@ -49,7 +49,7 @@ class Process:
     reason: str = ""                   # why the slot is in its state (backoff / fatal)
     abort_reason: str = ""             # why circusd stopped a starting process (probe failed...)
     exited: asyncio.Future[int] | None = field(default=None, repr=False)
-    ready_waiter: asyncio.Future[str] | None = field(default=None, repr=False)
+    ready_waiter: asyncio.Future[str] | None = field(default=None, repr=False)  # None: no probe
     io: Any = field(default=None, repr=False)          # readiness.ProcessIO when captured
     start_ticks: int | None = None     # start time in clock ticks since boot (its identity)
     adopted: bool = False              # started by an earlier circusd, re-adopted

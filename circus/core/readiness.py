@@ -41,8 +41,11 @@ class ProcessIO:
         loop = asyncio.get_running_loop()
         self.probe = probe
         self.tail = Tail(20)
-        self.ready: asyncio.Future[str] = loop.create_future()
-        self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+        #: set by a READY=1 or a matching line (only those probes have one)
+        self.ready: asyncio.Future[str] | None = None
+        if isinstance(probe, (LogProbe, NotifyProbe)):
+            self.ready = loop.create_future()
+            self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.status = ""
         self.last_watchdog = loop.time()
         self.env: dict[str, str] = {}
@@ -114,7 +117,7 @@ class ProcessIO:
         self.output.lines(pid, name, lines)
         if name == "stderr":
             self.tail.extend(lines)
-        if self.matcher is not None and not self.ready.done():
+        if self.matcher is not None and self.ready is not None and not self.ready.done():
             for line in lines:
                 if self.matcher.feed(line.decode(errors="replace")):
                     self.ready.set_result(f"log line matched: {line.decode(errors='replace')[:200]}")
@@ -125,7 +128,7 @@ class ProcessIO:
             self.status = fields["STATUS"]
         if fields.get("WATCHDOG") == "1":
             self.last_watchdog = asyncio.get_running_loop().time()
-        if fields.get("READY") == "1" and not self.ready.done():
+        if fields.get("READY") == "1" and self.ready is not None and not self.ready.done():
             self.ready.set_result("READY=1 received" + (f" ({self.status})" if self.status else ""))
         if fields.get("STOPPING") == "1":
             log.info("process %d says it is stopping%s", self._pid, f": {self.status}" if self.status else "")
@@ -143,6 +146,7 @@ async def wait_for_probe(io: ProcessIO, *, deadline: float,
     if io.probe is None:
         return "ready"
     if isinstance(io.probe, (NotifyProbe, LogProbe)):
+        assert io.ready is not None
         try:
             return await asyncio.wait_for(asyncio.shield(io.ready), max(0.0, deadline - loop.time()))
         except TimeoutError:

@@ -12,8 +12,6 @@ polls: an exit is seen within one loop iteration.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import resource
@@ -201,10 +199,13 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 def become_subreaper() -> bool:
-    """Make this process a child subreaper (Linux): orphaned descendants are re-parented to it."""
-    name = ctypes.util.find_library("c")
+    """Make this process a child subreaper (Linux): orphaned descendants are re-parented to it.
+    ``prctl`` is looked up among the symbols the process has loaded already (libc's), not with
+    ``ctypes.util.find_library``, which runs ``ldconfig``."""
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         ok = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False

@@ -46,8 +46,11 @@ def spawn_slot(w: Any, p: Process) -> None:
         io.spawned(pid, w.host.pump)
     p.io, p.abort_reason = io, ""
     p.start_ticks, p.adopted = None, False
-    p.ready_waiter = loop.create_future()
-    p.ready_waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
+    probed = io is not None and io.probe is not None
+    p.ready_waiter = None              # without a probe a process is ready once spawned
+    if probed:
+        p.ready_waiter = loop.create_future()
+        p.ready_waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
     p.apply(ProcessEvent.SPAWN)
     p.pid, p.started_at, p.create_time = pid, now, time.time()
     p.spawns += 1
@@ -63,8 +66,7 @@ def spawn_slot(w: Any, p: Process) -> None:
     w.host.claim(pid, w)
     log.debug("%s: spawned process %d (wid %d)", w.name, pid, p.wid)
     w.host.emit(w.name, "spawn", {"process_pid": pid, "time": p.create_time})
-    if io is None or io.probe is None:
+    if not probed:
         p.apply(ProcessEvent.READY)
-        p.ready_waiter.set_result("started")
     else:
         w._own(loop.create_task(w._become_ready(p, pid)))

@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
@@ -161,7 +160,7 @@ class ToolRunner:
 
     def new_run_id(self, wanted: str | None) -> str:
         if wanted is None:
-            return uuid.uuid4().hex[:12]
+            return os.urandom(6).hex()           # 12 random hex digits, as uuid4's were
         if not RUN_ID.fullmatch(wanted):
             raise ProtocolError(ErrorCode.INVALID_PROPERTY,
                                 "property 'run_id' must be 1 to 64 letters, digits, '_' or '-'")

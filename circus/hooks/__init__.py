@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
 
+from circus import asynctls
+
 __all__ = ["HOOK_POINTS", "ALWAYS_IGNORED", "ON_FAILURE", "Hook", "HookRunner", "resolve"]
 
 log = logging.getLogger("circus")
@@ -68,6 +70,7 @@ def resolve(dotted: str) -> Callable[..., Any]:
     module_name, _, attr = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
     if not module_name or not attr:
         raise ValueError(f"{dotted!r} is not a dotted name")
+    asynctls.enable()          # the user's code may open TLS connections on circusd's loop
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:

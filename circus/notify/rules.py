@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from circus.config import NotifyConfig
@@ -161,6 +160,8 @@ _WORDS = {"fatal": "is fatal", "backoff": "in backoff", "unhealthy": "is unhealt
 
 
 def _when(wall: float) -> str:
+    from datetime import datetime, timezone
+
     return datetime.fromtimestamp(wall, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

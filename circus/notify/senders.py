@@ -8,23 +8,18 @@
   pipe that becomes its stdin, and exit code 0 is a success. It is killed at ``timeout``.
 
 ``send`` raises :class:`DeliveryError` with a short reason when the delivery failed; retrying is
-the caller's business.
+the caller's business. ``smtplib``, ``email``, ``urllib`` and ``ssl`` are imported by the first
+delivery that needs them: circusd without such a notification never loads them.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.message
-import email.utils
 import fcntl
 import json
 import os
-import smtplib
-import ssl
-import urllib.error
-import urllib.request
 from concurrent.futures import Executor
-from typing import Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from circus import __version__
 from circus.config import NotifyConfig
@@ -33,6 +28,9 @@ from circus.core.spawner import SpawnSpec
 from circus.errors import CircusError
 from circus.notify.spec import (Destination, ExecDestination, SmtpDestination, WebhookDestination,
                                 parse_destination)
+
+if TYPE_CHECKING:
+    import email.message
 
 __all__ = ["DeliveryError", "Message", "Sender", "SenderHost", "make_sender", "MAX_STDIN"]
 
@@ -85,6 +83,9 @@ class SmtpSender:
         await asyncio.get_running_loop().run_in_executor(self.executor, self._send, message)
 
     def mail(self, message: Message) -> email.message.EmailMessage:
+        import email.message
+        import email.utils
+
         mail = email.message.EmailMessage()
         mail["Subject"] = message.subject
         mail["From"] = self.cfg.mail_from or ""
@@ -96,6 +97,9 @@ class SmtpSender:
         return mail
 
     def _send(self, message: Message) -> None:          # in a worker thread
+        import smtplib
+        import ssl
+
         cfg, dest = self.cfg, self.dest
         where = str(dest)
         try:
@@ -135,6 +139,9 @@ class WebhookSender:
         await asyncio.get_running_loop().run_in_executor(self.executor, self._post, message)
 
     def _post(self, message: Message) -> None:           # in a worker thread
+        import urllib.error
+        import urllib.request
+
         body = json.dumps(message.data).encode()
         request = urllib.request.Request(
             self.dest.url, data=body, method="POST",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 __all__ = ["NOTIFY_EVENTS", "EVENT_TOPICS", "SmtpDestination", "ExecDestination",
            "WebhookDestination", "Destination", "parse_destination", "split_command"]
@@ -74,6 +73,8 @@ def parse_destination(text: str) -> Destination:
     text = text.strip()
     if text.lower().startswith("exec:"):
         return ExecDestination(split_command(text[len("exec:"):]))
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(text)
         port = parts.port

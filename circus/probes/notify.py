@@ -12,7 +12,6 @@ import array
 import asyncio
 import logging
 import os
-import secrets
 import socket
 import struct
 from collections.abc import Callable
@@ -69,7 +68,7 @@ class NotifySocket:
     ) -> None:
         self._on_message = on_message
         self._allowed = allowed
-        self._name = "circus/" + secrets.token_hex(8)
+        self._name = "circus/" + os.urandom(8).hex()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.received = 0
         self.dropped = 0

@@ -18,14 +18,13 @@ gives a ``run_command(argv, timeout)`` coroutine function instead, which must:
 from __future__ import annotations
 
 import asyncio
-import base64
 import shlex
 import signal
-import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from circus import asynctls
 from circus.protocol.limits import compile_line_pattern
 
 from ..errors import CircusError
@@ -42,7 +41,7 @@ _RUN_COMMAND_GRACE = 1.0
 _CLOSE_GRACE = 0.1
 _MAX_STATUS_LINE = 8192
 
-_ssl_context: ssl.SSLContext | None = None
+_ssl_context: Any = None       # ssl.SSLContext, made (and ssl loaded) by the first https probe
 
 
 class ProbeFailed(CircusError):
@@ -86,9 +85,10 @@ def _short(text: str, limit: int = 60) -> str:
 def _os_error(exc: OSError, where: str) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {where}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    ssl = sys.modules.get("ssl")     # a TLS error comes from a loaded ssl module
+    if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate of {where} rejected: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
+    if ssl is not None and isinstance(exc, ssl.SSLError):
         return f"TLS error with {where}: {exc.reason or exc}"
     if isinstance(exc, ConnectionError):
         return f"connection to {where} lost: {exc.strerror or exc}"
@@ -118,14 +118,16 @@ async def _check_tcp(probe: TcpProbe, deadline: float) -> tuple[bool, str]:
     return True, f"connected to {where}"
 
 
-def _default_ssl_context() -> ssl.SSLContext:
+def _default_ssl_context() -> Any:
     global _ssl_context
     if _ssl_context is None:
-        _ssl_context = ssl.create_default_context()
+        _ssl_context = asynctls.enable().create_default_context()
     return _ssl_context
 
 
 async def _check_http(probe: HttpProbe, deadline: float) -> tuple[bool, str]:
+    from urllib.parse import unquote, urlsplit
+
     url = probe.url
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -148,6 +150,8 @@ async def _check_http(probe: HttpProbe, deadline: float) -> tuple[bool, str]:
     ]
     if userinfo:
         user, _, password = userinfo.partition(":")
+        import base64
+
         token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
         headers.append(f"Authorization: Basic {token}")
     request = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1", "replace")

@@ -16,13 +16,10 @@ Readiness accepts every kind (`READINESS_KINDS`); liveness only tcp, http and ex
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
-from urllib.parse import urlsplit
 
 from circus.protocol.limits import MAX_LINE_PATTERN, compile_line_pattern
 
@@ -112,6 +109,8 @@ def _tcp(rest: str) -> TcpProbe:
         host, bracket, tail = rest[1:].partition("]")
         if not bracket:
             raise ValueError(f"missing ']' after the IPv6 address in {rest!r}")
+        import ipaddress
+
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
@@ -144,6 +143,8 @@ def _http(url: str) -> HttpProbe:
         raise ValueError("http: needs a URL, e.g. http:http://127.0.0.1:8000/health")
     if any(ch.isspace() for ch in url):
         raise ValueError(f"expected a URL without spaces, got {url!r}")
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
@@ -189,6 +190,8 @@ def parse_probe(text: str, allowed: frozenset[str] = READINESS_KINDS) -> Probe:
         kind, colon, rest = text.partition(":")
         kind = kind.strip().lower()
         if kind not in PROBE_KINDS:
+            import difflib
+
             matches = difflib.get_close_matches(kind, PROBE_KINDS, n=1, cutoff=0.6)
             hint = f" (did you mean {matches[0]!r}?)" if matches else ""
             raise ValueError(f"unknown probe kind {kind!r}{hint}; {_SYNTAX}")

@@ -39,7 +39,6 @@ some work or memory is proportional to it and would otherwise be the client's to
 from __future__ import annotations
 
 import re
-import unicodedata
 import warnings
 from typing import Any
 
@@ -182,6 +181,26 @@ def name_problem(name: object, what: str = "name") -> str | None:
         return f"{what} is empty"
     if len(name) > MAX_NAME:
         return f"{what} is longer than {MAX_NAME} characters"
+    if name.isascii():          # the only bad ASCII characters are the controls (Cc)
+        bad = next((ch for ch in name if ch < " " or ch == "\x7f"), None)
+        if bad is not None:
+            return f"{what} {name!r} contains a control character (U+{ord(bad):04X})"
+    else:
+        problem = _unicode_problem(name, what)
+        if problem:
+            return problem
+    if name != name.strip(" "):
+        return f"{what} {name!r} begins or ends with a space"
+    if "/" in name or "\\" in name:
+        return f"{what} {name!r} contains a path separator"
+    if name in (".", ".."):
+        return f"{what} cannot be {name!r}"
+    return None
+
+
+def _unicode_problem(name: str, what: str) -> str | None:
+    import unicodedata          # names are ASCII nearly always: loaded for the others only
+
     for ch in name:
         category = unicodedata.category(ch)
         if category in _BAD_CATEGORIES:
@@ -191,12 +210,6 @@ def name_problem(name: object, what: str = "name") -> str | None:
             return f"{what} {name!r} contains {kind} (U+{ord(ch):04X})"
         if category == "Zs" and ch != " ":
             return f"{what} {name!r} contains a space other than U+0020 (U+{ord(ch):04X})"
-    if name != name.strip(" "):
-        return f"{what} {name!r} begins or ends with a space"
-    if "/" in name or "\\" in name:
-        return f"{what} {name!r} contains a path separator"
-    if name in (".", ".."):
-        return f"{what} cannot be {name!r}"
     return None
 
 

@@ -9,7 +9,6 @@ The rule: a reachable endpoint needs CURVE, unless the configuration says ``inse
 """
 from __future__ import annotations
 
-import ipaddress
 from typing import Iterable
 
 __all__ = ["is_local", "exposed", "refusal", "INSECURE_WARNING"]
@@ -35,8 +34,10 @@ def is_local(endpoint: str) -> bool:
     host = _tcp_host(endpoint)
     if host is None:
         return False
-    if host.lower() in ("localhost", "lo"):
+    if host.lower() in ("localhost", "lo", "127.0.0.1", "::1"):
         return True
+    import ipaddress           # any other address (the common ones above need no parsing)
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

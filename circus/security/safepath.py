@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 from collections import deque
 
@@ -302,7 +301,7 @@ def replace_private(path: str, data: bytes, mode: int = 0o600, *, prefix: str = 
     is replaced, never followed), then the directory fsync'ed."""
     dfd, name, _ = walk(path, follow_last=False)
     try:
-        tmp = f"{prefix}{secrets.token_hex(6)}"
+        tmp = f"{prefix}{os.urandom(6).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      mode, dir_fd=dfd)
         try:

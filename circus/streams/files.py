@@ -20,12 +20,8 @@ created mode 0640 and belong to the watcher's ``uid``/``gid`` when circusd runs 
 from __future__ import annotations
 
 import errno
-import gzip
 import os
-import secrets
-import shutil
 import stat
-import tempfile
 from typing import Any, Callable
 
 from circus.security.asuser import Creds, run_as
@@ -86,6 +82,8 @@ def open_log(path: str, owner: Owner) -> tuple[Any, list[int]]:
 
 def temporary(prefix: str, owner: Owner) -> tuple[Any, list[int]]:
     """Job: a new temporary file (``mkstemp``: mode 0600, a name nobody could guess)."""
+    import tempfile
+
     fd, path = tempfile.mkstemp(prefix=prefix, suffix=".log")
     if owner is not None:
         try:
@@ -108,6 +106,9 @@ def exists_at(name: str, dfd: int) -> bool:
 def gzip_at(dfd: int, src: str, dst: str, owners: tuple[int, ...] = (), level: int = 6) -> None:
     """Compress ``src`` into ``dst`` (names in the directory ``dfd``; same mode and owner), then
     remove ``src``. ``src`` is never read through a link nor when it is another user's file."""
+    import gzip
+    import shutil
+
     try:
         fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
     except OSError as exc:
@@ -119,7 +120,7 @@ def gzip_at(dfd: int, src: str, dst: str, owners: tuple[int, ...] = (), level: i
         problem = is_unsafe_file(st, owners) or ("" if stat.S_ISREG(st.st_mode) else "not a file")
         if problem:
             raise UnsafePath(src, f"{problem}: not compressed")
-        tmp = f".{dst}.{secrets.token_hex(6)}.tmp"
+        tmp = f".{dst}.{os.urandom(6).hex()}.tmp"
         fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                        stat.S_IMODE(st.st_mode) & 0o777, dir_fd=dfd)
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import zlib
-from datetime import datetime, timezone
 from typing import Callable, Protocol
 
 __all__ = ["Batch", "Format", "TextFormat", "JsonFormat", "FancyFormat", "COLOR_CODES", "pick_color"]
@@ -43,6 +42,8 @@ class _Prefixed:
         second = int(when)
         if self._cacheable and self._cached[0] == second and self._cached[1] == pid:
             return self._cached[2]
+        from datetime import datetime     # loaded by the first line with a time prefix
+
         stamp = datetime.fromtimestamp(when).strftime(self.time_format)
         prefix = f"{self.before}{stamp} [{pid}] | {self.after}".encode(errors="replace")
         self._cached = (second, pid, prefix)
@@ -88,6 +89,8 @@ class JsonFormat:
         self.node = node
 
     def lines(self, batch: Batch) -> list[bytes]:
+        from datetime import datetime, timezone
+
         when, pid, stream, lines = batch
         stamp = datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds")
         head = json.dumps({"time": stamp.replace("+00:00", "Z"), "node": self.node(),

@@ -211,7 +211,7 @@ class WatcherOutput:
     def attached(self, pipe: Pipe) -> None:
         """A process's pipe now feeds this output (forgotten at its EOF)."""
         self.pipes.add(pipe)
-        pipe.closed.add_done_callback(lambda _: self.pipes.discard(pipe))
+        pipe.on_close = self.pipes.discard
 
     def last(self, n: int, names: Iterable[str] = STREAM_NAMES) -> list[dict[str, Any]]:
         return self.recent.last(n, names)

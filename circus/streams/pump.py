@@ -45,10 +45,20 @@ class Gate(Protocol):
 
 
 class Tail:
-    """The last ``size`` lines of a stream (for error messages)."""
+    """The last ``size`` lines of a stream (for error messages); nothing is held (not even an
+    empty deque) before the first line."""
+
+    __slots__ = ("size", "_lines")
 
     def __init__(self, size: int = 20) -> None:
-        self.lines: deque[bytes] = deque(maxlen=size)
+        self.size = size
+        self._lines: deque[bytes] | None = None
+
+    @property
+    def lines(self) -> deque[bytes]:
+        if self._lines is None:
+            self._lines = deque(maxlen=self.size)
+        return self._lines
 
     def add(self, line: bytes) -> None:
         self.lines.append(line)
@@ -57,21 +67,44 @@ class Tail:
         self.lines.extend(lines)
 
     def text(self, n: int | None = None) -> str:
-        lines = list(self.lines)[-n:] if n else list(self.lines)
+        if self._lines is None:
+            return ""
+        lines = list(self._lines)[-n:] if n else list(self._lines)
         return "\n".join(line.decode(errors="replace") for line in lines)
 
 
 class Pipe:
-    """One attached pipe; ``closed`` is done once it reached EOF (or was closed at shutdown)."""
+    """One attached pipe; ``done`` once it reached EOF (or was closed at shutdown), when
+    ``on_close`` is called. A future to wait for that is made only for a waiter: a process's
+    two pipes cost no asyncio objects but their readers."""
 
-    __slots__ = ("fd", "pid", "name", "partial", "sink", "gate", "closed", "paused")
+    __slots__ = ("fd", "pid", "name", "partial", "sink", "gate", "done", "paused", "on_close",
+                 "_waiter")
 
-    def __init__(self, fd: int, pid: int, name: str, sink: LineSink, gate: Gate | None,
-                 closed: asyncio.Future[None]) -> None:
+    def __init__(self, fd: int, pid: int, name: str, sink: LineSink, gate: Gate | None) -> None:
         self.fd, self.pid, self.name, self.sink, self.gate = fd, pid, name, sink, gate
         self.partial = b""
-        self.closed = closed
+        self.done = False
         self.paused = False
+        self.on_close: Callable[[Pipe], None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def closed(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future done once the pipe is."""
+        if self._waiter is None:
+            self._waiter = loop.create_future()
+            if self.done:
+                self._waiter.set_result(None)
+        return self._waiter
+
+    def finished(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.on_close is not None:
+            self.on_close(self)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class OutputPump:
@@ -83,7 +116,7 @@ class OutputPump:
         """Start reading ``fd`` (the read end of a child's pipe); the pump owns and closes it."""
         loop = self._loop = asyncio.get_running_loop()
         os.set_blocking(fd, False)
-        pipe = Pipe(fd, pid, name, sink, gate, loop.create_future())
+        pipe = Pipe(fd, pid, name, sink, gate)
         self._pipes[fd] = pipe
         loop.add_reader(fd, self._readable, pipe)
         return pipe
@@ -136,14 +169,14 @@ class OutputPump:
             if self._loop is not None and not pipe.paused:
                 self._loop.remove_reader(pipe.fd)
             os.close(pipe.fd)
-        if not pipe.closed.done():
-            pipe.closed.set_result(None)
+        pipe.finished()
 
     async def wait_closed(self, timeout: float, pipes: Iterable[Pipe] | None = None) -> None:
         """Wait (bounded) until these pipes (all by default) reached EOF — e.g. before circusd
         exits, or before a stopped watcher closes its streams."""
-        chosen = self._pipes.values() if pipes is None else pipes
-        pending = [p.closed for p in chosen if not p.closed.done()]
+        chosen = list(self._pipes.values() if pipes is None else pipes)
+        loop = asyncio.get_running_loop()
+        pending = [p.closed(loop) for p in chosen if not p.done]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 

@@ -16,6 +16,7 @@ import queue
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from circus import asynctls
 from circus.config.schema import STREAM_CLASSES, STREAM_OPTIONS
 from circus.config.watcher import builtin_stream_name
 from circus.errors import StreamError
@@ -135,6 +136,7 @@ def _custom(dotted: str, options: dict[str, str], ctx: StreamContext) -> Any:
     module_name, sep, attr = dotted.partition(":")
     if not sep:
         module_name, _, attr = dotted.rpartition(".")
+    asynctls.enable()          # the user's code may open TLS connections on circusd's loop
     try:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from circus.security.safepath import walk
@@ -57,6 +56,8 @@ class TimedRotatingFileStream(FileTarget):
     def next_rollover(self, now: float) -> float:
         """When the period that contains ``now`` ends."""
         if self.when == "MIDNIGHT" or self.when.startswith("W"):
+            from datetime import datetime, timedelta, timezone
+
             tz = timezone.utc if self.utc else None
             today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
             days = 1
