@@ -139,6 +139,15 @@ class Env:
             return job if job["phase"] == "ended" else None
         return self.wait(ended, timeout, f"job {job_id} to end")
 
+    def job_page(self, job_id: str, user: str = "otto") -> str:
+        """The job's page, as the user sees it (its panel and banner, rendered)."""
+        assert self.httpd is not None
+        client = self.httpd.client()
+        assert client.login(user, PASSWORD).status == 302
+        r = client.get(f"/jobs/{job_id}")
+        assert r.status == 200, r.text[-2000:]
+        return r.text
+
     def rows(self, user: str = "rita", query: str = "") -> dict[str, dict]:
         code, body = self.api(user, "GET", "/api/watchers" + query)
         assert code == 200, body
@@ -275,6 +284,7 @@ def test_bad_requests_say_why(env):
                                                              "tag": "front"})
     assert code == 409 and answer["error"] == "refused"
     assert "no watcher or collection called 'nosuch'" in answer["reason"]
+    assert "rolling restart of nosuch: refused" in env.job_page(answer["job"]["id"])
     # a node that cannot be asked whether it has it keeps its turn, and fails it: never
     # skipped silently
     code, answer = env.api("otto", "POST", "/api/rolling", {"watcher": "nosuch"})
@@ -303,6 +313,9 @@ def test_a_rolling_restart_replaces_every_node_s_processes(env):
         after = env.pids(node, "web")
         assert len(after) == len(before[node]) and not set(after) & set(before[node]), node
     assert "replaced" in job["items"]["n1:web"]["note"]
+    page = env.job_page(job["id"])
+    assert 'data-phase="ended"' in page and 'data-result="ok"' in page
+    assert page.count('class="chip st-done"') == 3 and 'id="job-resume"' not in page
     code, listed = env.api("rita", "GET", "/api/jobs")
     assert listed["jobs"][0]["id"] == job["id"] and "items" not in listed["jobs"][0]
 
@@ -329,6 +342,11 @@ def test_a_failure_in_the_middle_stops_there_and_says_how_to_resume(env):
                                            "--node n2 --node n10")
         assert "done: n1" in banner["lines"] and "not done: n10" in banner["lines"]
         assert env.pids("n10", "web") == before_n10          # never sent
+        page = env.job_page(job["id"])
+        assert 'data-result="error"' in page and 'data-item="n2:web" data-node="n2" ' \
+            'data-state="failed"' in page
+        assert 'name="nodes" value="n2,n10"' in page and "Resume on n2, n10" in page
+        assert "Resume on" not in env.job_page(job["id"], "rita")   # readonly: no form
     finally:
         (env.base / "n2" / "ok").write_text("")
     # fixed: resumed on the nodes failed and not done only
@@ -363,6 +381,7 @@ def test_an_add_is_placed_where_the_strategy_says(env):
         assert job["items"]["n10"]["note"].startswith("round_robin: fewest watchers (1); "
                                                       "started 3 processes (")
         assert job["banner"]["title"] == "add api: placed on n10, n2"
+        assert "add api: placed on n10, n2" in env.job_page(job["id"], "ada")
         assert len(env.pids("n10", "api")) == 3 and len(env.pids("n2", "api")) == 3
         assert "api" not in ctl(env.ep("n1"), "list")
         row = env.wait(lambda: env.rows().get("api"), what="api in the rows")

@@ -249,6 +249,7 @@
   }
 
   function onJob(m) {
+    if (m.phase === "ended" && m.order === null && q("#jobs-list")) { refresh(); }   // the list
     if (jobBuffer) { jobBuffer.push(m); return; }
     var box = panel();
     if (!box || box.getAttribute("data-job") !== m.id) { return; }
