@@ -31,9 +31,9 @@ log = logging.getLogger("circus.web")
 #: seconds between two full rounds of questions while a page watches
 REFRESH_EVERY = 10.0
 #: seconds after a node's first event before it is asked (its other events meanwhile count too)
-SETTLE = 0.1
+SETTLE = 0.05
 #: seconds over which changes are gathered before the listeners hear of them
-FLUSH_EVERY = 0.1
+FLUSH_EVERY = 0.02
 #: a page load without a watcher asks again when what is kept is older than this
 PAGE_MAX_AGE = 2.0
 
