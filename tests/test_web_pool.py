@@ -368,6 +368,21 @@ def test_a_second_rolling_restart_of_the_same_watcher_waits_its_turn(env):
     assert env.job_end("otto", first["job"]["id"])["state"] == "done"
 
 
+def test_without_script_a_form_post_goes_to_the_job_page(env):
+    otto = env.httpd.client()
+    otto.login("otto", PASSWORD)
+    r = otto.post("/watchers/rolling", {"watcher": "worker", "tag": "live", "batch": "1"})
+    assert r.status == 303
+    job_id = re.fullmatch(r"/jobs/([0-9a-f]+)", r.header("location")).group(1)
+    page = otto.get(f"/jobs/{job_id}").text
+    assert 'data-node="n1"' in page
+    if 'data-phase="ended"' not in page:                 # the page reloads itself meanwhile
+        assert '<noscript><meta http-equiv="refresh" content="2"></noscript>' in page
+    assert env.job_end("otto", job_id)["state"] == "done"
+    assert 'data-phase="ended"' in otto.get(f"/jobs/{job_id}").text
+    assert otto.get("/jobs/00000000").status == 404
+
+
 # -- adds with placement --------------------------------------------------------------------------
 
 def test_an_add_is_placed_where_the_strategy_says(env):
