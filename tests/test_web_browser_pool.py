@@ -16,9 +16,8 @@ import pytest
 
 import webdriver
 from conftest import Circusd
-from test_web_browser import (BG, PASSWORD, PY, USERS, Httpd, adduser, bg,  # noqa: F401
-                              browser, browser_paths, fetch, login, open_page, path_of,
-                              png_size, shots)
+from test_web_browser import (BG, PY, USERS, Httpd, adduser, bg, browser,  # noqa: F401
+                              browser_paths, fetch, login, path_of, png_size, shots)
 
 pytestmark = pytest.mark.real
 

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from circus.protocol import COMMANDS
 from circus.protocol.limits import name_problem
@@ -34,9 +34,8 @@ from .banners import summary
 from .jobs import RUNNING, Job, Jobs
 from .nodes import ACTION_DEADLINE
 
-__all__ = ["ForUser", "BadRequest", "RollingRequest", "AddRequest", "rolling_request",
-           "add_request", "start_rolling", "start_add", "ROLLING_ACTIONS", "STATE_EVERY",
-           "MAX_BATCH"]
+__all__ = ["ForUser", "BadRequest", "RollingRequest", "AddRequest", "Runner", "rolling_request",
+           "add_request", "required_role", "ROLLING_ACTIONS", "STATE_EVERY", "MAX_BATCH"]
 
 log = logging.getLogger("circus.web")
 
@@ -385,6 +384,3 @@ class Runner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-
-def params_view(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if v not in (None, "", [], ())}

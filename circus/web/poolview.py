@@ -19,12 +19,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from .watchers import entry
 
 __all__ = ["PoolView", "Change", "RefreshStats", "REFRESH_EVERY", "SETTLE", "FLUSH_EVERY",
-           "PAGE_MAX_AGE", "nodes_with_tag", "pool_tags", "summary_of"]
+           "PAGE_MAX_AGE", "nodes_with_tag", "pool_tags"]
 
 log = logging.getLogger("circus.web")
 
@@ -268,7 +268,3 @@ def pool_tags(config: Any) -> list[str]:
             seen.setdefault(tag, None)
     return sorted(seen)
 
-
-def summary_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    rows = list(rows)
-    return {"watchers": len(rows), "unhealthy": sum(1 for r in rows if r["unhealthy"])}
