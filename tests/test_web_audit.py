@@ -127,6 +127,20 @@ def test_an_api_call_is_audited_with_the_token_user_whatever_the_body_says(secur
         trail.close()
 
 
+def test_a_pool_wide_rolling_restart_is_audited_with_the_web_user(secure):
+    trail = secure.trail()
+    try:
+        r = request(secure.httpd.port, "POST", "/api/rolling",
+                    {"Authorization": f"Bearer {secure.token}",
+                     "Content-Type": "application/json"}, json.dumps({"watcher": "sl"}).encode())
+        assert r.status == 202, r.text
+        record = _record(trail, "restart")
+        assert (record["caller"], record["on_behalf_of"]) == ("circusd", "opal")
+        assert record["properties"]["name"] == "sl" and record["status"] == "ok"
+    finally:
+        trail.close()
+
+
 def test_only_the_nodes_own_key_may_name_a_web_user(secure):
     trail = secure.trail()
     admin = secure.control(secure.keys.client("admin"))

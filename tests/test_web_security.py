@@ -234,7 +234,7 @@ def test_the_pages_hold_no_inline_script_style_or_handler(site):
     c = site.client()
     pages = {"/login": c.get("/login").text}
     assert c.login("ada", PASSWORDS["ada"]).status == 302
-    for path in ("/", "/node/n1", "/node/n1/watcher/sl"):
+    for path in ("/", "/node/n1", "/node/n1/watcher/sl", "/watchers"):
         r = c.get(path)
         assert r.status == 200, path
         pages[path] = r.text
@@ -246,11 +246,14 @@ def test_the_pages_hold_no_inline_script_style_or_handler(site):
         assert not re.search(r"\sstyle\s*=", html, re.I), path
         assert not re.search(r"\son[a-z]+\s*=", html, re.I), path
         assert "javascript:" not in html.lower(), path
-    static = Path(__file__).parents[1] / "circus" / "web" / "static" / "circushttpd.js"
-    script = static.read_text()
-    for unsafe in ("eval(", "new Function", "innerHTML", "outerHTML", "insertAdjacentHTML",
-                   "document.write", ".style.", "setAttribute(\"style\"", "cssText"):
-        assert unsafe not in script, unsafe
+    static = Path(__file__).parents[1] / "circus" / "web" / "static"
+    scripts = sorted(static.glob("*.js"))
+    assert [s.name for s in scripts] == ["circushttpd-pool.js", "circushttpd.js"]
+    for path in scripts:
+        script = path.read_text()
+        for unsafe in ("eval(", "new Function", "innerHTML", "outerHTML", "insertAdjacentHTML",
+                       "document.write", ".style.", "setAttribute(\"style\"", "cssText"):
+            assert unsafe not in script, (path.name, unsafe)
 
 
 # -- F9: the time of a login does not tell which names exist -------------------------------------

@@ -18,6 +18,12 @@ Imported only by ``circushttpd`` (:mod:`circus.cli.httpd`); tornado and jinja2 a
 - :mod:`.badges` — how states show: a badge's word and tone from circusd's ``trouble``; a
   node's health
 - :mod:`.banners` — what an action's reply means, as the banner shown after it
+- :mod:`.watchers` — the pool's watchers as one: a row per watcher name across the nodes (pure)
+- :mod:`.poolview` — each node's watchers, kept fresh on the server while a page looks
+- :mod:`.jobs` — pool-wide operations as jobs: each node's progress, the banner at the end
+- :mod:`.poolactions` — running them with circusmeta (``run_rolling``, ``Pool.add``)
+- :mod:`.poolpages` — the watchers page, its forms and a job's page
+- :mod:`.poolapi` — ``/api/watchers``, ``/api/rolling``, ``/api/add``, ``/api/jobs``, ``/ws/pool``
 - :mod:`.handlers` — the HTML pages and the action forms
 - :mod:`.api` — ``/api/``, ``/metrics``, the WebSocket
 - :mod:`.metrics` — the pool's Prometheus text

@@ -22,13 +22,16 @@ import tornado.web
 from circus import __version__
 from circus.stats.toprows import human_age, human_bytes
 
-from . import api, handlers
+from . import api, handlers, poolapi, poolpages
 from .auth import SESSION_HOURS
 from .badges import node_badge, process_badge, watcher_badge
 from .hashing import HashPool
 from .headers import StaticFiles
+from .jobs import Jobs
 from .live import Live, LiveState
 from .nodes import Backend, open_pool, sources
+from .poolactions import Runner
+from .poolview import PoolView
 from .revocations import Revocations
 from .throttle import Throttle
 from .users import Users
@@ -79,6 +82,11 @@ class WebApp:
                          LiveState())
         self.live_enabled = options.live and bool(self.live.sources)
         self.backend = Backend(pool, self.live.state)
+        # the watchers across the pool: asked again on each node's watcher events
+        self.pool_view = PoolView(pool)
+        self.live.listeners.add(self.pool_view.listen)
+        self.jobs = Jobs()
+        self.runner = Runner(self.jobs, pool)
         self.throttle = Throttle()
         self.hashing = HashPool()
         self.trusted_proxies = frozenset(options.trusted_proxies)
@@ -110,6 +118,8 @@ class WebApp:
             log.error("%s (nobody can log in until it is fixed)", problem)
 
     async def aclose(self) -> None:
+        await self.runner.aclose()
+        await self.pool_view.aclose()
         await self.live.aclose()
         self.backend.close()
         self.hashing.close()
@@ -161,7 +171,17 @@ def make_app(options: WebOptions) -> tuple[tornado.web.Application, WebApp]:
         (rf"/node/{NODE}/watcher/{WATCHER}", handlers.WatcherHandler),
         (rf"/node/{NODE}/action", handlers.ActionHandler),
         (rf"/node/{NODE}/add", handlers.AddWatcherHandler),
+        (r"/watchers", poolpages.WatchersPage),
+        (r"/watchers/rolling", poolpages.RollingPost),
+        (r"/watchers/add", poolpages.AddPost),
+        (r"/jobs/([0-9a-f]{1,32})", poolpages.JobPage),
         (r"/ws", api.LiveSocket),
+        (r"/ws/pool", poolapi.PoolSocket),
+        (r"/api/watchers", poolapi.WatchersApi),
+        (r"/api/rolling", poolapi.RollingApi),
+        (r"/api/add", poolapi.AddApi),
+        (r"/api/jobs", poolapi.JobsApi),
+        (r"/api/jobs/([0-9a-f]{1,32})", poolapi.JobApi),
         (r"/api/status", api.StatusHandler),
         (r"/api/nodes", api.NodesHandler),
         (r"/api/command", api.CommandHandler),

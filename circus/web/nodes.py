@@ -20,8 +20,9 @@ from circusmeta.api import Pool
 from circusmeta.fanout import ACTIVE, NodeResult
 from circusmeta.pool import MetaOptions, NodeSpec, PoolConfig, load_pool, proxy_client_keys
 
-from .badges import TROUBLES, Health, node_health
+from .badges import Health, node_health
 from .live import LiveState, Source
+from .watchers import trouble_of
 
 __all__ = ["Backend", "SetupError", "pool_from_file", "pool_from_endpoint", "pool_from_circus",
            "name_single_node", "open_pool", "sources", "ACTION_COMMANDS", "ACTION_DEADLINE"]
@@ -137,18 +138,6 @@ def _age(started: Any, now: float) -> float | None:
     return max(0.0, now - started) if isinstance(started, (int, float)) else None
 
 
-def _trouble(record: Mapping[str, Any] | None, detail: Mapping[str, Any] | None) -> str | None:
-    """A watcher's ``trouble`` from its ``processes`` record or its ``status`` detail (a fatal
-    state counts: a circusd without ``trouble`` still says ``fatal``)."""
-    for source in (record or {}, detail or {}):
-        kind = source.get("trouble")
-        if kind in TROUBLES:
-            return str(kind)
-    if (record or {}).get("state") == "fatal" or (detail or {}).get("state") == "fatal":
-        return "fatal"
-    return None
-
-
 def _health_view(health: Health | None) -> dict[str, Any] | None:
     if health is None:
         return None
@@ -230,13 +219,13 @@ class Backend:
                                 "sockets": []}
         details = status.reply.get("details", {}) if status.ok and status.reply else {}
         records = procs.reply.get("watchers", {}) if procs.ok and procs.reply else {}
-        troubled = [w for w, rec in records.items() if _trouble(rec, details.get(w))]
+        troubled = [w for w, rec in records.items() if trouble_of(rec, details.get(w))]
         last = await self._last_lines(name, troubled[:MAX_TROUBLED])
         for watcher, rec in sorted(records.items(), key=lambda kv: kv[0].lower()):
             alive = [p for p in rec.get("processes", ()) if p.get("pid")]
             latest = self.live.latest(name, watcher)
             detail = details.get(watcher) or {}
-            trouble = _trouble(rec, detail)
+            trouble = trouble_of(rec, detail)
             view["watchers"].append({
                 "name": watcher, "state": rec.get("state", "unknown"), "trouble": trouble,
                 "reason": detail.get("reason") or rec.get("reason") or "",
@@ -287,7 +276,7 @@ class Backend:
         if rec is None:
             return view
         one = status.reply if status.ok and status.reply else {}
-        trouble = _trouble(rec, one)
+        trouble = trouble_of(rec, one)
         view.update(found=True, watcher_state=rec.get("state"), trouble=trouble,
                     watcher_reason=one.get("reason") or rec.get("reason") or "",
                     numprocesses=rec.get("numprocesses"), restarts=rec.get("restarts", 0),
