@@ -99,7 +99,7 @@ def role(pid: int) -> str:
         return "keeper"
     if argv[:1] == ["sleep"]:
         return "each sleep"
-    if "circusd-stats" in text or "circus.stats" in text or "circus.cli.stats" in text:
+    if any(mark in text for mark in ("circusd-stats", "circus.cli.stats", "from circus import stats")):
         return "circusd-stats"
     return "other: " + (os.path.basename(argv[0]) if argv else "?")
 
