@@ -1,7 +1,7 @@
 """When ``circusmeta proxy`` degrades, and what it says then (pure: the caller gives the time).
 
 The proxy forwards every stats message while the pool offers at most ``max_rate`` messages a
-second (100,000 by default), measured over :data:`DEGRADE_WINDOW`. Above it, it forwards only
+second (150,000 by default), measured over :data:`DEGRADE_WINDOW`. Above it, it forwards only
 the watchers' aggregates, the circus group's, the sockets' totals and the node view of each
 node, and drops the per-process and per-socket messages (:func:`circusmeta.streamtopics.is_detail`):
 a dashboard still sees every watcher of every node, its process count, CPU, memory and state,
@@ -9,8 +9,8 @@ every round. Each round of a node gets a notice on the node's own topic, just be
 view (a node without node view, a 0.19 one, gets one a second)::
 
     web1/stat.degraded  {"node": "web1", "degraded": true, "by": "circusmeta proxy",
-                         "dropped": 412, "dropped_total": 9120, "rate": 131000,
-                         "max_rate": 100000, "saturated": false, "since": 1765012345.2,
+                         "dropped": 412, "dropped_total": 9120, "rate": 181000,
+                         "max_rate": 150000, "saturated": false, "since": 1765012345.2,
                          "reason": "..."}
 
 ``dropped`` counts the messages of that node not forwarded since its previous notice, ``rate``
@@ -32,8 +32,9 @@ __all__ = ["RateMeter", "Shedding", "should_degrade", "should_recover", "MAX_RAT
            "DEGRADE_WINDOW", "RECOVER_WINDOW", "RECOVER_SHARE", "NOTICE_EVERY", "TICK",
            "SATURATED_AFTER", "BY"]
 
-#: stats messages a second forwarded in full, by default
-MAX_RATE = 100_000
+#: stats messages a second forwarded in full, by default: above the 100,000 a pool may need
+#: (forwarded by libzmq at about 40 % of a core, docs/benchmarks.rst), below what one core can
+MAX_RATE = 150_000
 #: seconds over which the rate that degrades is measured (several rounds of a node)
 DEGRADE_WINDOW = 2.0
 #: seconds under RECOVER_SHARE * max_rate before everything is forwarded again
