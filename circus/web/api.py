@@ -21,7 +21,7 @@ from circus.protocol.limits import check_depth
 from .auth import AuthMixin
 from .metrics import CONTENT_TYPE, render_metrics
 
-__all__ = ["ApiHandler", "StatusHandler", "CommandHandler", "NodesHandler", "MetricsHandler",
+__all__ = ["ApiHandler", "QueuedSocket", "StatusHandler", "CommandHandler", "NodesHandler", "MetricsHandler",
            "LiveSocket"]
 
 log = logging.getLogger("circus.web")
@@ -142,45 +142,37 @@ class MetricsHandler(ApiHandler):
         self.finish(render_metrics(web.live.state, records, up))
 
 
-class LiveSocket(AuthMixin, tornado.websocket.WebSocketHandler):
-    """``/ws?node=NAME[&watcher=W]``: the node's stats aggregates, sockets, machine view and
-    events; with a watcher, also its processes' samples and its output lines. A session is required (the cookie is
-    sent by the browser; SameSite=Strict and the Origin check keep other sites out)."""
+class QueuedSocket(AuthMixin, tornado.websocket.WebSocketHandler):
+    """A websocket that only sends: a session is required (the cookie is sent by the browser;
+    SameSite=Strict and the Origin check keep other sites out), messages wait in a bounded
+    queue (a page that does not read loses updates, never the server's memory)."""
 
     QUEUE = 1000
+
+    def missing(self) -> str | None:
+        """Why the thing asked for does not exist (a 404), or None."""
+        return None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.current_user is None:
             self.set_status(401)
             self.finish({"error": "login required"})
             return
-        node = self.get_argument("node", "")
-        if node and not self.web.backend.has(node):
+        reason = self.missing()
+        if reason is not None:
             self.set_status(404)
-            self.finish({"error": "not found", "reason": f"no node {node!r} in this pool"})
+            self.finish({"error": "not found", "reason": reason})
             return
         await super().get(*args, **kwargs)
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        self.node = self.get_argument("node", "") or None
-        self.watcher = self.get_argument("watcher", "") or None
+    def start_sending(self) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.QUEUE)
         self.sender = asyncio.get_running_loop().create_task(self._send())
-        self.web.live.listeners.add(self.offer)
-        self.following = bool(self.node and self.watcher and
-                              self.web.live.follow_output(self.node, self.watcher))
 
-    def offer(self, message: dict[str, Any]) -> None:
-        if self.node is not None and message.get("node") != self.node:
-            return
-        if message["type"] == "output" and message.get("watcher") != self.watcher:
-            return
-        if message["type"] == "stats" and "pid" in message and \
-                (self.watcher is None or message.get("watcher") != self.watcher):
-            return
+    def put(self, message: dict[str, Any]) -> None:
         try:
             self.queue.put_nowait(message)
-        except asyncio.QueueFull:            # a page that does not read loses updates
+        except asyncio.QueueFull:
             pass
 
     async def _send(self) -> None:
@@ -194,12 +186,44 @@ class LiveSocket(AuthMixin, tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         pass                                  # nothing is read from the page
 
+    def stop_sending(self) -> None:
+        sender = getattr(self, "sender", None)
+        if sender is not None:
+            sender.cancel()
+
+
+class LiveSocket(QueuedSocket):
+    """``/ws?node=NAME[&watcher=W]``: the node's stats aggregates, sockets, machine view and
+    events; with a watcher, also its processes' samples and its output lines."""
+
+    def missing(self) -> str | None:
+        node = self.get_argument("node", "")
+        if node and not self.web.backend.has(node):
+            return f"no node {node!r} in this pool"
+        return None
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.node = self.get_argument("node", "") or None
+        self.watcher = self.get_argument("watcher", "") or None
+        self.start_sending()
+        self.web.live.listeners.add(self.offer)
+        self.following = bool(self.node and self.watcher and
+                              self.web.live.follow_output(self.node, self.watcher))
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.node is not None and message.get("node") != self.node:
+            return
+        if message["type"] == "output" and message.get("watcher") != self.watcher:
+            return
+        if message["type"] == "stats" and "pid" in message and \
+                (self.watcher is None or message.get("watcher") != self.watcher):
+            return
+        self.put(message)
+
     def on_close(self) -> None:
         self.web.live.listeners.discard(self.offer)
         if getattr(self, "following", False):
             self.following = False
             self.web.live.unfollow_output(self.node, self.watcher)
-        sender = getattr(self, "sender", None)
-        if sender is not None:
-            sender.cancel()
+        self.stop_sending()
 

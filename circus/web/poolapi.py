@@ -9,18 +9,15 @@ its rows (summed on the server for the nodes in its view) and in the jobs::
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from typing import Any
 
-import tornado.websocket
 
 from circus.protocol.limits import check_depth
 
-from .api import MAX_BODY, ApiHandler
-from .auth import AuthMixin
+from .api import MAX_BODY, ApiHandler, QueuedSocket
 from .poolactions import BadRequest, add_request, required_role, rolling_request
 from .poolpages import refuse_busy, watchers_view
 from .poolview import Change, nodes_with_tag, pool_tags
@@ -154,29 +151,20 @@ class JobApi(ApiHandler):
         self.finish(job.message())
 
 
-class PoolSocket(AuthMixin, tornado.websocket.WebSocketHandler):
+class PoolSocket(QueuedSocket):
     """``/ws/pool[?tag=T]``: what changes in the watchers' rows over the nodes with ``tag``,
     and in the jobs. While one is open the pool view keeps asking the nodes."""
 
-    QUEUE = 1000
-
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        if self.current_user is None:
-            self.set_status(401)
-            self.finish({"error": "login required"})
-            return
+    def missing(self) -> str | None:
         tag = self.get_argument("tag", "").strip()
         if tag and tag not in pool_tags(self.web.backend.pool.config):
-            self.set_status(404)
-            self.finish({"error": "not found", "reason": f"no node has tag {tag!r}"})
-            return
-        await super().get(*args, **kwargs)
+            return f"no node has tag {tag!r}"
+        return None
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         view = self.web.pool_view
         self.nodes = nodes_with_tag(view.pool.config, self.get_argument("tag", "").strip())
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.QUEUE)
-        self.sender = asyncio.get_running_loop().create_task(self._send())
+        self.start_sending()
         view.watch(self.changed)
         self.web.jobs.listeners.add(self.offer)
         self.offer({"type": "hello", "refresh_every": view.refresh_every,
@@ -197,26 +185,10 @@ class PoolSocket(AuthMixin, tornado.websocket.WebSocketHandler):
         self.offer(message)
 
     def offer(self, message: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:             # a page that does not read loses updates
-            pass
-
-    async def _send(self) -> None:
-        try:
-            while True:
-                message = await self.queue.get()
-                await self.write_message(json.dumps(message))
-        except (tornado.websocket.WebSocketClosedError, asyncio.CancelledError):
-            return
-
-    def on_message(self, message: str | bytes) -> None:
-        pass
+        self.put(message)
 
     def on_close(self) -> None:
         web = self.web
         web.pool_view.unwatch(getattr(self, "changed", None))
         web.jobs.listeners.discard(getattr(self, "offer", None))
-        sender = getattr(self, "sender", None)
-        if sender is not None:
-            sender.cancel()
+        self.stop_sending()
