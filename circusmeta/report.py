@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from circus.stats.health import Tone, in_trouble, paint, tone
-from circus.stats.toprows import human_age, human_bytes
+from circus.stats.units import human_age, human_bytes
 
 from .fanout import NodeResult
 

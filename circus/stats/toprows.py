@@ -27,6 +27,7 @@ from circus.stats.health import Tone, in_trouble, paint, state_word, tone
 from circus.stats.topview import (CIRCUS, SOCKETS, Group, Model, Node, Sample, SortKey, View,
                                   node_names, number, ordered_processes, pool_groups,
                                   visible_groups)
+from circus.stats.units import human_age, human_bytes
 
 __all__ = ["Style", "Row", "rows", "title", "snapshot", "human_bytes", "human_age", "selectable",
            "move_selection", "coloured", "trouble_count", "window", "scroll_to", "page_selection",
@@ -68,33 +69,6 @@ def coloured(row: Row, colour: bool) -> str:
         out += [row.text[at:start], paint(row.text[start:end], part_tone, True)]
         at = end
     return "".join(out) + row.text[at:]
-
-
-def human_bytes(value: Any) -> str:
-    """``8617984`` -> ``"8.2M"``; "N/A" (or a string the stream already formatted) unchanged."""
-    n = number(value)
-    if n is None:
-        return value if isinstance(value, str) else "-"
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(n) < 1024 or unit == "T":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return "-"  # pragma: no cover
-
-
-def human_age(value: Any) -> str:
-    """Seconds as ``"15s"``, ``"3m05s"``, ``"2h03m"`` or ``"4d02h"``: wide enough for a column."""
-    n = number(value)
-    if n is None:
-        return value if isinstance(value, str) else "-"
-    s = int(n)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def _pct(value: Any) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from circus.stats.health import TROUBLE_ORDER, in_trouble
+from circus.stats.units import number
 
 __all__ = [
     "CIRCUS", "SOCKETS", "Kind", "Sample", "Group", "Sockets", "Node", "Model", "SortKey", "View",
@@ -47,13 +48,6 @@ class Kind(enum.Enum):
     SOCKET = "socket"
     SOCKETS = "sockets"
     NOTICE = "notice"          # a degraded proxy's <node>/stat.degraded
-
-
-def number(value: Any) -> float | None:
-    """The value as a float, or None for "N/A", "Zombie", null or anything not numeric."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
 _DIGITS = re.compile(r"(\d+)")

@@ -20,7 +20,7 @@ import jinja2
 import tornado.web
 
 from circus import __version__
-from circus.stats.toprows import human_age, human_bytes
+from circus.stats.units import human_age, human_bytes
 
 from . import api, handlers, poolapi, poolpages
 from .auth import SESSION_HOURS
