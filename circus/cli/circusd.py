@@ -93,8 +93,6 @@ def configure_logging(args: argparse.Namespace, opts, output: str,
     """circusd's logging: the logger configuration file (--logger-config, else [circus]
     loggerconfig) when there is one, as 0.19; else level and `output` (`console`: the file a
     daemon's stdout and stderr go to). The reason it cannot be done, or None."""
-    import logging.config
-
     from circus.cli import logsetup
     from circus.config.loggerconfig import logger_config_path, read_logger_config
 
@@ -107,6 +105,10 @@ def configure_logging(args: argparse.Namespace, opts, output: str,
             where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
             return f"bad log output: {where}{why}"
         return None
+    # logging.config (with configparser, socketserver, logging.handlers, pickle) is for a
+    # logger configuration file only
+    import logging.config
+
     try:
         kind, data = read_logger_config(target)
         if kind == "ini":
