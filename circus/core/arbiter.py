@@ -15,10 +15,9 @@ import random
 import signal
 import sys
 import time
-from typing import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Mapping
 
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
-from circus.config.diff import ReloadPlan, diff
 from circus.core.adoption import ArbiterSurvival, sweep_strays
 from circus.core.deps import start_order, stop_order
 from circus.core.keeper import KeeperLink
@@ -37,6 +36,9 @@ from circus.errors import SpawnError, UnknownWatcher
 from circus.protocol import ErrorCode, ProtocolError, topic_name
 from circus.security.asuser import Creds
 from circus.security.owner import confinement
+
+if TYPE_CHECKING:
+    from circus.config.diff import ReloadPlan
 
 __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
 
@@ -419,18 +421,24 @@ class Arbiter(ArbiterSurvival):
         except (ConfigError, OSError) as exc:
             log.error("restart: keeping the current configuration: %s", exc)
         else:
-            await apply_plan(self, diff(self.config, new), new)
+            await apply_plan(self, self.plan_for(new), new)
         await self.start_watchers()
+
+    def plan_for(self, new: Config) -> ReloadPlan:
+        """What applying ``new`` would change (circus.config.diff is loaded by the first reload)."""
+        from circus.config.diff import diff
+
+        return diff(self.config, new)
 
     def plan_reload(self) -> ReloadPlan:
         """What ``reloadconfig`` would do (raises ConfigError if the file is wrong)."""
-        return diff(self.config, self.read_config())
+        return self.plan_for(self.read_config())
 
     async def reload_config(self, new: Config | None = None) -> ReloadPlan:
         """Apply the configuration file (``new``: already read from it) where it changed."""
         new = new if new is not None else self.read_config()
         self._reloaded()
-        plan = diff(self.config, new)
+        plan = self.plan_for(new)
         log.info("reloadconfig: %s", "; ".join(plan.describe()))
         await apply_plan(self, plan, new)
         self.publish(f"arbiter.{self.node}.reloadconfig", {"time": time.time(), "plan": plan.to_dict()})

@@ -10,10 +10,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from circus.config import Config
-from circus.config.diff import ReloadPlan
 from circus.config.plugin_watchers import PLUGIN_PREFIX
 
 if TYPE_CHECKING:
+    from circus.config.diff import ReloadPlan
     from circus.core.arbiter import Arbiter
 
 __all__ = ["apply_plan"]
