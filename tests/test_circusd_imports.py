@@ -40,7 +40,8 @@ HEAVY = ("_ssl", "_hashlib", "smtplib", "email", "logging.config", "logging.hand
          "circus.security.keys", "circus.security.keyring", "circus.security.zap",
          "circus.config.diff", "circus.config.httpd_watcher", "circus.config.plugin_watchers",
          "circus.streams.registry", "circus.streams.files", "circus.streams.timed",
-         "circus.cli.logfile", "circus.core.discovery")
+         "circus.cli.logfile", "circus.cli.pidfile", "circus.core.discovery",
+         "circus.core.persist", "circus.core.tools")
 
 HEAD = """\
 [circus]

@@ -206,7 +206,6 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
     import asyncio
 
     from circus.cli import logsetup
-    from circus.cli.pidfile import Pidfile, PidfileError
     from circus.core.keeper import KeeperStart, handover_path
     from circus.core.lineage import Lineage
 
@@ -234,6 +233,8 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
     pidfile = None
     pidfile_path = args.pidfile or opts.pidfile
     if pidfile_path:
+        from circus.cli.pidfile import Pidfile, PidfileError
+
         pidfile = Pidfile(pidfile_path)
         try:
             pidfile.acquire()

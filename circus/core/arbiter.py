@@ -22,12 +22,10 @@ from circus.core.adoption import ArbiterSurvival, sweep_strays
 from circus.core.deps import start_order, stop_order
 from circus.core.keeper import KeeperLink
 from circus.core.lineage import MARKER, Lineage, boot_id
-from circus.core.persist import StateFile
 from circus.core.reloader import apply_plan
 from circus.core.signals import SIGNAL_COMMANDS, SignalCatcher
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
-from circus.core.tools import ToolRunner
 from circus.core.watcher import Watcher
 from circus.notify.service import Notifier
 from circus.streams.console import flush_consoles
@@ -39,6 +37,8 @@ from circus.security.owner import confinement
 
 if TYPE_CHECKING:
     from circus.config.diff import ReloadPlan
+    from circus.core.persist import StateFile
+    from circus.core.tools import ToolRunner
 
 __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
 
@@ -90,7 +90,7 @@ class Arbiter(ArbiterSurvival):
         self.output_prefixes: set[str] = set()
         #: called with (watcher, pid, "stdout" | "stderr", lines) for every captured batch
         self.output_listeners: list[Callable[[str, int, str, list[bytes]], None]] = []
-        self.tools = ToolRunner(self)
+        self._tools: ToolRunner | None = None
         self.notifier = Notifier(self)
         self.notifier.configure(config.notifications)
         self.listeners.append(self.notifier.on_event)
@@ -104,7 +104,11 @@ class Arbiter(ArbiterSurvival):
         self.keeper = keeper
         self.lineage = lineage
         self._child_env = {MARKER: lineage.value} if lineage is not None else {}
-        self.state = StateFile(state_file) if state_file else None
+        self.state: StateFile | None = None
+        if state_file:                  # circus.core.persist is for a state file only
+            from circus.core.persist import StateFile
+
+            self.state = StateFile(state_file)
         self.fresh = fresh
         self._keep_stopped: set[str] = set()     # restored as stopped: not autostarted once
         self._pidfds: dict[int, int] = {}
@@ -351,7 +355,7 @@ class Arbiter(ArbiterSurvival):
                     self.state.flush(final)
                 if self.keeper is not None:
                     self.keeper.bye()
-                await self.tools.close()
+                await self.close_tools()
                 await self.notifier.close()
                 await self._sweep_orphans()
                 await self.pump.wait_closed(timeout=1.0)
@@ -423,6 +427,20 @@ class Arbiter(ArbiterSurvival):
         else:
             await apply_plan(self, self.plan_for(new), new)
         await self.start_watchers()
+
+    @property
+    def tools(self) -> ToolRunner:
+        """The runner of the ``[tool:NAME]`` tools, made (with its module) by the first tool
+        command."""
+        if self._tools is None:
+            from circus.core.tools import ToolRunner
+
+            self._tools = ToolRunner(self)
+        return self._tools
+
+    async def close_tools(self) -> None:
+        if self._tools is not None:
+            await self._tools.close()
 
     def plan_for(self, new: Config) -> ReloadPlan:
         """What applying ``new`` would change (circus.config.diff is loaded by the first reload)."""
