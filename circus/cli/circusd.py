@@ -93,8 +93,6 @@ def configure_logging(args: argparse.Namespace, opts, output: str,
     """circusd's logging: the logger configuration file (--logger-config, else [circus]
     loggerconfig) when there is one, as 0.19; else level and `output` (`console`: the file a
     daemon's stdout and stderr go to). The reason it cannot be done, or None."""
-    import logging.config
-
     from circus.cli import logsetup
     from circus.config.loggerconfig import logger_config_path, read_logger_config
 
@@ -107,6 +105,10 @@ def configure_logging(args: argparse.Namespace, opts, output: str,
             where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
             return f"bad log output: {where}{why}"
         return None
+    # logging.config (with configparser, socketserver, logging.handlers, pickle) is for a
+    # logger configuration file only
+    import logging.config
+
     try:
         kind, data = read_logger_config(target)
         if kind == "ini":
@@ -204,7 +206,6 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
     import asyncio
 
     from circus.cli import logsetup
-    from circus.cli.pidfile import Pidfile, PidfileError
     from circus.core.keeper import KeeperStart, handover_path
     from circus.core.lineage import Lineage
 
@@ -232,6 +233,8 @@ def _run(args: argparse.Namespace, config, report: Report) -> int:
     pidfile = None
     pidfile_path = args.pidfile or opts.pidfile
     if pidfile_path:
+        from circus.cli.pidfile import Pidfile, PidfileError
+
         pidfile = Pidfile(pidfile_path)
         try:
             pidfile.acquire()

@@ -29,12 +29,10 @@ from circus.protocol.limits import MAX_NUMPROCESSES, MAX_WATCHERS, name_problem,
 from .errors import IGNORED, Issues, did_you_mean
 from .ini import IniSection, IniValue
 from .schema import CircusOptions, Config, NotifyConfig, PluginConfig, SocketConfig, ToolConfig, WatcherConfig
-from .plugin_watchers import plugin_watcher
 from .resolve import DottedRef
 from .stream_options import builtin_stream_name
 from .security import check_security, resolve_paths
 from .stats_watcher import stats_watcher
-from .httpd_watcher import httpd_watcher
 from .substitute import expand_vars, lower_keys, substitute_env, unresolved_env
 from .watcher import Collector, Report, assemble_watcher
 
@@ -379,8 +377,16 @@ class _Builder:
         sections = {n.lower(): s for n, _, s in watchers}
         self.collect_refs(all_watchers, sections, plugins, plugin_sections)
         helpers = [stats_watcher(circus, sys.executable)]
-        helpers += [plugin_watcher(circus, p, sys.executable) for p in plugins]
-        helpers.append(httpd_watcher(circus, sys.executable, source))
+        # the plugins' and circushttpd's watchers are built by their modules, loaded when the
+        # configuration asks for them
+        if plugins:
+            from .plugin_watchers import plugin_watcher
+
+            helpers += [plugin_watcher(circus, p, sys.executable) for p in plugins]
+        if circus.httpd:
+            from .httpd_watcher import httpd_watcher
+
+            helpers.append(httpd_watcher(circus, sys.executable, source))
         for helper in (h for h in helpers if h is not None):
             if helper.name.lower() in sections:
                 self.reporter(sections[helper.name.lower()])(

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from circus.notify.spec import NOTIFY_EVENTS, parse_destination, split_command
-from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, parse_probe
 from circus.protocol.limits import compile_line_pattern
 
 from .substitute import fill_placeholders
@@ -319,22 +317,26 @@ def parse_hook(raw: str) -> tuple[str, bool]:
     return check_hook_target(name), (parse_bool(text) if sep else False)
 
 
-def _probe(allowed: frozenset[str]) -> Conv:
+def _probe(liveness: bool) -> Conv:
     """A probe's text, checked with `parse_probe` after `$(circus.X)` placeholders are filled with
-    1 (the watcher substitutes the real values at spawn); kept as written. Empty = unset."""
+    1 (the watcher substitutes the real values at spawn); kept as written. Empty = unset.
+    `liveness`: only the kinds a ``health`` probe may be."""
 
     def text(raw: str) -> str | None:
         raw = raw.strip()
         if not raw:
             return None
-        parse_probe(fill_placeholders(raw), allowed)
+        # the probes' grammar is loaded by a configuration that has a probe
+        from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, parse_probe
+
+        parse_probe(fill_placeholders(raw), LIVENESS_KINDS if liveness else READINESS_KINDS)
         return raw
 
     return Conv("probe", text, lambda raw: None if raw is None else text(_json_text(raw)))
 
 
-PROBE = _probe(READINESS_KINDS)
-HEALTH_PROBE = _probe(LIVENESS_KINDS)
+PROBE = _probe(liveness=False)
+HEALTH_PROBE = _probe(liveness=True)
 
 DEPEND_CONDITIONS = ("ready", "started", "completed")
 Depends = tuple[tuple[str, str], ...]
@@ -396,6 +398,9 @@ REGEX = Conv("regex", _regex, lambda raw: None if raw is None else _regex(_json_
 
 
 def _notify_events(raw: str) -> tuple[str, ...]:
+    # circus.notify.spec (here and below) is loaded by a configuration with a notification
+    from circus.notify.spec import NOTIFY_EVENTS
+
     out: list[str] = []
     for word in re.split(r"[\s,]+", raw.strip()):
         if not word:
@@ -413,6 +418,8 @@ NOTIFY_EVENT_NAMES = Conv("events", _notify_events,
 
 
 def _destination(raw: str) -> str:
+    from circus.notify.spec import parse_destination
+
     parse_destination(raw)
     return raw.strip()
 
@@ -432,6 +439,8 @@ ADDRESSES = Conv("addresses", _addresses, lambda raw: _addresses(" ".join(_names
 
 
 def _command(raw: str) -> str:
+    from circus.notify.spec import split_command
+
     split_command(raw)
     return raw.strip()
 

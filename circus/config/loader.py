@@ -18,7 +18,6 @@ here; `parse_config_text` resolves includes in a mapping of in-memory files and 
 
 from __future__ import annotations
 
-import glob as globlib
 import os.path
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
@@ -51,7 +50,9 @@ class _Disk:
             return handle.read()
 
     def glob(self, pattern: str) -> list[str]:
-        return sorted(p for p in globlib.glob(pattern) if os.path.isfile(p))
+        import glob                     # for the includes of a configuration only
+
+        return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
 
     def exists(self, path: str, directory: bool) -> bool:
         return os.path.isdir(path) if directory else os.path.isfile(path)

@@ -12,7 +12,6 @@ dictConfig dictionary, PyYAML missing: an error with the reason), and circusd ap
 """
 from __future__ import annotations
 
-import configparser
 import json
 import os
 from typing import Any
@@ -43,6 +42,8 @@ def read_logger_config(path: str) -> tuple[str, Any]:
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not valid UTF-8") from None
     if suffix == ".ini":
+        import configparser             # for an *.ini logger configuration only
+
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read_string(text, path)

@@ -20,7 +20,6 @@ from typing import Any
 
 from circus.core.keeper import Handover, collect_handover, handover_path
 from circus.core.lineage import Lineage, boot_id, read_marker, running, scan, start_ticks
-from circus.core.persist import plan_restore, snapshot
 from circus.core.slots import MAX_WID
 from circus.core.process import Process
 from circus.core.readiness import ProcessIO
@@ -154,6 +153,8 @@ class ArbiterSurvival:
         """Read the state file (unless --fresh) and the keeper's handover; re-create the watchers
         as they were (runtime changes on top of the file)."""
         assert self.state is not None
+        from circus.core.persist import plan_restore
+
         handover = collect_handover(handover_path(self.state.path))
         document = None if self.fresh else self.state.load()
         if self.fresh:
@@ -198,6 +199,8 @@ class ArbiterSurvival:
 
     def snapshot(self) -> dict:
         """The state document of now (see ``circus.core.persist``)."""
+        from circus.core.persist import snapshot
+
         for w in self.watchers.values():
             for p in w.slots.values():
                 if p.live and p.pid is not None and p.start_ticks is None:
@@ -214,7 +217,7 @@ class ArbiterSurvival:
                  sum(len(w.pids()) for w in self.watchers.values()), self.state.path)
         if self.keeper is not None:
             self.keeper.leave()
-        await self.tools.close()
+        await self.close_tools()
         await self.notifier.close()
         self.pump.close()
         await asyncio.gather(*(w.output.shut() for w in self.watchers.values()))

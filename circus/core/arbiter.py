@@ -15,20 +15,17 @@ import random
 import signal
 import sys
 import time
-from typing import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Mapping
 
 from circus.config import CircusOptions, Config, ConfigError, WatcherConfig, load_config
-from circus.config.diff import ReloadPlan, diff
 from circus.core.adoption import ArbiterSurvival, sweep_strays
 from circus.core.deps import start_order, stop_order
 from circus.core.keeper import KeeperLink
 from circus.core.lineage import MARKER, Lineage, boot_id
-from circus.core.persist import StateFile
 from circus.core.reloader import apply_plan
 from circus.core.signals import SIGNAL_COMMANDS, SignalCatcher
 from circus.core.sockets import SocketRegistry
 from circus.core.spawner import OSLayer, SpawnSpec
-from circus.core.tools import ToolRunner
 from circus.core.watcher import Watcher
 from circus.notify.service import Notifier
 from circus.streams.console import flush_consoles
@@ -37,6 +34,11 @@ from circus.errors import SpawnError, UnknownWatcher
 from circus.protocol import ErrorCode, ProtocolError, topic_name
 from circus.security.asuser import Creds
 from circus.security.owner import confinement
+
+if TYPE_CHECKING:
+    from circus.config.diff import ReloadPlan
+    from circus.core.persist import StateFile
+    from circus.core.tools import ToolRunner
 
 __all__ = ["Arbiter", "EventListener", "SIGNAL_COMMANDS"]
 
@@ -88,7 +90,7 @@ class Arbiter(ArbiterSurvival):
         self.output_prefixes: set[str] = set()
         #: called with (watcher, pid, "stdout" | "stderr", lines) for every captured batch
         self.output_listeners: list[Callable[[str, int, str, list[bytes]], None]] = []
-        self.tools = ToolRunner(self)
+        self._tools: ToolRunner | None = None
         self.notifier = Notifier(self)
         self.notifier.configure(config.notifications)
         self.listeners.append(self.notifier.on_event)
@@ -102,7 +104,11 @@ class Arbiter(ArbiterSurvival):
         self.keeper = keeper
         self.lineage = lineage
         self._child_env = {MARKER: lineage.value} if lineage is not None else {}
-        self.state = StateFile(state_file) if state_file else None
+        self.state: StateFile | None = None
+        if state_file:                  # circus.core.persist is for a state file only
+            from circus.core.persist import StateFile
+
+            self.state = StateFile(state_file)
         self.fresh = fresh
         self._keep_stopped: set[str] = set()     # restored as stopped: not autostarted once
         self._pidfds: dict[int, int] = {}
@@ -349,7 +355,7 @@ class Arbiter(ArbiterSurvival):
                     self.state.flush(final)
                 if self.keeper is not None:
                     self.keeper.bye()
-                await self.tools.close()
+                await self.close_tools()
                 await self.notifier.close()
                 await self._sweep_orphans()
                 await self.pump.wait_closed(timeout=1.0)
@@ -419,18 +425,38 @@ class Arbiter(ArbiterSurvival):
         except (ConfigError, OSError) as exc:
             log.error("restart: keeping the current configuration: %s", exc)
         else:
-            await apply_plan(self, diff(self.config, new), new)
+            await apply_plan(self, self.plan_for(new), new)
         await self.start_watchers()
+
+    @property
+    def tools(self) -> ToolRunner:
+        """The runner of the ``[tool:NAME]`` tools, made (with its module) by the first tool
+        command."""
+        if self._tools is None:
+            from circus.core.tools import ToolRunner
+
+            self._tools = ToolRunner(self)
+        return self._tools
+
+    async def close_tools(self) -> None:
+        if self._tools is not None:
+            await self._tools.close()
+
+    def plan_for(self, new: Config) -> ReloadPlan:
+        """What applying ``new`` would change (circus.config.diff is loaded by the first reload)."""
+        from circus.config.diff import diff
+
+        return diff(self.config, new)
 
     def plan_reload(self) -> ReloadPlan:
         """What ``reloadconfig`` would do (raises ConfigError if the file is wrong)."""
-        return diff(self.config, self.read_config())
+        return self.plan_for(self.read_config())
 
     async def reload_config(self, new: Config | None = None) -> ReloadPlan:
         """Apply the configuration file (``new``: already read from it) where it changed."""
         new = new if new is not None else self.read_config()
         self._reloaded()
-        plan = diff(self.config, new)
+        plan = self.plan_for(new)
         log.info("reloadconfig: %s", "; ".join(plan.describe()))
         await apply_plan(self, plan, new)
         self.publish(f"arbiter.{self.node}.reloadconfig", {"time": time.time(), "plan": plan.to_dict()})

@@ -7,7 +7,6 @@ passed in. Spawn-time substitutions (``$(circus.wid)``, ``$(circus.sockets.NAME)
 from __future__ import annotations
 
 import dataclasses
-import glob
 import grp
 import os
 import pwd
@@ -136,6 +135,8 @@ def _virtualenv_env(env: dict[str, str], venv: str, py_ver: str | None) -> None:
     bin_dir = os.path.join(venv, "bin")
     env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH", "")) if p)
     env["VIRTUAL_ENV"] = venv
+    import glob                         # for a watcher with a virtualenv only
+
     # the directory and the version are taken literally: neither may be a pattern that makes
     # circusd list other directories
     pattern = f"python{glob.escape(py_ver)}" if py_ver else "python*"

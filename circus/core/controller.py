@@ -44,7 +44,7 @@ from circus.protocol import (MAX_FRAME, BadRequest, ErrorCode, ProtocolError, Ro
 from circus.protocol.limits import MAX_SUBSCRIPTIONS, MAXMSG_FACTOR, READ_BATCH, READ_BYTES
 from circus.security.audit import ON_BEHALF_OF, audit_record, audit_topic, describe, web_user
 from circus.security.exposure import INSECURE_WARNING, exposed, is_local
-from circus.security.keyring import ANONYMOUS, Identity
+from circus.security.identity import ANONYMOUS, Identity
 from circus.security.ipcbind import bind_private, ipc_path, remove_socket_file, socket_file
 
 __all__ = ["Controller", "BindError"]

@@ -15,7 +15,7 @@ import logging
 import re
 from typing import Any, Awaitable, Callable, Mapping
 
-from circus.config import ConfigError, diff, watcher_from_options
+from circus.config import ConfigError, watcher_from_options
 from circus.config.errors import did_you_mean
 from circus.config.view import watcher_options
 from circus.config.convert import parse_signal
@@ -179,7 +179,7 @@ async def _reload(arbiter, ops, p):
 async def _reloadconfig(arbiter, ops, p):
     new = await arbiter.read_config_async()    # a wrong file is an error reply, waiting or not
     if p["dry_run"]:
-        plan = diff(arbiter.config, new)
+        plan = arbiter.plan_for(new)
         return {"plan": plan.to_dict(), "changes": plan.describe()}
     result = await ops.run(p, arbiter.reload_config(new), "reloadconfig")
     return {"plan": result.to_dict(), "changes": result.describe()} if result is not None else {}

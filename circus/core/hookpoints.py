@@ -8,14 +8,18 @@ hooks and ``extended_stats`` are run and reported, their failures change nothing
 Python hooks get 0.19's view of the watcher and the arbiter (:mod:`circus.compat.views`), and
 ``after_reap`` gets 0.19's ``process_status``: ``None`` when circusd stopped the process,
 ``UNEXISTING`` (2) when it exited by itself.
+
+Both modules are imported when a watcher runs its first hook: most watchers have none.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
-from circus.compat.views import UNEXISTING, ProcessView, WatcherView
-from circus.hooks import HookRunner
+if TYPE_CHECKING:
+    from circus.compat.views import WatcherView
+    from circus.hooks import HookRunner
 
 __all__ = ["HooksMixin"]
 
@@ -28,6 +32,8 @@ class HooksMixin:
 
     def _hooks(self) -> HookRunner:
         if self._hook_runner is None or self._hook_runner_cfg is not self.cfg:
+            from circus.hooks import HookRunner
+
             self._hook_runner = HookRunner(
                 self.cfg.hooks, timeout=self.cfg.hook_timeout, run_command=self._hook_command,
                 emit=lambda event, payload: self.host.emit(self.name, event, payload))
@@ -38,6 +44,8 @@ class HooksMixin:
         """Run ``point``'s hook if configured; False only when it failed and that matters."""
         if point not in self.cfg.hooks:
             return True
+        from circus.compat.views import WatcherView
+
         env = {"CIRCUS_WATCHER": self.name, "CIRCUS_NODE": str(getattr(self.host, "node", ""))}
         pid = extra.get("pid", extra.get("process_pid"))
         if pid is not None:
@@ -50,6 +58,8 @@ class HooksMixin:
         ``before_reap`` still finds the process in ``watcher.processes`` (as in 0.19)."""
         if not ({"before_reap", "after_reap"} & set(self.cfg.hooks)):
             return
+        from circus.compat.views import UNEXISTING, ProcessView, WatcherView
+
         stamp = time.time()
         slot = next((s for s in list(self.slots.values()) if s.pid == pid), None)
         status = None if slot is None or slot.planned_exit else UNEXISTING

@@ -8,6 +8,10 @@ matching a regex), and RUNNING only then. If it exits first, or the probe does n
 Its stdout and stderr are piped through circusd so that the last lines are known and ``log:``
 probes can see them; the lines then go to the watcher's output (its streams, or circusd's own
 stdout/stderr). A watcher with a stream but no probe has its streamed pipes captured the same way.
+
+The probe machinery (:mod:`circus.probes`: parsing, the notify socket, running a check) is
+imported with a watcher's first probe: most processes have their output captured but no probe,
+so what is done for every process tells a probe by its ``kind``.
 """
 from __future__ import annotations
 
@@ -16,17 +20,19 @@ import logging
 import os
 import signal
 import time
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from circus.config import substitute_spawn
 from circus.core.command import helper_spec
 from circus.core.states import ProcessEvent, ProcessState, WatcherState
 from circus.errors import NotReady, SpawnError
-from circus.probes.notify import NotifySocket
-from circus.probes.run import LogMatcher, ProbeFailed, check, wait_ready
-from circus.probes.spec import LIVENESS_KINDS, READINESS_KINDS, LogProbe, NotifyProbe, Probe, parse_probe
 from circus.streams.output import STREAM_NAMES, WatcherOutput
 from circus.streams.pump import OutputPump, Tail, output_pipe
+
+if TYPE_CHECKING:
+    from circus.probes.notify import NotifySocket
+    from circus.probes.run import LogMatcher
+    from circus.probes.spec import Probe
 
 __all__ = ["ProcessIO", "ReadinessMixin"]
 
@@ -41,9 +47,10 @@ class ProcessIO:
         loop = asyncio.get_running_loop()
         self.probe = probe
         self.tail = Tail(20)
+        kind = probe.kind if probe is not None else None
         #: set by a READY=1 or a matching line (only those probes have one)
         self.ready: asyncio.Future[str] | None = None
-        if isinstance(probe, (LogProbe, NotifyProbe)):
+        if kind in ("log", "notify"):
             self.ready = loop.create_future()
             self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.status = ""
@@ -56,8 +63,11 @@ class ProcessIO:
         self._pid = 0
         self._descendant = descendant
         self.notify: NotifySocket | None = None
-        self.matcher = LogMatcher(probe.pattern) if isinstance(probe, LogProbe) else None
-        if self.matcher is not None:
+        self.matcher: LogMatcher | None = None
+        if kind == "log":
+            from circus.probes.run import LogMatcher
+
+            self.matcher = LogMatcher(probe.pattern)  # type: ignore[union-attr]
             capture = STREAM_NAMES
         if "stdout" in capture:
             out_r, self.stdout_w = output_pipe()
@@ -65,7 +75,9 @@ class ProcessIO:
         if "stderr" in capture:
             err_r, self.stderr_w = output_pipe()
             self._read.append((err_r, "stderr"))
-        if isinstance(probe, NotifyProbe):
+        if kind == "notify":
+            from circus.probes.notify import NotifySocket
+
             self.notify = NotifySocket(on_message=self._notified,
                                        allowed=lambda pid: self._descendant(self._pid, pid))
             self.env["NOTIFY_SOCKET"] = self.notify.address
@@ -139,18 +151,22 @@ class ProcessIO:
         return f"{reason}; last stderr lines:\n{text}" if text else reason
 
 
+def _kind(probe: Probe | None) -> str | None:
+    return probe.kind if probe is not None else None
+
+
 async def wait_for_probe(io: ProcessIO, *, deadline: float,
                          run_probe: Callable[[Probe, float], Awaitable[str]]) -> str:
     """Until ready (returns the detail) or the deadline (raises NotReady with the reason)."""
     loop = asyncio.get_running_loop()
     if io.probe is None:
         return "ready"
-    if isinstance(io.probe, (NotifyProbe, LogProbe)):
+    if io.probe.kind in ("notify", "log"):
         assert io.ready is not None
         try:
             return await asyncio.wait_for(asyncio.shield(io.ready), max(0.0, deadline - loop.time()))
         except TimeoutError:
-            what = "no READY=1" if isinstance(io.probe, NotifyProbe) else "no output line matched"
+            what = "no READY=1" if io.probe.kind == "notify" else "no output line matched"
             raise NotReady(what) from None
     return await run_probe(io.probe, deadline)
 
@@ -180,6 +196,8 @@ class ReadinessMixin:
             return None
         probe = None
         if ready_text:
+            from circus.probes.spec import READINESS_KINDS, parse_probe   # with the first probe
+
             try:
                 probe = parse_probe(substitute_spawn(ready_text, values), READINESS_KINDS)
             except ValueError as exc:
@@ -204,10 +222,12 @@ class ReadinessMixin:
         if p.ready_waiter is not None and not p.ready_waiter.done():
             p.ready_waiter.set_result(detail)
         self._changed()
-        if self.cfg.health or (self.cfg.watchdog_timeout and isinstance(p.io.probe, NotifyProbe)):
+        if self.cfg.health or (self.cfg.watchdog_timeout and _kind(p.io.probe) == "notify"):
             self._own(loop.create_task(self._watch_health(p, pid)))
 
     async def _run_probe(self, probe: Probe, deadline: float) -> str:
+        from circus.probes.run import ProbeFailed, wait_ready
+
         try:
             return await wait_ready(probe, deadline=deadline, run_command=self._probe_command)
         except ProbeFailed as exc:
@@ -233,10 +253,13 @@ class ReadinessMixin:
         self._own(asyncio.get_running_loop().create_task(escalate()))
 
     async def _watch_health(self, p, pid: int) -> None:
+        from circus.probes.run import check
+        from circus.probes.spec import LIVENESS_KINDS, parse_probe
+
         loop = asyncio.get_running_loop()
         cfg = self.cfg
         health = parse_probe(cfg.health, LIVENESS_KINDS) if cfg.health else None
-        watchdog = cfg.watchdog_timeout if isinstance(p.io.probe, NotifyProbe) else 0.0
+        watchdog = cfg.watchdog_timeout if _kind(p.io.probe) == "notify" else 0.0
         step = min(x for x in (cfg.health_interval if health else 0, watchdog / 2 if watchdog else 0) if x)
         p.io.last_watchdog = loop.time()
         failures, next_check = 0, loop.time() + cfg.health_interval

@@ -10,10 +10,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from circus.config import Config
-from circus.config.diff import ReloadPlan
-from circus.config.plugin_watchers import PLUGIN_PREFIX
 
 if TYPE_CHECKING:
+    from circus.config.diff import ReloadPlan
     from circus.core.arbiter import Arbiter
 
 __all__ = ["apply_plan"]
@@ -66,6 +65,8 @@ async def apply_plan(arbiter: "Arbiter", plan: ReloadPlan, new: Config) -> None:
         elif step.action == "apply_notifications":
             arbiter.notifier.configure(new.notifications)
         elif step.action in ("remove_plugin", "restart_plugin", "add_plugin"):
+            from circus.config.plugin_watchers import PLUGIN_PREFIX   # for a plugin's step only
+
             await _apply_plugin(arbiter, step.action, PLUGIN_PREFIX + key, new_watchers)
         elif step.action == "apply_tools":
             pass                           # tools are looked up in arbiter.config at each run

@@ -28,7 +28,6 @@ from circus.config import ToolConfig
 from circus.core.command import resolve_ids
 from circus.core.spawner import OSLayer, SpawnSpec
 from circus.errors import SpawnError
-from circus.notify.spec import split_command
 from circus.protocol import ErrorCode, ProtocolError
 
 __all__ = ["ToolRunner", "ToolResult", "MAX_OUTPUT", "MAX_RUNNING", "EOF_GRACE", "RUN_ID"]
@@ -169,6 +168,8 @@ class ToolRunner:
         return wanted
 
     def _spec(self, tool: ToolConfig, args: list[str], out_fd: int) -> SpawnSpec:
+        from circus.notify.spec import split_command     # loaded by the first tool run
+
         uid, gid, groups = resolve_ids(tool.uid, tool.gid)
         env = {**self.host.environ, **self.host.config.env,
                "CIRCUS_TOOL": tool.name, "CIRCUS_NODE": self.host.node}

@@ -38,7 +38,6 @@ from circus.errors import (Interrupted, LimitExceeded, NotReady, OperationTimeou
                            StreamError, WatcherError)
 from circus.protocol.limits import numprocesses_problem
 from circus.security.asuser import Creds
-from circus.streams.files import Access
 from circus.streams.output import WatcherOutput, owner_of
 from circus.streams.pump import OutputPump
 
@@ -211,7 +210,7 @@ class Watcher(ReadinessMixin, RolloutMixin, HooksMixin, WatcherAdoption):
             uid, gid, _ = resolve_ids(self.cfg.uid, self.cfg.gid)
         except SpawnError:
             uid = gid = None            # the spawn reports the unknown user
-        self.output.open(self.cfg, owner_of(uid, gid), Access(self.host.confinement(self.cfg)))
+        self.output.open(self.cfg, owner_of(uid, gid), self.host.confinement(self.cfg))
 
     async def kill(self, pid: int | None = None, sig: int | None = None,
                    graceful_timeout: float | None = None) -> None:

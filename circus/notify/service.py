@@ -1,6 +1,6 @@
 """The notifier inside circusd: matches events and output lines, throttles, delivers, retries.
 
-One :class:`Channel` per ``[notify:NAME]`` section, each with its own throttle, a bounded queue
+One :class:`~circus.notify.channel.Channel` per ``[notify:NAME]`` section, each with its own throttle, a bounded queue
 of messages and one delivery task at a time, so a slow or dead destination delays only its own
 messages. Matching runs on the loop and is cheap (a dict lookup per event, one regex search per
 output line of the covered watchers); delivery never runs on it: smtp and webhooks go to a small
@@ -11,19 +11,23 @@ A failed delivery is logged and published as ``notify.<name>.failed`` (``reason`
 doubled each time up to :data:`MAX_RETRY_DELAY`, ``retries`` times. A delivered message is
 published as ``notify.<name>.sent``. When the queue is full the oldest message is dropped, and
 the next message says so.
+
+The channels, with the rules and the senders, are loaded with the first notification a
+configuration has (:meth:`Notifier.configure`): a circusd without ``[notify:]`` sections keeps
+only this module.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import deque
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
-from circus.config import NotifyConfig
-from circus.notify.rules import Batch, Occurrence, Rule, Throttle, render_data, render_text
-from circus.notify.senders import DeliveryError, Message, Sender, make_sender
+if TYPE_CHECKING:
+    from circus.config import NotifyConfig
+    from circus.notify.channel import Channel
+    from circus.notify.senders import Sender
 
 __all__ = ["Notifier", "Channel", "QUEUE_SIZE", "MAX_RETRY_DELAY", "CLOSE_GRACE"]
 
@@ -38,7 +42,14 @@ CLOSE_GRACE = 5.0
 #: safety net around a sender, beyond the notification's own timeout (seconds)
 SLACK = 5.0
 
-SenderFactory = Callable[[NotifyConfig], Sender]
+SenderFactory = Callable[["NotifyConfig"], "Sender"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Channel":                       # loaded with the first notification
+        from circus.notify.channel import Channel
+        return Channel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NotifyHost(Protocol):
@@ -49,137 +60,6 @@ class NotifyHost(Protocol):
     async def run_command(self, spec: Any, timeout: float) -> int: ...
 
 
-class Channel:
-    """One notification: its rule, throttle, queue and delivery task."""
-
-    def __init__(self, cfg: NotifyConfig, sender: Sender, host: NotifyHost) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.rule = Rule(cfg)
-        self.throttle = Throttle(cfg.name, cfg.throttle)
-        self.sender = sender
-        self.host = host
-        self.queue: deque[Batch] = deque()
-        self.dropped = 0
-        self.task: asyncio.Task | None = None
-        self.waiting_retry = False        # the delivery task sleeps before its next attempt
-        self._timer: asyncio.TimerHandle | None = None
-
-    # -- occurrences ------------------------------------------------------------------------------
-
-    def offer(self, occurrence: Occurrence) -> None:
-        loop = asyncio.get_running_loop()
-        batch = self.throttle.offer(occurrence, loop.time())
-        if batch is None:
-            log.debug("notify %s: held back by the throttle: %s %s", self.name,
-                      occurrence.watcher, occurrence.event)
-        else:
-            self._enqueue(batch)
-        self._arm(loop)
-
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        due = self.throttle.due()
-        if due is not None and self._timer is None:
-            self._timer = loop.call_at(due, self._window_ended)
-
-    def _window_ended(self) -> None:
-        self._timer = None
-        loop = asyncio.get_running_loop()
-        batch = self.throttle.flush(loop.time())
-        if batch is not None:
-            self._enqueue(batch)
-        self._arm(loop)
-
-    def _enqueue(self, batch: Batch) -> None:
-        if len(self.queue) >= QUEUE_SIZE:
-            self.queue.popleft()
-            self.dropped += 1
-            log.warning("notify %s: queue full (%d messages): dropped the oldest", self.name,
-                        QUEUE_SIZE)
-        self.queue.append(batch)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._work(),
-                                                               name=f"notify:{self.name}")
-
-    # -- delivery ---------------------------------------------------------------------------------
-
-    async def _work(self) -> None:
-        while self.queue:
-            batch = self.queue.popleft()
-            try:
-                await self._deliver(batch)
-            except Exception:   # a bug here must not end the channel's deliveries
-                log.exception("notify %s: delivery failed", self.name)
-
-    def message(self, batch: Batch) -> Message:
-        node = self.host.node
-        title, text = render_text(batch, node, self.dropped)
-        first = (batch.occurrences or batch.held or (None,))[0]
-        env = {"CIRCUS_NOTIFY": self.name, "CIRCUS_NODE": node, "CIRCUS_SUBJECT": title,
-               "CIRCUS_WATCHER": first.watcher if first else "",
-               "CIRCUS_EVENT": ("digest" if batch.digest else first.event) if first else "",
-               "CIRCUS_SUPPRESSED": str(batch.suppressed)}
-        return Message(title, text, render_data(batch, node, self.dropped), env)
-
-    async def _deliver(self, batch: Batch) -> None:
-        message = self.message(batch)
-        cfg = self.cfg
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await asyncio.wait_for(self.sender.send(message), cfg.timeout + SLACK)
-            except DeliveryError as exc:
-                reason = str(exc)
-            except TimeoutError:
-                reason = f"{cfg.destination}: no answer after {cfg.timeout + SLACK:g} s"
-            else:
-                self.dropped = 0
-                log.info("notify %s: sent %r to %s", self.name, message.subject, cfg.destination)
-                self.host.publish(f"notify.{self.name}.sent", {
-                    "time": time.time(), "subject": message.subject, "attempt": attempt})
-                return
-            retry_in = None if attempt > cfg.retries else \
-                min(MAX_RETRY_DELAY, cfg.retry_delay * 2 ** (attempt - 1))
-            if retry_in is None:
-                log.error("notify %s: giving up on %r after %d attempt(s): %s", self.name,
-                          message.subject, attempt, reason)
-            else:
-                log.warning("notify %s: attempt %d failed (%s); retrying in %g s", self.name,
-                            attempt, reason, retry_in)
-            self.host.publish(f"notify.{self.name}.failed", {
-                "time": time.time(), "reason": reason, "attempt": attempt, "retry_in": retry_in,
-                "subject": message.subject})
-            if retry_in is None:
-                return
-            self.waiting_retry = True
-            try:
-                await asyncio.sleep(retry_in)
-            finally:
-                self.waiting_retry = False
-
-    # -- end ----------------------------------------------------------------------------------------
-
-    def flush_held(self) -> None:
-        """Queue a digest of what the throttle holds back now (shutdown)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch = self.throttle.flush(asyncio.get_running_loop().time(), force=True)
-        if batch is not None:
-            self._enqueue(batch)
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-        if self.queue:
-            log.warning("notify %s: %d message(s) not sent", self.name, len(self.queue))
-            self.queue.clear()
-
-
 class Notifier:
     """Every notification of one circusd; an arbiter listener (events) and output listener."""
 
@@ -187,12 +67,14 @@ class Notifier:
                  executor: Executor | None = None) -> None:
         self.host = host
         self._executor = executor
-        self._make = make or (lambda cfg: make_sender(cfg, host, self._pool()))
+        self._make = make
         self.channels: dict[str, Channel] = {}
         self.closed = False
 
     def _pool(self) -> Executor:
         if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._executor = ThreadPoolExecutor(4, thread_name_prefix="circus-notify")
         return self._executor
 
@@ -204,9 +86,16 @@ class Notifier:
             if wanted.get(name) != channel.cfg:
                 channel.cancel()
                 del self.channels[name]
+        if not wanted:
+            return
+        # the channels' module, with the rules and the senders, is for a notification only
+        from circus.notify.channel import Channel, make_sender
+
         for name, cfg in wanted.items():
             if name not in self.channels:
-                self.channels[name] = Channel(cfg, self._make(cfg), self.host)
+                sender = self._make(cfg) if self._make is not None else \
+                    make_sender(cfg, self.host, self._pool())
+                self.channels[name] = Channel(cfg, sender, self.host)
 
     def wants_output(self, watcher: str) -> bool:
         """Does a notification search this watcher's output lines?"""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from circus.protocol import Role
+from circus.security.identity import ANONYMOUS, Identity
 from circus.security.keys import KeyFileError, load_public
 
 __all__ = ["Identity", "Keyring", "ROLE_DIRS", "ANONYMOUS", "SELF_NAME"]
@@ -34,21 +35,6 @@ __all__ = ["Identity", "Keyring", "ROLE_DIRS", "ANONYMOUS", "SELF_NAME"]
 ROLE_DIRS: Mapping[str, Role] = {"admin": Role.ADMIN, "operator": Role.OPERATOR,
                                  "readonly": Role.READONLY}
 SELF_NAME = "circusd"
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    role: Role
-    key: str = ""           # Z85 public key; "" without CURVE
-
-    @property
-    def role_name(self) -> str:
-        return self.role.name.lower()
-
-
-#: the caller when no CURVE is configured: nothing to tell callers apart, every command allowed
-ANONYMOUS = Identity("anonymous", Role.ADMIN)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """circusd-stats: samples the arbiter's processes and publishes them on the stats endpoint.
 
 It is only a client of circusd: it learns the watchers and their pids with ``list``, circusd's
-own pid and the node name with ``dstats``, the sockets with ``listsockets``, then follows the
+own pid and the node name with ``nodeinfo``, the sockets with ``listsockets``, then follows the
 events (``spawn`` adds a pid, ``reap`` removes it; anything else that may change the set of
 watchers or sockets — ``add``, ``rm``, ``reloadconfig``, an unknown watcher — makes it ask again
 before the next sample, and so does a timer every 30 samples, in case an event was missed).
@@ -131,14 +131,26 @@ class Streamer:
             if isinstance(reply, BaseException):
                 continue                     # removed meanwhile
             watchers[name] = set(reply.get("pids", ()))
-        dstats = await self._call("dstats")
-        self.node = str(dstats.get("node") or self.node)
-        info = dstats.get("info")
-        self.circusd_pid = info.get("pid") if isinstance(info, dict) else None
+        self.node, self.circusd_pid = await self._circusd()
         self.sockets = list((await self._call("listsockets")).get("sockets", ()))
         self.watchers = watchers
         self._by_topic = {topic_name(n): n for n in watchers}
         self._dirty = False
+
+    async def _circusd(self) -> tuple[str, int | None]:
+        """The node's name and circusd's pid, from ``nodeinfo``: ``dstats`` says it too but
+        makes circusd sample itself with psutil, which circusd would load for that alone (and
+        keep); ``dstats`` for a circusd that has no ``nodeinfo`` (Circus 0.19)."""
+        try:
+            info = await self._call("nodeinfo")
+        except RuntimeError:
+            dstats = await self._call("dstats")
+            stats = dstats.get("info")
+            return (str(dstats.get("node") or self.node),
+                    stats.get("pid") if isinstance(stats, dict) else None)
+        pid = info.get("pid")
+        return str(info.get("node") or info.get("name") or self.node), \
+            pid if isinstance(pid, int) else None
 
     def on_event(self, topic: str, payload: dict) -> None:
         parts = topic.split(".")

@@ -10,6 +10,8 @@ Every batch of whole lines read from a process's stdout or stderr pipe is:
 
 The streams are opened when the watcher starts and closed when it is stopped for good — after its
 processes' pipes were read to the end (bounded), so the last lines of a process are never lost.
+The stream classes (:mod:`circus.streams.registry`, with the file streams) are imported by the
+first watcher that has a stream: circusd's own stdout and stderr need only the console.
 """
 from __future__ import annotations
 
@@ -18,17 +20,19 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 from circus.errors import StreamError
 from circus.protocol.limits import MAX_RECENT_BYTES
 from circus.protocol.messages import output_topic
 from circus.streams.console import ConsoleStream
-from circus.streams.files import DIRECT, Access
 from circus.streams.formats import TextFormat
 from circus.streams.pump import Gate, OutputPump, Pipe
-from circus.streams.registry import StreamContext, build_stream
 from circus.streams.writer import StreamWriter
+
+if TYPE_CHECKING:
+    from circus.security.asuser import Creds
+    from circus.streams.files import Access
 
 __all__ = ["WatcherOutput", "OutputHost", "RECENT_LINES", "RECENT_BYTES", "STREAM_NAMES"]
 
@@ -126,17 +130,22 @@ class WatcherOutput:
         """The pipes a watcher's configuration sends to a stream."""
         return tuple(name for name in STREAM_NAMES if getattr(cfg, f"{name}_stream"))
 
-    def open(self, cfg: Any, owner: tuple[int, int] | None, access: Access = DIRECT) -> None:
+    def open(self, cfg: Any, owner: tuple[int, int] | None, creds: Creds | None = None) -> None:
         """Open the configured streams (at watcher start); StreamError says which one failed.
-        ``owner``: who gets the files circusd creates; ``access``: whose credentials the file
-        work is done with."""
+        ``owner``: who gets the files circusd creates; ``creds``: whose credentials the file
+        work is done with (None: circusd's)."""
         if self.opened:
             return
         self.recent.resize(getattr(cfg, "recent_lines", RECENT_LINES))
         loop = asyncio.get_running_loop()
         opened: dict[str, Any] = {}
+        names = self.configured(cfg)
+        if names:
+            from circus.streams.files import Access
+
+            access = Access(creds)
         try:
-            for name in self.configured(cfg):
+            for name in names:
                 opened[name] = self._open_one(name, getattr(cfg, f"{name}_stream"), owner, access,
                                               loop)
         except StreamError:
@@ -150,6 +159,8 @@ class WatcherOutput:
 
     def _open_one(self, name: str, conf: Mapping[str, str], owner: tuple[int, int] | None,
                   access: Access, loop: asyncio.AbstractEventLoop) -> Any:
+        from circus.streams.registry import StreamContext, build_stream
+
         ctx = StreamContext(self.watcher, name, lambda: self.host.node, owner, access)
         stream = build_stream(conf, ctx)
         if isinstance(stream, ConsoleStream):
