@@ -12,12 +12,16 @@ changes by the second: each kind gets its share of it):
 * ``list`` and ``status``: ``{"id", "command", "properties": {}}`` as JSON, the reply decoded and
   its id checked (what peerbench's S2 raw probe does).
 
-It prints each round's medians, then the median of the rounds' medians and the ratios to the
-floor. ``--profile FILE`` runs circusd under cProfile (its numbers are then not comparable).
+It prints each round's medians and the servers' CPU time per round trip (every thread's, from
+``/proc/PID/task/*/schedstat``), then the median of the rounds' and the ratios to the floor.
+``--baseline-venv VENV`` measures a second circusd (another version, its own temporary directory
+and ports) in the same rounds: a before/after on the same noise. ``--profile FILE`` runs circusd
+under cProfile (its numbers are then not comparable).
 Every process it starts is stopped by pid (SIGTERM, then SIGKILL) in a ``finally`` block.
 
     .venv/bin/python benchmarks/rtt.py                    # 5 rounds of 2000 of each
     .venv/bin/python benchmarks/rtt.py --rounds 3 --n 500 --venv /other/.venv
+    .venv/bin/python benchmarks/rtt.py --baseline-venv /tmp/base-venv    # before/after
 """
 from __future__ import annotations
 
@@ -32,8 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
-KINDS = ("floor", "list", "status")
 PAYLOAD = json.dumps({"id": "0" * 32, "command": "list", "properties": {}}).encode()
 
 
@@ -78,6 +82,18 @@ def descendants(pid: int) -> list[int]:
             found += kids
             todo += kids
     return found
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far, in ns (schedstat's first field)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def start_time(pid: int) -> str | None:
@@ -174,9 +190,23 @@ def wait_running(client: Client, procs: int, deadline: float) -> None:
     raise SystemExit(f"circusd: {procs} processes not running within the deadline")
 
 
+def start_circusd(venv: str, workdir: str, procs: int, profile: str | None) -> tuple[subprocess.Popen, str]:
+    os.makedirs(workdir)
+    conf, endpoint = write_config(workdir, procs)
+    circusd = os.path.join(venv, "bin", "circusd")
+    cmd = [os.path.join(venv, "bin", "python"), "-m", "cProfile", "-o", os.path.abspath(profile),
+           circusd, conf] if profile else [circusd, conf]
+    with open(os.path.join(workdir, "circusd.log"), "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc, endpoint
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", default=sys.prefix, help="venv with circusd (default: this python's)")
+    parser.add_argument("--baseline-venv", metavar="VENV",
+                        help="a second circusd (another version) measured in the same rounds")
     parser.add_argument("--n", type=int, default=2000, help="round trips of each kind per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=200)
@@ -189,56 +219,65 @@ def main(argv: list[str] | None = None) -> int:
 
     import zmq
     workdir = tempfile.mkdtemp(prefix="rtt-")
-    daemon = echo = None
+    procs: list[subprocess.Popen] = []
     ctx = zmq.Context()
     try:
-        conf, endpoint = write_config(workdir, args.procs)
-        python = os.path.join(args.venv, "bin", "python")
-        circusd = os.path.join(args.venv, "bin", "circusd")
-        cmd = [python, "-m", "cProfile", "-o", os.path.abspath(args.profile), circusd, conf] \
-            if args.profile else [circusd, conf]
-        log = open(os.path.join(workdir, "circusd.log"), "wb")
-        daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        daemon, endpoint = start_circusd(args.venv, os.path.join(workdir, "ours"), args.procs, args.profile)
+        procs.append(daemon)
+        servers = {"": (daemon, endpoint)}
+        if args.baseline_venv:
+            base = start_circusd(args.baseline_venv, os.path.join(workdir, "base"), args.procs, None)
+            procs.append(base[0])
+            servers["base "] = base
         echo_ep = f"tcp://127.0.0.1:{free_port()}"
         echo = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--echo", echo_ep],
                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+        procs.append(echo)
         if echo.stdout.readline().strip() != b"ready":
             raise SystemExit("echo server did not start")
-        floor, ours = Client(ctx, echo_ep), Client(ctx, endpoint)
-        wait_running(ours, args.procs, time.monotonic() + 60)
+        floor = Client(ctx, echo_ep)
         floor.echo(args.warmup)
-        ours.command("list", args.warmup)
-        ours.command("status", args.warmup)
+        # kind -> (the server's pid, run(count) -> latencies)
+        kinds: dict[str, tuple[int, Any]] = {"floor": (echo.pid, floor.echo)}
+        for prefix, (proc, ep) in servers.items():
+            client = Client(ctx, ep)
+            wait_running(client, args.procs, time.monotonic() + 60)
+            for command in ("list", "status"):
+                client.command(command, args.warmup)
+                kinds[prefix + command] = (proc.pid, lambda count, c=client, cmd=command: c.command(cmd, count))
         rounds = []
         for index in range(args.rounds):
-            lat: dict[str, list[float]] = {kind: [] for kind in KINDS}
-            for start in range(0, args.n, args.block):    # the kinds alternate every block
+            lat: dict[str, list[float]] = {kind: [] for kind in kinds}
+            cpu = dict.fromkeys(kinds, 0)          # ns of the server's CPU (all its threads)
+            for start in range(0, args.n, args.block):    # the kinds take turns every block
                 count = min(args.block, args.n - start)
-                lat["floor"] += floor.echo(count)
-                lat["list"] += ours.command("list", count)
-                lat["status"] += ours.command("status", count)
+                for kind, (pid, run) in kinds.items():
+                    before = cpu_ns(pid)
+                    lat[kind] += run(count)
+                    cpu[kind] += cpu_ns(pid) - before
             medians = {kind: statistics.median(values) for kind, values in lat.items()}
+            medians.update({f"{kind} cpu": cpu[kind] / 1e9 / args.n for kind in kinds})
             rounds.append(medians)
-            print(f"round {index + 1}: " + "  ".join(f"{k} {v * 1e6:.0f} us" for k, v in medians.items())
-                  + f"  list/floor {medians['list'] / medians['floor']:.2f}", flush=True)
-        result = {k: statistics.median(r[k] for r in rounds) for k in KINDS}
+            print(f"round {index + 1}: " + "  ".join(
+                f"{k} {medians[k] * 1e6:.0f} us ({medians[k] / medians['floor']:.2f}x, server CPU "
+                f"{medians[k + ' cpu'] * 1e6:.0f})" for k in kinds), flush=True)
+        result = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        ratios = {k: statistics.median(r[k] / r["floor"] for r in rounds) for k in kinds}
         load = os.getloadavg()
-        print(f"median of {args.rounds} rounds of {args.n}: floor {result['floor'] * 1e6:.0f} us, "
-              f"list {result['list'] * 1e6:.0f} us ({result['list'] / result['floor']:.2f}x), "
-              f"status {result['status'] * 1e6:.0f} us ({result['status'] / result['floor']:.2f}x); "
-              f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(f"median of {args.rounds} rounds of {args.n}: " + ", ".join(
+            f"{k} {result[k] * 1e6:.0f} us" + ("" if k == "floor" else f" ({ratios[k]:.2f}x)")
+            for k in kinds) + "; server CPU per round trip: " + ", ".join(
+            f"{k} {result[k + ' cpu'] * 1e6:.1f} us" for k in kinds)
+            + f"; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print("(ratios: the median over the rounds of each round's median / that round's floor)")
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"rounds": rounds, "median": result, "load": load, "n": args.n,
-                           "procs": args.procs}, fh, indent=1)
-        floor.sock.send(b"QUIT")
-        for client in (floor, ours):
-            client.sock.close()
+                json.dump({"rounds": rounds, "median": result, "ratios": ratios, "load": load,
+                           "n": args.n, "procs": args.procs}, fh, indent=1)
         return 0
     finally:
-        stop(echo, 5)
-        stop(daemon)
+        for proc in reversed(procs):
+            stop(proc)
         ctx.destroy(linger=0)
         shutil.rmtree(workdir, ignore_errors=True)
 
