@@ -392,16 +392,22 @@ class Controller:
             behalf = self._on_behalf_of(properties.pop(ON_BEHALF_OF), identity)
         try:
             command = get_command(request.command)
-            if command.role is not Role.READONLY:
+            if not command.readonly:
                 audit = (identity or _REVOKED, peer, command.name, properties, time.monotonic(),
                          behalf)
             if identity is not ANONYMOUS:
                 self._authorize(command, identity)
             props = validate_properties(command, properties)
             handler = HANDLERS[command.name]
-            if self._is_sync(handler):               # read-only: answered right now
+            sync = self._sync.get(handler)
+            if sync is None:
+                sync = self._is_sync(handler)
+            if sync:                                 # read-only: answered right now
                 reply = ok_reply(request.id, handler(self.arbiter, self.ops, props), node)
-                self._reply(router, envelope, request, reply, audit)
+                if audit is None and not request.cast:
+                    self._send(router, envelope, reply)
+                else:
+                    self._reply(router, envelope, request, reply, audit)
                 return
         except Exception as exc:  # converted at the boundary: no traceback goes on the wire
             if isinstance(exc, ProtocolError) and exc.code is ErrorCode.FORBIDDEN and audit is None:

@@ -57,7 +57,7 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
     if not isinstance(data, dict):
         raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: not a JSON object")
     # every object or array of the request opens with one of these bytes: few of them, no walk
-    few = body.count(b"{") + body.count(b"[") <= min(MAX_DEPTH, MAX_CONTAINERS)
+    few = body.count(b"{") + body.count(b"[") <= _FEW
     problem = None if few else shape_problem(data)
     if problem:
         raise BadRequest(ErrorCode.INVALID_MESSAGE, f"message invalid: {problem}")
@@ -78,6 +78,10 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
         raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: 'properties' must be an object",
                          req_id, cast)
     return Request(req_id, command, props, cast)
+
+
+#: a request with at most this many "{" and "[" cannot be too deep or hold too many containers
+_FEW = min(MAX_DEPTH, MAX_CONTAINERS)
 
 
 class _NotJSON(ValueError):
