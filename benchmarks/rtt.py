@@ -5,8 +5,9 @@ A real circusd (from ``--venv``) with one watcher of ``--procs`` ``sleep 3600`` 
 tcp://127.0.0.1 endpoints runs in a temporary directory; an echo ROUTER (a plain blocking
 ``recv_multipart``/``send_multipart`` loop, as peerbench's floor) runs in another process. From
 one already connected DEALER each, this script measures ``--n`` sequential round trips of each
-kind per round, the kinds taking turns every ``--block`` round trips (the machine's noise
-changes by the second: each kind gets its share of it):
+kind per round, the kinds taking turns every ``--block`` round trips in a rotating order (the
+machine's noise changes by the second, and the first round trips after another server's are
+slower: each kind gets its share of both):
 
 * ``floor``: a ``list`` request's bytes echoed by the ROUTER;
 * ``list`` and ``status``: ``{"id", "command", "properties": {}}`` as JSON, the reply decoded and
@@ -249,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             lat: dict[str, list[float]] = {kind: [] for kind in kinds}
             cpu = dict.fromkeys(kinds, 0)          # ns of the server's CPU (all its threads)
-            for start in range(0, args.n, args.block):    # the kinds take turns every block
-                count = min(args.block, args.n - start)
-                for kind, (pid, run) in kinds.items():
+            order = list(kinds.items())
+            for start in range(0, args.n, args.block):    # the kinds take turns every block,
+                count = min(args.block, args.n - start)   # in an order rotated each time (the
+                order = order[1:] + order[:1]             # one after another server pays more)
+                for kind, (pid, run) in order:
                     before = cpu_ns(pid)
                     lat[kind] += run(count)
                     cpu[kind] += cpu_ns(pid) - before
