@@ -335,20 +335,22 @@ class Controller:
                 if index and not router.getsockopt(_EVENTS) & _POLLIN:
                     return
                 try:
-                    frame = router.recv(_NOBLOCK, copy=False)
-                    frames = [frame]
-                    while frame.more:
-                        frame = router.recv(_NOBLOCK, copy=False)
-                        frames.append(frame)
+                    # a ROUTER's message is the sender's routing id, always followed by the
+                    # frame(s) it sent: the id is copied at once (a Frame costs more than the
+                    # copy of a few bytes), only the last frame's properties may be asked for
+                    envelope = [router.recv(_NOBLOCK)]
+                    last = router.recv(_NOBLOCK, copy=False)
+                    while last.more:
+                        envelope.append(last.bytes)
+                        last = router.recv(_NOBLOCK, copy=False)
                 except zmq.Again:
                     return
-                last = frames[-1]
                 watch = self._watch
                 if watch is not None and watch.silent:
                     watch.spoke(last)
                 identity = ANONYMOUS if self.gate is None else self._identify(last)
                 body = last.bytes
-                self._handle([*(f.bytes for f in frames[:-1]), body], router, identity, last)
+                self._handle(envelope, body, router, identity, last)
                 budget -= len(body)
                 if budget <= 0:
                     break
@@ -371,13 +373,10 @@ class Controller:
             user_id = None
         return self.gate.identify(user_id)
 
-    def _handle(self, frames: list[bytes], router: zmq.Socket, identity: Identity | None = ANONYMOUS,
-                peer: Any = None) -> None:
-        """Answer one request (``peer``: its address, or the frame to ask it from if needed)."""
-        if len(frames) < 2:
-            log.warning("dropped a control message of %d frame(s)", len(frames))
-            return
-        envelope, body = frames[:-1], frames[-1]      # DEALER: [id, body]; REQ: [id, b"", body]
+    def _handle(self, envelope: list[bytes], body: bytes, router: zmq.Socket,
+                identity: Identity | None = ANONYMOUS, peer: Any = None) -> None:
+        """Answer one request: ``body`` after its ``envelope`` (DEALER: ``[id]``, REQ:
+        ``[id, b""]``); ``peer``: its address, or the frame to ask it from if needed."""
         node = self.arbiter.node
         try:
             request = decode_request(body, self.max_frame)
@@ -393,16 +392,22 @@ class Controller:
             behalf = self._on_behalf_of(properties.pop(ON_BEHALF_OF), identity)
         try:
             command = get_command(request.command)
-            if command.role is not Role.READONLY:
+            if not command.readonly:
                 audit = (identity or _REVOKED, peer, command.name, properties, time.monotonic(),
                          behalf)
             if identity is not ANONYMOUS:
                 self._authorize(command, identity)
             props = validate_properties(command, properties)
             handler = HANDLERS[command.name]
-            if self._is_sync(handler):               # read-only: answered right now
+            sync = self._sync.get(handler)
+            if sync is None:
+                sync = self._is_sync(handler)
+            if sync:                                 # read-only: answered right now
                 reply = ok_reply(request.id, handler(self.arbiter, self.ops, props), node)
-                self._reply(router, envelope, request, reply, audit)
+                if audit is None and not request.cast:
+                    self._send(router, envelope, reply)
+                else:
+                    self._reply(router, envelope, request, reply, audit)
                 return
         except Exception as exc:  # converted at the boundary: no traceback goes on the wire
             if isinstance(exc, ProtocolError) and exc.code is ErrorCode.FORBIDDEN and audit is None:

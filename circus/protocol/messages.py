@@ -45,8 +45,11 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
     if len(body) > max_size:
         raise BadRequest(ErrorCode.OVERSIZE, f"message of {len(body)} bytes exceeds {max_size}")
     try:
-        text = body.decode(json.detect_encoding(body), "surrogatepass")   # what json.loads does
-        data = _DECODER.decode(text)
+        # what json.loads does; a request opening with "{" then not NUL is UTF-8 by that rule
+        # (no BOM, no UTF-16/32), which saves detect_encoding's look at nearly every request
+        encoding = "utf-8" if body[:1] == b"{" and body[1:2] != b"\0" else json.detect_encoding(body)
+        text = body.decode(encoding, "surrogatepass")
+        data = _decode(text)
     except _NotJSON as exc:
         raise BadRequest(ErrorCode.INVALID_JSON, f"json invalid: {exc}") from None
     except (ValueError, RecursionError):
@@ -54,11 +57,13 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
     if not isinstance(data, dict):
         raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: not a JSON object")
     # every object or array of the request opens with one of these bytes: few of them, no walk
-    few = body.count(b"{") + body.count(b"[") <= min(MAX_DEPTH, MAX_CONTAINERS)
+    few = body.count(b"{") + body.count(b"[") <= _FEW
     problem = None if few else shape_problem(data)
     if problem:
         raise BadRequest(ErrorCode.INVALID_MESSAGE, f"message invalid: {problem}")
-    if _lone_surrogate(data):
+    # a string can hold a lone surrogate only from a \\u escape or from non-ASCII bytes
+    # (surrogatepass): an ASCII request without "\\u" needs no walk
+    if (not body.isascii() or b"\\u" in body) and _lone_surrogate(data):
         raise BadRequest(ErrorCode.INVALID_JSON, "json invalid: a string holds a lone surrogate "
                          "(\\ud800-\\udfff): it is no Unicode text")
     req_id = data.get("id")
@@ -73,6 +78,10 @@ def decode_request(body: bytes, max_size: int = MAX_FRAME) -> Request:
         raise BadRequest(ErrorCode.INVALID_MESSAGE, "message invalid: 'properties' must be an object",
                          req_id, cast)
     return Request(req_id, command, props, cast)
+
+
+#: a request with at most this many "{" and "[" cannot be too deep or hold too many containers
+_FEW = min(MAX_DEPTH, MAX_CONTAINERS)
 
 
 class _NotJSON(ValueError):
@@ -103,6 +112,19 @@ def _lone_surrogate(obj: Any) -> bool:
     return False
 
 
+def _decode(text: str) -> Any:
+    """``_DECODER.decode(text)``; a text from ``{`` to ``}`` (no whitespace around it) is
+    scanned at once, without decode's two whitespace searches. ValueError if it is no JSON."""
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            data, end = _SCAN(text, 0)
+        except StopIteration:
+            raise ValueError("json invalid") from None
+        if end == len(text):
+            return data
+    return _DECODER.decode(text)          # whitespace around, or something after the object
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
@@ -112,15 +134,19 @@ def _finite_float(text: str) -> float:
 
 #: made once: ``json.loads``/``json.dumps`` with options build a new decoder/encoder per call
 _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+_SCAN = _DECODER.scan_once
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
+#: the C encoder ``_ENCODER.encode`` makes anew at each call (with a closure and a dict), made
+#: once: with no circularity markers it keeps no state, and a reply is never circular (a cycle
+#: ends in RecursionError either way: ``_finite`` below would not stop on one either)
+_ONE_SHOT = (json.encoder.c_make_encoder(None, str, json.encoder.encode_basestring_ascii, None,
+                                         ":", ",", False, False, False)
+             if json.encoder.c_make_encoder is not None else None)
 
 
 def ok_reply(req_id: Any, fields: Mapping[str, Any], node: str) -> dict[str, Any]:
-    reply: dict[str, Any] = {"status": "ok", "time": time.time()}
-    reply.update(fields)
-    reply["node"] = node
-    reply["id"] = req_id
-    return reply
+    # the fields may replace status and time (in place); node and id come last, always ours
+    return {"status": "ok", "time": time.time(), **fields, "node": node, "id": req_id}
 
 
 def error_reply(req_id: Any, code: ErrorCode, reason: str, node: str) -> dict[str, Any]:
@@ -132,6 +158,8 @@ def encode(obj: Any) -> bytes:
     """Strict JSON: a non-finite float (a sampler's NaN...) is sent as ``null``, never as the
     ``NaN``/``Infinity`` that other parsers refuse."""
     try:
+        if _ONE_SHOT is not None:
+            return "".join(_ONE_SHOT(obj, 0)).encode()
         return _ENCODER.encode(obj).encode()
     except ValueError:
         return json.dumps(_finite(obj), separators=(",", ":"), default=str,
