@@ -200,7 +200,7 @@ def _items_text(items: Sequence[str], noun: str = "items") -> str:
 
 def _first_line(text: str) -> str:
     """The reason's first line, without the announcement of the output lines that follow it."""
-    return text.split(LAST_LINES_MARK)[0].splitlines()[0] if text else ""
+    return (text.split(LAST_LINES_MARK)[0].splitlines() or [""])[0]
 
 
 def _why(r: NodeResult) -> str:
