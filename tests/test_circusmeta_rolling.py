@@ -494,3 +494,11 @@ def test_the_report_and_its_exit_code():
     assert plan_steps(list("abcde"), 2) == [["a", "b"], ["c", "d"], ["e"]]
     with pytest.raises(ValueError):
         plan_steps([1], 0)
+
+
+def test_the_summary_gives_a_reason_on_one_line_without_its_output():
+    from circusmeta.rolling import _first_line
+    assert _first_line("crasher: exit code 3; last output lines:\n  boom") == "crasher: exit code 3"
+    assert _first_line("refused\nsecond line") == "refused"
+    assert _first_line("; last output lines:\n  boom") == ""
+    assert _first_line("") == ""
