@@ -152,6 +152,9 @@ def test_statsd_emitter_sends_a_counter_per_event(node, udp):
         received.extend(metrics(udp))
         return "circus.shop.watcher.web.spawn:1|c" in received
     wait(spawned_seen, what="a spawn counter")
+    # the subscription may have landed inside that restart (after its kill and start): once
+    # the plugin sees events, one more restart has all three
+    assert c.call("restart", name="web")["status"] == "ok"
     wait(lambda: received.extend(metrics(udp)) or
          {"circus.shop.watcher.web.kill:1|c", "circus.shop.watcher.web.start:1|c"} <= set(received),
          what="kill and start counters")
