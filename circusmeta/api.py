@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from circus.records import Factory, Record, record
 
 from .errors import SelectionError, TooManyNodes, UsageError
 from .fanout import ACTIVE, NodeResult
@@ -63,16 +64,16 @@ def ensure_open_files(needed: int, nodes: int) -> None:
                            f"may open {soft}: raising the limit failed: {exc}") from None
 
 
-@dataclass
-class AddResult:
+@record(frozen=False)
+class AddResult(Record):
     """Where ``add`` put a watcher and why; ``results`` holds each node's ``add`` reply."""
 
     name: str
     choices: list[Choice]
-    results: dict[str, NodeResult] = field(default_factory=dict)
+    results: dict[str, NodeResult] = Factory(dict)
     refused: str | None = None              # why nothing was placed
-    existing: list[str] = field(default_factory=list)
-    unchecked: list[str] = field(default_factory=list)
+    existing: list[str] = Factory(list)
+    unchecked: list[str] = Factory(list)
 
 
 class Pool:

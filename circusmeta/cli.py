@@ -32,10 +32,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
 from circus import __version__
+from circus.records import Factory, Record, record
 
 from .errors import EXIT_OK, EXIT_USAGE, UsageError
 
@@ -50,19 +50,19 @@ ASYNC_COMMANDS = ("add", "tail", "top", "proxy", "discover", "prometheus-sd")
 Usage = UsageError
 
 
-@dataclass
-class Context:
+@record(frozen=False)
+class Context(Record):
     """What a subcommand needs: the pool file, output, the global flags, the audit hook."""
 
     pool_path: str | None
     json: bool = False
     timeout: float | None = None
     log_dir: str | None = None
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    argv: list[str] = field(default_factory=list)
+    out: TextIO = Factory(lambda: sys.stdout)
+    err: TextIO = Factory(lambda: sys.stderr)
+    argv: list[str] = Factory(list)
     #: the whole command line, without the program's name (a resume command is made from it)
-    command_line: list[str] = field(default_factory=list)
+    command_line: list[str] = Factory(list)
 
     def print(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)

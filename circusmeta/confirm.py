@@ -23,10 +23,11 @@ only the watcher's presence and state are checked there).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import zmq
+
+from circus.records import replace
 
 from .fanout import NodeResult
 
@@ -84,7 +85,7 @@ async def confirm(pool: Any, watcher: str, action: str, result: NodeResult) -> N
     assert result.reply is not None
 
     def failed(why: str) -> NodeResult:
-        return dataclasses.replace(result, unconfirmed=why)
+        return replace(result, unconfirmed=why)
 
     status = result.reply.get("status")
     if status != "ok":

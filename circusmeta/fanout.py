@@ -24,10 +24,11 @@ handshake succeeds (ZeroMQ keeps reconnecting).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import zmq
+
+from circus.records import Record, record
 
 from .errors import EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 
@@ -91,8 +92,8 @@ def connect_failure(endpoint: str, limit: float, retried: bool,
     return f"{head}: no answer to the connection attempts (the host down, or a firewall?)"
 
 
-@dataclass(frozen=True)
-class NodeResult:
+@record
+class NodeResult(Record):
     """What one node made of one call."""
 
     node: str                       # the name in the pool file

@@ -42,15 +42,13 @@ client keys and ``proxy_key``; the proxy's own files are checked by :func:`proxy
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Mapping
 
 from circus.config.errors import ConfigError, Issues, did_you_mean
 from circus.config.ini import IniSection, IniValue, parse_ini
+from circus.records import Factory, Record, record, replace
 
 # the key files (poolkeys.py); their functions stay importable from here
 from .poolkeys import (check_key_files, client_keys_for, key_warnings, node_keys,
@@ -67,8 +65,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ENDPOINT = re.compile(r"(tcp|ipc)://\S+")
 
 
-@dataclass(frozen=True)
-class NodeSpec:
+@record
+class NodeSpec(Record):
     name: str
     endpoint: str
     pubsub_endpoint: str | None = None
@@ -80,8 +78,8 @@ class NodeSpec:
     prometheus_endpoint: str | None = None  # HOST:PORT of its /metrics, for Prometheus SD
 
 
-@dataclass(frozen=True)
-class Member:
+@record
+class Member(Record):
     """A collection's item: a watcher on one node (``web1:nginx``) or another collection."""
 
     node: str | None
@@ -92,15 +90,15 @@ class Member:
         return self.collection if self.collection else f"{self.node}:{self.watcher}"
 
 
-@dataclass(frozen=True)
-class Collection:
+@record
+class Collection(Record):
     name: str
     members: tuple[Member, ...]
     mode: str = "sequential"
 
 
-@dataclass(frozen=True)
-class MetaOptions:
+@record
+class MetaOptions(Record):
     strategy: str = "least_loaded"
     timeout: float = 3.0
     stats_endpoint: str = "tcp://127.0.0.1:5570"
@@ -115,8 +113,8 @@ class MetaOptions:
     dns_server: str | None = None       # HOST:PORT asked for them; None: resolv.conf's
 
 
-@dataclass(frozen=True)
-class Origin:
+@record
+class Origin(Record):
     """Where an option was set: for errors about the file it names."""
 
     file: str
@@ -124,17 +122,16 @@ class Origin:
     section: str
 
 
-@dataclass(frozen=True)
-class PoolConfig:
+@record(hidden=("origins",), uncompared=("origins",))
+class PoolConfig(Record):
     meta: MetaOptions
     nodes: Mapping[str, NodeSpec]
-    collections: Mapping[str, Collection] = field(default_factory=dict)
+    collections: Mapping[str, Collection] = Factory(dict)
     file: str = "<pool>"
     #: (section, key) -> where it is set, for the key options ("meta" or "node:NAME")
-    origins: Mapping[tuple[str, str], Origin] = field(default_factory=dict, compare=False,
-                                                      repr=False)
+    origins: Mapping[tuple[str, str], Origin] = Factory(dict)
     #: [node:NAME] sections without endpoint: what the file pins for DNS's node NAME (keys)
-    pins: Mapping[str, NodeSpec] = field(default_factory=dict)
+    pins: Mapping[str, NodeSpec] = Factory(dict)
     warnings: tuple[str, ...] = ()      # about where the nodes came from (DNS)
 
     def origin(self, section: str, key: str) -> Origin:
@@ -358,7 +355,7 @@ def parse_pool(text: str, filename: str) -> PoolConfig:
     _check_collections(sections, collections, None if meta.srv else nodes, issues)
     # a pool file is circusmeta's own format: what 0.19 let pass in circus.ini (a section or
     # key given twice) is an error here, without circusd's --no-strict hint
-    issues.items = [dataclasses.replace(i, lenient=None) for i in issues.items]
+    issues.items = [replace(i, lenient=None) for i in issues.items]
     issues.raise_if_any([filename])
     return PoolConfig(meta, nodes, collections, filename, reader.origins, pins)
 
@@ -426,10 +423,14 @@ def load_pool(path: str) -> PoolConfig:
         config = pool_from_url(path)
     else:
         try:
-            text = Path(path).read_text()
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
         except OSError as exc:
             raise ConfigError([_issue(path, f"cannot read the pool file: "
                                             f"{exc.strerror or exc}")]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([_issue(path, f"the pool file is not UTF-8 text (byte "
+                                            f"{exc.start})")]) from None
         config = parse_pool(text, path)
         if config.meta.srv:
             from .srv import resolve_pool

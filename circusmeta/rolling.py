@@ -33,12 +33,13 @@ done, then a failure).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import zmq
+
+from circus.records import replace
 
 from .confirm import confirm
 from .errors import SelectionError
@@ -309,7 +310,7 @@ async def _call_item(pool: Any, item: Item, action: str, deadline: float,
     """The node's answer, and when it is ok, whether a look at the node bears it out.
     ``wrong``: the node's ``list`` answer naming another circusd: the item is not sent."""
     if wrong is not None:
-        return dataclasses.replace(wrong, unconfirmed=misnamed(item.node, wrong))
+        return replace(wrong, unconfirmed=misnamed(item.node, wrong))
     try:
         result = await pool.call_one(item.node, action, deadline=deadline, name=item.watcher,
                                      **props)

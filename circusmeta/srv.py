@@ -34,10 +34,11 @@ answer. No SRV record at all is a pool error (exit 2).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from circus.config.errors import ConfigError, ConfigIssue, did_you_mean
+from circus.records import replace
 
 from . import dns
 from .pool import MetaOptions, NodeSpec, PoolConfig

@@ -1,7 +1,9 @@
 """What the command-line tools import (modules, not timings): ``--version`` and a one-node
 ``status`` must stay light, so that ``circusmeta`` starts no slower than ``circusctl``.
 
-Each case runs the tool's ``main`` in a fresh interpreter and lists ``sys.modules`` afterwards.
+Each case runs the tool's ``main`` in a fresh interpreter and lists ``sys.modules`` afterwards,
+and the dataclasses that circusmeta's own modules define (each costs 0.4-1 ms to create at import
+with Python 3.11: circusmeta's records on the status path are ``circus.records`` instead).
 """
 from __future__ import annotations
 
@@ -27,7 +29,13 @@ RUN = textwrap.dedent("""
             code = main({argv!r})
         except SystemExit as exc:
             code = exc.code
-    print(json.dumps({{"code": code, "out": out.getvalue(), "modules": sorted(sys.modules)}}))
+    made = sorted(f"{{m.__name__}}.{{k}}" for m in list(sys.modules.values())
+                  if getattr(m, "__name__", "").startswith("circusmeta")
+                  for k, v in vars(m).items()
+                  if isinstance(v, type) and v.__module__ == m.__name__
+                  and "__dataclass_fields__" in v.__dict__)
+    print(json.dumps({{"code": code, "out": out.getvalue(), "modules": sorted(sys.modules),
+                      "dataclasses": made}}))
 """)
 
 
@@ -48,7 +56,9 @@ def test_circusmeta_version_imports_neither_zeromq_nor_its_library():
     modules = got["modules"]
     assert loaded(modules, HEAVY + CONFIG + ("zmq", "circus.config", "circus.protocol")) == []
     ours = [m for m in modules if m.split(".")[0] in ("circus", "circusmeta")]
-    assert ours == ["circus", "circusmeta", "circusmeta.cli", "circusmeta.errors"], ours
+    assert ours == ["circus", "circus.records", "circusmeta", "circusmeta.cli",
+                    "circusmeta.errors"], ours
+    assert got["dataclasses"] == []
     # nothing else but the standard library
     others = [m for m in modules if m.split(".")[0] not in ("circus", "circusmeta")
               and m.split(".")[0] not in sys.stdlib_module_names
@@ -72,6 +82,7 @@ def test_status_over_one_node_runs_without_an_event_loop(circusd, tmp_path):
     meta = imported("circusmeta.cli", ["--pool", str(pool), "status"])
     assert meta["code"] == 0 and "sl" in meta["out"], meta["out"]
     assert loaded(meta["modules"], HEAVY + CONFIG) == []
+    assert meta["dataclasses"] == [], meta["dataclasses"]
     # the plain fan-out needs none of the event-loop commands' modules either
     assert loaded(meta["modules"], ("circusmeta.live", "circusmeta.tail", "circusmeta.rolling",
                                     "circusmeta.placement", "circus.client.aio")) == []

@@ -20,9 +20,9 @@ default and only warn about with ``circusd --no-strict`` (or ``[circus] strict =
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from circus.errors import CircusError
+from circus.records import Record, record
 
 __all__ = ["ConfigIssue", "ConfigError", "Issues", "did_you_mean", "IGNORED", "DROPPED"]
 
@@ -36,8 +36,8 @@ _WARNING_NOTE = {IGNORED: "ignored, as Circus 0.19 did",
                  DROPPED: "this watcher is not loaded, as Circus 0.19 did"}
 
 
-@dataclass(frozen=True)
-class ConfigIssue:
+@record
+class ConfigIssue(Record):
     """One problem: the place it was found (as precise as known) and the reason."""
 
     file: str

@@ -21,7 +21,8 @@ configparser cannot report line numbers, so Circus 0.19's dialect is read here:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from circus.records import Factory, Record, record
 
 from .errors import IGNORED, Issues
 
@@ -32,22 +33,22 @@ _PER_FILE = ("include", "include_dir")   # each file's own: read by the loader, 
 _OPTION = re.compile(r"(?P<key>[^=:]*?)\s*[=:]\s*(?P<value>.*)$")
 
 
-@dataclass(frozen=True)
-class IniValue:
+@record
+class IniValue(Record):
     key: str
     value: str
     file: str
     line: int
 
 
-@dataclass
-class IniSection:
+@record(frozen=False)
+class IniSection(Record):
     """A section's first header (file, line) and its values, first definition winning."""
 
     header: str
     file: str
     line: int
-    values: dict[str, IniValue] = field(default_factory=dict)
+    values: dict[str, IniValue] = Factory(dict)
 
     def add(self, item: IniValue, issues: Issues | None = None) -> None:
         """Keep ``item`` unless the key is set already (first definition wins); a repeat is

@@ -10,11 +10,12 @@ import asyncio
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from circus.config import ConfigError, load_config
 from circus.config.stats_watcher import stats_wanted
+from circus.records import replace
 from circus.security.audit import ON_BEHALF_OF
 from circusmeta.api import Pool
 from circusmeta.fanout import ACTIVE, NodeResult
