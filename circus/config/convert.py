@@ -13,10 +13,10 @@ import resource
 import shlex
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 from circus.protocol.limits import compile_line_pattern
+from circus.records import Record, record
 
 from .substitute import fill_placeholders
 
@@ -38,8 +38,8 @@ _DOTTED = re.compile(rf"{_IDENT}(\.{_IDENT})*(:{_IDENT}(\.{_IDENT})*)?")
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 
 
-@dataclass(frozen=True)
-class Conv:
+@record
+class Conv(Record):
     """How one option's value is checked: `text` for INI, `json` for the protocol; `view` turns a
     checked value back into what `json` accepts (None: tuples become lists, the rest as is)."""
 

@@ -32,7 +32,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+from circus.records import Record, record
 
 from .errors import DROPPED, Issues
 
@@ -44,8 +45,8 @@ RESOLVE_TIMEOUT = 15.0
 KINDS = ("plugin", "stream", "hook")
 
 
-@dataclass(frozen=True)
-class DottedRef:
+@record
+class DottedRef(Record):
     """One dotted path of a configuration, and where it is written."""
 
     kind: str                        # "plugin" | "stream" | "hook"

@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from circus.core.keeper import Handover, collect_handover, handover_path
@@ -25,6 +24,8 @@ from circus.core.process import Process
 from circus.core.readiness import ProcessIO
 from circus.core.states import ProcessEvent
 from circus.errors import LimitExceeded
+from circus.records import Factory, Record
+from circus.records import record as _record
 from circus.streams.console import flush_consoles
 
 __all__ = ["Restore", "sweep_strays", "STRAY_GRACE", "ArbiterSurvival", "WatcherAdoption"]
@@ -37,10 +38,10 @@ STRAY_GRACE = 2.0
 POLL_EXIT = 0.5
 
 
-@dataclass
-class Restore:
+@_record(frozen=False)
+class Restore(Record):
     handover: Handover
-    processes: dict[str, list[dict]] = field(default_factory=dict)   # lower-case watcher name
+    processes: dict[str, list[dict]] = Factory(dict)   # lower-case watcher name
     node_id: str = ""                                                 # our lineage's
 
     def _ours(self, pid: int) -> bool:

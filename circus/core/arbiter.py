@@ -8,7 +8,6 @@ like a control request does, and ``quit`` preempts whatever is in flight.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import random
@@ -32,6 +31,7 @@ from circus.streams.console import flush_consoles
 from circus.streams.pump import OutputPump
 from circus.errors import SpawnError, UnknownWatcher
 from circus.protocol import ErrorCode, ProtocolError, topic_name
+from circus.records import replace
 from circus.security.asuser import Creds
 from circus.security.owner import confinement
 
@@ -179,7 +179,7 @@ class Arbiter(ArbiterSurvival):
 
     def start_helper(self, spec: SpawnSpec) -> tuple[int, asyncio.Future[int]]:
         """Spawn a helper command (probe, tool, notification); the future gets its exit code."""
-        pid = self.os.spawn(dataclasses.replace(spec, env={**spec.env, **self._child_env}))
+        pid = self.os.spawn(replace(spec, env={**spec.env, **self._child_env}))
         done = asyncio.get_running_loop().create_future()
         self._helpers[pid] = done
         return pid, done

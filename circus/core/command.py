@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 from circus.config import WatcherConfig, substitute_spawn
 from circus.core.spawner import SpawnSpec
 from circus.errors import SpawnError
+from circus.records import replace
 
 __all__ = ["build_spec", "helper_spec", "resolve_ids", "spawn_values"]
 
@@ -205,5 +206,5 @@ def helper_spec(cfg: WatcherConfig, argv: list[str], *, environ: Mapping[str, st
     environment, no shell, no inherited sockets, output discarded."""
     spec = build_spec(cfg, wid=0, environ=environ, python_path=python_path, sockets=sockets,
                       extra_env=extra_env, confined=confined)
-    return dataclasses.replace(spec, argv=tuple(argv), executable=None, shell=False,
+    return replace(spec, argv=tuple(argv), executable=None, shell=False,
                                close_stdout=True, close_stderr=True, stdin_fd=None, pass_fds=())

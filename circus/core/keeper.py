@@ -29,9 +29,9 @@ import socket
 import stat
 import struct
 import sys
-from dataclasses import dataclass, field
 
 from circus.core.lineage import Lineage
+from circus.records import Factory, Record, record
 
 __all__ = ["KeeperLink", "KeeperStart", "start_keeper", "Handover", "collect_handover", "handover_path"]
 
@@ -232,13 +232,13 @@ def _trusted_peer(conn: socket.socket) -> bool:
 
 # -- the next circusd's side --------------------------------------------------------------------
 
-@dataclass
-class Handover:
+@record(frozen=False)
+class Handover(Record):
     """What an earlier keeper handed over: pipes by pid, sockets by name."""
 
     lineage: str = ""
-    pipes: dict[int, dict[str, int]] = field(default_factory=dict)
-    sockets: dict[str, socket.socket] = field(default_factory=dict)
+    pipes: dict[int, dict[str, int]] = Factory(dict)
+    sockets: dict[str, socket.socket] = Factory(dict)
 
     def take_sockets(self) -> dict[str, socket.socket]:
         """The sockets, now owned by the caller."""

@@ -9,9 +9,9 @@ process is identified by its pid and its start time (:mod:`circus.core.procfs`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from circus.core.procfs import MARKER, read_marker, running, same_pid_namespace, start_ticks
+from circus.records import Record, record
 
 __all__ = ["MARKER", "Lineage", "start_ticks", "read_marker", "running", "scan", "Stray", "boot_id",
            "same_pid_namespace"]
@@ -41,8 +41,8 @@ def boot_id() -> str:
         return ""
 
 
-@dataclass(frozen=True)
-class Lineage:
+@record
+class Lineage(Record):
     """The marker of one circusd instance."""
 
     node_id: str
@@ -75,8 +75,8 @@ class Lineage:
         return start_ticks(self.pid) == self.ticks
 
 
-@dataclass(frozen=True)
-class Stray:
+@record
+class Stray(Record):
     """A live process marked by an earlier, dead circusd of the same node."""
 
     pid: int

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+
+from circus.records import Record, record
 
 __all__ = ["RestartPolicy", "Decision", "after_exit", "backoff_delay", "describe_exit", "batch_size"]
 
@@ -30,8 +31,8 @@ class Verdict(enum.Enum):
     GIVE_UP = "give_up"
 
 
-@dataclass(frozen=True)
-class Decision:
+@record
+class Decision(Record):
     verdict: Verdict
     failures: int          # the slot's new count of consecutive failed starts
     delay: float = 0.0     # seconds before the respawn (RESPAWN only)

@@ -17,10 +17,10 @@ import os
 import resource
 import signal
 import subprocess
-from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol
 
 from circus.errors import SpawnError
+from circus.records import Factory, Record, record
 
 __all__ = ["SpawnSpec", "OSLayer", "RealOS", "ExitHandler", "become_subreaper"]
 
@@ -29,8 +29,8 @@ log = logging.getLogger("circus")
 ExitHandler = Callable[[int, int], None]   # (pid, exit code as os.waitstatus_to_exitcode)
 
 
-@dataclass(frozen=True)
-class SpawnSpec:
+@record
+class SpawnSpec(Record):
     """Everything needed to start one process, fully resolved (numeric ids, final argv)."""
 
     argv: tuple[str, ...]
@@ -42,7 +42,7 @@ class SpawnSpec:
     gid: int | None = None
     groups: tuple[int, ...] | None = None
     umask: int | None = None
-    rlimits: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    rlimits: Mapping[int, tuple[int, int]] = Factory(dict)
     close_stdin: bool = True
     stdin_fd: int | None = None           # a socket duplicated onto stdin (stdin_socket)
     stdout_fd: int | None = None          # write end of a pipe read by circusd

@@ -3,7 +3,6 @@ pipes and readiness probe, the lineage marker, its records in the watcher and th
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -12,6 +11,7 @@ from circus.core.command import build_spec, spawn_values
 from circus.core.process import Process
 from circus.core.states import ProcessEvent
 from circus.errors import SpawnError
+from circus.records import replace
 
 __all__ = ["spawn_slot"]
 
@@ -29,9 +29,9 @@ def spawn_slot(w: Any, p: Process) -> None:
         context = w.host.spawn_context(w)
         io = w._make_io(w.cfg.ready, spawn_values(w.cfg, p.wid, context["sockets"]))
         spec = build_spec(w.cfg, wid=p.wid, extra_env=io.env if io else None, **context)
-        spec = dataclasses.replace(spec, env={**spec.env, **w.host.child_env()})
+        spec = replace(spec, env={**spec.env, **w.host.child_env()})
         if io is not None:
-            spec = dataclasses.replace(spec, stdout_fd=io.stdout_w, stderr_fd=io.stderr_w)
+            spec = replace(spec, stdout_fd=io.stdout_w, stderr_fd=io.stderr_w)
         pid = w.host.os.spawn(spec)
     except SpawnError as exc:
         if io is not None:

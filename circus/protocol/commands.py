@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from circus.protocol.errors import ErrorCode, ProtocolError
+from circus.records import Record, record
 
 __all__ = ["Role", "Prop", "Command", "COMMANDS", "get_command", "validate_properties", "MATCH_KINDS"]
 
@@ -25,8 +26,8 @@ class Role(enum.IntEnum):
     ADMIN = 3
 
 
-@dataclass(frozen=True)
-class Prop:
+@record
+class Prop(Record):
     name: str
     types: tuple[type, ...]
     doc: str

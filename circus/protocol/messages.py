@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from circus.protocol.errors import ErrorCode, ProtocolError
 from circus.protocol.limits import MAX_CONTAINERS, MAX_DEPTH, MAX_FRAME, shape_problem
+from circus.records import Record, record
 
 __all__ = ["Request", "decode_request", "ok_reply", "error_reply", "encode", "decode",
            "make_request", "encode_event", "decode_event", "read_event", "MAX_FRAME", "output_topic", "topic_name"]
 
 
 
-@dataclass(frozen=True)
-class Request:
+@record
+class Request(Record):
     id: Any
     command: str
     properties: dict[str, Any]

@@ -24,9 +24,9 @@ import pwd
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from circus.records import Record, record
 from circus.security.safepath import UnsafePath
 
 __all__ = ["Creds", "run_as", "user_creds", "HELPER_TIMEOUT", "MAX_REPLY", "MAX_FDS"]
@@ -41,8 +41,8 @@ MAX_FDS = 4
 Job = Callable[..., "tuple[Any, list[int]]"]
 
 
-@dataclass(frozen=True)
-class Creds:
+@record
+class Creds(Record):
     """Who the child becomes."""
 
     uid: int

@@ -6,15 +6,15 @@ load the key machinery.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from circus.protocol import Role
+from circus.records import Record, record
 
 __all__ = ["Identity", "ANONYMOUS"]
 
 
-@dataclass(frozen=True)
-class Identity:
+@record
+class Identity(Record):
     name: str
     role: Role
     key: str = ""           # Z85 public key; "" without CURVE
