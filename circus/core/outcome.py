@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterable
 
-from circus.core.policy import describe_exit
+from circus.core.policy import RestartPolicy, describe_exit
 from circus.core.states import ProcessState, WatcherState
 from circus.errors import NotReady, SpawnError
 
@@ -98,8 +98,9 @@ async def settle(w: Any, pids: Iterable[int]) -> None:
                 await asyncio.wait_for(asyncio.shield(exited), max(0.0, started + window - loop.time()))
             except TimeoutError:
                 continue
-        if p.planned_exit or (exited.result() == 0 and p.state is PS.EXITED):
-            continue                         # stopped by circusd, or a job that completed
+        if p.planned_exit or (exited.result() == 0 and w.policy is not RestartPolicy.ALWAYS):
+            continue                         # stopped by circusd, or a job that completed (its
+            #                                  slot may be put away already: not its state)
         uptime = p.last_uptime if p.last_uptime is not None else loop.time() - started
         text = lines_text(line for line in last_lines(w) if line["pid"] == pid) or \
             lines_text(last_lines(w))
