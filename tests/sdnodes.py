@@ -89,7 +89,10 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str, dict]:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read().decode(), dict(r.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(), dict(exc.headers)
+        try:
+            return exc.code, exc.read().decode(), dict(exc.headers)
+        finally:
+            exc.close()
 
 
 def try_get(url: str) -> str | None:

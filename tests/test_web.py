@@ -786,8 +786,11 @@ def _wait_http(proc, url: str, timeout: float = 15.0) -> bytes:
         if proc is not None and proc.poll() is not None:
             pytest.fail(f"exited with {proc.returncode} while waiting for {url}")
         try:
-            return urllib.request.urlopen(url, timeout=2).read()
-        except (urllib.error.URLError, ConnectionError, OSError):
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read()
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()              # it holds the connection (a ResourceWarning at its GC)
             if time.monotonic() > deadline:
                 pytest.fail(f"nothing answered at {url} within {timeout} s")
             time.sleep(0.05)
