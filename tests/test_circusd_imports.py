@@ -112,6 +112,38 @@ def test_a_plain_configuration_loads_no_feature_it_does_not_use(circusd, tmp_pat
     assert {"circus.core.arbiter", "circus.core.controller", "circus.core.queries"} <= set(names)
 
 
+#: the dataclasses a plain circusd may create: the schema (its field metadata is the schema),
+#: the process slot (slots), a command (__post_init__) and a bound socket (identity equality);
+#: any other record on circusd's start-up path is a circus.records.record (docs/development.rst)
+DATACLASSES = {"circus.config.schema." + name for name in (
+    "CircusOptions", "WatcherConfig", "SocketConfig", "NotifyConfig", "PluginConfig",
+    "ToolConfig", "Config")} | {"circus.core.process.Process", "circus.protocol.commands.Command",
+                                "circus.core.sockets.BoundSocket"}
+
+DEFINED = """
+import importlib, json, sys
+made = []
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    made += [f"{name}.{k}" for k, v in vars(module).items() if isinstance(v, type)
+             and v.__module__ == name and "__dataclass_fields__" in v.__dict__]
+print(json.dumps(sorted(made)))
+"""
+
+
+def test_a_plain_circusd_creates_no_dataclass_but_the_schemas(circusd, tmp_path):
+    d, profile = profiled(circusd, PLAIN.format(dir=tmp_path))
+    d.wait(lambda: len(d.children("sleep 3691")) == 2, 20, "its two processes")
+    assert d.stop() == 0
+    ours = sorted({n for n in imports(profile) if n.split(".")[0] == "circus"})
+    proc = subprocess.run([sys.executable, "-c", DEFINED, *ours], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    made = set(json.loads(proc.stdout))
+    assert "circus.config.schema.WatcherConfig" in made      # the check sees dataclasses
+    assert made - DATACLASSES == set()
+
+
 def test_circusd_stats_does_not_make_circusd_load_psutil(circusd, tmp_path):
     """circusd-stats learns circusd's pid with ``nodeinfo``: ``dstats`` would make circusd
     sample itself with psutil. ``-X importtime``: circusd-stats must not write its own
