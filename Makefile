@@ -26,11 +26,15 @@ test: $(STAMP)
 #   make bench BENCH_ARGS="--reps 1 --ns 10,20 --main-n 20 --idle-seconds 2"
 PEERS ?= $(or $(PEERBENCH_PEERS),$(or $(TMPDIR),/tmp)/peers)
 
+# Ours is measured installed as the peers are (from this tree, not editable, byte-compiled), in
+# $(PEERS)/ours: an editable install adds its finder's imports to every interpreter's start.
 bench: $(STAMP)
-	$(BIN)/python -m compileall -q circus circusmeta
 	PEERS='$(PEERS)' bash benchmarks/setup_peers.sh
+	test -x '$(PEERS)/ours/bin/python' || $(PYTHON) -m venv '$(PEERS)/ours'
+	'$(PEERS)/ours/bin/python' -m pip install --quiet .
+	'$(PEERS)/ours/bin/python' -m pip install --quiet --force-reinstall --no-deps .
 	PEERBENCH_PEERS='$(PEERS)' '$(PEERS)/bench/bin/python' benchmarks/peerbench.py run \
-	    --ours-venv '$(abspath $(VENV))' \
+	    --ours-venv '$(PEERS)/ours' \
 	    --out-json benchmarks/results/results-ours.json \
 	    --out-md benchmarks/results/results-ours.md $(BENCH_ARGS)
 
