@@ -22,11 +22,47 @@ from conftest import proc_alive, proc_children
 pytestmark = pytest.mark.real
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_the_programs():
+    """A program a failed test left running is killed (with its pipes closed), so that it
+    neither outlives the test nor fails the next one with a ResourceWarning."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            children = proc_children(proc.pid)
+            proc.terminate()                     # the arbiter stops its watchers
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            for pid in children:                 # what it could not stop (by pid)
+                if proc_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+
+
 def run_script(tmp_path: Path, code: str) -> subprocess.Popen:
     script = tmp_path / "prog.py"
     script.write_text(textwrap.dedent(code))
-    return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, text=True,
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _STARTED.append(proc)
+    return proc
+
+
+def read_json(path: Path):
+    """The JSON document at ``path``, or None while it is missing or still being written."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 15.0,
@@ -84,8 +120,7 @@ def test_the_0_19_docs_example_runs_until_sigterm(tmp_path):
                            "left": len(arbiter.get_watcher("sleep").processes)}}))
     """)
     started = tmp_path / "started.json"
-    wait_for(started.exists, proc, what="the start callback")
-    info = json.loads(started.read_text())
+    info = wait_for(lambda: read_json(started), proc, what="the start callback")
     assert info["wids"] == [1, 2, 3] and info["names"] == ["sleep"] and info["running"]
     assert sorted(proc_children(proc.pid)) == info["pids"]
     assert all(proc_alive(pid) for pid in info["pids"])
