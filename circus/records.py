@@ -95,7 +95,8 @@ def record(cls: type | None = None, *, frozen: bool = True, hidden: tuple[str, .
             if isinstance(default, Factory):
                 namespace[f"_make_{name}"] = default.make
                 params.append(f"{name}=_UNSET")
-                body.append(f"    {_VALUES}[{name!r}] = _make_{name}() if {name} is _UNSET else {name}")
+                body.append(f"    {_VALUES}[{name!r}] = "
+                            f"_make_{name}() if {name} is _UNSET else {name}")
             elif default is not _UNSET:
                 namespace[f"_default_{name}"] = default
                 params.append(f"{name}=_default_{name}")
@@ -106,8 +107,8 @@ def record(cls: type | None = None, *, frozen: bool = True, hidden: tuple[str, .
             else:
                 params.append(name)
                 body.append(f"    {_VALUES}[{name!r}] = {name}")
-        source = (f"def __init__({_SELF}, {', '.join(params)}):\n    {_VALUES} = {_SELF}.__dict__\n"
-                  + "\n".join(body or ["    pass"]) + "\n")
+        source = (f"def __init__({_SELF}, {', '.join(params)}):\n"
+                  f"    {_VALUES} = {_SELF}.__dict__\n" + "\n".join(body or ["    pass"]) + "\n")
         exec(source, namespace)                 # the names are the class's own annotations
         init = namespace["__init__"]
         init.__qualname__ = f"{cls.__qualname__}.__init__"

@@ -98,7 +98,8 @@ async def settle(w: Any, pids: Iterable[int]) -> None:
                 await asyncio.wait_for(asyncio.shield(exited), max(0.0, started + window - loop.time()))
             except TimeoutError:
                 continue
-        if p.planned_exit or (exited.result() == 0 and w.policy is not RestartPolicy.ALWAYS):
+        completed = exited.result() == 0 and w.policy is not RestartPolicy.ALWAYS
+        if p.planned_exit or completed:
             continue                         # stopped by circusd, or a job that completed (its
             #                                  slot may be put away already: not its state)
         uptime = p.last_uptime if p.last_uptime is not None else loop.time() - started
