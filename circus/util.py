@@ -1,8 +1,9 @@
 """Circus 0.19's ``circus.util``, kept for the plugins, hooks, stream classes and tools written
 against it — and only for them: it is the 0.19 compatibility surface, not a place for new code.
 
-Each name that public code imports from it either works as it did (they are implemented in
-:mod:`circus.compat.helpers`) or raises an ImportError that says what to use instead:
+Each name that public code imports from it either works as it did (implemented in the
+:mod:`circus.compat` module of its concept: ``values``, ``endpoints``, ``logs``, ``futures``,
+``dotted``, ``environment``) or raises an ImportError that says what to use instead:
 
 * working: ``DEFAULT_ENDPOINT_DEALER``, ``DEFAULT_ENDPOINT_SUB``, ``DEFAULT_ENDPOINT_STATS``,
   ``DEFAULT_ENDPOINT_MULTICAST``, ``LOG_LEVELS``, ``LOG_FMT``, ``LOG_DATE_FMT``,
@@ -16,11 +17,17 @@ Each name that public code imports from it either works as it did (they are impl
 """
 from typing import Any
 
-from circus.compat.helpers import *  # noqa: F401,F403  (the compatibility surface itself)
-from circus.compat.helpers import __all__ as _helpers
+from circus.compat import dotted, endpoints, environment, futures, logs, values
+from circus.compat.dotted import *  # noqa: F401,F403  (the compatibility surface itself)
+from circus.compat.endpoints import *  # noqa: F401,F403
+from circus.compat.environment import *  # noqa: F401,F403
+from circus.compat.futures import *  # noqa: F401,F403
+from circus.compat.logs import *  # noqa: F401,F403
 from circus.compat.removed import removed_names
+from circus.compat.values import *  # noqa: F401,F403
 
-__all__ = [*_helpers, "AsyncPeriodicCallback"]
+__all__ = [*endpoints.__all__, *environment.__all__, *logs.__all__, *values.__all__,
+           *futures.__all__, *dotted.__all__, "AsyncPeriodicCallback"]
 
 #: 0.19 names that are not kept, and what replaces each
 REMOVED = {

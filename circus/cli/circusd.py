@@ -94,7 +94,7 @@ def configure_logging(args: argparse.Namespace, opts, output: str,
     loggerconfig) when there is one, as 0.19; else level and `output` (`console`: the file a
     daemon's stdout and stderr go to). The reason it cannot be done, or None."""
     from circus.cli import logsetup
-    from circus.config.loggerconfig import logger_config_path, read_logger_config
+    from circus.config.loggerconfig import logger_config_path
 
     target = logger_config_path(args.loggerconfig or opts.loggerconfig)
     if target is None:
@@ -105,16 +105,8 @@ def configure_logging(args: argparse.Namespace, opts, output: str,
             where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
             return f"bad log output: {where}{why}"
         return None
-    # logging.config (with configparser, socketserver, logging.handlers, pickle) is for a
-    # logger configuration file only
-    import logging.config
-
     try:
-        kind, data = read_logger_config(target)
-        if kind == "ini":
-            logging.config.fileConfig(data, disable_existing_loggers=True)
-        else:
-            logging.config.dictConfig(data)
+        logsetup.apply_config(target)
     except Exception as exc:  # logging.config raises what the file's contents make it raise
         return f"bad logger configuration {target}: {exc}"
     return None

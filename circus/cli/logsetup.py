@@ -19,8 +19,8 @@ from typing import Any
 
 from circus.security.safepath import open_append
 
-__all__ = ["configure", "reopen", "LOG_FORMAT", "LEVELS", "LOG_MODE", "SafeFileHandler",
-           "describe"]
+__all__ = ["configure", "apply_config", "reopen", "LOG_FORMAT", "LEVELS", "LOG_MODE",
+           "SafeFileHandler", "describe"]
 
 #: mode of a new log file (before the umask)
 LOG_MODE = 0o640
@@ -102,6 +102,23 @@ def configure(level: str = "info", output: str = "-", console: str | None = None
     root.setLevel(level.upper())
     _report_fixed(handler)
     return handler
+
+
+def apply_config(path: str, disable_existing_loggers: bool = True) -> None:
+    """Apply the logger configuration file at ``path`` (*.ini: ``fileConfig``, *.json/*.yaml:
+    ``dictConfig``, read by :func:`circus.config.loggerconfig.read_logger_config`): ValueError
+    saying what is wrong with the file; what ``logging.config`` raises for its contents."""
+    # logging.config (with configparser, socketserver, logging.handlers, pickle) is for a
+    # logger configuration file only
+    import logging.config
+
+    from circus.config.loggerconfig import read_logger_config
+
+    kind, data = read_logger_config(path)
+    if kind == "ini":
+        logging.config.fileConfig(data, disable_existing_loggers=disable_existing_loggers)
+    else:
+        logging.config.dictConfig(data)
 
 
 def reopen() -> None:

@@ -11,7 +11,10 @@ and programs that embed an arbiter.
   inside a Python program, with :mod:`circus.compat.specs` (0.19's ``Watcher`` and
   ``CircusSocket`` constructors) and :mod:`circus.compat.reaping` (its own children only);
 * :mod:`circus.compat.streams` — 0.19's stream classes and their call contract;
-* :mod:`circus.compat.helpers` — the ``circus.util`` names that code in the wild imports;
+* the ``circus.util`` names that code in the wild imports, each in the module of its concept:
+  :mod:`~circus.compat.values` (sizes, booleans, signals, users), :mod:`~circus.compat.endpoints`,
+  :mod:`~circus.compat.logs`, :mod:`~circus.compat.futures`, :mod:`~circus.compat.dotted`
+  (``resolve_name``), :mod:`~circus.compat.environment` (working directory, ``env`` strings);
 * :mod:`circus.compat.removed` — names that are gone raise an ``ImportError`` saying what
   replaces them.
 

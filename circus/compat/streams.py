@@ -23,7 +23,8 @@ import time
 from queue import Empty  # noqa: F401  (0.19 exported it from circus.stream)
 from typing import Any, Mapping
 
-from circus.compat.helpers import resolve_name, to_bool, to_str
+from circus.compat.dotted import resolve_name
+from circus.compat.values import to_bool, to_str
 from circus.config.schema import STREAM_COLORS, STREAM_ROTATE_WHEN
 from circus.streams import files, timed
 from circus.streams.formats import Batch, FancyFormat, TextFormat
