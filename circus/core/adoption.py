@@ -24,8 +24,7 @@ from circus.core.process import Process
 from circus.core.readiness import ProcessIO
 from circus.core.states import ProcessEvent
 from circus.errors import LimitExceeded
-from circus.records import Factory, Record
-from circus.records import record as _record
+from circus.records import Factory, Record, record
 from circus.streams.console import flush_consoles
 
 __all__ = ["Restore", "sweep_strays", "STRAY_GRACE", "ArbiterSurvival", "WatcherAdoption"]
@@ -38,7 +37,7 @@ STRAY_GRACE = 2.0
 POLL_EXIT = 0.5
 
 
-@_record(frozen=False)
+@record(frozen=False)
 class Restore(Record):
     handover: Handover
     processes: dict[str, list[dict]] = Factory(dict)   # lower-case watcher name
@@ -58,15 +57,15 @@ class Restore(Record):
             if watcher is None:
                 continue
             wids: set[int] = set()
-            for record in records:
-                pid, wid = record["pid"], record["wid"]
+            for entry in records:
+                pid, wid = entry["pid"], entry["wid"]
                 if wid in wids or pid in adopted or not 1 <= wid <= MAX_WID:
                     continue
-                if start_ticks(pid) != record["ticks"] or not self._ours(pid):
+                if start_ticks(pid) != entry["ticks"] or not self._ours(pid):
                     log.info("%s: recorded process %d is gone (or its pid was reused): not adopted",
                              watcher.name, pid)
                     continue
-                watcher.adopt(wid, pid, record["ticks"], float(record.get("create_time") or 0.0),
+                watcher.adopt(wid, pid, entry["ticks"], float(entry.get("create_time") or 0.0),
                               self.handover.pipes.pop(pid, None))
                 wids.add(wid)
                 adopted.add(pid)
