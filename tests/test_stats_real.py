@@ -138,6 +138,9 @@ def test_stream_topics_are_node_prefixed_with_sane_numbers(circusd, tmp_path, zc
         assert feed.latest[f"statnode/stat.busy.{busy}"]["cpu"] <= 110
         circus = feed.latest["statnode/stat.circus"]
         stats_pid = pids_of(c, "circusd-stats")[0]
+        feed.wait(lambda f: {f"statnode/stat.circus.{d.pid}", f"statnode/stat.circus.{stats_pid}"}
+                  <= f.latest.keys(), what="circusd's and circusd-stats' own topics",
+                  alive=alive(d))
         assert sorted(circus["pid"]) == sorted([d.pid, stats_pid])
         own = feed.latest[f"statnode/stat.circus.{d.pid}"]
         assert own["name"] == "circusd" and own["watcher"] == "circus" and own["rss"] > 0
@@ -169,9 +172,11 @@ def test_the_stream_carries_each_watchers_state_and_trouble(circusd, tmp_path, z
     """), "--name", "sn")
     try:
         feed = feeds(f"ipc://{tmp_path}/stats.sock")
+        ok_pids = d.wait(lambda: len(pids_of(c, "ok")) == 2 and pids_of(c, "ok"), what="ok's pids")
         feed.wait(lambda f: (f.latest.get("sn/stat.crasher") or {}).get("trouble") == "backoff"
-                  and (f.latest.get("sn/stat.node") or {}).get("in_trouble") == 1,
-                  what="the crasher in backoff in the stream", alive=alive(d))
+                  and (f.latest.get("sn/stat.node") or {}).get("in_trouble") == 1
+                  and {"sn/stat.ok", "sn/stat.off", *(f"sn/stat.ok.{p}" for p in ok_pids)}
+                  <= f.latest.keys(), what="the crasher in backoff in the stream", alive=alive(d))
         crasher = feed.latest["sn/stat.crasher"]
         assert (crasher["state"], crasher["wanted"], crasher["pid"]) == ("active", 1, [])
         assert "in backoff" in crasher["reason"] and crasher["restarts"] >= 0
@@ -179,7 +184,7 @@ def test_the_stream_carries_each_watchers_state_and_trouble(circusd, tmp_path, z
         assert (ok["state"], ok["trouble"], ok["wanted"], ok["numprocesses"]) == \
             ("active", None, 2, 2)
         assert feed.latest["sn/stat.off"]["state"] == "stopped"
-        for pid in pids_of(c, "ok"):
+        for pid in ok_pids:
             assert feed.latest[f"sn/stat.ok.{pid}"]["state"] == "running"
         node = feed.latest["sn/stat.node"]
         assert node["watcher_processes"] == 2 and node["watchers"] == 3
@@ -358,8 +363,9 @@ def test_circusd_stats_standalone(circusd, tmp_path, zctx, feeds):
     try:
         feed = feeds(f"ipc://{tmp_path}/solo-stats.sock")
         pid = d.wait(lambda: pids_of(c, "sleeper"), what="pid")[0]
-        feed.wait(lambda f: f"solo/stat.sleeper.{pid}" in f.latest, what="standalone stream",
-                  alive=lambda: proc.poll() is None)
+        # circusd-stats' own topic may come later in the round than the sleeper's
+        feed.wait(lambda f: {f"solo/stat.sleeper.{pid}", f"solo/stat.circus.{proc.pid}"}
+                  <= f.latest.keys(), what="standalone stream", alive=lambda: proc.poll() is None)
         stat = feed.latest[f"solo/stat.circus.{proc.pid}"]
         assert stat["name"] == "circusd-stats"
         proc.send_signal(signal.SIGTERM)
