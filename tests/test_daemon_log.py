@@ -132,7 +132,9 @@ def test_a_root_daemon_logs_to_var_log_circus_with_its_watchers_output(conf, tmp
                             f"the output of watchers that have no stream)\n")
         assert stat.S_IMODE(log.stat().st_mode) == 0o640          # umask 027 of the daemon
         assert stat.S_IMODE(log.parent.stat().st_mode) & 0o007 == 0
-        text = wait_for(lambda: "talker complains" in read(log) and read(log), "the output")
+        # its stdout and stderr are two pipes: either line may come first
+        text = wait_for(lambda: "talker complains" in read(log) and "talker says hello\n" in
+                        read(log) and read(log), "the output")
         assert "starting on node" in text
         assert f"log: {log} (with the output of watchers that have no stream)" in text
         assert "talker says hello\n" in text
